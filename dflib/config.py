@@ -1,0 +1,223 @@
+"""Profiles: the schema of every parameter, and validation before any work starts.
+
+A profile is one YAML file: shared keys at the top level and one section per stage.
+Each notebook receives the shared keys plus its own section, flattened, as papermill
+parameters; :func:`from_namespace` validates them again inside the notebook so a reader
+who edits the parameters cell gets the same one-line errors as ``dflib check``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from . import paths
+
+
+class ProfileError(ValueError):
+    """A profile problem, phrased as one line naming the key, value or path."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One parameter: its type, default, allowed values or range, and meaning."""
+
+    kind: type | tuple[type, ...]
+    default: Any
+    help: str
+    choices: Sequence[Any] | None = None
+    min: float | None = None
+    max: float | None = None
+    item: type | None = None  # element type of a list
+    length: int | None = None  # exact list length
+
+    def check(self, key: str, value: Any) -> Any:
+        """Return ``value`` coerced to the field's type, or raise :class:`ProfileError`."""
+        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        wrong_bool = isinstance(value, bool) and bool not in kinds
+        if wrong_bool or not isinstance(value, kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise ProfileError(f"{key}: expected {names}, got {type(value).__name__} {value!r}")
+        if isinstance(value, list):
+            if self.length is not None and len(value) != self.length:
+                raise ProfileError(f"{key}: expected a list of {self.length} values, got {value!r}")
+            if self.item is not None:
+                value = [Field(self.item, None, "", choices=self.choices, min=self.min,
+                               max=self.max).check(f"{key}[{i}]", v) for i, v in enumerate(value)]
+            return value
+        if self.choices is not None and value not in self.choices:
+            raise ProfileError(f"{key}: {value!r} is not allowed (allowed: "
+                               f"{', '.join(map(str, self.choices))})")
+        if self.min is not None and value < self.min:
+            raise ProfileError(f"{key}: {value!r} is below the minimum {self.min}")
+        if self.max is not None and value > self.max:
+            raise ProfileError(f"{key}: {value!r} is above the maximum {self.max}")
+        return value
+
+
+DATASETS = ("celebdf", "ffpp", "dfdc", "folder")
+FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
+COMPRESSIONS = ("c0", "c23", "c40")
+
+SHARED: Mapping[str, Field] = MappingProxyType({
+    "run_name": Field(str, None, "name of the run folder under outputs_dir"),
+    "dataset": Field(str, None, "dataset adapter", choices=DATASETS),
+    "data_root": Field(str, None, "dataset folder (relative paths start at the project root)"),
+    "outputs_dir": Field(str, "outputs", "where run folders live"),
+    "seed": Field(int, 0, "seed of every random choice", min=0),
+    "img_size": Field(int, 160, "side of the stored face crops in pixels", min=16, max=1024),
+    "frames_per_video": Field(int, 25, "frames sampled per video", min=1, max=10_000),
+    "device": Field(str, "auto", "torch device for MTCNN / FaceNet",
+                    choices=("auto", "cpu", "cuda")),
+})
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage of the study: its notebook and the parameters of its profile section."""
+
+    name: str
+    notebook: str
+    fields: Mapping[str, Field] = field(default_factory=dict)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("index", "00_build_index.ipynb", {
+        "val_fraction": Field(float, 0.2, "share of training videos held out for validation",
+                              min=0.0, max=0.9),
+        "max_videos_per_class": Field(int, 0, "cap on videos per split and label (0 = all)",
+                                      min=0),
+        "ffpp_methods": Field(list, ["NeuralTextures"], "FaceForensics++ manipulations",
+                              item=str, choices=FFPP_METHODS),
+        "ffpp_compression": Field(str, "c40", "FaceForensics++ compression",
+                                  choices=COMPRESSIONS),
+        "demo_generate": Field(bool, False, "write the demo dataset to data_root when missing"),
+        "demo_identities": Field(int, 6, "demo: number of identities", min=2, max=64),
+        "demo_real_per_identity": Field(int, 4, "demo: real videos per identity", min=1),
+        "demo_fake_per_identity": Field(int, 10, "demo: fake videos per identity", min=1),
+        "demo_frames": Field(int, 32, "demo: frames per video", min=4),
+        "demo_width": Field(int, 320, "demo: frame width in pixels", min=96),
+        "demo_height": Field(int, 240, "demo: frame height in pixels", min=96),
+    }),
+    Stage("faces", "01_extract_faces.ipynb", {
+        "sampling": Field(str, "first", "which frames: first N (paper), N evenly spaced, every k-th",
+                          choices=("first", "even", "every_k")),
+        "every_k": Field(int, 5, "step of the every_k sampling", min=1),
+        "margin": Field(int, 40, "MTCNN margin around the box, in pixels of the frame", min=0),
+        "min_face_size": Field(int, 40, "smallest face to find, in pixels of the frame", min=8),
+        "thresholds": Field(list, [0.6, 0.7, 0.7], "MTCNN P/R/O-net thresholds", item=float,
+                            min=0.0, max=1.0, length=3),
+        "factor": Field(float, 0.709, "MTCNN image-pyramid scale factor", min=0.1, max=0.95),
+        "selection": Field(str, "largest", "which face to keep when several are found",
+                           choices=("largest", "probability")),
+        "detect_max_side": Field(int, 640, "downscale frames so their long side is at most "
+                                 "this for detection (0 = full resolution)", min=0),
+        "batch_size": Field(int, 32, "frames per MTCNN call", min=1),
+        "workers": Field(int, 0, "Dask workers across videos (0 = in this process)", min=0),
+        "scheduler": Field(str, "", "Dask scheduler address; empty starts a local cluster"),
+    }),
+)
+
+STAGE_BY_NAME: Mapping[str, Stage] = MappingProxyType({s.name: s for s in STAGES})
+
+
+def _unknown(key: str, allowed: Sequence[str]) -> ProfileError:
+    leaf = key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(leaf, allowed, n=1)
+    hint = f" (did you mean '{close[0]}'?" if close else " ("
+    return ProfileError(f"unknown key '{key}'{hint} allowed: {', '.join(allowed)})")
+
+
+def _check_section(prefix: str, values: Mapping[str, Any], fields: Mapping[str, Field],
+                   required: Sequence[str] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise _unknown(f"{prefix}{key}", list(fields))
+        out[key] = fields[key].check(f"{prefix}{key}", value)
+    for key, f in fields.items():
+        if key not in out:
+            if key in required:
+                raise ProfileError(f"missing key '{prefix}{key}' ({f.help})")
+            out[key] = f.default
+    return out
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A validated profile: shared values and one dict per stage."""
+
+    source: str
+    shared: Mapping[str, Any]
+    sections: Mapping[str, Mapping[str, Any]]
+
+    def stage_parameters(self, stage: str) -> dict[str, Any]:
+        """The flat parameters a stage's notebook receives."""
+        return {**self.shared, **self.sections[stage]}
+
+    @property
+    def run(self) -> paths.RunPaths:
+        return paths.RunPaths.of(self.shared["run_name"], self.shared["outputs_dir"])
+
+
+def validate(raw: Mapping[str, Any], source: str = "<profile>", check_data: bool = True) -> Profile:
+    """Validate a profile mapping; raise :class:`ProfileError` naming the first problem."""
+    if not isinstance(raw, Mapping):
+        raise ProfileError(f"{source}: expected a mapping of keys, got {type(raw).__name__}")
+    try:
+        shared_raw = {k: v for k, v in raw.items() if k not in STAGE_BY_NAME}
+        shared = _check_section("", shared_raw, SHARED, required=("run_name", "dataset", "data_root"))
+        sections = {}
+        for stage in STAGES:
+            section = raw.get(stage.name) or {}
+            if not isinstance(section, Mapping):
+                raise ProfileError(f"{stage.name}: expected a mapping, got {section!r}")
+            sections[stage.name] = _check_section(f"{stage.name}.", section, stage.fields)
+        if check_data:
+            check_data_root(shared, sections["index"])
+    except ProfileError as exc:
+        raise ProfileError(f"{source}: {exc}") from None
+    return Profile(source, MappingProxyType(shared), MappingProxyType(sections))
+
+
+def check_data_root(shared: Mapping[str, Any], index: Mapping[str, Any]) -> None:
+    """Refuse a missing or mis-laid dataset folder unless the demo will be generated there."""
+    from . import datasets
+
+    root = paths.resolve(shared["data_root"])
+    if index["demo_generate"] and not root.exists():
+        return
+    problem = datasets.layout_problem(shared["dataset"], root, index)
+    if problem:
+        raise ProfileError(f"data_root: {problem}")
+
+
+def load(path: str | Path, check_data: bool = True) -> Profile:
+    """Read and validate a profile file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProfileError(f"{path}: profile not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return validate(raw or {}, source=str(path), check_data=check_data)
+
+
+def from_namespace(stage: str, namespace: Mapping[str, Any], check_data: bool = False) -> Profile:
+    """Validate a notebook's parameters (its globals) for ``stage``.
+
+    Only the names the schema knows are read, so the notebook's other variables don't
+    matter; a stage's parameter missing from the namespace takes its default.
+    """
+    stage_fields = STAGE_BY_NAME[stage].fields
+    raw: dict[str, Any] = {k: namespace[k] for k in SHARED if k in namespace}
+    raw[stage] = {k: namespace[k] for k in stage_fields if k in namespace}
+    return validate(raw, source=f"notebook parameters ({stage})", check_data=check_data)

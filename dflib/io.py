@@ -1,0 +1,69 @@
+"""Atomic artifact writes and the run's failure table.
+
+Every artifact is written to a temporary file beside its target and renamed into place,
+so a killed process or a full disk never leaves a truncated file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+FAILURE_COLUMNS = ["stage", "video_id", "reason"]
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success only."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def atomic_write(target: str | Path, writer: Callable[[Path], object]) -> Path:
+    """Call ``writer(tmp_path)`` and move the result onto ``target`` atomically."""
+    with atomic_path(target) as tmp:
+        writer(tmp)
+    return Path(target)
+
+
+def write_csv(df: pd.DataFrame, target: str | Path) -> Path:
+    """Write a table atomically, without the pandas index."""
+    return atomic_write(target, lambda p: df.to_csv(p, index=False))
+
+
+def write_text(text: str, target: str | Path) -> Path:
+    return atomic_write(target, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def write_npz(target: str | Path, **arrays: np.ndarray) -> Path:
+    """Write arrays to an uncompressed ``.npz`` atomically (fast to read back)."""
+    def _save(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.savez(fh, **arrays)
+    return atomic_write(target, _save)
+
+
+def record_failures(failures_csv: str | Path, stage: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """Replace ``stage``'s rows of the run's failure table with ``rows`` (video_id, reason)."""
+    failures_csv = Path(failures_csv)
+    old = (pd.read_csv(failures_csv, dtype=str, keep_default_na=False)
+           if failures_csv.exists() else pd.DataFrame(columns=FAILURE_COLUMNS))
+    new = rows.loc[:, ["video_id", "reason"]].astype(str).assign(stage=stage)[FAILURE_COLUMNS]
+    table = pd.concat([old[old["stage"] != stage], new], ignore_index=True)
+    table = table.sort_values(["stage", "video_id"], kind="stable").reset_index(drop=True)
+    write_csv(table, failures_csv)
+    return table
