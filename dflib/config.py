@@ -65,6 +65,11 @@ class Field:
 DATASETS = ("celebdf", "ffpp", "dfdc", "folder")
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
 COMPRESSIONS = ("c0", "c23", "c40")
+CNN_ARCHS = ("xception", "iv3", "irv2", "resnet", "nasnet", "nasnet_large", "ef0", "ef5")
+AGGREGATIONS = ("mean", "max", "vote", "confident")
+# Smallest input side each keras.applications backbone accepts without ImageNet weights.
+CNN_MIN_INPUT = {"xception": 71, "iv3": 75, "irv2": 75, "resnet": 32, "nasnet": 32,
+                 "nasnet_large": 32, "ef0": 32, "ef5": 32}
 
 SHARED: Mapping[str, Field] = MappingProxyType({
     "run_name": Field(str, None, "name of the run folder under outputs_dir"),
@@ -110,7 +115,8 @@ STAGES: tuple[Stage, ...] = (
         "sampling": Field(str, "first", "which frames: first N (paper), N evenly spaced, every k-th",
                           choices=("first", "even", "every_k")),
         "every_k": Field(int, 5, "step of the every_k sampling", min=1),
-        "margin": Field(int, 40, "MTCNN margin around the box, in pixels of the frame", min=0),
+        "margin": Field(int, 40, "MTCNN margin around the box, in pixels of the final crop "
+                         "(facenet-pytorch's convention)", min=0),
         "min_face_size": Field(int, 40, "smallest face to find, in pixels of the frame", min=8),
         "thresholds": Field(list, [0.6, 0.7, 0.7], "MTCNN P/R/O-net thresholds", item=float,
                             min=0.0, max=1.0, length=3),
@@ -122,6 +128,25 @@ STAGES: tuple[Stage, ...] = (
         "batch_size": Field(int, 32, "frames per MTCNN call", min=1),
         "workers": Field(int, 0, "Dask workers across videos (0 = in this process)", min=0),
         "scheduler": Field(str, "", "Dask scheduler address; empty starts a local cluster"),
+    }),
+    Stage("train_cnn", "02_train_cnn.ipynb", {
+        "arch": Field(str, "xception", "frame CNN backbone", choices=CNN_ARCHS),
+        "weights": Field(str, "imagenet", "backbone weights: imagenet, none, or a weights file"),
+        "epochs": Field(int, 50, "maximum epochs per chunk model", min=1),
+        "batch_size": Field(int, 32, "faces per training batch", min=1),
+        "learning_rate": Field(float, 0.002, "Nadam learning rate", min=1e-7, max=1.0),
+        "patience": Field(int, 10, "EarlyStopping patience on val_loss (epochs)", min=0),
+        "chunks": Field(int, 0, "balanced chunks: 0 = n_majority // n_minority (the paper), "
+                        "1 = one model on everything", min=0),
+        "class_weight": Field(bool, False, "weight classes by frequency (single-model runs)"),
+        "augment": Field(bool, True, "the paper's augmentation (rotation, zoom, shift, shear, flip)"),
+        "dropout": Field(float, 0.5, "dropout before the softmax", min=0.0, max=0.95),
+    }),
+    Stage("evaluate_cnn", "03_evaluate_cnn.ipynb", {
+        "aggregation": Field(str, "mean", "frame scores to a video score",
+                             choices=AGGREGATIONS),
+        "threshold": Field(float, 0.5, "fake if the score is above this", min=0.0, max=1.0),
+        "tsne_max_points": Field(int, 2000, "faces drawn in the t-SNE figures", min=10),
     }),
 )
 
@@ -180,6 +205,7 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_data: bool
             if not isinstance(section, Mapping):
                 raise ProfileError(f"{stage.name}: expected a mapping, got {section!r}")
             sections[stage.name] = _check_section(f"{stage.name}.", section, stage.fields)
+        _check_across(shared, sections)
         if check_data:
             check_data_root(shared, sections["index"])
     except ProfileError as exc:
@@ -187,13 +213,21 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_data: bool
     return Profile(source, MappingProxyType(shared), MappingProxyType(sections))
 
 
+def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str, Any]]) -> None:
+    """Constraints that tie keys of different sections together."""
+    arch = sections["train_cnn"]["arch"]
+    if shared["img_size"] < CNN_MIN_INPUT[arch]:
+        raise ProfileError(f"img_size: {shared['img_size']} is below the minimum input "
+                           f"{CNN_MIN_INPUT[arch]} of train_cnn.arch '{arch}'")
+
+
 def check_data_root(shared: Mapping[str, Any], index: Mapping[str, Any]) -> None:
     """Refuse a missing or mis-laid dataset folder unless the demo will be generated there."""
-    from . import datasets
-
     root = paths.resolve(shared["data_root"])
     if index["demo_generate"] and not root.exists():
         return
+    from . import datasets
+
     problem = datasets.layout_problem(shared["dataset"], root, index)
     if problem:
         raise ProfileError(f"data_root: {problem}")

@@ -1,0 +1,59 @@
+"""Stage entry points: what each notebook's main cell calls, with a validated profile.
+
+Each function reads earlier artifacts from the run folder, writes its own, and returns a
+small summary for the notebook to show; nothing passes through notebook memory.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from . import config, datasets, io, paths
+
+
+def build_index(profile: config.Profile) -> datasets.IndexResult:
+    """Stage 00: generate the demo dataset if asked, then write ``index/videos.csv``."""
+    shared, p = profile.shared, profile.sections["index"]
+    root = paths.resolve(shared["data_root"])
+    if p["demo_generate"]:
+        from . import synth
+
+        synth.generate(root, seed=shared["seed"], identities=p["demo_identities"],
+                       real_per_identity=p["demo_real_per_identity"],
+                       fake_per_identity=p["demo_fake_per_identity"], frames=p["demo_frames"],
+                       width=p["demo_width"], height=p["demo_height"])
+    config.check_data_root(shared, p)
+    result = datasets.build_index(
+        shared["dataset"], root, seed=shared["seed"], val_fraction=p["val_fraction"],
+        max_videos_per_class=p["max_videos_per_class"], ffpp_methods=p["ffpp_methods"],
+        ffpp_compression=p["ffpp_compression"])
+    run = profile.run.ensure()
+    io.write_csv(result.videos, run.videos_csv)
+    io.record_failures(run.failures_csv, "index", result.missing)
+    return result
+
+
+def load_index(run: paths.RunPaths) -> pd.DataFrame:
+    """The run's video index; a clear error when stage 00 has not run."""
+    if not run.videos_csv.exists():
+        raise FileNotFoundError(f"{run.videos_csv}: no video index; run stage 'index' first")
+    return pd.read_csv(run.videos_csv, keep_default_na=False,
+                       dtype={"video_id": str, "path": str})
+
+
+def extract_faces(profile: config.Profile, progress: bool = True) -> pd.DataFrame:
+    """Stage 01: sample frames and extract one MTCNN face per frame for every video."""
+    from . import faces
+
+    shared, p = profile.shared, profile.sections["faces"]
+    run = profile.run.ensure()
+    extractor_params = {
+        "margin": p["margin"], "min_face_size": p["min_face_size"],
+        "thresholds": p["thresholds"], "factor": p["factor"], "selection": p["selection"],
+        "detect_max_side": p["detect_max_side"], "batch_size": p["batch_size"],
+        "img_size": shared["img_size"], "device": shared["device"],
+    }
+    return faces.run_extraction(
+        load_index(run), run, extractor_params, frames_per_video=shared["frames_per_video"],
+        sampling=p["sampling"], every_k=p["every_k"], workers=p["workers"],
+        scheduler=p["scheduler"], progress=progress)

@@ -1,0 +1,143 @@
+"""Video probing, frame sampling and sparse decoding with OpenCV.
+
+Only the frames a stage uses are turned into images: frames in between are skipped with
+``grab()`` (no colour conversion, no copy) and long gaps are crossed with a seek, which
+decodes from the previous keyframe only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import cv2
+import numpy as np
+
+SAMPLING_STRATEGIES = ("first", "even", "every_k")
+
+# A seek decodes from the keyframe before the target (typically 12-250 frames back), so it
+# only beats grabbing forward when the gap is longer than a short GOP.
+SEEK_MIN_GAP = 48
+
+
+class VideoError(RuntimeError):
+    """A video that cannot be used; the message is one line naming the file and the reason."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+    def __reduce__(self):  # keep the two-argument constructor picklable (Dask ships errors)
+        return (type(self), (self.path, self.reason))
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a video; ``n_frames`` is a hint (see :func:`probe`)."""
+
+    n_frames: int
+    fps: float
+    width: int
+    height: int
+
+
+def _open(path: str | Path) -> cv2.VideoCapture:
+    """Open ``path`` for decoding or raise :class:`VideoError` saying why it can't be."""
+    p = Path(path)
+    if not p.is_file():
+        raise VideoError(p, "file not found")
+    if p.stat().st_size == 0:
+        raise VideoError(p, "zero-byte file")
+    cap = cv2.VideoCapture(str(p))
+    if not cap.isOpened():
+        cap.release()
+        raise VideoError(p, "not a video or truncated (the decoder cannot open it)")
+    return cap
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Frame count, fps and size of a video.
+
+    ``CAP_PROP_FRAME_COUNT`` comes from the container and can be wrong for truncated or
+    variable-frame-rate files; :func:`read_frames` reports which frames really decoded.
+    Only when the container gives no count are the frames counted by grabbing them.
+    """
+    cap = _open(path)
+    try:
+        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width <= 0 or height <= 0:
+            raise VideoError(path, "no video stream")
+        n_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        if n_frames <= 0:
+            n_frames = 0
+            while cap.grab():
+                n_frames += 1
+        if n_frames == 0:
+            raise VideoError(path, "no frames decoded")
+        return VideoInfo(n_frames, float(cap.get(cv2.CAP_PROP_FPS)), width, height)
+    finally:
+        cap.release()
+
+
+def sample_indices(n_total: int, n: int, strategy: str = "first", every_k: int = 1) -> list[int]:
+    """Indices of the frames to use from a video of ``n_total`` frames.
+
+    ``first``: frames 0..n-1 (the paper). ``even``: n frames evenly spaced over the video,
+    first and last included, floored as DeepfakeBench does. ``every_k``: frames 0, k, 2k, ...
+    at most n of them. When the video holds fewer frames than asked, every available
+    frame the strategy allows is returned; an empty video gives ``[]``.
+    """
+    if strategy not in SAMPLING_STRATEGIES:
+        raise ValueError(f"sampling strategy {strategy!r} is not one of {SAMPLING_STRATEGIES}")
+    if every_k < 1:
+        raise ValueError(f"every_k must be at least 1, got {every_k}")
+    if n_total <= 0 or n <= 0:
+        return []
+    if strategy == "first":
+        return list(range(min(n, n_total)))
+    if strategy == "even":
+        if n >= n_total:
+            return list(range(n_total))
+        # The step is at least 1 here, so flooring never makes two indices equal.
+        return [int(i) for i in np.linspace(0, n_total - 1, n)]
+    return list(range(0, n_total, every_k))[:n]
+
+
+def read_frames(path: str | Path, indices: Iterable[int]) -> tuple[list[np.ndarray], list[int]]:
+    """Decode the frames at ``indices`` (sorted, duplicates dropped) as RGB uint8 arrays.
+
+    Returns the frames and the indices actually read: a truncated video yields fewer than
+    asked. Raises :class:`VideoError` when none of the requested frames can be read.
+    """
+    wanted = sorted({int(i) for i in indices if int(i) >= 0})
+    if not wanted:
+        return [], []
+    cap = _open(path)
+    frames: list[np.ndarray] = []
+    read: list[int] = []
+    pos = 0  # index of the frame the next grab() returns
+    try:
+        for idx in wanted:
+            if idx - pos > SEEK_MIN_GAP and cap.set(cv2.CAP_PROP_POS_FRAMES, idx):
+                pos = idx
+            ok = True
+            while ok and pos < idx:
+                ok = cap.grab()
+                pos += 1
+            if not ok or not cap.grab():
+                break  # the stream ends before idx
+            pos += 1
+            ok, bgr = cap.retrieve()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            read.append(idx)
+    finally:
+        cap.release()
+    if not frames:
+        raise VideoError(path, f"no frames decoded (asked for {len(wanted)} from frame "
+                               f"{wanted[0]}; truncated or corrupt)")
+    return frames, read

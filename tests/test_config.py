@@ -1,0 +1,97 @@
+"""Profile validation: every problem is one line naming the key, value or path."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from dflib import config, paths
+
+
+@pytest.fixture
+def minimal(tmp_path):
+    return {"run_name": "t", "dataset": "celebdf", "data_root": str(tmp_path / "data"),
+            "index": {"demo_generate": True}}
+
+
+def test_defaults_fill_missing_keys(minimal):
+    profile = config.validate(minimal)
+    assert profile.shared["img_size"] == config.SHARED["img_size"].default
+    assert profile.sections["faces"]["thresholds"] == [0.6, 0.7, 0.7]
+    params = profile.stage_parameters("faces")
+    assert params["run_name"] == "t" and params["margin"] == 40
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    (lambda p: p.update(imgsize=3), "unknown key 'imgsize' (did you mean 'img_size'?"),
+    (lambda p: p["index"].update(val_fracton=0.1), "unknown key 'index.val_fracton'"),
+    (lambda p: p.update(faces={"marign": 3}), "did you mean 'margin'?"),
+    (lambda p: p.update(seed="seven"), "seed: expected int, got str 'seven'"),
+    (lambda p: p.update(seed=True), "seed: expected int, got bool"),
+    (lambda p: p.update(dataset="celeb"), "dataset: 'celeb' is not allowed (allowed: celebdf, ffpp"),
+    (lambda p: p.update(img_size=8), "img_size: 8 is below the minimum 16"),
+    (lambda p: p.update(faces={"thresholds": [0.6, 0.7]}), "expected a list of 3 values"),
+    (lambda p: p.update(faces={"thresholds": [0.6, 0.7, 2]}), "faces.thresholds[2]: 2.0 is above"),
+    (lambda p: p["index"].update(ffpp_methods=["Neural"]), "'Neural' is not allowed"),
+    (lambda p: p.pop("run_name"), "missing key 'run_name'"),
+    (lambda p: p.update(faces=[1, 2]), "faces: expected a mapping"),
+])
+def test_bad_values_are_named(minimal, mutate, needle):
+    mutate(minimal)
+    with pytest.raises(config.ProfileError) as err:
+        config.validate(minimal, source="p.yaml")
+    message = str(err.value)
+    assert message.startswith("p.yaml: ") and needle in message
+    assert "\n" not in message
+
+
+def test_int_is_accepted_for_float(minimal):
+    minimal["index"]["val_fraction"] = 0
+    assert config.validate(minimal).sections["index"]["val_fraction"] == 0.0
+
+
+def test_missing_data_root_is_refused(minimal, tmp_path):
+    minimal["index"]["demo_generate"] = False
+    with pytest.raises(config.ProfileError, match=r"data_root: .*data"):
+        config.validate(minimal)
+
+
+def test_load_reports_yaml_and_missing_file(tmp_path):
+    with pytest.raises(config.ProfileError, match="profile not found"):
+        config.load(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run_name: [unclosed\n")
+    with pytest.raises(config.ProfileError, match="not valid YAML"):
+        config.load(bad)
+
+
+@pytest.mark.parametrize("profile", sorted(paths.PARAMS_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_profiles_are_valid(profile):
+    # Real-data profiles point at folders users provide, so only the schema is checked here.
+    config.load(profile, check_data=False)
+
+
+def test_from_namespace_reads_only_known_names(minimal):
+    namespace = {**{k: v for k, v in minimal.items() if k != "index"}, "margin": 7,
+                 "unrelated_variable": object()}
+    profile = config.from_namespace("faces", namespace)
+    assert profile.sections["faces"]["margin"] == 7
+
+
+def test_from_namespace_validates(minimal):
+    namespace = {**{k: v for k, v in minimal.items() if k != "index"}, "sampling": "random"}
+    with pytest.raises(config.ProfileError, match="sampling: 'random' is not allowed"):
+        config.from_namespace("faces", namespace)
+
+
+def test_profile_round_trips_through_yaml(minimal, tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(minimal))
+    assert config.load(path).shared["run_name"] == "t"
+
+
+def test_image_size_below_the_backbone_minimum_is_refused(minimal):
+    minimal.update(img_size=64, train_cnn={"arch": "xception"})
+    with pytest.raises(config.ProfileError, match="img_size: 64 is below the minimum input 71 "
+                                                  "of train_cnn.arch 'xception'"):
+        config.validate(minimal)
