@@ -67,6 +67,7 @@ FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShi
 COMPRESSIONS = ("c0", "c23", "c40")
 CNN_ARCHS = ("xception", "iv3", "irv2", "resnet", "nasnet", "nasnet_large", "ef0", "ef5")
 AGGREGATIONS = ("mean", "max", "vote", "confident")
+CLASSIFIERS = ("sgd", "logreg", "rf", "knn", "svc", "nb", "perceptron", "tree")
 # Smallest input side each keras.applications backbone accepts without ImageNet weights.
 CNN_MIN_INPUT = {"xception": 71, "iv3": 75, "irv2": 75, "resnet": 32, "nasnet": 32,
                  "nasnet_large": 32, "ef0": 32, "ef5": 32}
@@ -148,6 +149,26 @@ STAGES: tuple[Stage, ...] = (
         "threshold": Field(float, 0.5, "fake if the score is above this", min=0.0, max=1.0),
         "tsne_max_points": Field(int, 2000, "faces drawn in the t-SNE figures", min=10),
     }),
+    Stage("embed_faces", "06_embed_faces.ipynb", {
+        "pretrained": Field(str, "vggface2", "InceptionResnetV1 weights; when they cannot be "
+                            "had, a seeded random initialisation is used and reported",
+                            choices=("vggface2", "casia-webface", "none")),
+        "batch_size": Field(int, 64, "faces per FaceNet batch", min=1),
+    }),
+    Stage("train_triplet", "07_train_triplet.ipynb", {
+        "epochs": Field(int, 20, "maximum epochs of the triplet network", min=1),
+        "batch_size": Field(int, 256, "embeddings per batch (below 128 the paper saw NaN losses)",
+                            min=2),
+        "learning_rate": Field(float, 3e-4, "Adam learning rate", min=1e-7, max=1.0),
+        "margin": Field(float, 1.0, "semi-hard triplet loss margin", min=0.0),
+        "patience": Field(int, 10, "EarlyStopping patience on val_loss (epochs)", min=0),
+        "dropout": Field(float, 0.1, "dropout between the MLP layers", min=0.0, max=0.95),
+        "classifiers": Field(list, list(CLASSIFIERS), "classic classifiers on the embeddings",
+                             item=str, choices=CLASSIFIERS),
+        "aggregation": Field(str, "mean", "frame scores to a video score", choices=AGGREGATIONS),
+        "threshold": Field(float, 0.5, "fake if the score is above this", min=0.0, max=1.0),
+        "tsne_max_points": Field(int, 2000, "faces drawn in the t-SNE figures", min=10),
+    }),
 )
 
 STAGE_BY_NAME: Mapping[str, Stage] = MappingProxyType({s.name: s for s in STAGES})
@@ -215,6 +236,10 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_data: bool
 
 def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str, Any]]) -> None:
     """Constraints that tie keys of different sections together."""
+    margin, size = sections["faces"]["margin"], shared["img_size"]
+    if margin >= size:
+        raise ProfileError(f"faces.margin: {margin} must be below img_size {size} (it is "
+                           "measured in pixels of the final crop)")
     arch = sections["train_cnn"]["arch"]
     if shared["img_size"] < CNN_MIN_INPUT[arch]:
         raise ProfileError(f"img_size: {shared['img_size']} is below the minimum input "

@@ -57,3 +57,55 @@ def extract_faces(profile: config.Profile, progress: bool = True) -> pd.DataFram
         load_index(run), run, extractor_params, frames_per_video=shared["frames_per_video"],
         sampling=p["sampling"], every_k=p["every_k"], workers=p["workers"],
         scheduler=p["scheduler"], progress=progress)
+
+
+def embed_faces(profile: config.Profile, progress: bool = True) -> "embeddings.EmbedResult":
+    """Stage 06: FaceNet embeddings of every stored face, plus the manifest of the weights
+    used (torch only; TensorFlow is never imported here)."""
+    from . import embeddings
+
+    p = profile.sections["embed_faces"]
+    return embeddings.run_embedding(
+        profile.run.ensure(), pretrained=p["pretrained"], batch_size=p["batch_size"],
+        seed=profile.shared["seed"], device=profile.shared["device"], progress=progress)
+
+
+def train_triplet(profile: config.Profile, progress: bool = True) -> "triplet.StageResult":
+    """Stage 07: the semi-hard triplet network on FaceNet embeddings and the classic
+    classifiers before (``facenet/<clf>``) and after (``triplet/<clf>``) it."""
+    from . import triplet
+
+    run = profile.run.ensure()
+    return triplet.run_stage(run, load_index(run), profile.sections["train_triplet"],
+                             seed=profile.shared["seed"], progress=progress)
+
+
+def cnn_videos(run: paths.RunPaths) -> pd.DataFrame:
+    """The video index with each video's stored face count (``n_faces``, 0 when none)."""
+    from . import faces
+
+    counts = faces.FaceStore(run).summary()[["video_id", "n_faces"]]
+    videos = load_index(run).merge(counts, on="video_id", how="left")
+    return videos.assign(n_faces=videos["n_faces"].fillna(0).astype(int))
+
+
+def train_cnn(profile: config.Profile, verbose: int = 2) -> dict:
+    """Stage 02: one frame CNN per balanced chunk; returns the training manifest."""
+    from . import faces, training
+
+    run = profile.run.ensure()
+    cfg = training.TrainConfig.from_sections(profile.shared, profile.sections["train_cnn"])
+    return training.train_chunks(faces.FaceStore(run), cnn_videos(run), run, cfg, verbose)
+
+
+def evaluate_cnn(profile: config.Profile) -> "training.CnnEvaluation":
+    """Stage 03: score the test split with the latest trained CNN's chunk models, write
+    predictions and results rows; the architecture comes from the training manifest."""
+    from . import faces, training
+
+    run = profile.run.ensure()
+    p = profile.sections["evaluate_cnn"]
+    return training.evaluate_chunks(
+        faces.FaceStore(run), cnn_videos(run), run, training.latest_manifest(run),
+        aggregation=p["aggregation"], threshold=p["threshold"],
+        tsne_max_points=p["tsne_max_points"])

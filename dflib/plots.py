@@ -86,3 +86,99 @@ def detection_rate_figure(rates: pd.DataFrame) -> plt.Figure:
     ax.set_ylabel("frames with a face")
     fig.tight_layout()
     return fig
+
+
+def training_curves_figure(logs: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Loss and accuracy per epoch from Keras CSV logs, one colour per model (chunk);
+    training solid, validation dashed."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, log) in enumerate(logs.items()):
+        epoch = log["epoch"] + 1
+        for ax, metric in zip(axes, ("loss", "accuracy")):
+            c = colours[i % len(colours)]
+            if metric in log:
+                ax.plot(epoch, log[metric], color=c, label=f"{name} train")
+            if f"val_{metric}" in log:
+                ax.plot(epoch, log[f"val_{metric}"], color=c, ls="--", label=f"{name} val")
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if logs:
+        axes[1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def roc_figure(predictions: dict[str, pd.DataFrame], title: str = "") -> plt.Figure:
+    """ROC curves of several methods (tables with ``label`` and ``score``), AUC in the
+    legend; fake is the positive class."""
+    from . import evaluation
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    for name, table in predictions.items():
+        fpr, tpr, auc = evaluation.roc_points(table["label"], table["score"])
+        ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate (fake)", xlim=(0, 1),
+           ylim=(0, 1.01), title=title)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(predictions: dict[str, pd.DataFrame],
+                     threshold: float = 0.5) -> plt.Figure:
+    """One confusion matrix per method (rows true, columns predicted, ``score > threshold``
+    is fake), counts annotated."""
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, max(1, len(predictions)), squeeze=False,
+                             figsize=(3.2 * max(1, len(predictions)), 3.0))
+    names = [LABEL_NAMES[c] for c in (0, 1)]
+    for ax, (name, table) in zip(axes.flat, predictions.items()):
+        y = table["label"].to_numpy(dtype=int)
+        pred = (table["score"].to_numpy(dtype=float) > threshold).astype(int)
+        counts = np.array([[int(((y == t) & (pred == p)).sum()) for p in (0, 1)] for t in (0, 1)])
+        sns.heatmap(counts, annot=True, fmt="d", cbar=False, cmap="Blues", ax=ax,
+                    xticklabels=names, yticklabels=names)
+        ax.set(title=name, xlabel="predicted", ylabel="true")
+    fig.tight_layout()
+    return fig
+
+
+def tsne_figure(before: np.ndarray, after: np.ndarray, labels: np.ndarray,
+                hue: np.ndarray | None = None, seed: int = 0, perplexity: float = 30.0,
+                titles: tuple[str, str] = ("before training", "after training")) -> plt.Figure:
+    """The paper's t-SNE pair: 2-D embeddings of the same samples' features before and
+    after training, side by side.
+
+    Colour is the class (``labels``, 1 = fake), or ``hue`` (for example the fake method)
+    with the class as marker style. Features wider than 50 are first reduced by PCA
+    (the usual t-SNE practice); both embeddings are seeded.
+    """
+    import seaborn as sns
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    classes = np.array([LABEL_NAMES[int(c)] for c in np.asarray(labels)])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
+    for ax, features, title in zip(axes, (before, after), titles):
+        x = np.asarray(features, dtype=np.float64).reshape(len(classes), -1)
+        if len(x) < 4:  # t-SNE needs a few points; say so instead of failing the notebook
+            ax.text(0.5, 0.5, f"{len(x)} points: too few for t-SNE", ha="center",
+                    transform=ax.transAxes)
+            ax.set_title(title)
+            continue
+        if x.shape[1] > 50:
+            x = PCA(min(50, len(x)), random_state=seed).fit_transform(x)
+        xy = TSNE(2, perplexity=min(perplexity, (len(x) - 1) / 3), init="pca",
+                  random_state=seed).fit_transform(x)
+        sns.scatterplot(x=xy[:, 0], y=xy[:, 1], hue=classes if hue is None else hue,
+                        style=None if hue is None else classes, s=10, linewidth=0,
+                        alpha=0.7, ax=ax)
+        ax.set(title=title, xticks=[], yticks=[])
+        ax.legend(fontsize=7, markerscale=1.5, loc="best")
+    fig.tight_layout()
+    return fig

@@ -121,8 +121,17 @@ def read_frames(path: str | Path, indices: Iterable[int]) -> tuple[list[np.ndarr
     pos = 0  # index of the frame the next grab() returns
     try:
         for idx in wanted:
-            if idx - pos > SEEK_MIN_GAP and cap.set(cv2.CAP_PROP_POS_FRAMES, idx):
-                pos = idx
+            if idx - pos > SEEK_MIN_GAP:
+                landed = (cap.set(cv2.CAP_PROP_POS_FRAMES, idx)
+                          and cap.get(cv2.CAP_PROP_POS_FRAMES) == idx)
+                if landed:
+                    pos = idx
+                else:
+                    # The seek fell short (a truncated file, irregular timestamps) and left the
+                    # decoder somewhere else: decode forward from the start instead.
+                    cap.release()
+                    cap = _open(path)
+                    pos = 0
             ok = True
             while ok and pos < idx:
                 ok = cap.grab()

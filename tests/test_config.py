@@ -95,3 +95,9 @@ def test_image_size_below_the_backbone_minimum_is_refused(minimal):
     with pytest.raises(config.ProfileError, match="img_size: 64 is below the minimum input 71 "
                                                   "of train_cnn.arch 'xception'"):
         config.validate(minimal)
+
+
+def test_margin_must_fit_in_the_crop(minimal):
+    minimal.update(img_size=64, faces={"margin": 64}, train_cnn={"arch": "ef0"})
+    with pytest.raises(config.ProfileError, match="faces.margin: 64 must be below img_size 64"):
+        config.validate(minimal)

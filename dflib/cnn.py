@@ -1,0 +1,174 @@
+"""Frame-level CNN detectors: a keras.applications backbone with the paper's head.
+
+Every model takes RGB face crops as floats in 0-255 and does its backbone's own input
+preprocessing inside (a serialisable layer), so a saved ``.keras`` file is self-contained:
+``load_model(path).predict(faces)`` needs nothing else. The head is the paper's: global
+average pooling, ``Dense(512, relu)`` named ``features`` (read for t-SNE and later
+stages), dropout, and a 2-way softmax named ``predictions`` whose column 1 is P(fake).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import keras
+from keras import ops
+
+from .config import CNN_MIN_INPUT
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A keras.applications constructor and the input preprocessing it was trained with."""
+
+    constructor: str  # attribute of keras.applications
+    mode: str  # "tf", "caffe", "torch" or "none" (the backbone rescales itself)
+
+
+BACKBONES: dict[str, Backbone] = {
+    "xception": Backbone("Xception", "tf"),
+    "iv3": Backbone("InceptionV3", "tf"),
+    "irv2": Backbone("InceptionResNetV2", "tf"),
+    "resnet": Backbone("ResNet50", "caffe"),
+    "nasnet": Backbone("NASNetMobile", "tf"),
+    "nasnet_large": Backbone("NASNetLarge", "tf"),
+    "ef0": Backbone("EfficientNetB0", "none"),
+    "ef5": Backbone("EfficientNetB5", "none"),
+}
+
+# Keras builds NASNet's ImageNet weights for one input size only.
+IMAGENET_FIXED_SIZE = {"nasnet": 224, "nasnet_large": 331}
+
+# ImageNet channel statistics of the "caffe" (BGR, 0-255) and "torch" (RGB, 0-1) modes.
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+_TORCH_MEAN = (0.485, 0.456, 0.406)
+_TORCH_STD = (0.229, 0.224, 0.225)
+
+FEATURES_LAYER = "features"
+PREDICTIONS_LAYER = "predictions"
+
+
+@keras.saving.register_keras_serializable(package="dflib")
+class BackbonePreprocess(keras.layers.Layer):
+    """``keras.applications`` ``preprocess_input`` of one mode, as a layer of the model."""
+
+    MODES = ("tf", "caffe", "torch", "none")
+
+    def __init__(self, mode: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"preprocessing mode {mode!r}: choose one of {self.MODES}")
+        self.mode = mode
+
+    def call(self, x: Any) -> Any:
+        x = ops.cast(x, self.compute_dtype)
+        if self.mode == "tf":
+            return x / 127.5 - 1.0
+        if self.mode == "caffe":
+            return ops.flip(x, axis=-1) - ops.convert_to_tensor(_CAFFE_MEAN_BGR, self.compute_dtype)
+        if self.mode == "torch":
+            mean = ops.convert_to_tensor(_TORCH_MEAN, self.compute_dtype)
+            std = ops.convert_to_tensor(_TORCH_STD, self.compute_dtype)
+            return (x / 255.0 - mean) / std
+        return x
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "mode": self.mode}
+
+
+class WeightsUnavailable(RuntimeWarning):
+    """ImageNet weights could not be fetched; the backbone starts from random weights."""
+
+
+def _is_download_failure(exc: BaseException) -> bool:
+    """True for the errors keras.utils.get_file raises when a download fails.
+
+    Keras wraps URL errors in a plain ``Exception("URL fetch failure ...")`` and reports a
+    truncated download as a corrupted file; an unwritable cache folder is an ``OSError``.
+    """
+    text = str(exc)
+    return (isinstance(exc, OSError) or "URL fetch failure" in text
+            or "corrupted file" in text)
+
+
+def check_input(arch: str, img_size: int, weights: str) -> None:
+    """Raise ``ValueError`` when ``img_size`` cannot work with ``arch`` and ``weights``."""
+    if arch not in BACKBONES:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(BACKBONES)}")
+    if img_size < CNN_MIN_INPUT[arch]:
+        raise ValueError(f"{arch} needs an input of at least {CNN_MIN_INPUT[arch]} px, "
+                         f"got {img_size}")
+    fixed = IMAGENET_FIXED_SIZE.get(arch)
+    if weights == "imagenet" and fixed and img_size != fixed:
+        raise ValueError(f"{arch} with ImageNet weights needs img_size {fixed} exactly "
+                         f"(keras ships them for {fixed}x{fixed} only), got {img_size}; "
+                         "use weights 'none' or that size")
+
+
+def build_model(arch: str, img_size: int, weights: str = "imagenet",
+                dropout: float = 0.5) -> tuple[keras.Model, str]:
+    """Build ``arch`` for ``img_size`` px faces; return ``(model, weights_used)``.
+
+    ``weights``: ``"imagenet"`` (downloaded by keras to ``~/.keras/models``), ``"none"``
+    (random initialisation), or the path of a backbone weights file (for example the
+    ``*_notop.h5`` file keras would download, fetched by hand for an offline machine).
+    When ImageNet weights cannot be downloaded the model is built with random weights,
+    a :class:`WeightsUnavailable` warning says so, and ``weights_used`` is ``"none"``:
+    record it, because such a model is not the paper's fine-tuned backbone.
+    The model is not compiled.
+    """
+    check_input(arch, img_size, weights)
+    spec = BACKBONES[arch]
+    constructor: Callable[..., keras.Model] = getattr(keras.applications, spec.constructor)
+    if weights == "none":
+        source = None
+    elif weights == "imagenet":
+        source = "imagenet"
+    else:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file {path} not found (weights: imagenet, none, "
+                                    "or the path of a backbone weights file)")
+        source = str(path)
+
+    def backbone(w: str | None) -> keras.Model:
+        return constructor(include_top=False, weights=w, input_shape=(img_size, img_size, 3),
+                           pooling="avg")
+
+    try:
+        base = backbone(source)
+        weights_used = weights
+    except Exception as exc:  # noqa: BLE001 - narrowed by _is_download_failure below
+        if source != "imagenet" or not _is_download_failure(exc):
+            raise
+        warnings.warn(f"ImageNet weights for {arch} could not be downloaded ({exc}); "
+                      "TRAINING FROM RANDOM INITIALISATION instead (weights used: none)",
+                      WeightsUnavailable, stacklevel=2)
+        base = backbone(None)
+        weights_used = "none"
+
+    inputs = keras.Input((img_size, img_size, 3), name="faces")
+    x = BackbonePreprocess(spec.mode, name="preprocess")(inputs)
+    x = base(x)
+    x = keras.layers.Dense(512, activation="relu", name=FEATURES_LAYER)(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(2, activation="softmax", name=PREDICTIONS_LAYER)(x)
+    return keras.Model(inputs, outputs, name=f"cnn_{arch}"), weights_used
+
+
+def feature_model(model: keras.Model) -> keras.Model:
+    """A model sharing ``model``'s layers that outputs the penultimate ``features``."""
+    return keras.Model(model.inputs, model.get_layer(FEATURES_LAYER).output,
+                       name=f"{model.name}_features")
+
+
+def load_model(path: str | Path, compile: bool = False) -> keras.Model:
+    """Load a saved detector; without ``compile`` the optimizer state is not restored."""
+    return keras.saving.load_model(path, compile=compile,
+                                   custom_objects={"BackbonePreprocess": BackbonePreprocess})

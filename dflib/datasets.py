@@ -1,0 +1,432 @@
+"""Dataset adapters: turn a dataset folder into the video index of the contract.
+
+Each adapter knows one layout on disk (Celeb-DF v2, FaceForensics++, DFDC, a plain
+``real/`` + ``fake/`` folder), converts its labels to 1 = fake, 0 = real and fixes the
+splits the dataset itself defines. :func:`build_index` does the rest the same way for
+every dataset: seeded splits of the remaining videos, the optional ``manifest.csv``, the
+per-class cap, the checks and the column order.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import config, paths
+
+SPLITS = ("train", "val", "test")
+INDEX_COLUMNS = ["video_id", "path", "label", "split", "dataset", "method", "compression"]
+MISSING_COLUMNS = ["video_id", "path", "reason"]
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
+MANIFEST = "manifest.csv"
+CELEBDF_LIST = "List_of_testing_videos.txt"
+CELEBDF_FOLDERS: Mapping[str, int] = {"Celeb-real": 0, "YouTube-real": 0, "Celeb-synthesis": 1}
+
+# Columns every adapter row carries; names starting with "_" never reach the index.
+_ROW_COLUMNS = ["video_id", "_rel", "label", "split", "method", "compression", "_group"]
+_MANIFEST_LABELS = {"0": 0, "1": 1, "real": 0, "fake": 1}
+
+Row = dict[str, Any]
+
+
+class DatasetError(ValueError):
+    """A dataset folder that does not match its adapter, phrased as one line."""
+
+
+@dataclass
+class IndexResult:
+    """The video index and the listed videos that are absent on disk."""
+
+    videos: pd.DataFrame
+    missing: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class _Adapter:
+    """One layout: what it needs on disk, how it reads it, and how it splits."""
+
+    expects: str
+    required: Callable[[Path, Mapping[str, Any]], list[tuple[Path, str]]]
+    collect: Callable[[Path, Mapping[str, Any]], tuple[list[Row], list[Row]]]
+    extras: tuple[str, ...] = ()
+    draws_test: bool = False  # True: videos the dataset leaves unsplit also feed the test split
+
+
+# --- helpers shared by the adapters -------------------------------------------------------
+
+
+def _video_id(rel: str) -> str:
+    return str(PurePosixPath(rel).with_suffix(""))
+
+
+def _row(rel: str, label: int, method: str, compression: str = "unknown",
+         split: str | None = None, **extra: Any) -> Row:
+    return {"video_id": _video_id(rel), "_rel": rel, "label": label, "split": split,
+            "method": method, "compression": compression, **extra}
+
+
+def _missing(rel: str, reason: str, video_id: str | None = None) -> Row:
+    return {"video_id": video_id or _video_id(rel), "_rel": rel, "reason": reason}
+
+
+def _videos_under(folder: Path, recursive: bool = True) -> list[Path]:
+    """Video files of ``folder``, sorted; hidden files (macOS ``._*`` forks) are skipped."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+                  and not p.name.startswith("."))
+
+
+def _index_default(key: str) -> Any:
+    return config.STAGE_BY_NAME["index"].fields[key].default
+
+
+def _ffpp_choice(params: Mapping[str, Any]) -> tuple[list[str], str]:
+    methods = params.get("ffpp_methods", _index_default("ffpp_methods"))
+    return list(methods), params.get("ffpp_compression", _index_default("ffpp_compression"))
+
+
+# --- Celeb-DF v2 ---------------------------------------------------------------------------
+
+
+def _celebdf_required(root: Path, params: Mapping[str, Any]) -> list[tuple[Path, str]]:
+    return [(root / f, "folder") for f in CELEBDF_FOLDERS] + [(root / CELEBDF_LIST, "file")]
+
+
+def _celebdf_listed(root: Path) -> list[tuple[str, int]]:
+    """``(relative path, label)`` of the official test list, converted to 1 = fake."""
+    listed = []
+    list_file = root / CELEBDF_LIST
+    for n, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{list_file} line {n} {line.strip()!r}"
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or parts[0] not in ("0", "1"):
+            raise DatasetError(f"{where}: expected '<flag> <folder>/<file>.mp4' "
+                               "with flag 1 = real, 0 = fake")
+        rel = PurePosixPath(parts[1].strip()).as_posix()
+        folder = rel.split("/", 1)[0]
+        if folder not in CELEBDF_FOLDERS:
+            raise DatasetError(f"{where}: folder '{folder}' is not one of "
+                               f"{', '.join(CELEBDF_FOLDERS)}")
+        label = 1 - int(parts[0])  # the list writes 1 = real
+        if label != CELEBDF_FOLDERS[folder]:
+            names = ("real", "fake")
+            raise DatasetError(f"{where}: the flag says {names[label]} but {folder}/ holds "
+                               f"{names[CELEBDF_FOLDERS[folder]]} videos")
+        listed.append((rel, label))
+    return listed
+
+
+def _celebdf_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], list[Row]]:
+    listed = _celebdf_listed(root)
+    listed_set = {rel for rel, _ in listed}
+    rows, missing = [], []
+    for rel, label in listed:
+        if (root / rel).is_file():
+            rows.append(_row(rel, label, rel.split("/", 1)[0], split="test"))
+        else:
+            missing.append(_missing(rel, f"listed in {CELEBDF_LIST} but not on disk"))
+    for folder, label in CELEBDF_FOLDERS.items():
+        for video in _videos_under(root / folder, recursive=False):
+            rel = f"{folder}/{video.name}"
+            if rel not in listed_set:
+                rows.append(_row(rel, label, folder))
+    return rows, missing
+
+
+# --- FaceForensics++ -----------------------------------------------------------------------
+
+
+def _ffpp_folders(root: Path, params: Mapping[str, Any]) -> dict[str, Path]:
+    """The videos folder of the originals (key ``real``) and of each chosen method."""
+    methods, comp = _ffpp_choice(params)
+    folders = {"real": root / "original_sequences" / "youtube" / comp / "videos"}
+    folders.update({m: root / "manipulated_sequences" / m / comp / "videos" for m in methods})
+    return folders
+
+
+def _ffpp_required(root: Path, params: Mapping[str, Any]) -> list[tuple[Path, str]]:
+    return [(folder, "folder") for folder in _ffpp_folders(root, params).values()]
+
+
+def ffpp_pairs(split: str) -> list[tuple[str, str]]:
+    """The official FaceForensics++ pairs ``(a, b)`` of ``split`` (shipped with dflib)."""
+    text = (resources.files("dflib") / "data" / "ffpp_splits" / f"{split}.json").read_text("utf-8")
+    return [(str(a), str(b)) for a, b in json.loads(text)]
+
+
+def _ffpp_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], list[Row]]:
+    folders = _ffpp_folders(root, params)
+    _, comp = _ffpp_choice(params)
+    rows, missing = [], []
+    for split in SPLITS:
+        for a, b in ffpp_pairs(split):
+            # A pair selects both originals and, per method, both swap directions.
+            wanted = [("real", t, None) for t in (a, b)]
+            wanted += [(m, t, s) for m in folders if m != "real" for t, s in ((a, b), (b, a))]
+            for method, target, source in wanted:
+                name = target if source is None else f"{target}_{source}"
+                video_id = f"original/{name}" if source is None else f"{method}/{name}"
+                rel = (folders[method] / f"{name}.mp4").relative_to(root).as_posix()
+                if (root / rel).is_file():
+                    row = _row(rel, int(source is not None), method, comp, split,
+                               target_id=target, source_id=source)
+                    rows.append({**row, "video_id": video_id})
+                else:
+                    missing.append(_missing(rel, f"listed in {split}.json but not on disk",
+                                            video_id))
+    return rows, missing
+
+
+# --- DFDC ----------------------------------------------------------------------------------
+
+
+def _dfdc_metadata(root: Path) -> list[Path]:
+    """``metadata.json`` of the root and of every ``dfdc_train_part_*/`` folder."""
+    parts = sorted(p / "metadata.json" for p in root.glob("dfdc_train_part_*") if p.is_dir())
+    single = root / "metadata.json"
+    return ([single] if single.is_file() else []) + parts or [single]
+
+
+def _dfdc_required(root: Path, params: Mapping[str, Any]) -> list[tuple[Path, str]]:
+    return [(meta, "file") for meta in _dfdc_metadata(root)]
+
+
+def _dfdc_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], list[Row]]:
+    rows, missing = [], []
+    for meta in _dfdc_metadata(root):
+        try:
+            entries = json.loads(meta.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{meta}: not valid JSON ({exc})") from None
+        if not isinstance(entries, dict):
+            raise DatasetError(f"{meta}: expected a mapping of file name to "
+                               '{"label": "FAKE"|"REAL", "original": ...}')
+        for name, info in sorted(entries.items()):
+            label = ({"FAKE": 1, "REAL": 0}.get(str(info.get("label")).upper())
+                     if isinstance(info, dict) else None)
+            if label is None:
+                raise DatasetError(f"{meta}: entry '{name}' has no label FAKE or REAL ({info!r})")
+            rel = (meta.parent / name).relative_to(root).as_posix()
+            if not (root / rel).is_file():
+                missing.append(_missing(rel, f"listed in {meta.relative_to(root).as_posix()} "
+                                             "but not on disk"))
+                continue
+            original = info.get("original") if label else None
+            # A fake is grouped with its source video so the two never land in different splits.
+            rows.append({**_row(rel, label, "fake" if label else "real", original=original),
+                         "_group": original or name})
+    return rows, missing
+
+
+# --- plain folder --------------------------------------------------------------------------
+
+
+def _folder_required(root: Path, params: Mapping[str, Any]) -> list[tuple[Path, str]]:
+    return [(root / "real", "folder"), (root / "fake", "folder")]
+
+
+def _folder_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], list[Row]]:
+    rows = []
+    for sub, label in (("real", 0), ("fake", 1)):
+        for video in _videos_under(root / sub):
+            rel = video.relative_to(root).as_posix()
+            parts = rel.split("/")
+            # fake/<method>/x.mp4 names its method; a fake directly under fake/ is just "fake".
+            method = "real" if label == 0 else (parts[1] if len(parts) > 2 else "fake")
+            rows.append(_row(rel, label, method))
+    return rows, []
+
+
+_ADAPTERS: Mapping[str, _Adapter] = {
+    "celebdf": _Adapter(f"Celeb-real/, YouTube-real/, Celeb-synthesis/ and {CELEBDF_LIST}",
+                        _celebdf_required, _celebdf_collect),
+    "ffpp": _Adapter("original_sequences/youtube/<compression>/videos/ and "
+                     "manipulated_sequences/<Method>/<compression>/videos/",
+                     _ffpp_required, _ffpp_collect, extras=("target_id", "source_id")),
+    "dfdc": _Adapter("metadata.json beside the videos, or dfdc_train_part_*/ folders each "
+                     "with metadata.json", _dfdc_required, _dfdc_collect, extras=("original",),
+                     draws_test=True),
+    "folder": _Adapter("real/ and fake/ sub-folders of videos", _folder_required,
+                       _folder_collect, draws_test=True),
+}
+
+
+def _adapter(dataset: str) -> _Adapter:
+    if dataset not in _ADAPTERS:
+        raise DatasetError(f"unknown dataset '{dataset}' (known: {', '.join(_ADAPTERS)})")
+    return _ADAPTERS[dataset]
+
+
+def layout_problem(dataset: str, root: str | Path, index_params: Mapping[str, Any]) -> str | None:
+    """None when root has the dataset's layout, else one line saying what is missing and
+    what the layout should be."""
+    try:
+        adapter = _adapter(dataset)
+    except DatasetError as exc:
+        return str(exc)
+    root = paths.resolve(root)
+    for path, kind in [(root, "folder"), *adapter.required(root, index_params)]:
+        if not (path.is_dir() if kind == "folder" else path.is_file()):
+            what = "not found" if not path.exists() else f"not a {kind}"
+            return f"{path}: {kind} {what} ({dataset} expects {adapter.expects})"
+    return None
+
+
+# --- the common steps ----------------------------------------------------------------------
+
+
+def _assign_splits(videos: pd.DataFrame, fractions: Mapping[str, float],
+                   rng: np.random.Generator) -> np.ndarray:
+    """Split whole groups into ``fractions`` of the videos, stratified by a group's labels."""
+    groups = videos.groupby("_group", sort=True)["label"]
+    strata = groups.agg(lambda labels: "".join(sorted(set(map(str, labels)))))
+    sizes = groups.size()
+    names = list(fractions)
+    bounds = np.cumsum([fractions[n] for n in names])
+    chosen: dict[Any, str] = {}
+    for stratum in sorted(set(strata)):
+        members = strata.index[strata == stratum].to_numpy()
+        members = members[rng.permutation(len(members))]
+        total, done = sizes[members].sum(), 0
+        for group in members:
+            # A group goes where its middle falls, so single videos split by rounding.
+            middle = (done + sizes[group] / 2) / total
+            chosen[group] = names[min(int(np.searchsorted(bounds, middle, side="right")),
+                                      len(names) - 1)]
+            done += sizes[group]
+    return videos["_group"].map(chosen).to_numpy()
+
+
+def _check_unique(videos: pd.DataFrame, root: Path) -> None:
+    dup = videos[videos["video_id"].duplicated(keep=False)]
+    if len(dup):
+        first = dup["video_id"].iloc[0]
+        clash = ", ".join(sorted(dup.loc[dup["video_id"] == first, "_rel"]))
+        raise DatasetError(f"{root}: duplicate video_id '{first}' ({clash}); video ids are the "
+                           "paths without extension and must be unique")
+
+
+def _manifest_key(rel: str) -> str:
+    # NFC so that a manifest written on one system matches names read back on another (macOS: NFD).
+    return unicodedata.normalize("NFC", PurePosixPath(rel.strip().replace("\\", "/")).as_posix())
+
+
+def _apply_manifest(root: Path, videos: pd.DataFrame) -> tuple[pd.DataFrame, list[Row]]:
+    """Merge ``manifest.csv`` onto the index by path; return it and the listed-but-absent rows."""
+    file = root / MANIFEST
+    if not file.is_file():
+        return videos, []
+    try:
+        manifest = pd.read_csv(file, dtype={"path": str, "label": str}, encoding="utf-8")
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{file}: not a readable CSV ({exc})") from None
+    if "path" not in manifest.columns:
+        raise DatasetError(f"{file}: no 'path' column (paths of the videos relative to {root})")
+    reserved = sorted({"video_id", "dataset"} & set(manifest.columns))
+    if reserved:
+        raise DatasetError(f"{file}: column '{reserved[0]}' is set by the adapter, "
+                           "not the manifest")
+    manifest = manifest.dropna(subset=["path"])
+    manifest.index = manifest["path"].map(_manifest_key)
+    if manifest.index.has_duplicates:
+        dup = manifest.index[manifest.index.duplicated()][0]
+        raise DatasetError(f"{file}: path '{dup}' is listed twice")
+    keys = videos["_rel"].map(_manifest_key)
+    for column in manifest.columns.drop("path"):
+        values = keys.map(manifest[column])
+        given = values.notna()
+        if column == "label":
+            labels = values[given].map(lambda v: _MANIFEST_LABELS.get(str(v).strip().lower()))
+            if labels.isna().any():
+                bad = labels.index[labels.isna()][0]
+                raise DatasetError(f"{file}: label {values[bad]!r} of '{videos.at[bad, '_rel']}' "
+                                   "is not 0/1 or real/fake")
+            clash = labels.index[labels != videos.loc[labels.index, "label"]]
+            if len(clash):
+                bad = clash[0]
+                raise DatasetError(f"{file}: label {values[bad]} of '{videos.at[bad, '_rel']}' "
+                                   f"disagrees with the dataset layout (label "
+                                   f"{videos.at[bad, 'label']}; 1 = fake, 0 = real)")
+            continue
+        if column == "split" and not values[given].isin(SPLITS).all():
+            raise DatasetError(f"{file}: split values must be one of {', '.join(SPLITS)}")
+        # The manifest's value wins where it has one (method, compression, split, extras).
+        videos[column] = values.where(given, videos[column]) if column in videos else values
+    absent = [_missing(rel, f"listed in {MANIFEST} but not on disk")
+              for rel in manifest["path"] if not (root / rel.strip()).is_file()]
+    return videos, absent
+
+
+def _cap(videos: pd.DataFrame, per_class: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Keep a seeded subset of at most ``per_class`` videos per (split, label)."""
+    if per_class <= 0:
+        return videos
+    keep: list[Any] = []
+    for _, group in videos.sort_values("video_id").groupby(["split", "label"], sort=True):
+        index = group.index.to_numpy()
+        keep.extend(index if len(index) <= per_class
+                    else rng.choice(index, size=per_class, replace=False))
+    return videos.loc[sorted(keep)]
+
+
+def _finish_missing(root: Path, rows: list[Row]) -> pd.DataFrame:
+    missing = pd.DataFrame(rows, columns=["video_id", "_rel", "reason"])
+    missing["path"] = missing["_rel"].map(lambda rel: str(root / rel))
+    missing = missing.drop_duplicates("path").sort_values(["video_id", "path"])
+    return missing[MISSING_COLUMNS].reset_index(drop=True)
+
+
+def build_index(dataset: str, root: str | Path, *, seed: int = 0, val_fraction: float = 0.2,
+                max_videos_per_class: int = 0,
+                ffpp_methods: Sequence[str] = ("NeuralTextures",),
+                ffpp_compression: str = "c40") -> IndexResult:
+    """Index the videos of ``dataset`` under ``root``, sorted by split then video_id.
+
+    Splits the dataset defines are kept (Celeb-DF's test list, FaceForensics++'s JSON
+    files); the other videos are split by ``seed``: Celeb-DF training videos into train and
+    ``val_fraction`` val, DFDC and folder videos into train, ``val_fraction`` val and as
+    much test (DFDC keeps each fake with its original). Videos a list names but the disk
+    lacks are returned in ``missing``.
+    """
+    adapter = _adapter(dataset)
+    params = {"ffpp_methods": list(ffpp_methods), "ffpp_compression": ffpp_compression}
+    root = paths.resolve(root)
+    problem = layout_problem(dataset, root, params)
+    if problem:
+        raise DatasetError(problem)
+    held_out = 2 * val_fraction if adapter.draws_test else val_fraction
+    if val_fraction < 0 or held_out >= 1:
+        raise DatasetError(f"val_fraction {val_fraction} leaves no training videos for {dataset}"
+                           + (" (val and test each take that share)" if adapter.draws_test else ""))
+
+    rows, missing_rows = adapter.collect(root, params)
+    videos = pd.DataFrame(rows, columns=[*_ROW_COLUMNS, *adapter.extras])
+    videos["_group"] = videos["video_id"].where(videos["_group"].isna(), videos["_group"])
+    videos["label"] = videos["label"].astype("int64")
+    _check_unique(videos, root)
+
+    rng = np.random.default_rng(seed)
+    free = videos["split"].isna()
+    if free.any():
+        fractions = {"train": 1 - held_out, "val": val_fraction,
+                     "test": val_fraction if adapter.draws_test else 0.0}
+        videos.loc[free, "split"] = _assign_splits(videos[free], fractions, rng)
+    videos["dataset"] = dataset
+    videos["path"] = videos["_rel"].map(lambda rel: str(root / rel))
+    videos, absent = _apply_manifest(root, videos)
+    videos = _cap(videos, max_videos_per_class, rng)
+
+    order = videos["split"].map({s: i for i, s in enumerate(SPLITS)})
+    videos = videos.assign(_order=order).sort_values(["_order", "video_id"])
+    extras = [c for c in videos.columns if c not in INDEX_COLUMNS and not c.startswith("_")]
+    videos = videos[INDEX_COLUMNS + extras].reset_index(drop=True)
+    return IndexResult(videos, _finish_missing(root, missing_rows + absent))

@@ -1,0 +1,272 @@
+"""FaceNet face embeddings (facenet-pytorch InceptionResnetV1, 512-d), one file per video.
+
+Crops from the face store are resized to 160 px and standardised as facenet-pytorch
+expects, ``(x - 127.5) / 128``. Weights come from facenet-pytorch's own loader, which
+reads ``$TORCH_HOME/checkpoints/<file>`` and downloads the file there when it is missing.
+When it cannot be had (no internet, no file), or when ``pretrained="none"``, a seeded,
+randomly initialised InceptionResnetV1 of the same architecture is used instead; the
+choice is written to ``features/facenet/manifest.json`` (requested, used, reason).
+
+Only torch is imported here, and only on first use: TensorFlow must never be imported
+before torchvision in one process (DESIGN.md, "Known traps"), and reading stored
+embeddings (:func:`load_embeddings`) needs numpy alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import io
+from .faces import FaceStore, store_name, store_path
+from .paths import RunPaths
+
+# facenet-pytorch's release files (facenet_pytorch/models/inception_resnet_v1.py).
+WEIGHT_FILES = {"vggface2": "20180402-114759-vggface2.pt",
+                "casia-webface": "20180408-102900-casia-webface.pt"}
+PRETRAINED = ("vggface2", "casia-webface", "none")
+RANDOM = "random"
+INPUT_SIZE = 160
+DIM = 512
+# facenet-pytorch's urlopen has no timeout: a network that drops packets would hang the
+# stage forever. This bounds each socket operation, not the whole download.
+DOWNLOAD_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class WeightsChoice:
+    """Which weights the embeddings come from, and why."""
+
+    requested: str  # vggface2 | casia-webface | none
+    used: str  # vggface2 | casia-webface | random
+    reason: str
+    weights_file: str  # where facenet-pytorch looks for the file ("" for none)
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    """What the embedding stage did: the weights and one row per video."""
+
+    weights: WeightsChoice
+    videos: pd.DataFrame  # video_id, label, split, n_faces, status (embedded|skipped|no_store)
+    manifest: dict[str, Any]
+
+
+def features_dir(run: RunPaths) -> Path:
+    """``features/facenet/``: one ``.npz`` per video and the manifest."""
+    return run.features / "facenet"
+
+
+def manifest_path(run: RunPaths) -> Path:
+    return features_dir(run) / "manifest.json"
+
+
+def embedding_path(run: RunPaths, video_id: str) -> Path:
+    """A video's embedding file, named like its face store file."""
+    return features_dir(run) / f"{store_name(video_id)}.npz"
+
+
+def weights_path(pretrained: str) -> Path:
+    """Where facenet-pytorch reads (and downloads) the ``pretrained`` state dict."""
+    from facenet_pytorch.models.inception_resnet_v1 import get_torch_home
+
+    return Path(get_torch_home()) / "checkpoints" / WEIGHT_FILES[pretrained]
+
+
+def resolve_device(device: str) -> Any:
+    """A torch device for ``auto | cpu | cuda``; asking for a missing GPU is an error."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but torch sees no GPU")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def random_facenet(seed: int) -> Any:
+    """InceptionResnetV1 with a seeded random initialisation, leaving torch's RNG as it was."""
+    import torch
+    from facenet_pytorch import InceptionResnetV1
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return InceptionResnetV1()
+
+
+def load_facenet(pretrained: str, seed: int = 0, device: str = "cpu") -> tuple[Any, WeightsChoice]:
+    """The embedding network in eval mode, and which weights it carries.
+
+    ``pretrained`` weights are loaded by facenet-pytorch (reading the cached file or
+    downloading it). A failed download (any ``OSError``: no network, DNS, HTTP, timeout)
+    falls back to :func:`random_facenet`; a file that is present but unreadable raises,
+    because someone put it there on purpose and should hear that it is wrong.
+    """
+    if pretrained not in PRETRAINED:
+        raise ValueError(f"pretrained {pretrained!r} is not one of {', '.join(PRETRAINED)}")
+    if pretrained == "none":
+        model = random_facenet(seed)
+        choice = WeightsChoice("none", RANDOM, f"pretrained: none asks for a randomly "
+                               f"initialised InceptionResnetV1 (seed {seed})", "")
+    else:
+        from facenet_pytorch import InceptionResnetV1
+
+        target = weights_path(pretrained)
+        cached = target.is_file()
+        try:
+            with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+                model = InceptionResnetV1(pretrained=pretrained)
+        except Exception as exc:  # noqa: BLE001 - sorted into fallback or error below
+            detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            if cached or not isinstance(exc, OSError):
+                raise RuntimeError(f"{target}: could not load the {pretrained} weights "
+                                   f"({detail}); replace or delete the file") from exc
+            model = random_facenet(seed)
+            reason = (f"the {pretrained} weights are not in {target.parent} and the download "
+                      f"failed ({detail}); using a randomly initialised InceptionResnetV1 "
+                      f"(seed {seed}). Place {target.name} there to use them")
+            choice = WeightsChoice(pretrained, RANDOM, reason, str(target))
+        else:
+            how = "read from" if cached else "downloaded to"
+            choice = WeightsChoice(pretrained, pretrained, f"{target.name} {how} {target.parent}",
+                                   str(target))
+    model.classify = False  # 512-d L2-normalised embeddings, not identity logits
+    return model.eval().to(resolve_device(device)), choice
+
+
+def standardise(faces: np.ndarray) -> Any:
+    """uint8 RGB ``[n, S, S, 3]`` -> float tensor ``[n, 3, 160, 160]``, (x - 127.5) / 128."""
+    import torch
+    from torch.nn import functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(faces)).permute(0, 3, 1, 2).float()
+    if x.shape[-1] != INPUT_SIZE or x.shape[-2] != INPUT_SIZE:
+        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear",
+                          align_corners=False, antialias=True)
+    return (x - 127.5) / 128.0
+
+
+def embed(model: Any, faces: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Embeddings ``float32 [n, 512]`` of uint8 face crops, ``batch_size`` at a time."""
+    import torch
+
+    device = next(model.parameters()).device
+    out = [np.zeros((0, DIM), np.float32)]
+    with torch.inference_mode():
+        for start in range(0, len(faces), batch_size):
+            batch = standardise(faces[start:start + batch_size]).to(device)
+            out.append(model(batch).float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def _file_config(used: str, run: RunPaths, video_id: str) -> str | None:
+    """What an embedding file depends on: the weights and the face store file's settings
+    (None when the video has no readable store file)."""
+    try:
+        with np.load(store_path(run, video_id)) as z:
+            faces_config = str(z["config"])
+    except (OSError, KeyError, ValueError):
+        return None
+    return json.dumps({"weights": used, "input_size": INPUT_SIZE, "faces": faces_config},
+                      sort_keys=True)
+
+
+def _is_done(target: Path, config: str) -> bool:
+    if not target.is_file():
+        return False
+    try:
+        with np.load(target) as z:
+            return str(z["config"]) == config
+    except Exception:  # noqa: BLE001 - unreadable or an older layout: redo it
+        return False
+
+
+def run_embedding(run: RunPaths, pretrained: str = "vggface2", batch_size: int = 64,
+                  seed: int = 0, device: str = "auto", progress: bool = True) -> EmbedResult:
+    """Embed every stored face of the run; skip videos whose file is already up to date.
+
+    Videos come from ``faces/summary.csv``. A file is redone when the weights or the face
+    store settings changed. A video without a store file (extraction failed) gets no
+    embedding file and status ``no_store``; a video without faces gets an empty one.
+    """
+    import torch
+
+    summary = FaceStore(run).summary()
+    model, choice = load_facenet(pretrained, seed=seed, device=device)
+    features_dir(run).mkdir(parents=True, exist_ok=True)
+    store = FaceStore(run)
+    rows = []
+    torch.manual_seed(seed)  # nothing random runs in eval mode; this is belt and braces
+    for video in tqdm(summary.itertuples(), total=len(summary), desc="facenet", unit="video",
+                      disable=not progress):
+        vid = str(video.video_id)
+        config = _file_config(choice.used, run, vid)
+        target = embedding_path(run, vid)
+        if config is None:
+            status, n = "no_store", 0
+        elif _is_done(target, config):
+            status, n = "skipped", int(video.n_faces)
+        else:
+            faces, frame_idx = store.load(vid)
+            io.write_npz(target, emb=embed(model, faces, batch_size), frame_idx=frame_idx,
+                         video_id=np.array(vid), config=np.array(config))
+            status, n = "embedded", len(faces)
+        rows.append({"video_id": vid, "label": video.label, "split": video.split,
+                     "n_faces": n, "status": status})
+    table = pd.DataFrame(rows, columns=["video_id", "label", "split", "n_faces", "status"])
+    manifest = {**asdict(choice), "input_size": INPUT_SIZE, "standardisation": "(x - 127.5) / 128",
+                "dim": DIM, "seed": seed, "videos": int((table["status"] != "no_store").sum()),
+                "faces": int(table["n_faces"].sum()),
+                "no_store": table.loc[table["status"] == "no_store", "video_id"].tolist()}
+    io.write_text(json.dumps(manifest, indent=2) + "\n", manifest_path(run))
+    return EmbedResult(choice, table, manifest)
+
+
+def read_manifest(run: RunPaths) -> dict[str, Any]:
+    """The embedding stage's manifest; a clear error when the stage has not run."""
+    path = manifest_path(run)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no FaceNet embeddings; run stage 'embed_faces' first")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_embeddings(run: RunPaths, videos: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """Stack the stored embeddings of ``videos`` (rows of the index).
+
+    Returns ``X float32 [n, 512]`` and a frame table (one row per face, aligned with X):
+    ``video_id, frame_idx`` plus the index columns ``label, split`` and ``method`` when
+    present. A video without an embedding file or without faces adds no rows.
+    """
+    read_manifest(run)
+    keep = [c for c in ("label", "split", "method") if c in videos.columns]
+    blocks, tables = [np.zeros((0, DIM), np.float32)], []
+    for video in videos.to_dict("records"):
+        target = embedding_path(run, str(video["video_id"]))
+        if not target.is_file():
+            continue
+        with np.load(target) as z:
+            emb, frame_idx = z["emb"], z["frame_idx"]
+        blocks.append(emb.astype(np.float32, copy=False))
+        tables.append(pd.DataFrame({"video_id": str(video["video_id"]), "frame_idx": frame_idx,
+                                    **{c: video[c] for c in keep}}))
+    frames = (pd.concat(tables, ignore_index=True) if tables
+              else pd.DataFrame(columns=["video_id", "frame_idx", *keep]))
+    return np.concatenate(blocks), frames

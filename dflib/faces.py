@@ -1,0 +1,456 @@
+"""Face extraction with MTCNN and the per-video face store.
+
+Detection runs in batches on frames downscaled for speed; crops are cut from the
+full-resolution frames. Each video becomes one ``.npz`` file in ``faces/store/``, written
+atomically, so an interrupted run resumes where it stopped; ``faces/index.csv`` (one row
+per sampled frame) and ``faces/summary.csv`` (one row per video) are rebuilt from the
+store files at the end of every run. torch and facenet-pytorch are imported on first
+use only, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import io
+from .paths import RunPaths, resolve
+from .video import VideoError, probe, read_frames, sample_indices
+
+SELECTIONS = ("largest", "probability")
+# Downscaling for detection stops where a face of ``min_face_size`` frame pixels would
+# shrink below this many detector pixels; MTCNN gets unreliable on smaller faces.
+DETECT_MIN_FACE_PX = 20
+# Constructor arguments of FaceExtractor, read from a profile's (flat) stage parameters.
+EXTRACTOR_KEYS = ("img_size", "margin", "min_face_size", "thresholds", "factor", "selection",
+                  "detect_max_side", "batch_size", "device")
+# Parameters that change what is stored; a store file made with other values is redone.
+_RESULT_KEYS = ("img_size", "margin", "min_face_size", "thresholds", "factor", "selection",
+                "detect_max_side")
+INDEX_COLUMNS = ["video_id", "label", "split", "frame_idx", "face", "x1", "y1", "x2", "y2",
+                 "prob", "n_detected", "store_row", "reason"]
+SUMMARY_COLUMNS = ["video_id", "label", "split", "status", "n_sampled", "n_faces", "reason"]
+
+
+@dataclass(frozen=True)
+class FrameFace:
+    """The face kept in one frame, or why there is none."""
+
+    face: np.ndarray | None  # uint8 [img_size, img_size, 3] RGB
+    box: tuple[float, float, float, float] | None  # x1, y1, x2, y2, clipped to the frame
+    prob: float  # detection probability, NaN without a face
+    n_detected: int  # faces MTCNN found in the frame
+    reason: str  # "" or "no_face"
+
+
+class FaceExtractor:
+    """MTCNN detection and cropping with the ``faces`` stage parameters.
+
+    ``margin`` is in pixels of the final crop, facenet-pytorch's convention (the paper's
+    40 at 160 px): the box fills ``img_size - margin`` of the ``img_size`` pixels, the rest
+    is split evenly around it, so the margin grows with the face. ``detect_max_side``
+    caps the long side of the image the detector sees (0 = full resolution), but never so
+    far that a face of ``min_face_size`` pixels gets smaller than ``DETECT_MIN_FACE_PX``
+    detector pixels. Frames where that coarse pass finds nothing are retried at full
+    resolution.
+    """
+
+    def __init__(self, img_size: int = 160, margin: int = 40, min_face_size: int = 40,
+                 thresholds: Sequence[float] = (0.6, 0.7, 0.7), factor: float = 0.709,
+                 selection: str = "largest", detect_max_side: int = 640, batch_size: int = 32,
+                 device: str = "auto") -> None:
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection {selection!r} is not one of {SELECTIONS}")
+        if not 0 <= margin < img_size:
+            raise ValueError(f"margin {margin} must be at least 0 and below img_size {img_size}")
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device {device!r} is not one of auto, cpu, cuda")
+        self.img_size = int(img_size)
+        self.margin = int(margin)
+        self.min_face_size = int(min_face_size)
+        self.thresholds = [float(t) for t in thresholds]
+        self.factor = float(factor)
+        self.selection = selection
+        self.detect_max_side = int(detect_max_side)
+        self.batch_size = max(1, int(batch_size))
+        self.device = device
+        self._mtcnn: Any = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "FaceExtractor":
+        """Build from a mapping that may hold other keys too (a stage's parameters)."""
+        return cls(**{k: params[k] for k in EXTRACTOR_KEYS if k in params})
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The constructor arguments, to rebuild an equal extractor in another process."""
+        return {k: getattr(self, k) for k in EXTRACTOR_KEYS}
+
+    @property
+    def mtcnn(self) -> Any:
+        """The facenet-pytorch MTCNN (created on first use; its weights ship in the wheel)."""
+        if self._mtcnn is None:
+            import torch
+            from facenet_pytorch import MTCNN
+
+            device = self.device
+            if device == "auto":
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            elif device == "cuda" and not torch.cuda.is_available():
+                raise RuntimeError("device 'cuda' was asked for but torch sees no GPU")
+            self._mtcnn = MTCNN(device=torch.device(device)).eval()
+        return self._mtcnn
+
+    def detect_scale(self, width: int, height: int) -> float:
+        """Factor applied to a frame of this size before detection (1.0 = none)."""
+        long_side = max(width, height)
+        if self.detect_max_side <= 0 or long_side <= self.detect_max_side:
+            return 1.0
+        return min(1.0, max(self.detect_max_side / long_side,
+                            DETECT_MIN_FACE_PX / self.min_face_size))
+
+    def extract(self, frames: Sequence[np.ndarray]) -> list[FrameFace]:
+        """Detect, select and crop one face per RGB uint8 frame."""
+        detections: list[np.ndarray] = [np.empty((0, 5))] * len(frames)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, frame in enumerate(frames):
+            by_shape.setdefault(frame.shape, []).append(i)
+        for (height, width, _), members in by_shape.items():
+            scale = self.detect_scale(width, height)
+            for i, det in zip(members, self._detect([frames[i] for i in members], scale)):
+                detections[i] = det
+            if scale < 1.0:
+                missed = [i for i in members if len(detections[i]) == 0]
+                retried = self._detect([frames[i] for i in missed], 1.0) if missed else []
+                for i, det in zip(missed, retried):
+                    detections[i] = det
+        return [self._crop(frame, det) for frame, det in zip(frames, detections)]
+
+    def _detect(self, frames: list[np.ndarray], scale: float) -> list[np.ndarray]:
+        """MTCNN boxes ``[n, 5]`` (x1, y1, x2, y2, prob) in frame pixels, per frame.
+
+        All ``frames`` have one size. MTCNN's own ``min_face_size`` is scaled with the
+        image so the pyramid still starts at faces of ``min_face_size`` frame pixels.
+        """
+        if not frames:
+            return []
+        import torch
+        from facenet_pytorch.models.utils.detect_face import detect_face
+
+        height, width = frames[0].shape[:2]
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        sx, sy = size[0] / width, size[1] / height
+        min_face = self.min_face_size * scale
+        if min(size) < min_face:  # MTCNN's pyramid would be empty, and it fails on that
+            return [np.empty((0, 5))] * len(frames)
+        m = self.mtcnn
+        out: list[np.ndarray] = []
+        for start in range(0, len(frames), self.batch_size):
+            chunk = frames[start:start + self.batch_size]
+            if scale < 1.0:
+                chunk = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in chunk]
+            # detect_face is what MTCNN.detect wraps; called directly it takes the minimum
+            # face size per call and returns every box with its probability.
+            with torch.no_grad():
+                boxes, _ = detect_face(np.stack(chunk), min_face, m.pnet, m.rnet, m.onet,
+                                       self.thresholds, self.factor, m.device)
+            for b in boxes:
+                b = np.asarray(b, dtype=np.float64).reshape(-1, 5)
+                b[:, [0, 2]] /= sx
+                b[:, [1, 3]] /= sy
+                out.append(b)
+        return out
+
+    def _crop(self, frame: np.ndarray, det: np.ndarray) -> FrameFace:
+        """Keep one detection and cut it, with its margin, from the full-resolution frame.
+
+        The crop is facenet-pytorch's ``extract_face`` on the same box (same margin rule,
+        same integer rounding, cv2 INTER_AREA), so crops match the paper's pipeline.
+        """
+        if len(det) == 0:
+            return FrameFace(None, None, math.nan, 0, "no_face")
+        if self.selection == "largest":
+            best = det[np.argmax((det[:, 2] - det[:, 0]) * (det[:, 3] - det[:, 1]))]
+        else:
+            best = det[np.argmax(det[:, 4])]
+        x1, y1, x2, y2, prob = (float(v) for v in best)
+        height, width = frame.shape[:2]
+        mx = self.margin * (x2 - x1) / (self.img_size - self.margin) / 2
+        my = self.margin * (y2 - y1) / (self.img_size - self.margin) / 2
+        cx1, cy1 = min(int(max(x1 - mx, 0)), width - 1), min(int(max(y1 - my, 0)), height - 1)
+        cx2 = max(int(min(x2 + mx, width)), cx1 + 1)  # never empty, even for a sliver of a box
+        cy2 = max(int(min(y2 + my, height)), cy1 + 1)
+        face = cv2.resize(frame[cy1:cy2, cx1:cx2], (self.img_size, self.img_size),
+                          interpolation=cv2.INTER_AREA)
+        box = (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
+               min(max(x2, 0.0), width), min(max(y2, 0.0), height))
+        return FrameFace(face, box, prob, len(det), "")
+
+
+def store_name(video_id: str) -> str:
+    """A file name for ``video_id``, unique and reversible: ``%``, ``/`` and ``\\`` are
+    percent-encoded (``Celeb-real/id0_0000`` → ``Celeb-real%2Fid0_0000``), a leading dot
+    too (no hidden files); anything else, non-ASCII included, is kept."""
+    name = video_id.replace("%", "%25").replace("/", "%2F").replace("\\", "%5C")
+    return "%2E" + name[1:] if name.startswith(".") else name
+
+
+def store_path(run: RunPaths, video_id: str) -> Path:
+    """The store file of one video."""
+    return run.face_store / f"{store_name(video_id)}.npz"
+
+
+def summary_csv(run: RunPaths) -> Path:
+    """The per-video table of the faces stage."""
+    return run.faces / "summary.csv"
+
+
+def extract_video(video_id: str, path: str | Path, extractor: FaceExtractor, n: int,
+                  strategy: str = "first", every_k: int = 1) -> dict[str, np.ndarray]:
+    """Sample, decode and extract the faces of one video: the arrays of its store file.
+
+    An unreadable video gives status ``failed`` with the :class:`VideoError` message as
+    reason; frames a truncated video could not decode are left out and the reason says so.
+    """
+    size = extractor.img_size
+    try:
+        info = probe(path)
+        wanted = sample_indices(info.n_frames, n, strategy, every_k)
+        frames, read = read_frames(path, wanted)
+    except VideoError as exc:
+        return _record(video_id, size, [], [], "failed", str(exc))
+    found = extractor.extract(frames)
+    n_faces = sum(f.face is not None for f in found)
+    if n_faces == 0:
+        status, reason = "no_face", f"no face found in any of the {len(read)} sampled frames"
+    else:
+        status, reason = "ok", ""
+    if len(read) < len(wanted):
+        reason = "; ".join(filter(None, [reason, f"truncated: {len(read)} of {len(wanted)} "
+                                                   "sampled frames decoded"]))
+    return _record(video_id, size, read, found, status, reason)
+
+
+def _record(video_id: str, size: int, sampled: Sequence[int], found: Sequence[FrameFace],
+            status: str, reason: str) -> dict[str, np.ndarray]:
+    """The store file's arrays; one entry per decoded sampled frame."""
+    kept = [f.face for f in found if f.face is not None]
+    has_face = np.array([f.face is not None for f in found], dtype=bool)
+    sampled_idx = np.asarray(sampled, dtype=np.int64)
+    return {
+        "video_id": np.array(video_id),
+        "faces": (np.stack(kept) if kept else np.zeros((0, size, size, 3), np.uint8)),
+        "frame_idx": sampled_idx[has_face],
+        "sampled_idx": sampled_idx,
+        "has_face": has_face,
+        "boxes": np.array([f.box if f.box else (math.nan,) * 4 for f in found],
+                          dtype=np.float32).reshape(-1, 4),
+        "probs": np.array([f.prob for f in found], dtype=np.float32),
+        "n_detected": np.array([f.n_detected for f in found], dtype=np.int32),
+        "status": np.array(status),
+        "reason": np.array(reason),
+    }
+
+
+def _config(extractor: FaceExtractor, n: int, strategy: str, every_k: int) -> str:
+    """The settings a store file was made with, as a string kept inside it."""
+    settings = {k: getattr(extractor, k) for k in _RESULT_KEYS}
+    settings.update(frames_per_video=n, sampling=strategy,
+                    every_k=every_k if strategy == "every_k" else 1)
+    return json.dumps(settings, sort_keys=True)
+
+
+def _is_done(target: Path, config: str) -> bool:
+    """Whether ``target`` is a readable store file made with ``config``."""
+    if not target.is_file():
+        return False
+    try:
+        with np.load(target) as z:
+            return str(z["config"]) == config
+    except Exception:  # unreadable or from an older layout: redo it
+        return False
+
+
+def _extract_to_store(video_id: str, path: str, target: Path, extractor: FaceExtractor,
+                      n: int, strategy: str, every_k: int, config: str) -> str:
+    """Write one video's store file; return "" or the error that stopped it.
+
+    Bad videos are stored as ``failed`` by :func:`extract_video`. A missing file (a
+    dataset not mounted yet) and anything unexpected write nothing, so a rerun tries
+    again; either way the run goes on.
+    """
+    if not Path(path).is_file():
+        return f"{path}: file not found"
+    try:
+        record = extract_video(video_id, path, extractor, n, strategy, every_k)
+        io.write_npz(target, **record, config=np.array(config))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return ""
+
+
+_WORKER_EXTRACTORS: dict[str, FaceExtractor] = {}
+
+
+def _dask_task(video_id: str, path: str, target: str, params: dict[str, Any], n: int,
+               strategy: str, every_k: int, config: str) -> str:
+    """One video on a Dask worker, which keeps its MTCNN between tasks."""
+    key = json.dumps(params, sort_keys=True)
+    if key not in _WORKER_EXTRACTORS:
+        import torch
+
+        # Each worker process runs one task at a time; more threads would oversubscribe.
+        torch.set_num_threads(1)
+        cv2.setNumThreads(1)
+        _WORKER_EXTRACTORS[key] = FaceExtractor(**params)
+    return _extract_to_store(video_id, path, Path(target), _WORKER_EXTRACTORS[key], n,
+                             strategy, every_k, config)
+
+
+def _run_dask(jobs: list[tuple[str, str, Path]], extractor: FaceExtractor, n: int,
+              strategy: str, every_k: int, config: str, workers: int, scheduler: str,
+              progress: bool) -> dict[str, str]:
+    from distributed import Client, LocalCluster, as_completed
+
+    if scheduler:
+        cluster, client = None, Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    errors: dict[str, str] = {}
+    try:
+        futures = {client.submit(_dask_task, vid, path, str(target), extractor.params, n,
+                                 strategy, every_k, config, pure=False): vid
+                   for vid, path, target in jobs}
+        for fut in tqdm(as_completed(futures), total=len(futures), desc="faces",
+                        unit="video", disable=not progress):
+            try:
+                err = fut.result()
+            except Exception as exc:  # a worker that died takes only its video down
+                err = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            if err:
+                errors[futures[fut]] = err
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return errors
+
+
+def _video_rows(video: Mapping[str, Any], target: Path, error: str | None
+                ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The summary row and the per-frame rows of one video, from its store file."""
+    base = {"video_id": video["video_id"], "label": video["label"], "split": video["split"]}
+    if error is None and target.is_file():
+        with np.load(target) as z:
+            status, reason = str(z["status"]), str(z["reason"])
+            sampled, has_face = z["sampled_idx"], z["has_face"]
+            boxes, probs, n_detected = z["boxes"], z["probs"], z["n_detected"]
+    else:  # an unexpected error: nothing (or an outdated file) was stored
+        status, reason = "failed", error or "no store file"
+        sampled, has_face = np.empty(0, np.int64), np.empty(0, bool)
+        boxes, probs, n_detected = np.empty((0, 4)), np.empty(0), np.empty(0, np.int32)
+    summary = {**base, "status": status, "n_sampled": len(sampled),
+               "n_faces": int(has_face.sum()), "reason": reason}
+    if len(sampled) == 0:  # a failed video keeps one row, so it never drops out
+        frames = pd.DataFrame([{**base, "frame_idx": -1, "face": 0, "x1": math.nan,
+                                "y1": math.nan, "x2": math.nan, "y2": math.nan,
+                                "prob": math.nan, "n_detected": 0, "store_row": -1,
+                                "reason": reason}])
+        return summary, frames
+    frames = pd.DataFrame({
+        **base, "frame_idx": sampled, "face": has_face.astype(int),
+        "x1": boxes[:, 0], "y1": boxes[:, 1], "x2": boxes[:, 2], "y2": boxes[:, 3],
+        "prob": probs, "n_detected": n_detected,
+        "store_row": np.where(has_face, np.cumsum(has_face) - 1, -1),
+        "reason": np.where(has_face, "", "no_face"),
+    })
+    return summary, frames
+
+
+def run_extraction(videos: pd.DataFrame, run: RunPaths, extractor_params: Mapping[str, Any],
+                   frames_per_video: int, sampling: str, every_k: int, workers: int = 0,
+                   scheduler: str = "", progress: bool = True) -> pd.DataFrame:
+    """Extract the faces of every video of the index that has no store file yet.
+
+    ``videos`` needs ``video_id, path, label, split``; relative paths are taken from the
+    project root. A store file made with other extraction settings is redone. With
+    ``workers > 0`` or a ``scheduler`` address, videos run as Dask tasks (each writes
+    its own store file, so resuming works the same). Afterwards ``faces/index.csv``,
+    ``faces/summary.csv`` and the stage's rows of ``failures.csv`` are rebuilt from the
+    store files. Returns the summary (one row per video).
+    """
+    missing = {"video_id", "path", "label", "split"} - set(videos.columns)
+    if missing:
+        raise ValueError(f"video index lacks column(s) {', '.join(sorted(missing))}")
+    duplicated = videos["video_id"][videos["video_id"].duplicated()]
+    if len(duplicated):
+        raise ValueError(f"video_id {duplicated.iloc[0]!r} appears more than once in the index")
+    extractor = FaceExtractor.from_params(extractor_params)
+    config = _config(extractor, frames_per_video, sampling, every_k)
+    run.face_store.mkdir(parents=True, exist_ok=True)
+    jobs = [(vid, str(resolve(path)), store_path(run, vid))
+            for vid, path in zip(videos["video_id"].astype(str), videos["path"].astype(str))]
+    jobs = [job for job in jobs if not _is_done(job[2], config)]
+
+    if jobs and (workers > 0 or scheduler):
+        errors = _run_dask(jobs, extractor, frames_per_video, sampling, every_k, config,
+                           workers, scheduler, progress)
+    else:
+        errors = {}
+        for vid, path, target in tqdm(jobs, desc="faces", unit="video", disable=not progress):
+            err = _extract_to_store(vid, path, target, extractor, frames_per_video, sampling,
+                                    every_k, config)
+            if err:
+                errors[vid] = err
+
+    rows = [_video_rows(v, store_path(run, str(v["video_id"])), errors.get(str(v["video_id"])))
+            for v in videos.to_dict("records")]
+    summary = pd.DataFrame([r[0] for r in rows], columns=SUMMARY_COLUMNS)
+    frames = (pd.concat([r[1] for r in rows], ignore_index=True) if rows
+              else pd.DataFrame(columns=INDEX_COLUMNS))[INDEX_COLUMNS]
+    io.write_csv(frames, run.faces_csv)
+    io.write_csv(summary, summary_csv(run))
+    io.record_failures(run.failures_csv, "faces", summary[summary["status"] != "ok"])
+    return summary
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run the faces stage first")
+    table = pd.read_csv(path, dtype={"video_id": str, "split": str, "reason": str})
+    table["reason"] = table["reason"].fillna("")
+    return table
+
+
+class FaceStore:
+    """Read access to one run's face store, one video at a time."""
+
+    def __init__(self, run: RunPaths) -> None:
+        self.run = run
+
+    def load(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """The faces ``uint8 [k, S, S, 3]`` of one video and their frame indices ``[k]``
+        (``k`` = 0 when the video has no face); reads that video's file only."""
+        target = store_path(self.run, video_id)
+        if not target.is_file():
+            raise FileNotFoundError(f"no face store file for video {video_id!r} ({target})")
+        with np.load(target) as z:
+            return z["faces"], z["frame_idx"]
+
+    def summary(self) -> pd.DataFrame:
+        """``faces/summary.csv``: one row per video with status and counts."""
+        return _read_table(summary_csv(self.run))
+
+    def index(self) -> pd.DataFrame:
+        """``faces/index.csv``: one row per sampled frame."""
+        return _read_table(self.run.faces_csv)

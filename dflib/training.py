@@ -1,0 +1,473 @@
+"""Training the frame CNNs: streamed face batches, augmentation, balanced chunks, scoring.
+
+The face store is read one video at a time through a small LRU cache, so memory depends
+on the cache size, never on the number of faces. Class imbalance is handled as in the
+paper: the majority class is cut into ``k`` disjoint slices, each trained with all the
+minority videos (bagging), and the chunk models are combined at test time (boosting).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+
+from . import cnn, evaluation, io
+from .paths import RunPaths
+
+LABELS = (0, 1)  # 0 = real, 1 = fake (DESIGN.md)
+
+# The paper's augmentation (Keras ImageDataGenerator settings of the original code).
+ROTATION_DEG = 30.0
+ZOOM = 0.15
+SHIFT = 0.2
+SHEAR = 0.15
+
+
+class FaceSource(Protocol):
+    """What training reads from a face store (``dflib.faces.FaceStore`` is one)."""
+
+    def load(self, video_id: str) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+# --------------------------------------------------------------------------- seeding
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and the backend, and ask TensorFlow for deterministic ops."""
+    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        # Process-wide and idempotent; ops without a deterministic kernel then raise
+        # instead of silently varying between runs.
+        tf.config.experimental.enable_op_determinism()
+
+
+# --------------------------------------------------------------------------- augmentation
+
+def augmentation(seed: int = 0) -> keras.Sequential:
+    """The paper's augmentation: rotation 30 degrees, zoom 0.15, shifts 0.2, shear 0.15,
+    horizontal flip, with edges filled by the nearest pixel (ImageDataGenerator's default).
+
+    ImageDataGenerator read ``shear_range`` in degrees, so the original 0.15 was a
+    negligible 0.15 degree shear; RandomShear reads 0.15 as a fraction of the image
+    (about 8.5 degrees), the intent of "shear 0.15".
+    """
+    fill = {"fill_mode": "nearest"}
+    return keras.Sequential([
+        keras.layers.RandomRotation(ROTATION_DEG / 360.0, seed=seed, **fill),
+        keras.layers.RandomZoom((-ZOOM, ZOOM), (-ZOOM, ZOOM), seed=seed + 1, **fill),
+        keras.layers.RandomTranslation(SHIFT, SHIFT, seed=seed + 2, **fill),
+        keras.layers.RandomShear(SHEAR, SHEAR, seed=seed + 3, **fill),
+        keras.layers.RandomFlip("horizontal", seed=seed + 4),
+    ], name="augmentation")
+
+
+# --------------------------------------------------------------------------- streaming
+
+class FaceBatches(keras.utils.PyDataset):
+    """Batches ``(faces float32 0-255 [b, S, S, 3], labels int [b])`` read from a face store.
+
+    ``videos`` needs ``video_id, label, n_faces``; videos without faces are left out.
+    Only ``cache_videos`` videos' arrays are held at once (least recently used first out).
+    With ``shuffle``, each epoch permutes the videos (seeded by ``seed`` and the epoch),
+    cuts them into windows of ``cache_videos`` videos and shuffles the faces inside each
+    window: a batch mixes many videos, yet every video is read once per epoch.
+    ``max_faces`` keeps a seeded random subset of the faces (for t-SNE).
+    ``augment`` (a layer) is applied to every batch in training mode.
+    """
+
+    def __init__(self, store: FaceSource, videos: pd.DataFrame, batch_size: int, *,
+                 shuffle: bool = False, seed: int = 0, augment: keras.Layer | None = None,
+                 cache_videos: int = 64, max_faces: int | None = None) -> None:
+        super().__init__()
+        if batch_size < 1 or cache_videos < 1:
+            raise ValueError("batch_size and cache_videos must be at least 1")
+        videos = videos[videos["n_faces"] > 0]
+        self.store, self.batch_size, self.shuffle, self.seed = store, batch_size, shuffle, seed
+        self.augment, self.cache_videos = augment, cache_videos
+        self.video_ids = videos["video_id"].astype(str).to_numpy()
+        self.labels = videos["label"].to_numpy(dtype=np.int64)
+        self.n_faces = videos["n_faces"].to_numpy(dtype=np.int64)
+        # Flat face index: (video position, face position in that video's array).
+        self._video = np.repeat(np.arange(len(self.video_ids)), self.n_faces)
+        self._face = np.concatenate([np.arange(n) for n in self.n_faces] or [np.zeros(0, int)])
+        if max_faces is not None and max_faces < len(self._video):
+            keep = np.sort(np.random.default_rng(seed).choice(len(self._video), max_faces,
+                                                              replace=False))
+            self._video, self._face = self._video[keep], self._face[keep]
+        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self.epoch = 0
+        self._order = self._epoch_order()
+
+    def __len__(self) -> int:
+        return math.ceil(len(self._video) / self.batch_size)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self._video)
+
+    @property
+    def face_labels(self) -> np.ndarray:
+        """The label of every face, in this epoch's batch order."""
+        return self.labels[self._video[self._order]]
+
+    def _epoch_order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self._video))
+        rng = np.random.default_rng([self.seed, self.epoch])
+        perm = rng.permutation(len(self.video_ids))
+        rank = np.empty_like(perm)
+        rank[perm] = np.arange(len(perm))
+        window = rank[self._video] // self.cache_videos
+        # Faces ordered by window, randomly inside it (lexsort: last key is primary).
+        return np.lexsort((rng.random(len(self._video)), window))
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self._order = self._epoch_order()
+
+    def _arrays(self, v: int) -> tuple[np.ndarray, np.ndarray]:
+        if v in self._cache:
+            self._cache.move_to_end(v)
+            return self._cache[v]
+        faces, frame_idx = self.store.load(self.video_ids[v])
+        if len(faces) != self.n_faces[v] or len(frame_idx) != len(faces):
+            raise ValueError(f"video {self.video_ids[v]!r}: the store holds {len(faces)} faces, "
+                             f"the face summary says {self.n_faces[v]}")
+        self._cache[v] = (faces, np.asarray(frame_idx))
+        if len(self._cache) > self.cache_videos:
+            self._cache.popitem(last=False)
+        return self._cache[v]
+
+    def _rows(self, i: int) -> np.ndarray:
+        if not 0 <= i < len(self):
+            raise IndexError(f"batch {i} out of range (0..{len(self) - 1})")
+        return self._order[i * self.batch_size:(i + 1) * self.batch_size]
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self._rows(i)
+        x = np.stack([self._arrays(v)[0][f] for v, f in zip(self._video[rows], self._face[rows])])
+        x = x.astype(np.float32)
+        if self.augment is not None:
+            x = keras.ops.convert_to_numpy(self.augment(x, training=True))
+        return x, self.labels[self._video[rows]]
+
+    def keys(self, i: int) -> pd.DataFrame:
+        """``video_id, frame_idx, label`` of batch ``i``'s faces, in batch order."""
+        rows = self._rows(i)
+        video, face = self._video[rows], self._face[rows]
+        return pd.DataFrame({
+            "video_id": self.video_ids[video],
+            "frame_idx": [int(self._arrays(v)[1][f]) for v, f in zip(video, face)],
+            "label": self.labels[video]})
+
+
+# --------------------------------------------------------------------------- chunks
+
+def n_chunks(train_videos: pd.DataFrame, chunks: int) -> int:
+    """The number of balanced chunks: ``chunks``, or n_majority // n_minority when 0.
+
+    At least 1 and at most the number of majority videos; both classes are needed.
+    """
+    counts = train_videos["label"].value_counts()
+    missing = [name for lab, name in ((0, "real"), (1, "fake")) if counts.get(lab, 0) == 0]
+    if missing:
+        raise ValueError(f"the training split has no {missing[0]} videos; a detector needs both")
+    n_major, n_minor = int(counts.max()), int(counts.min())
+    k = n_major // n_minor if chunks == 0 else chunks
+    return int(min(max(k, 1), n_major))
+
+
+def balanced_chunks(train_videos: pd.DataFrame, k: int, seed: int) -> list[pd.DataFrame]:
+    """Cut the majority class's videos into ``k`` disjoint, covering slices (seeded) and
+    pair each with all minority videos. Ties in class size count ``fake`` as majority."""
+    counts = train_videos["label"].value_counts()
+    major = 1 if counts.get(1, 0) >= counts.get(0, 0) else 0
+    majority = train_videos[train_videos["label"] == major]
+    minority = train_videos[train_videos["label"] != major]
+    perm = np.random.default_rng(seed).permutation(len(majority))
+    return [pd.concat([majority.iloc[np.sort(part)], minority], ignore_index=True)
+            for part in np.array_split(perm, k)]
+
+
+def class_weights(videos: pd.DataFrame) -> dict[int, float]:
+    """Per-class weights n / (2 n_c), counted over faces, so both classes weigh the same."""
+    faces = videos.groupby("label")["n_faces"].sum()
+    total = float(faces.sum())
+    return {int(c): total / (len(LABELS) * float(faces.get(c, 0) or 1)) for c in LABELS}
+
+
+# --------------------------------------------------------------------------- training
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a chunk model: the train_cnn section, img_size and seed."""
+
+    arch: str
+    img_size: int
+    weights: str
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    patience: int
+    chunks: int
+    class_weight: bool
+    augment: bool
+    dropout: float
+    seed: int
+
+    @classmethod
+    def from_sections(cls, shared: Mapping[str, Any], section: Mapping[str, Any]) -> "TrainConfig":
+        return cls(img_size=shared["img_size"], seed=shared["seed"],
+                   **{k: section[k] for k in cls.__dataclass_fields__
+                      if k not in ("img_size", "seed")})
+
+
+def model_dir(run: RunPaths, arch: str) -> Path:
+    return run.models / "cnn" / arch
+
+
+def manifest_path(run: RunPaths, arch: str) -> Path:
+    return model_dir(run, arch) / "manifest.json"
+
+
+def chunk_model_path(run: RunPaths, arch: str, chunk: int) -> Path:
+    return model_dir(run, arch) / f"chunk{chunk}.keras"
+
+
+def chunk_log_path(run: RunPaths, arch: str, chunk: int) -> Path:
+    return run.logs / f"cnn_{arch}_chunk{chunk}.csv"
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def split_videos(videos: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(train, val)`` rows of the index, by video; raises if a video is on both sides."""
+    train = videos[videos["split"] == "train"]
+    val = videos[videos["split"] == "val"]
+    both = set(train["video_id"]) & set(val["video_id"])
+    if both:
+        raise ValueError(f"video {sorted(both)[0]!r} is in both the train and val splits")
+    return train.reset_index(drop=True), val.reset_index(drop=True)
+
+
+@dataclass
+class _Chunk:
+    chunk: int
+    n_videos: int
+    n_real: int
+    n_fake: int
+    n_faces: int
+    epochs_run: int = 0
+    best_epoch: int = 0
+    best_monitor: float = float("nan")
+    monitor: str = "val_loss"
+    seconds: float = 0.0
+    model: str = ""
+    log: str = ""
+    class_weight: dict[str, float] = field(default_factory=dict)
+
+
+def _chunk_record(chunk: int, videos: pd.DataFrame) -> _Chunk:
+    return _Chunk(chunk=chunk, n_videos=len(videos), n_real=int((videos["label"] == 0).sum()),
+                  n_fake=int((videos["label"] == 1).sum()), n_faces=int(videos["n_faces"].sum()))
+
+
+def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: TrainConfig,
+                 verbose: int = 2) -> dict[str, Any]:
+    """Train one model per balanced chunk and return the manifest (also written to disk).
+
+    ``videos``: the index rows with ``video_id, label, split, n_faces``. Each chunk's
+    model is saved as ``models/cnn/<arch>/chunk<i>.keras`` only once training ends: the
+    ModelCheckpoint writes the best epoch to ``chunk<i>.inprogress.keras`` and that file
+    is renamed into place, so a killed run never leaves a final-looking partial model.
+    A rerun with the same configuration skips the chunks already done; a different
+    configuration retrains every chunk. The manifest records which weights were used.
+    """
+    train, val = split_videos(videos)
+    k = n_chunks(train, cfg.chunks)
+    parts = balanced_chunks(train, k, cfg.seed)
+    folder = model_dir(run, cfg.arch)
+    folder.mkdir(parents=True, exist_ok=True)
+    run.logs.mkdir(parents=True, exist_ok=True)
+    config = asdict(cfg)
+    old = read_manifest(manifest_path(run, cfg.arch))
+    done = {c["chunk"]: c for c in old["chunk_models"]} if old and old["config"] == config else {}
+    manifest: dict[str, Any] = {
+        "arch": cfg.arch, "img_size": cfg.img_size, "chunks": k, "config": config,
+        "weights_requested": cfg.weights,
+        "weights_used": old["weights_used"] if done else None,
+        "n_train_videos": len(train), "n_val_videos": len(val),
+        "n_val_faces": int(val["n_faces"].sum()), "chunk_models": [], "complete": False,
+    }
+    val_data = FaceBatches(store, val, cfg.batch_size) if val["n_faces"].sum() > 0 else None
+    monitor = "val_loss" if val_data is not None else "loss"
+    if val_data is None:
+        warnings.warn("no validation faces: early stopping and checkpoints follow the "
+                      "training loss", stacklevel=2)
+
+    for i, part in enumerate(parts):
+        final = chunk_model_path(run, cfg.arch, i)
+        if i in done and final.exists():
+            manifest["chunk_models"].append(done[i])
+            print(f"chunk {i}: {final.name} exists, skipped")
+            continue
+        record = _chunk_record(i, part)
+        record.monitor = monitor
+        record.model = str(final.relative_to(run.root))
+        record.log = str(chunk_log_path(run, cfg.arch, i).relative_to(run.root))
+        print(f"chunk {i + 1}/{k}: {record.n_videos} videos ({record.n_real} real, "
+              f"{record.n_fake} fake), {record.n_faces} faces", flush=True)
+        seed_everything(cfg.seed + i)
+        model, used = cnn.build_model(cfg.arch, cfg.img_size, cfg.weights, cfg.dropout)
+        manifest["weights_used"] = used
+        model.compile(optimizer=keras.optimizers.Nadam(cfg.learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        data = FaceBatches(store, part, cfg.batch_size, shuffle=True, seed=cfg.seed + i,
+                           augment=augmentation(cfg.seed + i) if cfg.augment else None)
+        weights = class_weights(part) if cfg.class_weight else None
+        record.class_weight = {str(c): w for c, w in (weights or {}).items()}
+        partial = final.with_name(f"chunk{i}.inprogress.keras")
+        partial.unlink(missing_ok=True)
+        callbacks = [
+            keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience,
+                                          restore_best_weights=True),
+            keras.callbacks.ModelCheckpoint(partial, monitor=monitor, save_best_only=True),
+            keras.callbacks.CSVLogger(str(run.root / record.log)),
+        ]
+        start = time.perf_counter()
+        history = model.fit(data, validation_data=val_data, epochs=cfg.epochs,
+                            class_weight=weights, callbacks=callbacks, verbose=verbose)
+        record.seconds = round(time.perf_counter() - start, 1)
+        curve = np.asarray(history.history[monitor], dtype=float)
+        record.epochs_run = len(curve)
+        if np.isfinite(curve).any():
+            record.best_epoch = int(np.nanargmin(curve)) + 1
+            record.best_monitor = float(np.nanmin(curve))
+        if not partial.exists():  # no finite monitor value ever improved on +inf
+            model.save(partial)
+        os.replace(partial, final)
+        manifest["chunk_models"].append(asdict(record))
+        io.write_text(json.dumps(manifest, indent=2) + "\n", manifest_path(run, cfg.arch))
+
+    manifest["complete"] = True
+    manifest["finished_at"] = time.time()
+    io.write_text(json.dumps(manifest, indent=2) + "\n", manifest_path(run, cfg.arch))
+    return manifest
+
+
+def training_logs(run: RunPaths, manifest: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    """Each chunk's CSV log (epoch, loss, accuracy, val_loss, val_accuracy), by chunk name."""
+    return {f"chunk {c['chunk']}": pd.read_csv(run.root / c["log"])
+            for c in manifest["chunk_models"] if (run.root / c["log"]).exists()}
+
+
+# --------------------------------------------------------------------------- scoring
+
+def method_name(arch: str, chunk: int | None = None, ensemble: str | None = None) -> str:
+    """``cnn/<arch>`` (chunk 0, the single-model figure), ``cnn/<arch>/chunk<i>`` or
+    ``cnn/<arch>/<ensemble>``."""
+    if ensemble is not None:
+        return f"cnn/{arch}/{ensemble}"
+    return f"cnn/{arch}" if not chunk else f"cnn/{arch}/chunk{chunk}"
+
+
+def score_faces(models: Sequence[keras.Model], data: FaceBatches) -> pd.DataFrame:
+    """``video_id, frame_idx, label`` and ``score<j>`` = P(fake) of model j for every face;
+    each batch is read once for all models."""
+    parts = []
+    for i in range(len(data)):
+        x, _ = data[i]
+        keys = data.keys(i)
+        for j, model in enumerate(models):
+            keys[f"score{j}"] = keras.ops.convert_to_numpy(model.predict_on_batch(x))[:, 1]
+        parts.append(keys)
+    columns = ["video_id", "frame_idx", "label", *(f"score{j}" for j in range(len(models)))]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def penultimate_features(model: keras.Model, data: FaceBatches) -> np.ndarray:
+    """The ``features`` layer's activations for every face of ``data``, in order."""
+    features = cnn.feature_model(model)
+    batches = [keras.ops.convert_to_numpy(features.predict_on_batch(data[i][0]))
+               for i in range(len(data))]
+    return np.concatenate(batches) if batches else np.zeros((0, features.output_shape[-1]))
+
+
+def latest_manifest(run: RunPaths) -> dict[str, Any]:
+    """The manifest of the most recently completed CNN training of the run."""
+    found = [m for p in sorted((run.models / "cnn").glob("*/manifest.json"))
+             if (m := read_manifest(p)) and m.get("complete")]
+    if not found:
+        raise FileNotFoundError(f"{run.models / 'cnn'}: no completed CNN training; "
+                                "run stage 'train_cnn' first")
+    return max(found, key=lambda m: m["finished_at"])
+
+
+@dataclass
+class CnnEvaluation:
+    """What ``evaluate_chunks`` wrote and what the notebook shows."""
+
+    arch: str
+    methods: list[str]
+    results: pd.DataFrame
+    tsne_before: np.ndarray
+    tsne_after: np.ndarray
+    tsne_labels: np.ndarray
+
+
+def evaluate_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
+                    manifest: Mapping[str, Any], aggregation: str = "mean",
+                    threshold: float = 0.5, tsne_max_points: int = 2000) -> CnnEvaluation:
+    """Score the test split with every chunk model, write predictions and results rows.
+
+    ``videos``: the index rows with ``video_id, label, split, n_faces``. Methods:
+    ``cnn/<arch>`` (chunk 0), ``cnn/<arch>/chunk<i>`` for the other chunks, and, only when
+    there are several chunks (one model is not an ensemble), ``cnn/<arch>/boosted``
+    (majority vote of the chunk models' calls, the paper's max voting) and
+    ``cnn/<arch>/boosted_mean`` (mean probability), each at frame and video level.
+    Test videos without faces keep their row (``evaluation.video_predictions``).
+    Also returns penultimate features of up to ``tsne_max_points`` test faces from the
+    model before training (rebuilt with chunk 0's seed and weights) and after.
+    """
+    cfg = TrainConfig(**manifest["config"])
+    test = videos[videos["split"] == "test"].reset_index(drop=True)
+    models = [cnn.load_model(run.root / c["model"]) for c in manifest["chunk_models"]]
+    frames = score_faces(models, FaceBatches(store, test, cfg.batch_size))
+    keys = frames[["video_id", "frame_idx", "label"]]
+
+    members: list[tuple[pd.DataFrame, pd.DataFrame]] = []
+    methods = []
+    for j in range(len(models)):
+        f = keys.assign(score=frames[f"score{j}"])
+        v = evaluation.video_predictions(f, test, aggregation, threshold)
+        methods.append(method_name(cfg.arch, j))
+        evaluation.write_predictions(run, methods[-1], v, f)
+        members.append((v, f))
+    if len(models) > 1:
+        for how, suffix in (("vote", "boosted"), ("mean", "boosted_mean")):
+            methods.append(method_name(cfg.arch, ensemble=suffix))
+            evaluation.write_predictions(
+                run, methods[-1], evaluation.ensemble([v for v, _ in members], how, threshold),
+                evaluation.ensemble([f for _, f in members], how, threshold))
+    results = pd.concat([evaluation.score_method(run, m, threshold) for m in methods],
+                        ignore_index=True)
+
+    sample = FaceBatches(store, test, cfg.batch_size, max_faces=tsne_max_points, seed=cfg.seed)
+    seed_everything(cfg.seed)  # the same initial weights as chunk 0 before training
+    fresh, _ = cnn.build_model(cfg.arch, cfg.img_size, manifest["weights_used"], cfg.dropout)
+    return CnnEvaluation(cfg.arch, methods, results, penultimate_features(fresh, sample),
+                         penultimate_features(models[0], sample), sample.face_labels)

@@ -1,0 +1,463 @@
+"""The paper's metric-learning detector: a semi-hard triplet network on FaceNet embeddings,
+then classic classifiers in the raw (512-d) and the learned (64-d) space.
+
+* :func:`semi_hard_triplet_loss` is TensorFlow-Addons' semi-hard loss (which the original
+  study used) written with ``keras.ops``, so it runs on the TensorFlow and torch backends.
+* :class:`BalancedBatches` makes every batch hold both classes, so every batch has
+  triplets to mine.
+* :func:`build_mlp` is the original 512 -> 256 -> 256 -> 128 -> 64 network.
+* :func:`train` fits it (Adam, EarlyStopping, CSV log, atomic save, skip when done) and
+  stops on a NaN loss with :class:`NaNLossError`.
+* :func:`make_classifier` / :func:`evaluate_classifiers` fit the scikit-learn classifiers on
+  training frames and write ``predictions/<space>__<clf>.csv`` and the results rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+from keras import ops
+from tqdm.auto import tqdm
+
+from . import evaluation, io
+from .paths import RunPaths
+
+HIDDEN_UNITS = (256, 256, 128)
+EMBEDDING_DIM = 64
+CLASSIFIERS = ("sgd", "logreg", "rf", "knn", "svc", "nb", "perceptron", "tree")
+KNN_K = 10
+MODEL_NAME = "triplet"
+# The original author saw NaN losses with batches below this size.
+PAPER_MIN_BATCH = 128
+
+
+# --------------------------------------------------------------------------- loss
+
+def pairwise_squared_distances(x: Any) -> Any:
+    """``[b, b]`` squared Euclidean distances, computed from differences rather than
+    ``|a|^2 - 2ab + |b|^2`` so that there is no cancellation error and the diagonal and
+    duplicates are exactly 0. Memory ``b * b * dim``."""
+    diff = ops.expand_dims(x, 1) - ops.expand_dims(x, 0)
+    return ops.sum(ops.square(diff), axis=-1)
+
+
+def semi_hard_triplet_loss(labels: Any, embeddings: Any, margin: float = 1.0) -> Any:
+    """Semi-hard triplet loss of one batch (TensorFlow-Addons' semantics, squared distances).
+
+    For every anchor-positive pair (a != p, same label) the negative is the closest one
+    farther from the anchor than the positive (``d_an > d_ap``, semi-hard); when no
+    negative is that far, the farthest negative. The loss is
+    ``max(d_ap - d_an + margin, 0)`` averaged over the anchor-positive pairs.
+
+    Where TFA's formula is undefined or meaningless, this one is 0, never NaN: a batch
+    without positive pairs (TFA divides by 0) and the pairs of an anchor that has no
+    negative at all (a one-class batch: TFA charges ``margin + d_ap``; here there is no
+    triplet, so no loss). Memory ``b^3`` booleans: fine for the paper's 256, heavy past 1024.
+    """
+    x = ops.cast(embeddings, "float32")
+    y = ops.reshape(labels, (-1,))
+    d = pairwise_squared_distances(x)
+    idx = ops.arange(ops.shape(x)[0])
+    same = ops.equal(ops.expand_dims(y, 1), ops.expand_dims(y, 0))
+    negative = ops.logical_not(same)
+    positive = ops.logical_and(same, ops.not_equal(ops.expand_dims(idx, 1),
+                                                   ops.expand_dims(idx, 0)))
+    d_an = ops.expand_dims(d, 1)  # [a, 1, n]
+    d_ap = ops.expand_dims(d, 2)  # [a, p, 1]
+    # harder[a, p, n]: n is a negative of a that is farther from a than p is.
+    harder = ops.logical_and(ops.expand_dims(negative, 1), ops.greater(d_an, d_ap))
+    # A finite stand-in for +inf: masked entries never win the minimum, and no inf - inf.
+    ceiling = ops.stop_gradient(ops.max(d))
+    closest_harder = ops.min(ops.where(harder, d_an, ceiling), axis=2)
+    farthest = ops.max(ops.where(negative, d, ops.zeros_like(d)), axis=1)
+    semi_hard = ops.where(ops.any(harder, axis=2), closest_harder, ops.expand_dims(farthest, 1))
+    has_negative = ops.any(negative, axis=1)
+    pairs = ops.cast(ops.logical_and(positive, ops.expand_dims(has_negative, 1)), "float32")
+    hinge = ops.maximum(d - semi_hard + margin, 0.0) * pairs
+    return ops.sum(hinge) / ops.maximum(ops.sum(pairs), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="dflib")
+class SemiHardTripletLoss(keras.losses.Loss):
+    """:func:`semi_hard_triplet_loss` as a Keras loss (``y_true`` = labels)."""
+
+    def __init__(self, margin: float = 1.0, name: str = "semi_hard_triplet_loss",
+                 **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.margin = float(margin)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        return semi_hard_triplet_loss(y_true, y_pred, self.margin)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "margin": self.margin}
+
+
+# --------------------------------------------------------------------------- batches
+
+class BalancedBatches(keras.utils.PyDataset):
+    """Batches ``(x, y)`` that always hold both classes: half each when the smaller class
+    has enough samples, otherwise all of it and the rest from the larger class.
+
+    An epoch has ``ceil(n / batch_size)`` batches. Each class is drawn as a stream of
+    seeded permutations, so every sample is used before any repeats (the smaller class
+    repeats within an epoch when the data are imbalanced). With ``shuffle=False`` the
+    batches are the same every epoch (for validation).
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int = 0,
+                 shuffle: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.x = np.asarray(x, dtype=np.float32)
+        self.y = np.asarray(y).astype(np.int64).ravel()
+        if len(self.x) != len(self.y):
+            raise ValueError(f"{len(self.x)} samples but {len(self.y)} labels")
+        if batch_size < 2:
+            raise ValueError(f"batch_size {batch_size}: a batch needs room for both classes")
+        self.members = [np.flatnonzero(self.y == c) for c in (0, 1)]
+        missing = [name for c, name in ((0, "real (0)"), (1, "fake (1)"))
+                   if len(self.members[c]) == 0]
+        if missing:
+            raise ValueError(f"no {missing[0]} samples: triplets need both classes")
+        self.batch_size, self.seed, self.shuffle = int(batch_size), int(seed), shuffle
+        self.n_batches = max(1, math.ceil(len(self.y) / self.batch_size))
+        small = int(np.argmin([len(m) for m in self.members]))
+        k_small = min(self.batch_size // 2, len(self.members[small]))
+        k_large = min(self.batch_size - k_small, len(self.members[1 - small]))
+        self.per_batch = (k_small, k_large) if small == 0 else (k_large, k_small)
+        self.epoch = 0
+        self.plan = self._plan(0)
+
+    def _plan(self, epoch: int) -> list[np.ndarray]:
+        """Per class, a ``[n_batches, k]`` array of sample indices for one epoch."""
+        rng = np.random.default_rng([self.seed, epoch])
+        plan = []
+        for members, k in zip(self.members, self.per_batch):
+            need = self.n_batches * k
+            stream = np.concatenate([rng.permutation(members)
+                                     for _ in range(math.ceil(need / len(members)))])
+            plan.append(stream[:need].reshape(self.n_batches, k))
+        return plan
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.concatenate([p[i] for p in self.plan])
+        return self.x[idx], self.y[idx].astype(np.float32)
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        if self.shuffle:
+            self.plan = self._plan(self.epoch)
+
+
+# --------------------------------------------------------------------------- network
+
+def build_mlp(input_dim: int = 512, dropout: float = 0.1) -> keras.Model:
+    """The original triplet network, ``input -> 256 -> 256 -> 128 -> 64``, ReLU, dropout.
+
+    The 64-d output is linear and not L2-normalised, as in the original (a plain Dense 64
+    under TFA's loss); with squared distances the loss stays finite without normalising,
+    and classifiers downstream standardise their inputs where they need it.
+    """
+    inputs = keras.Input((input_dim,), name="facenet")
+    x = inputs
+    for i, units in enumerate(HIDDEN_UNITS, start=1):
+        x = keras.layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
+        x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    outputs = keras.layers.Dense(EMBEDDING_DIM, name="embedding")(x)
+    return keras.Model(inputs, outputs, name="triplet_mlp")
+
+
+class NaNLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the message names the epoch and causes."""
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Raise :class:`NaNLossError` at the first non-finite training or validation loss
+    (Keras' own TerminateOnNaN stops quietly, which leaves a broken model looking done)."""
+
+    def __init__(self, batch_size: int, learning_rate: float) -> None:
+        super().__init__()
+        self.batch_size, self.learning_rate = batch_size, learning_rate
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self.epoch = epoch
+
+    def _check(self, key: str, logs: Mapping[str, Any] | None, where: str) -> None:
+        value = (logs or {}).get(key)
+        if value is not None and not math.isfinite(float(value)):
+            raise NaNLossError(
+                f"triplet {key} became {float(value)} in epoch {self.epoch + 1} ({where}); "
+                f"training stopped. Likely causes: batches too small for semi-hard mining "
+                f"(batch_size={self.batch_size}; the original study saw NaN losses below "
+                f"{PAPER_MIN_BATCH}) or a learning rate too high "
+                f"(learning_rate={self.learning_rate:g}); very large input values can also "
+                f"overflow the squared distances")
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self._check("loss", logs, f"batch {batch + 1}")
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self._check("val_loss", logs, "validation")
+
+
+@dataclass(frozen=True)
+class Training:
+    """A trained (or reloaded) triplet network and its per-epoch log."""
+
+    model: keras.Model
+    history: pd.DataFrame  # epoch, loss[, val_loss]
+    trained: bool  # False when a finished model was reloaded
+    monitor: str  # val_loss, or loss when the validation data lack a class
+
+
+def model_path(run: RunPaths) -> Path:
+    return run.models / f"{MODEL_NAME}.keras"
+
+
+def log_path(run: RunPaths) -> Path:
+    return run.logs / f"{MODEL_NAME}.csv"
+
+
+def _fingerprint_path(run: RunPaths) -> Path:
+    return run.models / f"{MODEL_NAME}.json"
+
+
+def _digest(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _save_model(model: keras.Model, target: Path) -> None:
+    """Save atomically; Keras insists on the ``.keras`` suffix, so the temporary has it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".keras", dir=target.parent)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def read_log(path: Path) -> pd.DataFrame:
+    """The per-epoch CSV log, without the ``val_*`` columns that Keras' CSVLogger adds
+    (as "NA") when there was no validation data."""
+    return pd.read_csv(path).dropna(axis=1, how="all")
+
+
+def _has_both_classes(y: np.ndarray) -> bool:
+    return len(np.unique(y)) == 2
+
+
+def train(run: RunPaths, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+          y_val: np.ndarray, *, epochs: int = 20, batch_size: int = 256,
+          learning_rate: float = 3e-4, margin: float = 1.0, patience: int = 10,
+          dropout: float = 0.1, seed: int = 0, verbose: int = 2) -> Training:
+    """Train the triplet network, or reload it when a finished one matches these inputs.
+
+    EarlyStopping watches ``val_loss`` (restoring the best weights) when the validation
+    data hold both classes, otherwise the training loss. The model goes to
+    ``models/triplet.keras`` (atomically), its fingerprint (parameters and a digest of the
+    data) to ``models/triplet.json`` after it, and the per-epoch log to ``logs/triplet.csv``.
+    """
+    for name, a in (("training", x_train), ("validation", x_val)):
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} embeddings contain NaN or inf")
+    params = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+              "margin": margin, "patience": patience, "dropout": dropout, "seed": seed,
+              "backend": keras.backend.backend()}
+    fingerprint = {**params, "data": _digest(x_train, y_train, x_val, y_val)}
+    validate = len(x_val) > 0 and _has_both_classes(y_val)
+    monitor = "val_loss" if validate else "loss"
+    target, fp_file, log_file = model_path(run), _fingerprint_path(run), log_path(run)
+    if (target.is_file() and fp_file.is_file() and log_file.is_file()
+            and json.loads(fp_file.read_text(encoding="utf-8")) == fingerprint):
+        model = keras.saving.load_model(target, compile=False)
+        return Training(model, read_log(log_file), False, monitor)
+
+    fp_file.unlink(missing_ok=True)  # the old model no longer counts as finished
+    keras.utils.set_random_seed(seed)
+    model = build_mlp(x_train.shape[1], dropout)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=SemiHardTripletLoss(margin))
+    train_batches = BalancedBatches(x_train, y_train, batch_size, seed=seed)
+    val_batches = (BalancedBatches(x_val, y_val, batch_size, seed=seed, shuffle=False)
+                   if validate else None)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    callbacks = [StopOnNaN(batch_size, learning_rate),
+                 keras.callbacks.EarlyStopping(monitor=monitor, patience=patience,
+                                               restore_best_weights=True),
+                 keras.callbacks.CSVLogger(str(log_file))]
+    model.fit(train_batches, validation_data=val_batches, epochs=epochs, callbacks=callbacks,
+              verbose=verbose)
+    _save_model(model, target)
+    io.write_text(json.dumps(fingerprint, indent=2) + "\n", fp_file)
+    return Training(model, read_log(log_file), True, monitor)
+
+
+def transform(model: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """The 64-d triplet embeddings ``float32 [n, 64]`` of 512-d inputs (inference mode)."""
+    if len(x) == 0:
+        return np.zeros((0, EMBEDDING_DIM), np.float32)
+    return np.asarray(model.predict(np.asarray(x, np.float32), batch_size=batch_size,
+                                    verbose=0), dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- classifiers
+
+def make_classifier(name: str, seed: int = 0, n_train: int | None = None) -> Any:
+    """An unfitted scikit-learn estimator with ``predict_proba``.
+
+    Scale-sensitive models standardise inside a Pipeline; SGD uses the logistic loss, and
+    SVC and the perceptron are calibrated (sigmoid, 3 folds), so all give probabilities; kNN
+    (k = 10, fewer if there are fewer training samples) works in the embedding's own
+    metric, which is what the triplet loss shapes, so it is not standardised.
+    """
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression, Perceptron, SGDClassifier
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+    from sklearn.tree import DecisionTreeClassifier
+
+    if name == "sgd":
+        return make_pipeline(StandardScaler(), SGDClassifier(loss="log_loss", random_state=seed))
+    if name == "logreg":
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    if name == "rf":
+        return RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=-1)
+    if name == "knn":
+        k = KNN_K if n_train is None else max(1, min(KNN_K, n_train))
+        return KNeighborsClassifier(n_neighbors=k)
+    if name == "svc":
+        # Calibration costs 3 extra fits: cheap at the demo's ~1,000 frames, but SVC grows
+        # as n^2 to n^3, so on full Celeb-DF (~150k frames) it is the one to leave out.
+        return make_pipeline(StandardScaler(), _calibrated(SVC(random_state=seed)))
+    if name == "nb":
+        return GaussianNB()
+    if name == "perceptron":
+        return make_pipeline(StandardScaler(), _calibrated(Perceptron(random_state=seed)))
+    if name == "tree":
+        return DecisionTreeClassifier(random_state=seed)
+    raise ValueError(f"unknown classifier {name!r}; choose from {', '.join(CLASSIFIERS)}")
+
+
+def _calibrated(estimator: Any) -> Any:
+    """Platt scaling fitted on 3-fold out-of-fold scores; one final model (ensemble=False),
+    which is what scikit-learn recommends in place of ``SVC(probability=True)``."""
+    from sklearn.calibration import CalibratedClassifierCV
+
+    return CalibratedClassifierCV(estimator, method="sigmoid", cv=3, ensemble=False)
+
+
+def fake_probability(estimator: Any, x: np.ndarray) -> np.ndarray:
+    """``P(fake)`` per row from a fitted estimator (the column of class 1)."""
+    proba = estimator.predict_proba(x)
+    return np.clip(proba[:, list(estimator.classes_).index(1)], 0.0, 1.0).astype(float)
+
+
+def evaluate_classifiers(run: RunPaths, space: str, names: Sequence[str], x_train: np.ndarray,
+                         y_train: np.ndarray, x_test: np.ndarray, test_frames: pd.DataFrame,
+                         test_videos: pd.DataFrame, aggregation: str = "mean",
+                         threshold: float = 0.5, seed: int = 0,
+                         progress: bool = True) -> pd.DataFrame:
+    """Fit each classifier on training frames, score the test frames, write predictions
+    ``<space>/<name>`` (frames and videos) and upsert their results rows; return the rows.
+
+    ``test_frames`` (``video_id, frame_idx, label``) is aligned with ``x_test``;
+    ``test_videos`` is the test split of the index, so a test video without faces still
+    gets its row (scored 0.5, status ``no_face``).
+    """
+    if not _has_both_classes(np.asarray(y_train)):
+        raise ValueError(f"{space}: the training frames lack a class; classifiers need both")
+    rows = []
+    for name in tqdm(names, desc=f"{space} classifiers", unit="clf", disable=not progress):
+        method = f"{space}/{name}"
+        clf = make_classifier(name, seed=seed, n_train=len(y_train)).fit(x_train, y_train)
+        frames = test_frames.loc[:, ["video_id", "frame_idx", "label"]].assign(
+            score=fake_probability(clf, x_test) if len(x_test) else np.zeros(0))
+        videos = evaluation.video_predictions(frames, test_videos, rule=aggregation,
+                                              threshold=threshold)
+        evaluation.write_predictions(run, method, videos, frames)
+        rows.append(evaluation.score_method(run, method, threshold=threshold))
+    return pd.concat(rows, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- the stage
+
+@dataclass(frozen=True)
+class StageResult:
+    """Everything stage 07 shows: weights used, training, results, test embeddings."""
+
+    embeddings: dict[str, Any]  # features/facenet/manifest.json
+    training: Training
+    frame_counts: pd.DataFrame  # faces per split and class
+    results: pd.DataFrame  # this stage's rows of tables/results.csv
+    test_frames: pd.DataFrame  # one row per test face: video_id, frame_idx, label, method...
+    test_facenet: np.ndarray  # [n_test, 512], aligned with test_frames
+    test_triplet: np.ndarray  # [n_test, 64]
+
+
+def run_stage(run: RunPaths, videos: pd.DataFrame, params: Mapping[str, Any], seed: int = 0,
+              progress: bool = True) -> StageResult:
+    """Stage 07: train the triplet network on training-split FaceNet embeddings (validation
+    split for early stopping), then fit and score the classifiers on the raw embeddings
+    (``facenet/<clf>``) and on the triplet embeddings (``triplet/<clf>``).
+
+    ``params`` is the profile's ``train_triplet`` section; ``videos`` the video index.
+    """
+    from .embeddings import load_embeddings, read_manifest
+
+    manifest = read_manifest(run)
+    x, frames = load_embeddings(run, videos)
+    y = frames["label"].to_numpy(dtype=np.int64)
+    split = frames["split"].to_numpy()
+    counts = (frames.assign(**{"class": frames["label"].map({0: "real", 1: "fake"})})
+              .groupby(["split", "class"]).size().rename("faces").reset_index())
+    tr, va, te = (split == "train"), (split == "val"), (split == "test")
+    training = train(run, x[tr], y[tr], x[va], y[va], epochs=params["epochs"],
+                     batch_size=params["batch_size"], learning_rate=params["learning_rate"],
+                     margin=params["margin"], patience=params["patience"],
+                     dropout=params["dropout"], seed=seed, verbose=2 if progress else 0)
+    z_train, z_test = transform(training.model, x[tr]), transform(training.model, x[te])
+    test_frames = frames[te].reset_index(drop=True)
+    test_videos = videos[videos["split"] == "test"]
+    common = {"names": params["classifiers"], "y_train": y[tr], "test_frames": test_frames,
+              "test_videos": test_videos, "aggregation": params["aggregation"],
+              "threshold": params["threshold"], "seed": seed, "progress": progress}
+    results = pd.concat([
+        evaluate_classifiers(run, "facenet", x_train=x[tr], x_test=x[te], **common),
+        evaluate_classifiers(run, "triplet", x_train=z_train, x_test=z_test, **common),
+    ], ignore_index=True)
+    return StageResult(manifest, training, counts, results, test_frames, x[te], z_test)
+
+
+def comparison_table(results: pd.DataFrame, level: str = "video") -> pd.DataFrame:
+    """Classifier by classifier, accuracy and AUC on the raw FaceNet embeddings next to
+    the triplet embeddings (the paper's before/after comparison), at one level."""
+    rows = results[results["level"] == level]
+    space_clf = rows["method"].str.split("/", n=1, expand=True)
+    wide = (rows.assign(space=space_clf[0], classifier=space_clf[1])
+            .pivot(index="classifier", columns="space", values=["acc", "auc"]))
+    wide.columns = [f"{space}_{metric}" for metric, space in wide.columns]
+    order = [c for c in ("facenet_acc", "triplet_acc", "facenet_auc", "triplet_auc")
+             if c in wide.columns]
+    return wide[order].reindex([c for c in CLASSIFIERS if c in wide.index]).reset_index()

@@ -1,0 +1,396 @@
+"""Dataset adapters on small fixture layouts of empty video files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dflib import config, datasets
+from dflib.datasets import DatasetError, build_index, layout_problem
+
+
+def touch(root: Path, *rels: str) -> None:
+    for rel in rels:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\0")
+
+
+def split_of(videos: pd.DataFrame) -> dict[str, str]:
+    return dict(zip(videos["video_id"], videos["split"]))
+
+
+# --- Celeb-DF v2 ---------------------------------------------------------------------------
+
+CELEB_LIST = [
+    "1 Celeb-real/id0_0000.mp4",
+    "1 YouTube-real/00000.mp4",
+    "0 Celeb-synthesis/id0_id1_0000.mp4",
+    "0 Celeb-synthesis/id0_id1_0001.mp4",
+    "0 Celeb-synthesis/id9_id8_0000.mp4",  # not on disk
+]
+
+
+def make_celebdf(root: Path, listing: list[str] = CELEB_LIST) -> Path:
+    touch(root, *(f"Celeb-real/id0_{i:04d}.mp4" for i in range(10)))
+    touch(root, *(f"YouTube-real/{i:05d}.mp4" for i in range(5)))
+    touch(root, *(f"Celeb-synthesis/id0_id1_{i:04d}.mp4" for i in range(20)))
+    (root / datasets.CELEBDF_LIST).write_text("\n".join(listing) + "\n", encoding="utf-8")
+    return root
+
+
+def test_celebdf_converts_the_inverted_flag_and_lists_the_test_split(tmp_path: Path) -> None:
+    videos = build_index("celebdf", make_celebdf(tmp_path)).videos
+    assert list(videos.columns[:7]) == datasets.INDEX_COLUMNS
+    by_id = videos.set_index("video_id")
+    assert by_id.at["Celeb-real/id0_0000", "label"] == 0  # listed with flag 1 = real
+    assert by_id.at["YouTube-real/00000", "label"] == 0
+    assert by_id.at["Celeb-synthesis/id0_id1_0000", "label"] == 1  # listed with flag 0 = fake
+    test = set(videos.loc[videos["split"] == "test", "video_id"])
+    assert test == {"Celeb-real/id0_0000", "YouTube-real/00000", "Celeb-synthesis/id0_id1_0000",
+                    "Celeb-synthesis/id0_id1_0001"}
+    assert set(videos["method"]) == {"Celeb-real", "YouTube-real", "Celeb-synthesis"}
+    assert set(videos["compression"]) == {"unknown"}
+    assert set(videos["dataset"]) == {"celebdf"}
+    assert (videos.groupby("method")["label"].nunique() == 1).all()
+    assert by_id.at["Celeb-real/id0_0003", "path"] == str(tmp_path / "Celeb-real/id0_0003.mp4")
+    assert videos["label"].dtype == "int64"
+
+
+def test_celebdf_rows_sorted_by_split_then_video_id(tmp_path: Path) -> None:
+    videos = build_index("celebdf", make_celebdf(tmp_path)).videos
+    order = videos["split"].map({"train": 0, "val": 1, "test": 2})
+    assert order.is_monotonic_increasing
+    for _, part in videos.groupby("split"):
+        assert list(part["video_id"]) == sorted(part["video_id"])
+
+
+def test_celebdf_flag_disagreeing_with_folder_names_the_line(tmp_path: Path) -> None:
+    make_celebdf(tmp_path, ["1 Celeb-real/id0_0000.mp4", "1 Celeb-synthesis/id0_id1_0000.mp4"])
+    with pytest.raises(DatasetError, match=r"line 2 '1 Celeb-synthesis/id0_id1_0000.mp4'.*real"):
+        build_index("celebdf", tmp_path)
+
+
+@pytest.mark.parametrize("line", ["2 Celeb-real/id0_0000.mp4", "Celeb-real/id0_0000.mp4",
+                                  "1 Other/id0_0000.mp4"])
+def test_celebdf_malformed_list_line_is_an_error(tmp_path: Path, line: str) -> None:
+    make_celebdf(tmp_path, [line])
+    with pytest.raises(DatasetError, match="line 1"):
+        build_index("celebdf", tmp_path)
+
+
+def test_celebdf_listed_video_absent_on_disk_is_recorded(tmp_path: Path) -> None:
+    result = build_index("celebdf", make_celebdf(tmp_path))
+    assert list(result.missing.columns) == ["video_id", "path", "reason"]
+    row = result.missing.set_index("video_id").loc["Celeb-synthesis/id9_id8_0000"]
+    assert row["path"] == str(tmp_path / "Celeb-synthesis/id9_id8_0000.mp4")
+    assert row["reason"] == "listed in List_of_testing_videos.txt but not on disk"
+    assert "Celeb-synthesis/id9_id8_0000" not in set(result.videos["video_id"])
+
+
+def test_celebdf_train_val_by_video_seeded_and_fraction_respected(tmp_path: Path) -> None:
+    make_celebdf(tmp_path)
+    a = build_index("celebdf", tmp_path, seed=3, val_fraction=0.25).videos
+    b = build_index("celebdf", tmp_path, seed=3, val_fraction=0.25).videos
+    pd.testing.assert_frame_equal(a, b)
+    assert a["video_id"].is_unique  # each video in exactly one split
+    others = a[a["split"] != "test"]
+    for label, n in ((0, 13), (1, 18)):  # unlisted reals and fakes
+        part = others[others["label"] == label]
+        assert len(part) == n
+        assert abs((part["split"] == "val").sum() - 0.25 * n) <= 1
+    draws = {tuple(build_index("celebdf", tmp_path, seed=s).videos.query("split == 'val'")
+                   ["video_id"]) for s in range(4)}
+    assert len(draws) > 1  # the seed picks the validation videos
+    assert (build_index("celebdf", tmp_path, val_fraction=0.0).videos["split"] != "val").all()
+
+
+# --- FaceForensics++ -----------------------------------------------------------------------
+
+
+def ffpp_names(pair: tuple[str, str]) -> tuple[list[str], list[str]]:
+    a, b = pair
+    return [a, b], [f"{a}_{b}", f"{b}_{a}"]
+
+
+def make_ffpp(root: Path, comps: tuple[str, ...] = ("c23", "c40"),
+              methods: tuple[str, ...] = ("NeuralTextures", "Deepfakes")) -> dict[str, tuple]:
+    pairs = {s: datasets.ffpp_pairs(s)[0] for s in datasets.SPLITS}
+    for comp in comps:
+        for pair in pairs.values():
+            originals, fakes = ffpp_names(pair)
+            touch(root, *(f"original_sequences/youtube/{comp}/videos/{o}.mp4" for o in originals))
+            touch(root, *(f"manipulated_sequences/{m}/{comp}/videos/{f}.mp4"
+                          for m in methods for f in fakes))
+    touch(root, *(f"original_sequences/youtube/{c}/videos/extra.mp4" for c in comps))  # no split
+    return pairs
+
+
+def test_ffpp_pair_selects_both_fakes_and_both_originals_in_its_split(tmp_path: Path) -> None:
+    pairs = make_ffpp(tmp_path)
+    videos = build_index("ffpp", tmp_path).videos
+    splits = split_of(videos)
+    for split, (a, b) in pairs.items():
+        for vid in (f"original/{a}", f"original/{b}", f"NeuralTextures/{a}_{b}",
+                    f"NeuralTextures/{b}_{a}"):
+            assert splits[vid] == split
+    assert len(videos) == 12 and "original/extra" not in splits
+    by_id = videos.set_index("video_id")
+    a, b = pairs["train"]
+    fake = by_id.loc[f"NeuralTextures/{a}_{b}"]
+    assert (fake["label"], fake["method"], fake["target_id"], fake["source_id"]) == (
+        1, "NeuralTextures", a, b)
+    real = by_id.loc[f"original/{a}"]
+    assert (real["label"], real["method"], real["target_id"]) == (0, "real", a)
+    assert pd.isna(real["source_id"])
+    assert fake["path"] == str(
+        tmp_path / f"manipulated_sequences/NeuralTextures/c40/videos/{a}_{b}.mp4")
+    assert set(videos["compression"]) == {"c40"}
+
+
+def test_ffpp_filters_methods_and_compression(tmp_path: Path) -> None:
+    make_ffpp(tmp_path)
+    videos = build_index("ffpp", tmp_path, ffpp_methods=["Deepfakes"], ffpp_compression="c23",
+                         val_fraction=0.5).videos
+    assert set(videos["method"]) == {"real", "Deepfakes"}
+    assert set(videos["compression"]) == {"c23"}
+    assert all("/c23/videos/" in p for p in videos["path"])
+    assert (videos.groupby("split").size() == 4).all()  # val comes from val.json, not the fraction
+    both = build_index("ffpp", tmp_path, ffpp_methods=["Deepfakes", "NeuralTextures"]).videos
+    assert len(both) == 18 and both["video_id"].is_unique
+
+
+def test_ffpp_videos_of_the_split_files_absent_on_disk_are_recorded(tmp_path: Path) -> None:
+    pairs = make_ffpp(tmp_path)
+    a, b = pairs["test"]
+    (tmp_path / f"manipulated_sequences/NeuralTextures/c40/videos/{a}_{b}.mp4").unlink()
+    result = build_index("ffpp", tmp_path)
+    listed = sum(len(datasets.ffpp_pairs(s)) * 4 for s in datasets.SPLITS)
+    assert len(result.videos) + len(result.missing) == listed
+    row = result.missing.set_index("video_id").loc[f"NeuralTextures/{a}_{b}"]
+    assert row["reason"] == "listed in test.json but not on disk"
+    assert row["path"].endswith(f"NeuralTextures/c40/videos/{a}_{b}.mp4")
+
+
+# --- DFDC ----------------------------------------------------------------------------------
+
+
+def make_dfdc(root: Path, parts: int = 2, originals: int = 12) -> None:
+    for p in range(parts):
+        folder = root / f"dfdc_train_part_{p}"
+        meta = {}
+        for i in range(originals):
+            real = f"r{p}_{i:02d}.mp4"
+            meta[real] = {"label": "REAL", "split": "train", "original": None}
+            for k in range(2):
+                meta[f"f{p}_{i:02d}_{k}.mp4"] = {"label": "FAKE", "split": "train",
+                                                "original": real}
+        touch(folder, *meta)
+        meta["gone.mp4"] = {"label": "FAKE", "split": "train", "original": f"r{p}_00.mp4"}
+        (folder / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def test_dfdc_keeps_each_fake_in_the_split_of_its_original(tmp_path: Path) -> None:
+    make_dfdc(tmp_path)
+    result = build_index("dfdc", tmp_path, seed=1, val_fraction=0.2)
+    videos = result.videos
+    assert len(videos) == 2 * 12 * 3 and set(videos["split"]) == set(datasets.SPLITS)
+    by_name = {Path(p).name: s for p, s in zip(videos["path"], videos["split"])}
+    fakes = videos[videos["label"] == 1]
+    assert fakes["original"].notna().all()
+    assert videos.loc[videos["label"] == 0, "original"].isna().all()
+    for split, original in zip(fakes["split"], fakes["original"]):
+        assert by_name[original] == split
+    assert set(videos["method"]) == {"real", "fake"}
+    assert "dfdc_train_part_0/r0_00" in set(videos["video_id"])
+    assert set(result.missing["reason"]) == {
+        f"listed in dfdc_train_part_{p}/metadata.json but not on disk" for p in (0, 1)}
+    again = build_index("dfdc", tmp_path, seed=1, val_fraction=0.2).videos
+    pd.testing.assert_frame_equal(videos, again)
+
+
+def test_dfdc_single_folder_and_bad_label(tmp_path: Path) -> None:
+    touch(tmp_path, "a.mp4", "b.mp4")
+    meta = {"a.mp4": {"label": "REAL"}, "b.mp4": {"label": "FAKE", "original": "a.mp4"}}
+    (tmp_path / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
+    videos = build_index("dfdc", tmp_path).videos
+    assert dict(zip(videos["video_id"], videos["label"])) == {"a": 0, "b": 1}
+    assert videos["split"].nunique() == 1  # one group: the fake follows its original
+    meta["b.mp4"]["label"] = "MAYBE"
+    (tmp_path / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(DatasetError, match="'b.mp4'"):
+        build_index("dfdc", tmp_path)
+
+
+# --- plain folder, manifest and common behaviour -------------------------------------------
+
+
+def make_folder(root: Path, reals: int = 10, fakes: int = 10) -> None:
+    touch(root, *(f"real/r{i:02d}.mp4" for i in range(reals)))
+    touch(root, *(f"fake/{'swap/' if i % 2 else ''}f{i:02d}.{('mp4', 'avi', 'MOV')[i % 3]}"
+                  for i in range(fakes)))
+    touch(root, "real/notes.txt", "fake/._f00.mp4")
+
+
+def test_folder_adapter_labels_methods_and_stratified_split(tmp_path: Path) -> None:
+    make_folder(tmp_path)
+    videos = build_index("folder", tmp_path, seed=0, val_fraction=0.2).videos
+    assert len(videos) == 20  # the .txt and the hidden ._ file are not videos
+    by_id = videos.set_index("video_id")
+    assert by_id.at["real/r00", "label"] == 0 and by_id.at["real/r00", "method"] == "real"
+    assert by_id.at["fake/swap/f01", "label"] == 1 and by_id.at["fake/swap/f01", "method"] == "swap"
+    assert by_id.at["fake/f00", "method"] == "fake"
+    assert by_id.at["fake/f02", "path"].endswith("fake/f02.MOV")
+    counts = videos.groupby(["split", "label"]).size()
+    for label in (0, 1):
+        assert (counts["train", label], counts["val", label], counts["test", label]) == (6, 2, 2)
+
+
+def test_val_fraction_that_leaves_no_training_is_an_error(tmp_path: Path) -> None:
+    make_folder(tmp_path)
+    with pytest.raises(DatasetError, match="val_fraction"):
+        build_index("folder", tmp_path, val_fraction=0.5)
+
+
+def write_manifest(root: Path, rows: list[dict]) -> None:
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+
+
+def test_manifest_columns_merge_and_override(tmp_path: Path) -> None:
+    make_celebdf(tmp_path)
+    write_manifest(tmp_path, [
+        {"path": "Celeb-synthesis/id0_id1_0000.mp4", "label": 1, "method": "faceswap",
+         "compression": "c23", "identity": 3},
+        {"path": "Celeb-real/id0_0000.mp4", "label": 0, "method": "real", "compression": "c40",
+         "identity": 0},
+        {"path": "Celeb-real/gone.mp4", "label": 0, "method": "real", "compression": "c40",
+         "identity": 1},
+    ])
+    result = build_index("celebdf", tmp_path)
+    by_id = result.videos.set_index("video_id")
+    assert (by_id.at["Celeb-synthesis/id0_id1_0000", "method"],
+            by_id.at["Celeb-synthesis/id0_id1_0000", "compression"]) == ("faceswap", "c23")
+    assert by_id.at["Celeb-real/id0_0000", "identity"] == 0
+    # a video the manifest does not list keeps the adapter's values
+    assert by_id.at["Celeb-synthesis/id0_id1_0001", "method"] == "Celeb-synthesis"
+    assert pd.isna(by_id.at["Celeb-synthesis/id0_id1_0001", "identity"])
+    assert list(result.videos.columns) == datasets.INDEX_COLUMNS + ["identity"]
+    gone = result.missing.set_index("video_id").loc["Celeb-real/gone"]
+    assert gone["reason"] == "listed in manifest.csv but not on disk"
+
+
+def test_manifest_label_conflict_is_an_error(tmp_path: Path) -> None:
+    make_folder(tmp_path)
+    write_manifest(tmp_path, [{"path": "real/r03.mp4", "label": 1}])
+    with pytest.raises(DatasetError, match="real/r03.mp4"):
+        build_index("folder", tmp_path)
+    write_manifest(tmp_path, [{"path": "real/r03.mp4", "label": "real"}])
+    assert len(build_index("folder", tmp_path).videos) == 20
+
+
+@pytest.mark.parametrize("columns", [{"label": "yes"}, {"video_id": "x"}, {"split": "dev"}])
+def test_manifest_bad_values_are_errors(tmp_path: Path, columns: dict) -> None:
+    make_folder(tmp_path)
+    write_manifest(tmp_path, [{"path": "real/r03.mp4", **columns}])
+    with pytest.raises(DatasetError, match="manifest.csv"):
+        build_index("folder", tmp_path)
+
+
+def test_max_videos_per_class_keeps_a_seeded_subset(tmp_path: Path) -> None:
+    make_celebdf(tmp_path)
+    full = build_index("celebdf", tmp_path, seed=5).videos
+    capped = build_index("celebdf", tmp_path, seed=5, max_videos_per_class=2).videos
+    assert (capped.groupby(["split", "label"]).size() <= 2).all()
+    assert set(capped["video_id"]) <= set(full["video_id"])
+    assert split_of(capped).items() <= split_of(full).items()  # capping never moves a video
+    again = build_index("celebdf", tmp_path, seed=5, max_videos_per_class=2).videos
+    pd.testing.assert_frame_equal(capped, again)
+
+
+def test_duplicate_video_id_is_an_error(tmp_path: Path) -> None:
+    make_folder(tmp_path)
+    touch(tmp_path, "real/r01.avi")
+    with pytest.raises(DatasetError, match="duplicate video_id 'real/r01'"):
+        build_index("folder", tmp_path)
+
+
+def test_non_ascii_file_names(tmp_path: Path) -> None:
+    make_folder(tmp_path)
+    touch(tmp_path, "fake/ñandú-视频.mp4", "real/Zoë été.mp4")
+    write_manifest(tmp_path, [{"path": "fake/ñandú-视频.mp4", "label": 1,
+                               "method": "selfblend"}])
+    videos = build_index("folder", tmp_path).videos.set_index("video_id")
+    assert videos.at["fake/ñandú-视频", "method"] == "selfblend"
+    assert videos.at["real/Zoë été", "path"] == str(tmp_path / "real/Zoë été.mp4")
+
+
+# --- layout problems -----------------------------------------------------------------------
+
+FFPP_PARAMS = {"ffpp_methods": ["NeuralTextures", "Deepfakes"], "ffpp_compression": "c40"}
+
+
+@pytest.mark.parametrize("dataset, make, removed", [
+    ("celebdf", make_celebdf, "Celeb-real"),
+    ("celebdf", make_celebdf, "YouTube-real"),
+    ("celebdf", make_celebdf, "Celeb-synthesis"),
+    ("celebdf", make_celebdf, "List_of_testing_videos.txt"),
+    ("ffpp", make_ffpp, "original_sequences/youtube/c40/videos"),
+    ("ffpp", make_ffpp, "manipulated_sequences/NeuralTextures/c40/videos"),
+    ("ffpp", make_ffpp, "manipulated_sequences/Deepfakes"),
+    ("dfdc", make_dfdc, "dfdc_train_part_1/metadata.json"),
+    ("folder", make_folder, "real"),
+    ("folder", make_folder, "fake"),
+    ("celebdf", make_celebdf, ""),  # the root itself
+])
+def test_layout_problem_names_the_missing_path(tmp_path: Path, dataset: str, make,
+                                               removed: str) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    make(root)
+    assert layout_problem(dataset, root, FFPP_PARAMS) is None
+    target = root / removed
+    if target.is_dir():
+        shutil.rmtree(target)
+    else:
+        target.unlink()
+    problem = layout_problem(dataset, root, FFPP_PARAMS)
+    assert problem is not None and "\n" not in problem
+    assert str(target) in problem and "not found" in problem and f"{dataset} expects" in problem
+    with pytest.raises(DatasetError) as info:
+        build_index(dataset, root, ffpp_methods=FFPP_PARAMS["ffpp_methods"])
+    assert str(info.value) == problem
+
+
+def test_layout_problem_of_empty_dfdc_root_and_file_root(tmp_path: Path) -> None:
+    problem = layout_problem("dfdc", tmp_path, {})
+    assert problem == (f"{tmp_path / 'metadata.json'}: file not found (dfdc expects metadata.json "
+                       "beside the videos, or dfdc_train_part_*/ folders each with metadata.json)")
+    touch(tmp_path, "file.mp4")
+    assert layout_problem("folder", tmp_path / "file.mp4", {}).startswith(
+        f"{tmp_path / 'file.mp4'}: folder not a folder")
+
+
+def test_layout_problem_follows_the_chosen_compression(tmp_path: Path) -> None:
+    make_ffpp(tmp_path, comps=("c23",))
+    assert layout_problem("ffpp", tmp_path, {"ffpp_compression": "c23"}) is None
+    assert "original_sequences/youtube/c40/videos" in layout_problem("ffpp", tmp_path, {})
+
+
+def test_unknown_dataset(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="unknown dataset 'celeb'"):
+        build_index("celeb", tmp_path)
+    assert "unknown dataset" in layout_problem("celeb", tmp_path, {})
+
+
+def test_profile_with_missing_data_root_names_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(config.ProfileError) as info:
+        config.validate({"run_name": "t", "dataset": "celebdf", "data_root": str(missing)},
+                        source="params/x.yaml")
+    message = str(info.value)
+    assert message.startswith("params/x.yaml: data_root: ")
+    assert str(missing) in message and "\n" not in message

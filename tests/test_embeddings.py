@@ -1,0 +1,158 @@
+"""FaceNet embeddings: the weights actually used (offline fallback, a local file), the
+input standardisation, the per-video files and resuming. Nothing is downloaded: the
+download function is replaced by one that fails like a machine without internet."""
+
+from __future__ import annotations
+
+# torchvision must come before TensorFlow in a process (DESIGN.md, "Known traps"), and
+# other test modules import Keras/TensorFlow when pytest collects them.
+import torchvision  # noqa: F401, I001
+
+import json
+import urllib.error
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dflib import embeddings as emb
+from dflib import io
+from dflib.faces import store_path
+from dflib.paths import RunPaths
+
+SIZE = 32  # stored crop side; the network sees 160 px after resizing
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """An empty ``$TORCH_HOME`` and a download that fails as it does without internet."""
+    from facenet_pytorch.models import inception_resnet_v1
+
+    def no_network(url, dst, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    home = tmp_path / "torch_home"
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setattr(inception_resnet_v1, "download_url_to_file", no_network)
+    return home
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A run with a face store: two videos with faces and one where none was found."""
+    run = RunPaths(tmp_path / "run").ensure()
+    rng = np.random.default_rng(0)
+    rows = []
+    for vid, label, split, k in (("real/a", 0, "train", 1), ("fake/b", 1, "test", 2),
+                                 ("fake/c", 1, "test", 0)):
+        faces = rng.integers(0, 256, (k, SIZE, SIZE, 3), dtype=np.uint8)
+        io.write_npz(store_path(run, vid), faces=faces, frame_idx=np.arange(k) * 2,
+                     config=np.array("faces-v1"))
+        rows.append({"video_id": vid, "label": label, "split": split,
+                     "status": "ok" if k else "no_face", "n_sampled": 3, "n_faces": k,
+                     "reason": ""})
+    # a video whose extraction failed: in the summary, but without a store file
+    rows.append({"video_id": "fake/d", "label": 1, "split": "test", "status": "failed",
+                 "n_sampled": 0, "n_faces": 0, "reason": "corrupt"})
+    io.write_csv(pd.DataFrame(rows), run.faces / "summary.csv")
+    return run
+
+
+def place_vggface2_file(home) -> dict[str, torch.Tensor]:
+    """Write a stand-in for the VGGFace2 state dict (logits layer included) where
+    facenet-pytorch looks for it; return it."""
+    from facenet_pytorch import InceptionResnetV1
+
+    torch.manual_seed(123)
+    state = InceptionResnetV1(classify=True, num_classes=8631).state_dict()
+    target = home / "checkpoints" / emb.WEIGHT_FILES["vggface2"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, target)
+    return state
+
+
+def test_standardise_resizes_to_160_and_scales_like_facenet_pytorch():
+    x = emb.standardise(np.full((2, SIZE, SIZE, 3), 255, np.uint8))
+    assert tuple(x.shape) == (2, 3, 160, 160)
+    assert torch.allclose(x, torch.full_like(x, (255 - 127.5) / 128))
+
+
+def test_offline_falls_back_to_a_seeded_random_network(offline, run):
+    result = emb.run_embedding(run, "vggface2", batch_size=2, seed=5, device="cpu",
+                               progress=False)
+    assert result.weights.used == emb.RANDOM and result.weights.requested == "vggface2"
+    assert "download failed" in result.weights.reason
+    assert emb.WEIGHT_FILES["vggface2"] in result.weights.reason
+    manifest = json.loads(emb.manifest_path(run).read_text())
+    assert manifest["used"] == "random" and manifest["reason"] == result.weights.reason
+    assert manifest["no_store"] == ["fake/d"] and manifest["faces"] == 3
+
+    status = result.videos.set_index("video_id")["status"]
+    assert status.to_dict() == {"real/a": "embedded", "fake/b": "embedded",
+                                "fake/c": "embedded", "fake/d": "no_store"}
+    with np.load(emb.embedding_path(run, "fake/b")) as z:
+        vectors, frame_idx = z["emb"], z["frame_idx"]
+    assert vectors.shape == (2, emb.DIM) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(frame_idx, [0, 2])
+    with np.load(emb.embedding_path(run, "fake/c")) as z:
+        assert z["emb"].shape == (0, emb.DIM)
+
+    # same seed: same network, same numbers; a rerun skips the finished files
+    again = emb.run_embedding(run, "vggface2", batch_size=1, seed=5, device="cpu",
+                              progress=False)
+    assert set(again.videos["status"]) == {"skipped", "no_store"}
+    model, _ = emb.load_facenet("none", seed=5)
+    with np.load(store_path(run, "fake/b")) as z:
+        faces = z["faces"]
+    np.testing.assert_allclose(emb.embed(model, faces), vectors, atol=1e-5)
+
+
+def test_a_local_weights_file_is_used_and_replaces_random_embeddings(offline, run):
+    emb.run_embedding(run, "vggface2", batch_size=4, seed=0, device="cpu", progress=False)
+    with np.load(emb.embedding_path(run, "real/a")) as z:
+        random_vectors = z["emb"]
+
+    state = place_vggface2_file(offline)
+    model, choice = emb.load_facenet("vggface2", seed=0)
+    assert choice.used == "vggface2" and "read from" in choice.reason
+    assert torch.equal(model.state_dict()["last_linear.weight"], state["last_linear.weight"])
+
+    result = emb.run_embedding(run, "vggface2", batch_size=4, seed=0, device="cpu",
+                               progress=False)
+    assert result.manifest["used"] == "vggface2"
+    assert result.videos.set_index("video_id").loc["real/a", "status"] == "embedded"
+    with np.load(emb.embedding_path(run, "real/a")) as z:
+        assert not np.allclose(z["emb"], random_vectors)
+
+
+def test_an_unreadable_weights_file_is_an_error_not_a_silent_fallback(offline):
+    target = offline / "checkpoints" / emb.WEIGHT_FILES["casia-webface"]
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"not a state dict")
+    with pytest.raises(RuntimeError, match="casia-webface"):
+        emb.load_facenet("casia-webface")
+
+
+def test_pretrained_none_is_random_on_purpose(offline):
+    _, choice = emb.load_facenet("none", seed=1)
+    assert choice.used == "random" and "pretrained: none" in choice.reason
+    with pytest.raises(ValueError, match="imagenet"):
+        emb.load_facenet("imagenet")
+
+
+def test_load_embeddings_stacks_videos_with_their_index_columns(offline, run):
+    emb.run_embedding(run, "none", batch_size=8, seed=0, device="cpu", progress=False)
+    videos = pd.DataFrame({"video_id": ["real/a", "fake/b", "fake/c", "fake/d"],
+                           "label": [0, 1, 1, 1], "split": ["train", "test", "test", "test"],
+                           "method": ["real", "swap", "swap", "swap"]})
+    x, frames = emb.load_embeddings(run, videos)
+    assert x.shape == (3, emb.DIM)
+    assert frames["video_id"].tolist() == ["real/a", "fake/b", "fake/b"]
+    assert frames[["label", "split", "method"]].iloc[-1].tolist() == [1, "test", "swap"]
+
+
+def test_load_embeddings_needs_the_stage_to_have_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="embed_faces"):
+        emb.load_embeddings(RunPaths(tmp_path), pd.DataFrame({"video_id": []}))

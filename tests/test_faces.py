@@ -1,0 +1,260 @@
+"""MTCNN face extraction and the face store (dflib.faces) on small videos made here.
+
+The face is the astronaut's head from scikit-image (bundled, no download) pasted on a
+gradient; MTCNN's weights ship inside facenet-pytorch, so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from skimage.data import astronaut
+
+from facenet_pytorch import extract_face
+
+from dflib.faces import (INDEX_COLUMNS, SUMMARY_COLUMNS, FaceExtractor, FaceStore,
+                         run_extraction, store_name, store_path, summary_csv)
+from dflib.paths import RunPaths
+
+HEAD = astronaut()[30:210, 135:315]  # RGB, the face and some hair around it
+PARAMS = {"img_size": 64, "margin": 16, "min_face_size": 40, "batch_size": 16,
+          "device": "cpu", "detect_max_side": 640, "sampling": "even", "workers": 0}
+N_FRAMES = 6
+W, H = 320, 240
+
+
+def canvas(width: int, height: int) -> np.ndarray:
+    """An RGB gradient background without anything face-like in it."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    return np.stack([xx * 255 // width, yy * 255 // height, np.full_like(xx, 120)],
+                    axis=-1).astype(np.uint8)
+
+
+def paste(img: np.ndarray, size: int, x: int, y: int, blur: float = 0) -> np.ndarray:
+    head = cv2.resize(HEAD, (size, size), interpolation=cv2.INTER_AREA)
+    if blur:
+        head = cv2.GaussianBlur(head, (0, 0), blur)
+    img[y:y + size, x:x + size] = head
+    return img
+
+
+def write_video(path: Path, frames: list[np.ndarray]) -> Path:
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (width, height))
+    for rgb in frames:
+        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def make_index(folder: Path) -> pd.DataFrame:
+    """A moving face, a blank video, one cut in half (unreadable), one missing."""
+    face = write_video(folder / "face.mp4",
+                       [paste(canvas(W, H), 110, 60 + 3 * i, 50 + i) for i in range(12)])
+    blank = write_video(folder / "blank.mp4", [canvas(W, H) for _ in range(12)])
+    data = face.read_bytes()
+    (folder / "corrupt.mp4").write_bytes(data[: len(data) // 2])
+    return pd.DataFrame({
+        "video_id": ["Celeb-real/id0_0000", "YouTube-real/00001", "Celeb-synthesis/id0_id1_0000",
+                     "Celeb-synthesis/id9_id8_0000"],
+        "path": [str(face), str(blank), str(folder / "corrupt.mp4"), str(folder / "gone.mp4")],
+        "label": [0, 0, 1, 1], "split": ["train", "test", "test", "val"],
+    })
+
+
+def extract(videos: pd.DataFrame, root: Path, **kwargs) -> pd.DataFrame:
+    return run_extraction(videos, RunPaths(root), PARAMS, N_FRAMES, "even", 1,
+                          progress=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> pd.DataFrame:
+    return make_index(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def extracted(videos, tmp_path_factory) -> tuple[RunPaths, pd.DataFrame]:
+    root = tmp_path_factory.mktemp("run")
+    return RunPaths(root), extract(videos, root)
+
+
+@pytest.fixture(scope="module")
+def extractor() -> FaceExtractor:
+    return FaceExtractor.from_params(PARAMS)
+
+
+# -- the extractor --------------------------------------------------------------------
+
+def test_detect_scale_keeps_the_smallest_face_detectable():
+    ex = FaceExtractor(min_face_size=40, detect_max_side=640)
+    assert ex.detect_scale(320, 240) == 1.0
+    assert ex.detect_scale(1280, 720) == pytest.approx(0.5)
+    assert ex.detect_scale(1920, 1080) == pytest.approx(0.5)  # not 1/3: 40 px -> 20 px
+    assert FaceExtractor(min_face_size=80).detect_scale(1920, 1080) == pytest.approx(1 / 3)
+    assert FaceExtractor(detect_max_side=0).detect_scale(1920, 1080) == 1.0
+    with pytest.raises(ValueError, match="margin"):
+        FaceExtractor(img_size=64, margin=64)
+
+
+def test_fast_path_agrees_with_full_resolution_and_crops_from_full_resolution(monkeypatch):
+    frame = paste(canvas(1280, 720), 240, 700, 300)
+    full = FaceExtractor.from_params({**PARAMS, "detect_max_side": 0})
+    fast = FaceExtractor.from_params(PARAMS)
+    scales = []
+    detect = FaceExtractor._detect
+    monkeypatch.setattr(FaceExtractor, "_detect",
+                        lambda self, frames, scale: scales.append(scale) or
+                        detect(self, frames, scale))
+    got_fast, got_full = fast.extract([frame])[0], full.extract([frame])[0]
+    assert scales == [0.5, 1.0]  # one coarse pass on the fast path, no retry needed
+    assert iou(got_fast.box, got_full.box) > 0.8
+    assert 700 - 30 < got_fast.box[0] < 700 + 120  # in full-resolution pixels
+    # The crop is facenet-pytorch's extract_face on the full-resolution frame.
+    reference = extract_face(frame, np.array(got_fast.box), 64, PARAMS["margin"])
+    reference = reference.permute(1, 2, 0).numpy().astype(np.uint8)  # float 0-255, CHW
+    np.testing.assert_array_equal(got_fast.face, reference)
+
+
+def test_a_frame_the_coarse_pass_misses_is_retried_at_full_resolution(monkeypatch):
+    frame = paste(canvas(1280, 720), 240, 700, 300)
+    scales = []
+    detect = FaceExtractor._detect
+
+    def coarse_blind(self, frames, scale):
+        scales.append(scale)
+        return [np.empty((0, 5))] * len(frames) if scale < 1 else detect(self, frames, scale)
+
+    monkeypatch.setattr(FaceExtractor, "_detect", coarse_blind)
+    got = FaceExtractor.from_params(PARAMS).extract([frame])[0]
+    assert scales == [0.5, 1.0] and got.face is not None and got.reason == ""
+
+
+def test_selection_largest_or_most_probable(extractor):
+    # The large head is blurred: MTCNN still finds it, with a lower probability.
+    frame = paste(paste(canvas(640, 360), 200, 350, 80, blur=8), 90, 60, 100)
+    largest = FaceExtractor(**{**extractor.params, "selection": "largest"}).extract([frame])[0]
+    likely = FaceExtractor(**{**extractor.params, "selection": "probability"}).extract([frame])[0]
+    assert largest.n_detected == likely.n_detected == 2
+    assert largest.box[0] > 300 and likely.box[0] < 200
+    assert likely.prob > largest.prob
+
+
+def test_extract_groups_frames_of_different_sizes(extractor):
+    frames = [paste(canvas(W, H), 110, 60, 50), canvas(200, 150),
+              paste(canvas(400, 300), 120, 200, 90)]
+    got = extractor.extract(frames)
+    assert [f.reason for f in got] == ["", "no_face", ""]
+    assert got[1].face is None and got[1].box is None and np.isnan(got[1].prob)
+    assert got[2].box[0] > 180 and got[0].face.shape == (64, 64, 3)
+
+
+def test_store_name_is_safe_and_unique():
+    names = [store_name(v) for v in
+             ["Celeb-real/id0_0000", "Celeb-real%2Fid0_0000", "Celeb-real__id0_0000",
+              "dir\\x", ".hidden", "Übung/vidéo"]]
+    assert len(set(names)) == len(names)
+    assert all("/" not in n and "\\" not in n and not n.startswith(".") for n in names)
+    assert names[-1] == "Übung%2Fvidéo"
+
+
+# -- a run over an index --------------------------------------------------------------
+
+def test_run_finds_faces_inside_the_frame(extracted):
+    run, summary = extracted
+    assert list(summary.columns) == SUMMARY_COLUMNS
+    face = summary.set_index("video_id").loc["Celeb-real/id0_0000"]
+    assert (face.status, face.n_sampled, face.n_faces) == ("ok", N_FRAMES, N_FRAMES)
+    index = FaceStore(run).index()
+    assert list(index.columns) == INDEX_COLUMNS
+    rows = index[index.video_id == "Celeb-real/id0_0000"]
+    assert rows.frame_idx.tolist() == [0, 2, 4, 6, 8, 11]  # even over 12 frames
+    assert (rows.face == 1).all() and (rows.prob > 0.9).all() and (rows.reason == "").all()
+    assert ((rows.x1 >= 0) & (rows.y1 >= 0) & (rows.x2 <= W) & (rows.y2 <= H)).all()
+    assert ((rows.x2 - rows.x1) > 40).all() and rows.store_row.tolist() == list(range(N_FRAMES))
+    faces, frame_idx = FaceStore(run).load("Celeb-real/id0_0000")
+    assert faces.shape == (N_FRAMES, 64, 64, 3) and faces.dtype == np.uint8
+    assert frame_idx.tolist() == rows.frame_idx.tolist()
+
+
+def test_no_face_video_keeps_its_rows(extracted):
+    run, summary = extracted
+    blank = summary.set_index("video_id").loc["YouTube-real/00001"]
+    assert (blank.status, blank.n_sampled, blank.n_faces) == ("no_face", N_FRAMES, 0)
+    rows = FaceStore(run).index().query("video_id == 'YouTube-real/00001'")
+    assert len(rows) == N_FRAMES and (rows.face == 0).all() and (rows.reason == "no_face").all()
+    assert rows.x1.isna().all() and (rows.store_row == -1).all()
+    faces, frame_idx = FaceStore(run).load("YouTube-real/00001")
+    assert faces.shape == (0, 64, 64, 3) and frame_idx.shape == (0,)
+
+
+def test_corrupt_video_is_recorded_and_the_run_goes_on(extracted):
+    run, summary = extracted
+    vid = "Celeb-synthesis/id0_id1_0000"
+    bad = summary.set_index("video_id").loc[vid]
+    assert bad.status == "failed" and "corrupt.mp4" in bad.reason
+    rows = FaceStore(run).index().query("video_id == @vid")
+    assert rows.frame_idx.tolist() == [-1] and rows.reason.iloc[0] == bad.reason
+    assert store_path(run, vid).is_file()  # stored, so a rerun does not retry it
+    failures = pd.read_csv(run.failures_csv)
+    assert set(failures.video_id) == {vid, "YouTube-real/00001", "Celeb-synthesis/id9_id8_0000"}
+    assert (failures.stage == "faces").all()
+    assert FaceStore(run).summary().equals(pd.read_csv(summary_csv(run), dtype={"reason": str})
+                                           .fillna({"reason": ""}))
+
+
+def test_missing_file_is_failed_but_retried_next_time(extracted):
+    run, summary = extracted
+    vid = "Celeb-synthesis/id9_id8_0000"
+    missing = summary.set_index("video_id").loc[vid]
+    assert missing.status == "failed" and missing.reason.endswith("gone.mp4: file not found")
+    assert FaceStore(run).index().query("video_id == @vid").frame_idx.tolist() == [-1]
+    assert not store_path(run, vid).exists()  # nothing stored: the next run tries again
+
+
+def test_rerun_redoes_only_what_is_missing(videos, extracted, tmp_path):
+    run0, _ = extracted
+    shutil.copytree(run0.root, tmp_path, dirs_exist_ok=True)
+    run = RunPaths(tmp_path)
+    redo, keep = "Celeb-real/id0_0000", ["YouTube-real/00001", "Celeb-synthesis/id0_id1_0000"]
+    before = {v: store_path(run, v).stat().st_mtime_ns for v in keep}
+    store_path(run, redo).unlink()
+    # A temp file left by a killed writer must not count as the video's store file.
+    (run.face_store / f".{store_name(redo)}.npz.x1y2.part").write_bytes(b"half a file")
+    extract(videos, tmp_path)
+    assert {v: store_path(run, v).stat().st_mtime_ns for v in keep} == before
+    assert store_path(run, redo).is_file()
+    assert run.faces_csv.read_text() == run0.faces_csv.read_text()
+    assert summary_csv(run).read_text() == summary_csv(run0).read_text()
+
+
+def test_other_settings_redo_the_store(videos, extracted, tmp_path):
+    run0, _ = extracted
+    shutil.copytree(run0.root, tmp_path, dirs_exist_ok=True)
+    run = RunPaths(tmp_path)
+    vid = "Celeb-real/id0_0000"
+    run_extraction(videos.iloc[:1], run, {**PARAMS, "img_size": 32}, N_FRAMES, "even", 1,
+                   progress=False)
+    assert FaceStore(run).load(vid)[0].shape == (N_FRAMES, 32, 32, 3)
+    assert FaceStore(run).index().video_id.unique().tolist() == [vid]
+
+
+@pytest.mark.slow
+def test_dask_workers_give_the_same_index(videos, extracted, tmp_path):
+    run0, _ = extracted
+    extract(videos.iloc[:2], tmp_path, workers=1)
+    dask_index = FaceStore(RunPaths(tmp_path)).index()
+    local = FaceStore(run0).index()
+    local = local[local.video_id.isin(videos.video_id.iloc[:2])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(dask_index, local, check_exact=False, rtol=1e-4)

@@ -1,0 +1,205 @@
+"""The generated demo dataset: Celeb-DF v2 layout, labels, determinism, resumability, faces."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from dflib import synth
+
+SMALL = dict(identities=2, real_per_identity=2, fake_per_identity=3, frames=8, width=160,
+             height=128)
+SEED = 3
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    root = tmp_path_factory.mktemp("synth") / "demo"
+    return root, synth.generate(root, seed=SEED, progress=False, **SMALL)
+
+
+@pytest.fixture(scope="module")
+def mtcnn():
+    facenet_pytorch = pytest.importorskip("facenet_pytorch")
+    return facenet_pytorch.MTCNN(keep_all=False, device="cpu")
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    return frames
+
+
+def _first_frame(path: Path) -> np.ndarray:
+    ok, frame = cv2.VideoCapture(str(path)).read()
+    assert ok, path
+    return frame
+
+
+def _mtimes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+def _test_list(root: Path) -> list[tuple[int, str]]:
+    lines = (root / synth.TEST_LIST).read_text(encoding="utf-8").splitlines()
+    return [(int(flag), rel) for flag, rel in (line.split(" ", 1) for line in lines)]
+
+
+def test_layout_and_names(dataset):
+    root, manifest = dataset
+    assert list(manifest.columns) == synth.MANIFEST_COLUMNS
+    on_disk = sorted(str(p.relative_to(root)) for p in root.rglob("*.mp4"))
+    assert on_disk == sorted(manifest["path"])
+    assert not list(root.rglob("*.part"))
+    n_real = SMALL["identities"] * SMALL["real_per_identity"]
+    assert len(manifest) == n_real + SMALL["identities"] * SMALL["fake_per_identity"]
+    patterns = {"Celeb-real": r"id(\d+)_\d{4}\.mp4", "YouTube-real": r"\d{5}\.mp4",
+                "Celeb-synthesis": r"id(\d+)_id(\d+)_\d{4}\.mp4"}
+    for row in manifest.itertuples():
+        folder, name = row.path.split("/")
+        match = re.fullmatch(patterns[folder], name)
+        assert match, row.path
+        if folder != "YouTube-real":
+            assert int(match.group(1)) == row.identity
+        if folder == "Celeb-synthesis":
+            assert int(match.group(2)) == row.source_identity
+    assert (manifest["path"].str.startswith("YouTube-real/")).sum() >= 1
+    assert (root / synth.PARAMS).is_file()
+
+
+def test_manifest_labels_and_methods(dataset):
+    _, manifest = dataset
+    fake = manifest["path"].str.startswith("Celeb-synthesis/")
+    assert (manifest["label"] == fake.astype(int)).all()
+    assert set(manifest.loc[~fake, "method"]) == {"real"}
+    assert set(manifest.loc[fake, "method"]) == set(synth.METHODS)
+    swaps = manifest[manifest["method"] == "faceswap"]
+    assert (swaps["identity"] != swaps["source_identity"]).all()
+    selfs = manifest[manifest["method"].isin(["real", "selfblend"])]
+    assert (selfs["identity"] == selfs["source_identity"]).all()
+    assert set(manifest["crf"]) <= {23, 40}
+    assert (manifest["compression"] == "c" + manifest["crf"].astype(str)).all()
+
+
+def test_every_identity_in_both_classes(dataset):
+    _, manifest = dataset
+    classes = manifest.groupby("identity")["label"].agg(set)
+    assert len(classes) == SMALL["identities"]
+    assert all(labels == {0, 1} for labels in classes)
+
+
+def test_testing_list_flags_and_stratification(dataset):
+    root, manifest = dataset
+    listed = _test_list(root)
+    assert listed, "empty test list"
+    for flag, rel in listed:  # Celeb-DF convention: 1 = real
+        assert flag == (0 if rel.startswith("Celeb-synthesis/") else 1), rel
+        assert (root / rel).is_file()
+    test_paths = {rel for _, rel in listed}
+    split = manifest.assign(test=manifest["path"].isin(test_paths))
+    for (identity, label), group in split.groupby(["identity", "label"]):
+        assert group["test"].any() and not group["test"].all(), (identity, label)
+
+
+def test_videos_decode_to_requested_shape(dataset):
+    root, manifest = dataset
+    for rel in manifest["path"]:
+        frames = _frames(root / rel)
+        assert len(frames) == SMALL["frames"], rel
+        assert frames[0].shape == (SMALL["height"], SMALL["width"], 3), rel
+
+
+def test_same_seed_same_dataset_other_seed_differs(dataset, tmp_path):
+    root, manifest = dataset
+    twin = tmp_path / "twin"
+    again = synth.generate(twin, seed=SEED, progress=False, **SMALL)
+    pd.testing.assert_frame_equal(manifest, again)
+    assert (root / synth.TEST_LIST).read_bytes() == (twin / synth.TEST_LIST).read_bytes()
+    for rel in manifest["path"]:
+        assert np.array_equal(_first_frame(root / rel), _first_frame(twin / rel)), rel
+        assert (root / rel).read_bytes() == (twin / rel).read_bytes(), rel
+
+    # A changed parameter regenerates the folder in place, leaving no stale videos behind.
+    other = synth.generate(twin, seed=SEED + 1, progress=False, **SMALL)
+    on_disk = sorted(str(p.relative_to(twin)) for p in twin.rglob("*.mp4"))
+    assert on_disk == sorted(other["path"])
+    common = sorted(set(manifest["path"]) & set(other["path"]))
+    assert common
+    assert not any(np.array_equal(_first_frame(root / rel), _first_frame(twin / rel))
+                   for rel in common)
+
+
+def test_complete_folder_is_returned_without_rewriting(dataset):
+    root, manifest = dataset
+    before = _mtimes(root)
+    assert synth.generate(root, seed=SEED, progress=False, **SMALL).equals(manifest)
+    assert _mtimes(root) == before
+    assert json.loads((root / synth.PARAMS).read_text())["seed"] == SEED
+
+
+def test_interrupted_folder_resumes(dataset, tmp_path):
+    root, manifest = dataset
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    lost = manifest["path"].iloc[-1]
+    (copy / synth.MANIFEST).unlink()
+    (copy / lost).unlink()
+    (copy / "Celeb-real" / ".id0_0000.mp4.abc.part").write_bytes(b"half a video")
+    before = _mtimes(copy)
+    assert synth.generate(copy, seed=SEED, progress=False, **SMALL).equals(manifest)
+    assert (copy / lost).read_bytes() == (root / lost).read_bytes()
+    assert not list(copy.rglob("*.part"))
+    after = _mtimes(copy)
+    kept = [rel for rel in manifest["path"] if rel != lost]
+    assert all(after[rel] == before[rel] for rel in kept)
+
+
+def test_refuses_foreign_folder_and_bad_arguments(tmp_path):
+    (tmp_path / "Celeb-real").mkdir()
+    (tmp_path / "Celeb-real" / "id0_0000.mp4").write_bytes(b"someone's real data")
+    with pytest.raises(FileExistsError):
+        synth.generate(tmp_path, progress=False, **SMALL)
+    with pytest.raises(ValueError, match="width"):
+        synth.generate(tmp_path / "x", progress=False, **{**SMALL, "width": 161})
+    with pytest.raises(ValueError, match="identities"):
+        synth.generate(tmp_path / "x", progress=False, **{**SMALL, "identities": 1})
+
+
+def test_mtcnn_finds_faces_in_real_and_fake_videos(dataset, mtcnn):
+    root, manifest = dataset
+    for label in (0, 1):
+        rel = manifest.loc[manifest["label"] == label, "path"].iloc[0]
+        frame = cv2.cvtColor(_frames(root / rel)[SMALL["frames"] // 2], cv2.COLOR_BGR2RGB)
+        boxes, probs = mtcnn.detect(frame)
+        assert boxes is not None and probs[0] > 0.9, rel
+
+
+def test_stored_landmarks_match_mtcnn(mtcnn):
+    for photo in synth._photos():
+        boxes, _, landmarks = mtcnn.detect(photo.rgb, landmarks=True)
+        assert boxes is not None
+        assert np.abs(boxes[0] - photo.box).max() < 2.0
+        assert np.abs(landmarks[0] - photo.landmarks).max() < 2.0
+
+
+def test_every_derived_identity_has_a_detectable_face(mtcnn):
+    for identity in range(8):
+        sprite = synth._sprite(identity, 60)
+        on_grey = sprite.rgb * sprite.alpha[..., None] + 128 * (1 - sprite.alpha[..., None])
+        boxes, _, landmarks = mtcnn.detect(on_grey.astype(np.uint8), landmarks=True)
+        assert boxes is not None, identity
+        # The stored landmarks (used to align swaps) agree with what MTCNN sees.
+        assert np.abs(landmarks[0] - sprite.landmarks).max() < 0.15 * sprite.face_px, identity

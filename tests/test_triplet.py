@@ -1,0 +1,256 @@
+"""The semi-hard triplet loss (against a brute-force NumPy reference, on the TensorFlow and
+the torch backend), the balanced batches, training (NaN stop, resume) and the classifiers."""
+
+from __future__ import annotations
+
+# torchvision must come before TensorFlow in a process (DESIGN.md, "Known traps"); other
+# test modules use it, and this one imports Keras/TensorFlow when it is collected.
+import torchvision  # noqa: F401, I001
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from dflib import evaluation, triplet
+from dflib.paths import RunPaths
+
+
+def reference_loss(labels: np.ndarray, x: np.ndarray, margin: float = 1.0) -> float:
+    """The loss by its definition, one anchor-positive pair at a time, in float64."""
+    y = np.asarray(labels).ravel()
+    x = np.asarray(x, dtype=np.float64)
+    d = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    losses = []
+    for a in range(len(y)):
+        negatives = [d[a, n] for n in range(len(y)) if y[n] != y[a]]
+        if not negatives:
+            continue  # no triplet for this anchor: documented as no loss
+        for p in range(len(y)):
+            if p == a or y[p] != y[a]:
+                continue
+            farther = [dn for dn in negatives if dn > d[a, p]]
+            d_an = min(farther) if farther else max(negatives)
+            losses.append(max(d[a, p] - d_an + margin, 0.0))
+    return float(np.mean(losses)) if losses else 0.0
+
+
+def random_batches(n: int = 24, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Batches of varied size, dimension, scale, class balance and margin; some on an
+    integer grid, so that exact distance ties test the strict 'farther than' rule."""
+    rng = np.random.default_rng(seed)
+    batches = []
+    for i in range(n):
+        b, dim = int(rng.integers(2, 48)), int(rng.integers(1, 20))
+        y = (rng.random(b) < rng.uniform(0.1, 0.9)).astype(np.int64)
+        x = rng.normal(scale=rng.uniform(0.05, 3.0), size=(b, dim))
+        if i % 4 == 0:
+            x = rng.integers(-2, 3, size=(b, dim)).astype(float)
+        batches.append((y, x.astype(np.float32), float(rng.choice([0.2, 1.0, 2.5]))))
+    return batches
+
+
+def loss_value(y, x, margin=1.0) -> float:
+    return float(keras.ops.convert_to_numpy(triplet.semi_hard_triplet_loss(y, x, margin)))
+
+
+# --------------------------------------------------------------------------- loss
+
+def test_loss_matches_the_reference_on_this_backend():
+    for y, x, margin in random_batches():
+        assert loss_value(y, x, margin) == pytest.approx(reference_loss(y, x, margin), abs=1e-5)
+
+
+TORCH_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import keras
+    from dflib import triplet
+    assert keras.backend.backend() == "torch"
+    out = []
+    for y, x, margin in json.load(sys.stdin):
+        x = keras.ops.convert_to_tensor(np.asarray(x, dtype="float32"))
+        x.requires_grad_(True)
+        loss = triplet.semi_hard_triplet_loss(np.asarray(y), x, margin)
+        loss.backward()
+        out.append([float(loss), bool(np.isfinite(x.grad.numpy()).all())])
+    print(json.dumps(out))
+""")
+
+
+def test_loss_matches_the_reference_on_the_torch_backend():
+    # Keras fixes its backend at import, so the torch backend runs in a fresh process.
+    edge = [(np.zeros(5, int), np.ones((5, 3), np.float32), 1.0),
+            (np.array([0, 0, 1, 1]), np.zeros((4, 3), np.float32), 1.0)]
+    batches = random_batches(8, seed=1) + edge
+    payload = json.dumps([[y.tolist(), x.tolist(), m] for y, x, m in batches])
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    done = subprocess.run([sys.executable, "-c", TORCH_SCRIPT], input=payload, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    for (y, x, margin), (value, finite_grad) in zip(batches, results):
+        assert value == pytest.approx(reference_loss(y, x, margin), abs=1e-5)
+        assert finite_grad
+
+
+@pytest.mark.parametrize("y, x, expected", [
+    (np.zeros(6), np.random.default_rng(0).normal(size=(6, 4)), 0.0),  # one class
+    (np.array([0, 1, 2, 3]), np.random.default_rng(1).normal(size=(4, 4)), 0.0),  # no pairs
+    (np.array([0, 0, 1, 1]), np.ones((4, 4)), 1.0),  # all duplicates: d = 0 -> margin
+    (np.array([0, 1, 0, 1]), np.zeros((4, 8)), 1.0),  # all zero
+])
+def test_loss_edge_cases_are_finite_and_defined(y, x, expected):
+    assert loss_value(y, x.astype(np.float32)) == pytest.approx(expected)
+
+
+def test_edge_cases_train_without_nan():
+    # gradients through duplicate and all-zero embeddings stay finite
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=triplet.SemiHardTripletLoss())
+    for x, y in ((np.zeros((6, 4)), np.array([0, 1] * 3)), (np.ones((6, 4)), np.zeros(6)),
+                 (np.ones((6, 4)), np.array([0, 1] * 3))):
+        loss = model.train_on_batch(x.astype(np.float32), y.astype(np.float32))
+        assert np.isfinite(loss)
+    assert all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in model.weights)
+
+
+def test_loss_class_is_the_function_and_serialises():
+    y, x, _ = random_batches(1, seed=3)[0]
+    loss = triplet.SemiHardTripletLoss(margin=0.5)
+    assert float(keras.ops.convert_to_numpy(loss(y, x))) == pytest.approx(loss_value(y, x, 0.5))
+    again = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert isinstance(again, triplet.SemiHardTripletLoss) and again.margin == 0.5
+
+
+# --------------------------------------------------------------------------- batches
+
+@pytest.mark.parametrize("n_real, n_fake, batch", [(50, 50, 16), (10, 200, 32), (3, 40, 32),
+                                                    (1, 5, 2), (7, 3, 256)])
+def test_every_batch_holds_both_classes(n_real, n_fake, batch):
+    y = np.array([0] * n_real + [1] * n_fake)
+    data = triplet.BalancedBatches(np.arange(len(y))[:, None], y, batch, seed=0)
+    assert len(data) == -(-len(y) // batch)
+    for _ in range(3):
+        for i in range(len(data)):
+            xb, yb = data[i]
+            counts = np.bincount(yb.astype(int), minlength=2)
+            assert counts.min() >= 1 and len(yb) <= batch
+            assert counts.min() == min(batch // 2, n_real, n_fake)  # half each when possible
+            np.testing.assert_array_equal(y[xb[:, 0].astype(int)], yb)  # rows stay paired
+        data.on_epoch_end()
+
+
+def test_batches_are_seeded_and_validation_batches_stay_fixed():
+    y = np.array([0] * 30 + [1] * 70)
+    x = np.arange(100, dtype=np.float32)[:, None]
+    a, b = (triplet.BalancedBatches(x, y, 20, seed=4) for _ in range(2))
+    np.testing.assert_array_equal(a[0][0], b[0][0])
+    first = a[0][0].copy()
+    a.on_epoch_end()
+    assert not np.array_equal(a[0][0], first)
+    val = triplet.BalancedBatches(x, y, 20, seed=4, shuffle=False)
+    before = val[1][0].copy()
+    val.on_epoch_end()
+    np.testing.assert_array_equal(val[1][0], before)
+    # the smaller class is used in full before any of it repeats
+    seen = np.concatenate([val[i][0][val[i][1] == 0, 0] for i in range(2)])
+    assert len(np.unique(seen)) == len(seen) == 20
+
+
+def test_batches_refuse_a_missing_class():
+    with pytest.raises(ValueError, match="real"):
+        triplet.BalancedBatches(np.zeros((5, 2)), np.ones(5), 4)
+
+
+# --------------------------------------------------------------------------- training
+
+def clusters(n: int, dim: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two overlapping Gaussian clouds, fake shifted from real."""
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n) % 3 == 0).astype(np.int64)
+    x = rng.normal(size=(n, dim)) + 1.5 * y[:, None]
+    return x.astype(np.float32), y
+
+
+TRAIN = {"epochs": 3, "batch_size": 32, "learning_rate": 1e-3, "margin": 1.0, "patience": 1,
+         "dropout": 0.1, "seed": 0, "verbose": 0}
+
+
+def test_mlp_has_the_original_shape():
+    model = triplet.build_mlp(512, dropout=0.1)
+    dense = [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert dense == [256, 256, 128, 64]
+    assert all(layer.rate == 0.1 for layer in model.layers
+               if isinstance(layer, keras.layers.Dropout))
+
+
+def test_training_saves_logs_and_reloads_a_finished_model(tmp_path):
+    run = RunPaths(tmp_path).ensure()
+    x, y = clusters(120)
+    xv, yv = clusters(40, seed=1)
+    first = triplet.train(run, x, y, xv, yv, **TRAIN)
+    assert first.trained and first.monitor == "val_loss"
+    assert triplet.model_path(run).is_file()
+    assert {"epoch", "loss", "val_loss"} <= set(first.history.columns)
+    z = triplet.transform(first.model, xv)
+    assert z.shape == (40, triplet.EMBEDDING_DIM) and np.isfinite(z).all()
+
+    again = triplet.train(run, x, y, xv, yv, **TRAIN)
+    assert not again.trained
+    np.testing.assert_allclose(triplet.transform(again.model, xv), z, atol=1e-5)
+    changed = triplet.train(run, x, y, xv, yv, **{**TRAIN, "epochs": 1})
+    assert changed.trained and len(changed.history) == 1
+
+
+def test_validation_without_both_classes_falls_back_to_the_training_loss(tmp_path):
+    x, y = clusters(60)
+    out = triplet.train(RunPaths(tmp_path).ensure(), x, y, x[:0], y[:0], **{**TRAIN, "epochs": 1})
+    assert out.monitor == "loss" and "val_loss" not in out.history.columns
+
+
+def test_a_nan_loss_stops_training_with_a_clear_message(tmp_path):
+    # inputs this large overflow the squared distances: inf - inf = NaN in the first batch
+    x, y = clusters(64)
+    with pytest.raises(triplet.NaNLossError, match=r"epoch 1 .*batch_size=32.*learning_rate"):
+        triplet.train(RunPaths(tmp_path).ensure(), x * 1e30, y, x[:0], y[:0], **TRAIN)
+    assert not triplet.model_path(RunPaths(tmp_path)).exists()
+
+
+# --------------------------------------------------------------------------- classifiers
+
+@pytest.mark.parametrize("name", triplet.CLASSIFIERS)
+def test_classifiers_give_probabilities_of_fake(name):
+    x, y = clusters(90)
+    clf = triplet.make_classifier(name, seed=0, n_train=len(y)).fit(x, y)
+    p = triplet.fake_probability(clf, x)
+    assert p.shape == (90,) and ((p >= 0) & (p <= 1)).all()
+    assert p[y == 1].mean() > p[y == 0].mean()
+
+
+def test_evaluate_classifiers_writes_predictions_and_results(tmp_path):
+    run = RunPaths(tmp_path).ensure()
+    x, y = clusters(60)
+    labels = np.repeat([0, 1, 0, 1], 3)  # four test videos of three frames
+    xt = (np.random.default_rng(2).normal(size=(12, 16)) + 1.5 * labels[:, None]).astype(np.float32)
+    frames = pd.DataFrame({"video_id": np.repeat(["v0", "v1", "v2", "v3"], 3),
+                           "frame_idx": np.tile([0, 1, 2], 4), "label": labels})
+    # v4 is a test video where no face was found
+    videos = pd.DataFrame({"video_id": ["v0", "v1", "v2", "v3", "v4"], "label": [0, 1, 0, 1, 1]})
+    rows = triplet.evaluate_classifiers(run, "facenet", ["logreg", "knn"], x, y, xt, frames,
+                                        videos, seed=0, progress=False)
+    assert set(zip(rows["method"], rows["level"])) == {
+        (m, lvl) for m in ("facenet/logreg", "facenet/knn") for lvl in ("frame", "video")}
+    table = evaluation.results_table(run)
+    assert set(table["method"]) == {"facenet/logreg", "facenet/knn"}
+    video_rows, frame_rows = evaluation.read_predictions(run, "facenet/knn")
+    assert len(frame_rows) == 12 and video_rows["score"].between(0, 1).all()
+    no_face = video_rows.set_index("video_id").loc["v4"]
+    assert no_face["status"] == evaluation.STATUS_NO_FACE and no_face["score"] == 0.5

@@ -1,0 +1,176 @@
+"""Frame sampling and sparse decoding (dflib.video) on small videos made here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from dflib import video
+from dflib.video import VideoError, probe, read_frames, sample_indices
+
+W, H = 160, 120
+
+
+def numbered_frame(i: int) -> np.ndarray:
+    """A BGR frame that differs from every other one: its number and a grey level."""
+    frame = np.full((H, W, 3), (i * 7) % 256, np.uint8)
+    cv2.putText(frame, str(i), (10, 80), cv2.FONT_HERSHEY_SIMPLEX, 2, (255, 255, 255), 3)
+    return frame
+
+
+def write_mp4v(path: Path, n: int) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (W, H))
+    for i in range(n):
+        writer.write(numbered_frame(i))
+    writer.release()
+    return path
+
+
+def write_h264(path: Path, n: int, extra: tuple[str, ...] = ()) -> Path:
+    """H.264 with B-frames and a 30-frame GOP, the kind of file the datasets hold."""
+    gen = imageio_ffmpeg.write_frames(str(path), (W, H), fps=25, codec="libx264",
+                                      macro_block_size=1, output_params=["-g", "30", *extra])
+    gen.send(None)
+    for i in range(n):
+        gen.send(np.ascontiguousarray(numbered_frame(i)[:, :, ::-1]))
+    gen.close()
+    return path
+
+
+def sequential(path: Path) -> list[np.ndarray]:
+    """Every frame, decoded one after the other, as RGB."""
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    cap.release()
+    return frames
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("videos")
+    full = write_h264(d / "faststart.mp4", 150, ("-movflags", "+faststart"))
+    data = full.read_bytes()
+    (d / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    (d / "empty.mp4").touch()
+    (d / "text.mp4").write_text("this is not a video\n" * 20)
+    return {"mp4v": write_mp4v(d / "mp4v.mp4", 120), "h264": write_h264(d / "h264.mp4", 150),
+            "truncated": d / "truncated.mp4", "empty": d / "empty.mp4", "text": d / "text.mp4"}
+
+
+# -- sampling -------------------------------------------------------------------------
+
+def test_first_takes_the_first_frames():
+    assert sample_indices(100, 5, "first") == [0, 1, 2, 3, 4]
+
+
+def test_even_spans_the_video_like_deepfakebench():
+    idx = sample_indices(100, 5, "even")
+    assert idx == [int(v) for v in np.linspace(0, 99, 5)]
+    assert idx[0] == 0 and idx[-1] == 99
+    assert sample_indices(10, 1, "even") == [0]
+
+
+def test_every_k_starts_at_zero_and_caps_at_n():
+    assert sample_indices(100, 4, "every_k", every_k=10) == [0, 10, 20, 30]
+    assert sample_indices(25, 10, "every_k", every_k=10) == [0, 10, 20]
+
+
+@pytest.mark.parametrize("strategy", ["first", "even", "every_k"])
+def test_short_and_empty_videos(strategy):
+    assert sample_indices(3, 10, strategy, every_k=1) == [0, 1, 2]
+    assert sample_indices(0, 10, strategy) == []
+    indices = sample_indices(1000, 32, strategy, every_k=7)
+    assert len(indices) == len(set(indices)) == 32 and indices == sorted(indices)
+
+
+def test_bad_sampling_arguments():
+    with pytest.raises(ValueError, match="middle"):
+        sample_indices(10, 2, "middle")
+    with pytest.raises(ValueError, match="every_k"):
+        sample_indices(10, 2, "every_k", every_k=0)
+
+
+# -- probing and errors ---------------------------------------------------------------
+
+def test_probe(videos):
+    info = probe(videos["mp4v"])
+    assert (info.n_frames, info.width, info.height) == (120, W, H)
+    assert info.fps == pytest.approx(25)
+
+
+@pytest.mark.parametrize("name, reason", [("empty", "zero-byte"), ("text", "not a video")])
+def test_bad_files_raise_one_line_errors_naming_the_file(videos, name, reason):
+    for call in (lambda p: probe(p), lambda p: read_frames(p, [0])):
+        with pytest.raises(VideoError, match=reason) as info:
+            call(videos[name])
+        message = str(info.value)
+        assert str(videos[name]) in message and "\n" not in message
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(VideoError, match="not found"):
+        probe(tmp_path / "gone.mp4")
+
+
+# -- decoding -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["mp4v", "h264"])
+def test_read_frames_returns_exactly_the_requested_frames(videos, kind):
+    reference = sequential(videos[kind])
+    # Unsorted, duplicated, with gaps short (grab) and long (seek), last frame included.
+    wanted = [90, 3, 3, 0, 10, 119, 60, 61]
+    frames, read = read_frames(videos[kind], wanted)
+    assert read == sorted(set(wanted))
+    for idx, frame in zip(read, frames):
+        assert frame.dtype == np.uint8 and frame.shape == (H, W, 3)
+        np.testing.assert_array_equal(frame, reference[idx])
+
+
+class CountingCapture:
+    """cv2.VideoCapture that counts the calls that decode or convert frames."""
+
+    calls: dict[str, int] = {}
+    real = cv2.VideoCapture  # the test patches cv2.VideoCapture itself
+
+    def __init__(self, *args):
+        self._cap = CountingCapture.real(*args)
+
+    def __getattr__(self, name):
+        attr = getattr(self._cap, name)
+        if name in ("grab", "retrieve", "read", "set"):
+            def counted(*a):
+                CountingCapture.calls[name] = CountingCapture.calls.get(name, 0) + 1
+                return attr(*a)
+            return counted
+        return attr
+
+
+def test_read_frames_decodes_only_what_it_needs(videos, monkeypatch):
+    monkeypatch.setattr(video.cv2, "VideoCapture", CountingCapture)
+    CountingCapture.calls = {}
+    frames, read = read_frames(videos["h264"], [2, 5, 140])
+    calls = CountingCapture.calls
+    assert read == [2, 5, 140]
+    assert calls.get("retrieve") == 3 and "read" not in calls
+    assert calls.get("set") == 1  # the long gap 5 -> 140 is a seek...
+    assert calls["grab"] == 6 + 1  # ...the short ones are grabbed: 0..5, then 140
+
+
+def test_truncated_video_yields_the_frames_it_has(videos):
+    reference = sequential(videos["truncated"])
+    assert 0 < len(reference) < 150
+    assert probe(videos["truncated"]).n_frames == 150  # the container's count is a hint
+    frames, read = read_frames(videos["truncated"], [0, 5, len(reference) - 1, 140])
+    assert read == [0, 5, len(reference) - 1]
+    np.testing.assert_array_equal(frames[-1], reference[-1])
+    with pytest.raises(VideoError, match="no frames decoded"):
+        read_frames(videos["truncated"], [145])
