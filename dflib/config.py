@@ -98,7 +98,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("index", "00_build_index.ipynb", {
         "val_fraction": Field(float, 0.2, "share of training videos held out for validation",
                               min=0.0, max=0.9),
-        "max_videos_per_class": Field(int, 0, "cap on videos per split and label (0 = all)",
+        "max_videos_per_class": Field(int, 0, "cap on videos per split and label (0: all)",
                                       min=0),
         "ffpp_methods": Field(list, ["NeuralTextures"], "FaceForensics++ manipulations",
                               item=str, choices=FFPP_METHODS),
@@ -125,9 +125,9 @@ STAGES: tuple[Stage, ...] = (
         "selection": Field(str, "largest", "which face to keep when several are found",
                            choices=("largest", "probability")),
         "detect_max_side": Field(int, 640, "downscale frames so their long side is at most "
-                                 "this for detection (0 = full resolution)", min=0),
+                                 "this for detection (0: full resolution)", min=0),
         "batch_size": Field(int, 32, "frames per MTCNN call", min=1),
-        "workers": Field(int, 0, "Dask workers across videos (0 = in this process)", min=0),
+        "workers": Field(int, 0, "Dask workers across videos (0: in this process)", min=0),
         "scheduler": Field(str, "", "Dask scheduler address; empty starts a local cluster"),
     }),
     Stage("train_cnn", "02_train_cnn.ipynb", {
@@ -137,8 +137,8 @@ STAGES: tuple[Stage, ...] = (
         "batch_size": Field(int, 32, "faces per training batch", min=1),
         "learning_rate": Field(float, 0.002, "Nadam learning rate", min=1e-7, max=1.0),
         "patience": Field(int, 10, "EarlyStopping patience on val_loss (epochs)", min=0),
-        "chunks": Field(int, 0, "balanced chunks: 0 = n_majority // n_minority (the paper), "
-                        "1 = one model on everything", min=0),
+        "chunks": Field(int, 0, "balanced chunks: 0 is n_majority // n_minority (the paper), "
+                        "1 is one model on everything", min=0),
         "class_weight": Field(bool, False, "weight classes by frequency (single-model runs)"),
         "augment": Field(bool, True, "the paper's augmentation (rotation, zoom, shift, shear, flip)"),
         "dropout": Field(float, 0.5, "dropout before the softmax", min=0.0, max=0.95),
@@ -213,8 +213,13 @@ class Profile:
         return paths.RunPaths.of(self.shared["run_name"], self.shared["outputs_dir"])
 
 
-def validate(raw: Mapping[str, Any], source: str = "<profile>", check_data: bool = True) -> Profile:
-    """Validate a profile mapping; raise :class:`ProfileError` naming the first problem."""
+def validate(raw: Mapping[str, Any], source: str = "<profile>", check_data: bool = True,
+             stages: Sequence[str] | None = None) -> Profile:
+    """Validate a profile mapping; raise :class:`ProfileError` naming the first problem.
+
+    ``stages`` limits the checks that span sections to those stages (a notebook knows only
+    its own section); by default every stage is checked.
+    """
     if not isinstance(raw, Mapping):
         raise ProfileError(f"{source}: expected a mapping of keys, got {type(raw).__name__}")
     try:
@@ -226,7 +231,7 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_data: bool
             if not isinstance(section, Mapping):
                 raise ProfileError(f"{stage.name}: expected a mapping, got {section!r}")
             sections[stage.name] = _check_section(f"{stage.name}.", section, stage.fields)
-        _check_across(shared, sections)
+        _check_across(shared, sections, list(STAGE_BY_NAME) if stages is None else stages)
         if check_data:
             check_data_root(shared, sections["index"])
     except ProfileError as exc:
@@ -234,14 +239,15 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_data: bool
     return Profile(source, MappingProxyType(shared), MappingProxyType(sections))
 
 
-def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str, Any]]) -> None:
-    """Constraints that tie keys of different sections together."""
+def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str, Any]],
+                  given: Sequence[str]) -> None:
+    """Constraints that tie keys of different sections together (of the sections given)."""
     margin, size = sections["faces"]["margin"], shared["img_size"]
-    if margin >= size:
+    if "faces" in given and margin >= size:
         raise ProfileError(f"faces.margin: {margin} must be below img_size {size} (it is "
                            "measured in pixels of the final crop)")
     arch = sections["train_cnn"]["arch"]
-    if shared["img_size"] < CNN_MIN_INPUT[arch]:
+    if "train_cnn" in given and shared["img_size"] < CNN_MIN_INPUT[arch]:
         raise ProfileError(f"img_size: {shared['img_size']} is below the minimum input "
                            f"{CNN_MIN_INPUT[arch]} of train_cnn.arch '{arch}'")
 
@@ -279,4 +285,5 @@ def from_namespace(stage: str, namespace: Mapping[str, Any], check_data: bool = 
     stage_fields = STAGE_BY_NAME[stage].fields
     raw: dict[str, Any] = {k: namespace[k] for k in SHARED if k in namespace}
     raw[stage] = {k: namespace[k] for k in stage_fields if k in namespace}
-    return validate(raw, source=f"notebook parameters ({stage})", check_data=check_data)
+    return validate(raw, source=f"notebook parameters ({stage})", check_data=check_data,
+                    stages=[stage])

@@ -51,3 +51,14 @@ def test_no_functions_or_classes_in_notebooks(path):
         for node in ast.walk(ast.parse(cell.source)):
             assert not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)), (
                 f"{path.name}: move {node.name} into dflib")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_reads_every_parameter(path):
+    from papermill.translators import PythonTranslator
+
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in code_cells(nb) if "parameters" in c.metadata.get("tags", []))
+    parsed = {p.name for p in PythonTranslator.inspect(cell)}
+    assignments = {n.target.id for n in ast.parse(cell.source).body}
+    assert parsed == assignments
