@@ -149,6 +149,35 @@ STAGES: tuple[Stage, ...] = (
         "threshold": Field(float, 0.5, "fake if the score is above this", min=0.0, max=1.0),
         "tsne_max_points": Field(int, 2000, "faces drawn in the t-SNE figures", min=10),
     }),
+    Stage("train_c3d", "04_train_c3d.ipynb", {
+        "models": Field(list, ["c3d", "conv3d"], "3D CNNs: c3d (classic C3D) and conv3d "
+                        "(a light variant)", item=str, choices=("c3d", "conv3d")),
+        "clip_len": Field(int, 16, "consecutive sampled faces per clip; shorter videos repeat "
+                          "their last face", min=1),
+        "clip_size": Field(int, 112, "crop side; faces are resized to 128x171 scaled by "
+                           "clip_size/112 first", min=8),
+        "epochs": Field(int, 15, "maximum epochs per model", min=1),
+        "batch_size": Field(int, 32, "clips per batch", min=1),
+        "learning_rate": Field(float, 0.005, "SGD learning rate (Nesterov)", min=1e-7, max=1.0),
+        "momentum": Field(float, 0.9, "SGD momentum", min=0.0, max=0.999),
+        "patience": Field(int, 10, "EarlyStopping patience on val_loss (epochs)", min=0),
+        "dropout": Field(float, 0.5, "dropout after each fully connected layer", min=0.0,
+                         max=0.95),
+        "class_weight": Field(bool, True, "weight classes by their share of training clips"),
+    }),
+    Stage("train_rnn", "05_train_rnn.ipynb", {
+        "models": Field(list, ["lstm", "bilstm", "temporal_max", "gru"], "recurrent heads on "
+                        "the frame CNN features", item=str,
+                        choices=("lstm", "bilstm", "temporal_max", "gru")),
+        "seq_len": Field(int, 25, "first faces per video; shorter videos are padded and masked",
+                         min=1),
+        "epochs": Field(int, 15, "maximum epochs per head", min=1),
+        "batch_size": Field(int, 32, "videos per batch", min=1),
+        "learning_rate": Field(float, 0.001, "Adam learning rate", min=1e-7, max=1.0),
+        "patience": Field(int, 10, "EarlyStopping patience on val_loss (epochs)", min=0),
+        "dropout": Field(float, 0.5, "dropout before the softmax", min=0.0, max=0.95),
+        "class_weight": Field(bool, True, "weight classes by their share of training videos"),
+    }),
     Stage("embed_faces", "06_embed_faces.ipynb", {
         "pretrained": Field(str, "vggface2", "InceptionResnetV1 weights; when they cannot be "
                             "had, a seeded random initialisation is used and reported",

@@ -177,15 +177,15 @@ def embed(model: Any, faces: np.ndarray, batch_size: int = 64) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _file_config(used: str, run: RunPaths, video_id: str) -> str | None:
+def _file_config(weights: str, run: RunPaths, video_id: str) -> str | None:
     """What an embedding file depends on: the weights and the face store file's settings
     (None when the video has no readable store file)."""
     try:
         with np.load(store_path(run, video_id)) as z:
             faces_config = str(z["config"])
-    except (OSError, KeyError, ValueError):
+    except Exception:  # noqa: BLE001 - missing, truncated or foreign: nothing to embed
         return None
-    return json.dumps({"weights": used, "input_size": INPUT_SIZE, "faces": faces_config},
+    return json.dumps({"weights": weights, "input_size": INPUT_SIZE, "faces": faces_config},
                       sort_keys=True)
 
 
@@ -204,21 +204,22 @@ def run_embedding(run: RunPaths, pretrained: str = "vggface2", batch_size: int =
     """Embed every stored face of the run; skip videos whose file is already up to date.
 
     Videos come from ``faces/summary.csv``. A file is redone when the weights or the face
-    store settings changed. A video without a store file (extraction failed) gets no
-    embedding file and status ``no_store``; a video without faces gets an empty one.
+    store settings changed. A video whose extraction failed (or whose store file is
+    unreadable) gets no embedding file and status ``no_store``; a video without faces gets
+    an empty one.
     """
-    import torch
-
-    summary = FaceStore(run).summary()
-    model, choice = load_facenet(pretrained, seed=seed, device=device)
-    features_dir(run).mkdir(parents=True, exist_ok=True)
     store = FaceStore(run)
+    summary = store.summary()
+    model, choice = load_facenet(pretrained, seed=seed, device=device)
+    # Random weights depend on the seed; pretrained ones do not.
+    weights_tag = f"{RANDOM}-seed{seed}" if choice.used == RANDOM else choice.used
+    features_dir(run).mkdir(parents=True, exist_ok=True)
     rows = []
-    torch.manual_seed(seed)  # nothing random runs in eval mode; this is belt and braces
     for video in tqdm(summary.itertuples(), total=len(summary), desc="facenet", unit="video",
                       disable=not progress):
         vid = str(video.video_id)
-        config = _file_config(choice.used, run, vid)
+        # A failed extraction may have left an outdated store file behind: not its faces.
+        config = None if video.status == "failed" else _file_config(weights_tag, run, vid)
         target = embedding_path(run, vid)
         if config is None:
             status, n = "no_store", 0

@@ -109,3 +109,24 @@ def evaluate_cnn(profile: config.Profile) -> "training.CnnEvaluation":
         faces.FaceStore(run), cnn_videos(run), run, training.latest_manifest(run),
         aggregation=p["aggregation"], threshold=p["threshold"],
         tsne_max_points=p["tsne_max_points"])
+
+
+def train_c3d(profile: config.Profile, verbose: int = 2) -> "temporal.TemporalResult":
+    """Stage 04: train (or reuse) the 3D CNNs on face clips, score the test split as
+    ``c3d`` / ``conv3d`` (video level) and upsert their results rows."""
+    from . import faces, temporal
+
+    run = profile.run.ensure()
+    return temporal.train_clip_models(faces.FaceStore(run), cnn_videos(run), run,
+                                      profile.shared, profile.sections["train_c3d"],
+                                      verbose=verbose)
+
+
+def train_rnn(profile: config.Profile, verbose: int = 2) -> "temporal.TemporalResult":
+    """Stage 05: the latest frame CNN's features for the first ``seq_len`` faces of every
+    video, then the recurrent heads, scored as ``rnn/<head>`` (video level)."""
+    from . import faces, temporal
+
+    run = profile.run.ensure()
+    return temporal.train_heads(faces.FaceStore(run), cnn_videos(run), run, profile.shared,
+                                profile.sections["train_rnn"], verbose=verbose)

@@ -182,3 +182,31 @@ def tsne_figure(before: np.ndarray, after: np.ndarray, labels: np.ndarray,
         ax.legend(fontsize=7, markerscale=1.5, loc="best")
     fig.tight_layout()
     return fig
+
+
+def loss_figure(log: pd.DataFrame, title: str = "", best: str | None = None) -> plt.Figure:
+    """One panel of loss per epoch from a Keras CSV log: training solid, validation
+    dashed when present, and a dot at the lowest value of the ``best`` column (the epoch
+    EarlyStopping restored)."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    epoch = log["epoch"] + 1
+    ax.plot(epoch, log["loss"], label="train")
+    if "val_loss" in log:
+        ax.plot(epoch, log["val_loss"], ls="--", label="validation")
+    if best is not None and best in log:
+        i = int(log[best].to_numpy().argmin())
+        ax.plot(epoch.iloc[i], log[best].iloc[i], "o", color="black", label=f"best {best}")
+    ax.set(xlabel="epoch", ylabel="loss", title=title)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def clip_figure(clips: np.ndarray, labels: np.ndarray, max_frames: int = 8) -> plt.Figure:
+    """A few face clips ``[n, T, c, c, 3]`` (0-255), one row per clip and one column per
+    frame (the first ``max_frames``), each row titled with its class."""
+    clips = np.asarray(clips)[:, :max_frames]
+    images = [np.clip(frame, 0, 255).astype(np.uint8) for clip in clips for frame in clip]
+    titles = [f"{LABEL_NAMES[int(lab)]} · t{t}" for lab in labels for t in range(clips.shape[1])]
+    return _image_grid(images, titles, cols=max(1, clips.shape[1]))

@@ -271,6 +271,7 @@ class _Chunk:
     n_real: int
     n_fake: int
     n_faces: int
+    weights_used: str = ""
     epochs_run: int = 0
     best_epoch: int = 0
     best_monitor: float = float("nan")
@@ -286,6 +287,61 @@ def _chunk_record(chunk: int, videos: pd.DataFrame) -> _Chunk:
                   n_fake=int((videos["label"] == 1).sum()), n_faces=int(videos["n_faces"].sum()))
 
 
+def plan_chunks(videos: pd.DataFrame, chunks: int, seed: int) -> pd.DataFrame:
+    """The chunks ``train_chunks`` will train, one row each: videos, reals, fakes, faces."""
+    train, _ = split_videos(videos)
+    parts = balanced_chunks(train, n_chunks(train, chunks), seed)
+    return pd.DataFrame([{k: v for k, v in asdict(_chunk_record(i, p)).items()
+                          if k in ("chunk", "n_videos", "n_real", "n_fake", "n_faces")}
+                         for i, p in enumerate(parts)])
+
+
+def _write_manifest(run: RunPaths, manifest: dict[str, Any]) -> None:
+    # One value when every chunk got the same weights (the normal case), else each of them.
+    manifest["weights_used"] = ", ".join(dict.fromkeys(c["weights_used"]
+                                                       for c in manifest["chunk_models"]))
+    io.write_text(json.dumps(manifest, indent=2) + "\n", manifest_path(run, manifest["arch"]))
+
+
+def _fit_chunk(store: FaceSource, i: int, part: pd.DataFrame, val_data: FaceBatches | None,
+               run: RunPaths, cfg: TrainConfig, verbose: int) -> _Chunk:
+    """Train chunk ``i``'s model and move it to its final name; return its record."""
+    final = chunk_model_path(run, cfg.arch, i)
+    record = _chunk_record(i, part)
+    record.monitor = "val_loss" if val_data is not None else "loss"
+    record.model = str(final.relative_to(run.root))
+    record.log = str(chunk_log_path(run, cfg.arch, i).relative_to(run.root))
+    seed_everything(cfg.seed + i)
+    model, record.weights_used = cnn.build_model(cfg.arch, cfg.img_size, cfg.weights, cfg.dropout)
+    model.compile(optimizer=keras.optimizers.Nadam(cfg.learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    data = FaceBatches(store, part, cfg.batch_size, shuffle=True, seed=cfg.seed + i,
+                       augment=augmentation(cfg.seed + i) if cfg.augment else None)
+    weights = class_weights(part) if cfg.class_weight else None
+    record.class_weight = {str(c): w for c, w in (weights or {}).items()}
+    partial = final.with_name(f"chunk{i}.inprogress.keras")
+    partial.unlink(missing_ok=True)
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor=record.monitor, patience=cfg.patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(partial, monitor=record.monitor, save_best_only=True),
+        keras.callbacks.CSVLogger(str(run.root / record.log)),
+    ]
+    start = time.perf_counter()
+    history = model.fit(data, validation_data=val_data, epochs=cfg.epochs, class_weight=weights,
+                        callbacks=callbacks, verbose=verbose)
+    record.seconds = round(time.perf_counter() - start, 1)
+    curve = np.asarray(history.history[record.monitor], dtype=float)
+    record.epochs_run = len(curve)
+    if np.isfinite(curve).any():
+        record.best_epoch = int(np.nanargmin(curve)) + 1
+        record.best_monitor = float(np.nanmin(curve))
+    if not partial.exists():  # no finite monitored value ever improved on +inf
+        model.save(partial)
+    os.replace(partial, final)
+    return record
+
+
 def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: TrainConfig,
                  verbose: int = 2) -> dict[str, Any]:
     """Train one model per balanced chunk and return the manifest (also written to disk).
@@ -295,77 +351,40 @@ def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: Tr
     ModelCheckpoint writes the best epoch to ``chunk<i>.inprogress.keras`` and that file
     is renamed into place, so a killed run never leaves a final-looking partial model.
     A rerun with the same configuration skips the chunks already done; a different
-    configuration retrains every chunk. The manifest records which weights were used.
+    configuration retrains every chunk. The manifest records the weights each chunk
+    actually used (``none`` where ImageNet weights could not be downloaded).
     """
     train, val = split_videos(videos)
-    k = n_chunks(train, cfg.chunks)
-    parts = balanced_chunks(train, k, cfg.seed)
-    folder = model_dir(run, cfg.arch)
-    folder.mkdir(parents=True, exist_ok=True)
+    parts = balanced_chunks(train, n_chunks(train, cfg.chunks), cfg.seed)
+    model_dir(run, cfg.arch).mkdir(parents=True, exist_ok=True)
     run.logs.mkdir(parents=True, exist_ok=True)
     config = asdict(cfg)
     old = read_manifest(manifest_path(run, cfg.arch))
     done = {c["chunk"]: c for c in old["chunk_models"]} if old and old["config"] == config else {}
     manifest: dict[str, Any] = {
-        "arch": cfg.arch, "img_size": cfg.img_size, "chunks": k, "config": config,
-        "weights_requested": cfg.weights,
-        "weights_used": old["weights_used"] if done else None,
+        "arch": cfg.arch, "img_size": cfg.img_size, "chunks": len(parts), "config": config,
+        "weights_requested": cfg.weights, "weights_used": None,
         "n_train_videos": len(train), "n_val_videos": len(val),
         "n_val_faces": int(val["n_faces"].sum()), "chunk_models": [], "complete": False,
     }
     val_data = FaceBatches(store, val, cfg.batch_size) if val["n_faces"].sum() > 0 else None
-    monitor = "val_loss" if val_data is not None else "loss"
     if val_data is None:
         warnings.warn("no validation faces: early stopping and checkpoints follow the "
                       "training loss", stacklevel=2)
-
     for i, part in enumerate(parts):
-        final = chunk_model_path(run, cfg.arch, i)
-        if i in done and final.exists():
+        if i in done and chunk_model_path(run, cfg.arch, i).exists():
             manifest["chunk_models"].append(done[i])
-            print(f"chunk {i}: {final.name} exists, skipped")
+            print(f"chunk {i}: {chunk_model_path(run, cfg.arch, i).name} exists, skipped")
             continue
-        record = _chunk_record(i, part)
-        record.monitor = monitor
-        record.model = str(final.relative_to(run.root))
-        record.log = str(chunk_log_path(run, cfg.arch, i).relative_to(run.root))
-        print(f"chunk {i + 1}/{k}: {record.n_videos} videos ({record.n_real} real, "
-              f"{record.n_fake} fake), {record.n_faces} faces", flush=True)
-        seed_everything(cfg.seed + i)
-        model, used = cnn.build_model(cfg.arch, cfg.img_size, cfg.weights, cfg.dropout)
-        manifest["weights_used"] = used
-        model.compile(optimizer=keras.optimizers.Nadam(cfg.learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        data = FaceBatches(store, part, cfg.batch_size, shuffle=True, seed=cfg.seed + i,
-                           augment=augmentation(cfg.seed + i) if cfg.augment else None)
-        weights = class_weights(part) if cfg.class_weight else None
-        record.class_weight = {str(c): w for c, w in (weights or {}).items()}
-        partial = final.with_name(f"chunk{i}.inprogress.keras")
-        partial.unlink(missing_ok=True)
-        callbacks = [
-            keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience,
-                                          restore_best_weights=True),
-            keras.callbacks.ModelCheckpoint(partial, monitor=monitor, save_best_only=True),
-            keras.callbacks.CSVLogger(str(run.root / record.log)),
-        ]
-        start = time.perf_counter()
-        history = model.fit(data, validation_data=val_data, epochs=cfg.epochs,
-                            class_weight=weights, callbacks=callbacks, verbose=verbose)
-        record.seconds = round(time.perf_counter() - start, 1)
-        curve = np.asarray(history.history[monitor], dtype=float)
-        record.epochs_run = len(curve)
-        if np.isfinite(curve).any():
-            record.best_epoch = int(np.nanargmin(curve)) + 1
-            record.best_monitor = float(np.nanmin(curve))
-        if not partial.exists():  # no finite monitor value ever improved on +inf
-            model.save(partial)
-        os.replace(partial, final)
-        manifest["chunk_models"].append(asdict(record))
-        io.write_text(json.dumps(manifest, indent=2) + "\n", manifest_path(run, cfg.arch))
-
+        print(f"chunk {i} of {len(parts)}: {len(part)} videos "
+              f"({int((part['label'] == 0).sum())} real, {int(part['label'].sum())} fake), "
+              f"{int(part['n_faces'].sum())} faces", flush=True)
+        manifest["chunk_models"].append(asdict(_fit_chunk(store, i, part, val_data, run, cfg,
+                                                          verbose)))
+        _write_manifest(run, manifest)
     manifest["complete"] = True
     manifest["finished_at"] = time.time()
-    io.write_text(json.dumps(manifest, indent=2) + "\n", manifest_path(run, cfg.arch))
+    _write_manifest(run, manifest)
     return manifest
 
 
@@ -468,6 +487,7 @@ def evaluate_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
 
     sample = FaceBatches(store, test, cfg.batch_size, max_faces=tsne_max_points, seed=cfg.seed)
     seed_everything(cfg.seed)  # the same initial weights as chunk 0 before training
-    fresh, _ = cnn.build_model(cfg.arch, cfg.img_size, manifest["weights_used"], cfg.dropout)
+    fresh, _ = cnn.build_model(cfg.arch, cfg.img_size, manifest["chunk_models"][0]["weights_used"],
+                               cfg.dropout)
     return CnnEvaluation(cfg.arch, methods, results, penultimate_features(fresh, sample),
                          penultimate_features(models[0], sample), sample.face_labels)

@@ -5,7 +5,8 @@ then classic classifiers in the raw (512-d) and the learned (64-d) space.
   study used) written with ``keras.ops``, so it runs on the TensorFlow and torch backends.
 * :class:`BalancedBatches` makes every batch hold both classes, so every batch has
   triplets to mine.
-* :func:`build_mlp` is the original 512 -> 256 -> 256 -> 128 -> 64 network.
+* :func:`build_mlp` is the original 512 -> 256 -> 256 -> 128 -> 64 network, with its
+  inputs standardised (see there why).
 * :func:`train` fits it (Adam, EarlyStopping, CSV log, atomic save, skip when done) and
   stops on a NaN loss with :class:`NaNLossError`.
 * :func:`make_classifier` / :func:`evaluate_classifiers` fit the scikit-learn classifiers on
@@ -37,6 +38,7 @@ EMBEDDING_DIM = 64
 CLASSIFIERS = ("sgd", "logreg", "rf", "knn", "svc", "nb", "perceptron", "tree")
 KNN_K = 10
 MODEL_NAME = "triplet"
+NORMALISATION = "standardise"
 # The original author saw NaN losses with batches below this size.
 PAPER_MIN_BATCH = 128
 
@@ -112,7 +114,8 @@ class BalancedBatches(keras.utils.PyDataset):
     An epoch has ``ceil(n / batch_size)`` batches. Each class is drawn as a stream of
     seeded permutations, so every sample is used before any repeats (the smaller class
     repeats within an epoch when the data are imbalanced). With ``shuffle=False`` the
-    batches are the same every epoch (for validation).
+    batches are the same every epoch: validation is balanced the same way, so ``val_loss``
+    measures what the training loss measures.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int = 0,
@@ -170,9 +173,15 @@ def build_mlp(input_dim: int = 512, dropout: float = 0.1) -> keras.Model:
     The 64-d output is linear and not L2-normalised, as in the original (a plain Dense 64
     under TFA's loss); with squared distances the loss stays finite without normalising,
     and classifiers downstream standardise their inputs where they need it.
+
+    One addition: a ``Normalization`` layer (adapted on the training embeddings by
+    :func:`train`) standardises each input dimension. For pretrained FaceNet embeddings
+    (unit norm, squared distances ~1) it only rescales; the randomly initialised fallback
+    network maps all faces into a tiny region (squared distances ~1e-5), where the loss
+    would sit at the margin and nothing would be learned without it.
     """
     inputs = keras.Input((input_dim,), name="facenet")
-    x = inputs
+    x = keras.layers.Normalization(name=NORMALISATION)(inputs)
     for i, units in enumerate(HIDDEN_UNITS, start=1):
         x = keras.layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
         x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
@@ -185,33 +194,38 @@ class NaNLossError(RuntimeError):
 
 
 class StopOnNaN(keras.callbacks.Callback):
-    """Raise :class:`NaNLossError` at the first non-finite training or validation loss
-    (Keras' own TerminateOnNaN stops quietly, which leaves a broken model looking done)."""
+    """Raise :class:`NaNLossError` at the first non-finite training or validation loss, or
+    when an epoch leaves non-finite weights (ReLU can turn NaN activations into zeros, so
+    a blown-up network may still report a finite loss). Keras' own TerminateOnNaN stops
+    quietly, which would leave a broken model looking finished."""
 
     def __init__(self, batch_size: int, learning_rate: float) -> None:
         super().__init__()
         self.batch_size, self.learning_rate = batch_size, learning_rate
         self.epoch = 0
 
+    def _fail(self, what: str) -> NaNLossError:
+        return NaNLossError(
+            f"{what} in epoch {self.epoch + 1}; triplet training stopped. Likely causes: "
+            f"batches too small for semi-hard mining (batch_size={self.batch_size}; the "
+            f"original study saw NaN losses below {PAPER_MIN_BATCH}) or a learning rate too "
+            f"high (learning_rate={self.learning_rate:g}); very large input values can also "
+            f"overflow the squared distances")
+
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self.epoch = epoch
 
-    def _check(self, key: str, logs: Mapping[str, Any] | None, where: str) -> None:
-        value = (logs or {}).get(key)
-        if value is not None and not math.isfinite(float(value)):
-            raise NaNLossError(
-                f"triplet {key} became {float(value)} in epoch {self.epoch + 1} ({where}); "
-                f"training stopped. Likely causes: batches too small for semi-hard mining "
-                f"(batch_size={self.batch_size}; the original study saw NaN losses below "
-                f"{PAPER_MIN_BATCH}) or a learning rate too high "
-                f"(learning_rate={self.learning_rate:g}); very large input values can also "
-                f"overflow the squared distances")
-
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
-        self._check("loss", logs, f"batch {batch + 1}")
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise self._fail(f"the loss became {float(loss)} at batch {batch + 1}")
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        self._check("val_loss", logs, "validation")
+        val_loss = (logs or {}).get("val_loss")
+        if val_loss is not None and not math.isfinite(float(val_loss)):
+            raise self._fail(f"the validation loss became {float(val_loss)}")
+        if not all(np.isfinite(ops.convert_to_numpy(w)).all() for w in self.model.weights):
+            raise self._fail("the weights became NaN or infinite")
 
 
 @dataclass(frozen=True)
@@ -282,7 +296,10 @@ def train(run: RunPaths, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
     params = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
               "margin": margin, "patience": patience, "dropout": dropout, "seed": seed,
               "backend": keras.backend.backend()}
-    fingerprint = {**params, "data": _digest(x_train, y_train, x_val, y_val)}
+    # The architecture's own description, so that a change to build_mlp retrains too.
+    architecture = hashlib.sha256(build_mlp(x_train.shape[1], dropout).to_json().encode())
+    fingerprint = {**params, "architecture": architecture.hexdigest(),
+                   "data": _digest(x_train, y_train, x_val, y_val)}
     validate = len(x_val) > 0 and _has_both_classes(y_val)
     monitor = "val_loss" if validate else "loss"
     target, fp_file, log_file = model_path(run), _fingerprint_path(run), log_path(run)
@@ -294,6 +311,7 @@ def train(run: RunPaths, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
     fp_file.unlink(missing_ok=True)  # the old model no longer counts as finished
     keras.utils.set_random_seed(seed)
     model = build_mlp(x_train.shape[1], dropout)
+    model.get_layer(NORMALISATION).adapt(x_train)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss=SemiHardTripletLoss(margin))
     train_batches = BalancedBatches(x_train, y_train, batch_size, seed=seed)
@@ -461,3 +479,16 @@ def comparison_table(results: pd.DataFrame, level: str = "video") -> pd.DataFram
     order = [c for c in ("facenet_acc", "triplet_acc", "facenet_auc", "triplet_auc")
              if c in wide.columns]
     return wide[order].reindex([c for c in CLASSIFIERS if c in wide.index]).reset_index()
+
+
+def tsne_inputs(result: StageResult, max_points: int, seed: int = 0) -> dict[str, Any]:
+    """Keyword arguments of ``plots.tsne_figure`` for the test faces before and after the
+    triplet network: a seeded sample of at most ``max_points`` faces, coloured by the
+    manipulation method when the fakes come from several, else by class."""
+    n = len(result.test_frames)
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, max_points), replace=False))
+    frames = result.test_frames.iloc[rows]
+    several = "method" in frames and frames.loc[frames["label"] == 1, "method"].nunique() > 1
+    return {"before": result.test_facenet[rows], "after": result.test_triplet[rows],
+            "labels": frames["label"].to_numpy(dtype=int),
+            "hue": frames["method"].to_numpy() if several else None, "seed": seed}

@@ -1,9 +1,13 @@
-"""Shared fixtures. Tests build their data in temporary folders; nothing is downloaded."""
+"""Shared test set-up. Tests build their data in temporary folders; nothing is downloaded."""
 
 from __future__ import annotations
 
 import os
 
-# Keep TensorFlow quiet and on the CPU, and torch single-threaded, for every test process.
+# Quiet TensorFlow and keep it off any GPU, before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+# torchvision must be imported before TensorFlow in one process, or it segfaults
+# (TensorFlow 2.21, torchvision 0.29); test modules import both, in any order.
+import torchvision  # noqa: E402, F401

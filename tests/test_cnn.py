@@ -138,10 +138,9 @@ def test_one_batch_training_smoke_run(arch, size):
     assert model.predict(faces(2, size), verbose=0).shape == (2, 2)
 
 
-# The large backbones (and NASNet, whose graph alone takes minutes to trace for a training
-# step here) are only built, once each at their minimum input: the head and preprocessing
+# The large backbones (and NASNet, whose training step alone takes minutes to trace here)
+# are only built, once each at their minimum input: the head and the preprocessing layer
 # are shared code, trained above.
-@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["irv2", "ef5", "nasnet", "nasnet_large"])
 def test_large_backbones_build(arch):
     size = config.CNN_MIN_INPUT[arch]

@@ -107,6 +107,10 @@ def test_offline_falls_back_to_a_seeded_random_network(offline, run):
     with np.load(store_path(run, "fake/b")) as z:
         faces = z["faces"]
     np.testing.assert_allclose(emb.embed(model, faces), vectors, atol=1e-5)
+    # another seed is another random network: its files are redone
+    reseeded = emb.run_embedding(run, "none", batch_size=4, seed=6, device="cpu",
+                                 progress=False)
+    assert set(reseeded.videos["status"]) == {"embedded", "no_store"}
 
 
 def test_a_local_weights_file_is_used_and_replaces_random_embeddings(offline, run):

@@ -9,6 +9,7 @@ import torchvision  # noqa: F401, I001
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -108,6 +109,12 @@ def test_loss_matches_the_reference_on_the_torch_backend():
 ])
 def test_loss_edge_cases_are_finite_and_defined(y, x, expected):
     assert loss_value(y, x.astype(np.float32)) == pytest.approx(expected)
+
+
+def test_nan_embeddings_are_not_hidden_by_the_loss():
+    x = np.ones((4, 3), np.float32)
+    x[1, 0] = np.nan
+    assert np.isnan(loss_value(np.array([0, 0, 1, 1]), x))
 
 
 def test_edge_cases_train_without_nan():
@@ -216,11 +223,17 @@ def test_validation_without_both_classes_falls_back_to_the_training_loss(tmp_pat
     assert out.monitor == "loss" and "val_loss" not in out.history.columns
 
 
-def test_a_nan_loss_stops_training_with_a_clear_message(tmp_path):
-    # inputs this large overflow the squared distances: inf - inf = NaN in the first batch
+@pytest.mark.parametrize("learning_rate, what", [
+    (1e38, r"the loss became nan at batch 2 in epoch 1"),  # inf - inf in the distances
+    (1e30, r"the weights became NaN or infinite in epoch 1"),  # ReLU hid the NaN from the loss
+])
+def test_a_nan_loss_stops_training_with_a_clear_message(tmp_path, learning_rate, what):
+    # one Adam step of this size sends the weights past float32's range
     x, y = clusters(64)
-    with pytest.raises(triplet.NaNLossError, match=r"epoch 1 .*batch_size=32.*learning_rate"):
-        triplet.train(RunPaths(tmp_path).ensure(), x * 1e30, y, x[:0], y[:0], **TRAIN)
+    with pytest.raises(triplet.NaNLossError,
+                       match=what + r".*batch_size=32.*learning_rate=" + re.escape(f"{learning_rate:g}")):
+        triplet.train(RunPaths(tmp_path).ensure(), x, y, x[:0], y[:0],
+                      **{**TRAIN, "learning_rate": learning_rate})
     assert not triplet.model_path(RunPaths(tmp_path)).exists()
 
 
@@ -254,3 +267,52 @@ def test_evaluate_classifiers_writes_predictions_and_results(tmp_path):
     assert len(frame_rows) == 12 and video_rows["score"].between(0, 1).all()
     no_face = video_rows.set_index("video_id").loc["v4"]
     assert no_face["status"] == evaluation.STATUS_NO_FACE and no_face["score"] == 0.5
+
+
+# --------------------------------------------------------------------------- the stage
+
+def fake_embedding_run(tmp_path) -> tuple[RunPaths, pd.DataFrame]:
+    """A run with an index and stored 512-d embeddings (fakes of two methods, shifted),
+    as stage 06 writes them; one test video has no faces."""
+    from dflib import embeddings, io
+
+    run = RunPaths(tmp_path).ensure()
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(24):
+        split = ("train", "train", "val", "test")[i % 4]
+        label = int(i % 3 != 0)
+        method = ("real", "swap", "blend")[i % 3]
+        rows.append({"video_id": f"{method}_{i}", "label": label, "split": split,
+                     "method": method})
+        k = 0 if i == 23 else 4
+        x = rng.normal(size=(k, embeddings.DIM)) + 0.4 * label
+        io.write_npz(embeddings.embedding_path(run, f"{method}_{i}"), emb=x.astype(np.float32),
+                     frame_idx=np.arange(k), config=np.array("test"))
+    embeddings.manifest_path(run).write_text(json.dumps({"requested": "none", "used": "random",
+                                                         "reason": "test"}))
+    return run, pd.DataFrame(rows)
+
+
+def test_run_stage_trains_scores_and_feeds_the_figures(tmp_path):
+    run, videos = fake_embedding_run(tmp_path)
+    params = {**{k: v for k, v in TRAIN.items() if k not in ("seed", "verbose")},
+              "classifiers": ["logreg", "nb"], "aggregation": "mean", "threshold": 0.5}
+    result = triplet.run_stage(run, videos, params, seed=0, progress=False)
+    assert result.embeddings["used"] == "random" and result.training.trained
+    assert result.training.history["loss"].iloc[-1] < result.training.history["loss"].iloc[0]
+    methods = {f"{s}/{c}" for s in ("facenet", "triplet") for c in ("logreg", "nb")}
+    table = evaluation.results_table(run)
+    assert set(table["method"]) == methods and set(table["level"]) == {"frame", "video"}
+    assert (table.loc[table["level"] == "video", "n"] == 6).all()  # the face-less one counts
+    assert len(result.test_frames) == len(result.test_facenet) == len(result.test_triplet) == 20
+
+    compared = triplet.comparison_table(result.results)
+    assert compared["classifier"].tolist() == ["logreg", "nb"]
+    assert list(compared.columns) == ["classifier", "facenet_acc", "triplet_acc",
+                                      "facenet_auc", "triplet_auc"]
+    sample = triplet.tsne_inputs(result, max_points=12, seed=0)
+    assert sample["before"].shape == (12, 512) and sample["after"].shape == (12, 64)
+    every = triplet.tsne_inputs(result, max_points=1000, seed=0)
+    assert len(every["labels"]) == 20
+    assert set(every["hue"]) == {"real", "swap", "blend"}  # fakes of two methods: by method

@@ -1,0 +1,281 @@
+"""Training data and chunks: streaming from a face store, splits, balanced chunks, and a
+tiny end-to-end train/resume/evaluate run on a face store written in the store format."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from dflib import cnn, config, evaluation, faces, io, pipeline, plots, training
+from dflib.paths import RunPaths
+
+SIZE = 32
+
+
+def video_table(n_real: int, n_fake: int, split: str = "train", faces_each: int = 3,
+                prefix: str = "") -> pd.DataFrame:
+    rows = [{"video_id": f"{prefix}{split}_{'fake' if y else 'real'}{i}", "label": y,
+             "split": split, "n_faces": faces_each}
+            for y, n in ((0, n_real), (1, n_fake)) for i in range(n)]
+    return pd.DataFrame(rows)
+
+
+class MemoryStore:
+    """A face store in memory that counts reads; face pixels encode (video, face)."""
+
+    def __init__(self, videos: pd.DataFrame) -> None:
+        self.n = dict(zip(videos["video_id"], videos["n_faces"]))
+        self.code = {v: i for i, v in enumerate(videos["video_id"])}
+        self.reads: list[str] = []
+
+    def load(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
+        self.reads.append(video_id)
+        k = self.n[video_id]
+        x = np.zeros((k, 4, 4, 3), np.uint8)
+        x[..., 0] = self.code[video_id]
+        x[..., 1] = np.arange(k)[:, None, None]
+        return x, np.arange(k) * 10
+
+
+# --------------------------------------------------------------------------- chunks
+
+@pytest.mark.parametrize("n_real,n_fake,chunks,k", [(3, 10, 0, 3), (3, 20, 0, 6), (4, 4, 0, 1),
+                                                     (10, 3, 0, 3), (3, 10, 1, 1),
+                                                     (3, 10, 5, 5), (3, 2, 7, 3)])
+def test_number_of_chunks(n_real, n_fake, chunks, k):
+    assert training.n_chunks(video_table(n_real, n_fake), chunks) == k
+
+
+def test_a_missing_class_is_refused():
+    with pytest.raises(ValueError, match="no real videos"):
+        training.n_chunks(video_table(0, 5), 0)
+
+
+@pytest.mark.parametrize("n_real,n_fake,k", [(3, 10, 3), (10, 3, 3), (5, 5, 1), (2, 9, 4)])
+def test_balanced_chunks_are_disjoint_covering_and_keep_all_minority(n_real, n_fake, k):
+    videos = video_table(n_real, n_fake)
+    major = 1 if n_fake >= n_real else 0
+    parts = training.balanced_chunks(videos, k, seed=0)
+    assert len(parts) == k
+    minority = set(videos.loc[videos["label"] != major, "video_id"])
+    slices = [set(p.loc[p["label"] == major, "video_id"]) for p in parts]
+    for p, s in zip(parts, slices):
+        assert set(p.loc[p["label"] != major, "video_id"]) == minority
+        assert len(s) in (max(n_real, n_fake) // k, -(-max(n_real, n_fake) // k))
+    assert set().union(*slices) == set(videos.loc[videos["label"] == major, "video_id"])
+    assert sum(map(len, slices)) == max(n_real, n_fake)  # disjoint
+    again = training.balanced_chunks(videos, k, seed=0)
+    assert all(a.equals(b) for a, b in zip(parts, again))
+
+
+def test_class_weights_balance_the_faces():
+    w = training.class_weights(video_table(2, 6))
+    assert w[0] * 6 == pytest.approx(w[1] * 18)  # 6 real faces, 18 fake faces
+    assert w[0] == pytest.approx(24 / 12)
+
+
+def test_no_video_on_both_sides_of_the_split():
+    videos = pd.concat([video_table(2, 3, "train"), video_table(1, 2, "val"),
+                        video_table(1, 1, "test")], ignore_index=True)
+    train, val = training.split_videos(videos)
+    assert not set(train["video_id"]) & set(val["video_id"])
+    assert set(train["split"]) == {"train"} and set(val["split"]) == {"val"}
+    store = MemoryStore(videos)
+    train_seen, val_seen = (
+        {v for i in range(len(ds)) for v in ds.keys(i)["video_id"]}
+        for ds in (training.FaceBatches(store, train, 4), training.FaceBatches(store, val, 4)))
+    assert not train_seen & val_seen
+    clash = pd.concat([videos, videos.iloc[[0]].assign(split="val")], ignore_index=True)
+    with pytest.raises(ValueError, match="both the train and val"):
+        training.split_videos(clash)
+
+
+# --------------------------------------------------------------------------- streaming
+
+def test_batches_have_the_right_shapes_labels_and_cover_each_face_once():
+    videos = pd.concat([video_table(3, 5, faces_each=3),
+                        video_table(1, 0, faces_each=0, prefix="empty_")], ignore_index=True)
+    store = MemoryStore(videos)
+    ds = training.FaceBatches(store, videos, batch_size=5, shuffle=True, seed=1, cache_videos=2)
+    assert ds.n_samples == 24 and len(ds) == 5
+    seen = []
+    for i in range(len(ds)):
+        x, y = ds[i]
+        assert x.dtype == np.float32 and x.shape[1:] == (4, 4, 3) and len(x) == len(y)
+        assert len(x) == (5 if i < 4 else 4)
+        keys = ds.keys(i)
+        for img, label, (vid, frame) in zip(x, y, keys[["video_id", "frame_idx"]].to_numpy()):
+            assert img[0, 0, 0] == store.code[vid] and img[0, 0, 1] * 10 == frame
+            assert label == int("fake" in vid)
+        seen += list(zip(keys["video_id"], keys["frame_idx"]))
+        assert len(ds._cache) <= 2  # bounded, whatever the number of faces
+    assert len(seen) == len(set(seen)) == 24
+    assert "empty_train_real0" not in store.reads
+    np.testing.assert_array_equal(np.sort(ds.face_labels), np.sort([0] * 9 + [1] * 15))
+
+
+def test_shuffle_windows_read_each_video_once_per_epoch_and_reshuffle():
+    videos = video_table(6, 6, faces_each=4)
+    store = MemoryStore(videos)
+    ds = training.FaceBatches(store, videos, batch_size=8, shuffle=True, seed=3, cache_videos=3)
+    first = pd.concat([ds.keys(i) for i in range(len(ds))])
+    assert len(store.reads) == 12 and len(set(store.reads)) == 12
+    ds.on_epoch_end()
+    second = pd.concat([ds.keys(i) for i in range(len(ds))])
+    assert not first.reset_index(drop=True).equals(second.reset_index(drop=True))
+    same = training.FaceBatches(MemoryStore(videos), videos, 8, shuffle=True, seed=3,
+                                cache_videos=3)
+    assert first.reset_index(drop=True).equals(
+        pd.concat([same.keys(i) for i in range(len(same))]).reset_index(drop=True))
+
+
+def test_unshuffled_order_and_a_face_subset():
+    videos = video_table(2, 2, faces_each=5)
+    ds = training.FaceBatches(MemoryStore(videos), videos, batch_size=6)
+    keys = pd.concat([ds.keys(i) for i in range(len(ds))], ignore_index=True)
+    assert list(keys["video_id"]) == [v for v in videos["video_id"] for _ in range(5)]
+    sub = training.FaceBatches(MemoryStore(videos), videos, batch_size=6, max_faces=7, seed=0)
+    assert sub.n_samples == 7 and len(sub.face_labels) == 7
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+
+
+def test_a_store_that_disagrees_with_the_summary_is_an_error():
+    videos = video_table(1, 1, faces_each=3)
+    ds = training.FaceBatches(MemoryStore(videos.assign(n_faces=2)), videos, batch_size=4)
+    with pytest.raises(ValueError, match="summary says 3"):
+        ds[0]
+
+
+def test_augmentation_keeps_shape_changes_pixels_and_is_seeded():
+    x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
+    a = np.asarray(training.augmentation(seed=5)(x, training=True))
+    b = np.asarray(training.augmentation(seed=5)(x, training=True))
+    assert a.shape == x.shape and not np.allclose(a, x)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(np.asarray(training.augmentation(5)(x, training=False)), x)
+
+
+# --------------------------------------------------------------------------- end to end
+
+def write_run(root, videos: pd.DataFrame) -> RunPaths:
+    """An index, a face store in the store format and its summary, as stages 00-01 write."""
+    run = RunPaths(root / "tiny").ensure()
+    rng = np.random.default_rng(0)
+    rows = []
+    for v in videos.itertuples():
+        base = 60 + 120 * v.label  # learnable brightness, with noise
+        crops = np.clip(rng.normal(base, 30, (v.n_faces, SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
+        io.write_npz(faces.store_path(run, v.video_id), faces=crops,
+                     frame_idx=np.arange(v.n_faces) * 2)
+        rows.append({"video_id": v.video_id, "label": v.label, "split": v.split,
+                     "status": "ok" if v.n_faces else "no_face", "n_sampled": 4,
+                     "n_faces": v.n_faces, "reason": ""})
+    io.write_csv(videos.drop(columns="n_faces").assign(path="x.mp4", dataset="celebdf",
+                                                       method="m", compression="c23"),
+                 run.videos_csv)
+    io.write_csv(pd.DataFrame(rows, columns=faces.SUMMARY_COLUMNS), faces.summary_csv(run))
+    return run
+
+
+def profile_for(run: RunPaths) -> config.Profile:
+    return config.validate({
+        "run_name": run.root.name, "dataset": "celebdf", "data_root": "unused",
+        "outputs_dir": str(run.root.parent), "img_size": SIZE, "seed": 0,
+        "train_cnn": {"arch": "ef0", "weights": "none", "epochs": 2, "batch_size": 8,
+                      "patience": 1, "chunks": 0, "class_weight": True},
+        "evaluate_cnn": {"tsne_max_points": 12},
+    }, check_data=False, stages=("train_cnn", "evaluate_cnn"))
+
+
+def tiny_model(arch: str, img_size: int, weights: str = "none",
+               dropout: float = 0.5) -> tuple[keras.Model, str]:
+    """cnn.build_model's head on a one-layer backbone: tracing a real backbone's training
+    step takes a minute here, and test_cnn trains every backbone family already."""
+    inputs = keras.Input((img_size, img_size, 3))
+    x = cnn.BackbonePreprocess("tf", name="preprocess")(inputs)
+    x = keras.layers.Conv2D(4, 3, strides=4, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(512, activation="relu", name=cnn.FEATURES_LAYER)(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(2, activation="softmax", name=cnn.PREDICTIONS_LAYER)(x)
+    return keras.Model(inputs, outputs), weights
+
+
+def test_train_resume_and_evaluate_end_to_end(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cnn, "build_model", tiny_model)
+    videos = pd.concat([video_table(2, 4, "train"), video_table(1, 1, "val"),
+                        video_table(2, 2, "test"),
+                        video_table(0, 1, "test", faces_each=0, prefix="noface_")],
+                       ignore_index=True)
+    run = write_run(tmp_path, videos)
+    profile = profile_for(run)
+
+    manifest = pipeline.train_cnn(profile, verbose=0)
+    folder = run.models / "cnn" / "ef0"
+    assert manifest["chunks"] == 2 and manifest["complete"]
+    assert manifest["weights_requested"] == manifest["weights_used"] == "none"
+    assert [c["weights_used"] for c in manifest["chunk_models"]] == ["none", "none"]
+    assert [c["n_real"] for c in manifest["chunk_models"]] == [2, 2]
+    assert [c["n_fake"] for c in manifest["chunk_models"]] == [2, 2]
+    assert all(1 <= c["epochs_run"] <= 2 for c in manifest["chunk_models"])
+    assert json.loads((folder / "manifest.json").read_text()) == manifest
+    assert sorted(p.name for p in folder.iterdir()) == ["chunk0.keras", "chunk1.keras",
+                                                        "manifest.json"]
+    assert list(pd.read_csv(run.logs / "cnn_ef0_chunk1.csv").columns) == [
+        "epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
+
+    # A killed second chunk: its final model is gone and a partial file is left behind.
+    (folder / "chunk1.keras").unlink()
+    (folder / "chunk1.inprogress.keras").write_bytes(b"truncated")
+    mtime0 = (folder / "chunk0.keras").stat().st_mtime_ns
+    capsys.readouterr()
+    again = pipeline.train_cnn(profile, verbose=0)
+    assert "chunk 0: chunk0.keras exists, skipped" in capsys.readouterr().out
+    assert (folder / "chunk0.keras").stat().st_mtime_ns == mtime0
+    assert (folder / "chunk1.keras").exists() and not (folder / "chunk1.inprogress.keras").exists()
+    assert again["chunk_models"][0] == manifest["chunk_models"][0]
+
+    result = pipeline.evaluate_cnn(profile)
+    assert result.methods == ["cnn/ef0", "cnn/ef0/chunk1", "cnn/ef0/boosted",
+                              "cnn/ef0/boosted_mean"]
+    table = evaluation.results_table(run)
+    assert sorted(set(table["method"])) == sorted(result.methods)
+    assert set(table["level"]) == {"frame", "video"}
+    for method in result.methods:
+        vids, frames = evaluation.read_predictions(run, method)
+        assert len(vids) == 5 and len(frames) == 12
+        noface = vids.set_index("video_id").loc["noface_test_fake0"]
+        assert noface["status"] == "no_face" and noface["n_frames"] == 0
+    assert table.loc[table["level"] == "video", "n_no_face"].eq(1).all()
+    assert result.tsne_before.shape == result.tsne_after.shape == (12, 512)
+    assert len(result.tsne_labels) == 12
+    assert not np.allclose(result.tsne_before, result.tsne_after)
+
+    # The notebooks' figures, from these artifacts.
+    preds = {m: evaluation.read_predictions(run, m)[0] for m in result.methods}
+    figures = [plots.training_curves_figure(training.training_logs(run, again)),
+               plots.roc_figure(preds), plots.confusion_figure(preds),
+               plots.tsne_figure(result.tsne_before, result.tsne_after, result.tsne_labels),
+               plots.tsne_figure(result.tsne_before[:3], result.tsne_after[:3],
+                                 result.tsne_labels[:3])]
+    for i, fig in enumerate(figures):
+        assert plots.save_fig(fig, run, f"fig_{i}").stat().st_size > 0
+    assert len(figures[2].axes) == 4
+
+
+def test_same_seed_same_models(tmp_path, monkeypatch):
+    monkeypatch.setattr(cnn, "build_model", tiny_model)
+    videos = pd.concat([video_table(2, 2, "train"), video_table(1, 1, "val")], ignore_index=True)
+    weights = []
+    for name in ("a", "b"):
+        run = write_run(tmp_path / name, videos)
+        pipeline.train_cnn(profile_for(run), verbose=0)
+        model = cnn.load_model(run.models / "cnn" / "ef0" / "chunk0.keras")
+        weights.append(model.get_weights())
+    for wa, wb in zip(*weights):
+        np.testing.assert_array_equal(wa, wb)
