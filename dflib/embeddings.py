@@ -189,16 +189,6 @@ def _file_config(weights: str, run: RunPaths, video_id: str) -> str | None:
                       sort_keys=True)
 
 
-def _is_done(target: Path, config: str) -> bool:
-    if not target.is_file():
-        return False
-    try:
-        with np.load(target) as z:
-            return str(z["config"]) == config
-    except Exception:  # noqa: BLE001 - unreadable or an older layout: redo it
-        return False
-
-
 def run_embedding(run: RunPaths, pretrained: str = "vggface2", batch_size: int = 64,
                   seed: int = 0, device: str = "auto", progress: bool = True) -> EmbedResult:
     """Embed every stored face of the run; skip videos whose file is already up to date.
@@ -223,7 +213,7 @@ def run_embedding(run: RunPaths, pretrained: str = "vggface2", batch_size: int =
         target = embedding_path(run, vid)
         if config is None:
             status, n = "no_store", 0
-        elif _is_done(target, config):
+        elif io.npz_made_with(target, config):
             status, n = "skipped", int(video.n_faces)
         else:
             faces, frame_idx = store.load(vid)

@@ -268,17 +268,6 @@ def _config(extractor: FaceExtractor, n: int, strategy: str, every_k: int) -> st
     return json.dumps(settings, sort_keys=True)
 
 
-def _is_done(target: Path, config: str) -> bool:
-    """Whether ``target`` is a readable store file made with ``config``."""
-    if not target.is_file():
-        return False
-    try:
-        with np.load(target) as z:
-            return str(z["config"]) == config
-    except Exception:  # unreadable or from an older layout: redo it
-        return False
-
-
 def _extract_to_store(video_id: str, path: str, target: Path, extractor: FaceExtractor,
                       n: int, strategy: str, every_k: int, config: str) -> str:
     """Write one video's store file; return "" or the error that stopped it.
@@ -400,7 +389,7 @@ def run_extraction(videos: pd.DataFrame, run: RunPaths, extractor_params: Mappin
     run.face_store.mkdir(parents=True, exist_ok=True)
     jobs = [(vid, str(resolve(path)), store_path(run, vid))
             for vid, path in zip(videos["video_id"].astype(str), videos["path"].astype(str))]
-    jobs = [job for job in jobs if not _is_done(job[2], config)]
+    jobs = [job for job in jobs if not io.npz_made_with(job[2], config)]
 
     if jobs and (workers > 0 or scheduler):
         errors = _run_dask(jobs, extractor, frames_per_video, sampling, every_k, config,

@@ -57,6 +57,22 @@ def write_npz(target: str | Path, **arrays: np.ndarray) -> Path:
     return atomic_write(target, _save)
 
 
+def npz_made_with(target: str | Path, config: str) -> bool:
+    """Whether ``target`` is a readable ``.npz`` artifact whose ``config`` entry is ``config``.
+
+    Per-video artifacts store the settings that made them, so a rerun redoes a file that
+    is missing, unreadable, from an older layout or made with other settings.
+    """
+    target = Path(target)
+    if not target.is_file():
+        return False
+    try:
+        with np.load(target) as z:
+            return str(z["config"]) == config
+    except Exception:  # noqa: BLE001 - unreadable or an older layout: redo it
+        return False
+
+
 def record_failures(failures_csv: str | Path, stage: str, rows: pd.DataFrame) -> pd.DataFrame:
     """Replace ``stage``'s rows of the run's failure table with ``rows`` (video_id, reason)."""
     failures_csv = Path(failures_csv)

@@ -6,9 +6,14 @@ small summary for the notebook to show; nothing passes through notebook memory.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from . import config, datasets, io, paths
+
+if TYPE_CHECKING:  # heavy (TensorFlow, torch) modules are imported inside the stages
+    from . import embeddings, temporal, training, triplet
 
 
 def build_index(profile: config.Profile) -> datasets.IndexResult:

@@ -25,8 +25,6 @@ video without faces keeps its prediction row with status ``no_face``.
 from __future__ import annotations
 
 import json
-import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -454,27 +452,9 @@ def fit_model(model: keras.Model, run: RunPaths, record: ModelRecord, family: st
     record.monitor = "val_loss" if validation is not None else "loss"
     record.model, record.log = str(final.relative_to(run.root)), str(log.relative_to(run.root))
     record.class_weight = {str(c): w for c, w in (class_weight or {}).items()}
-    partial = final.with_name(f"{record.name}.inprogress.keras")
-    partial.unlink(missing_ok=True)
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor=record.monitor, patience=patience,
-                                      restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(partial, monitor=record.monitor, save_best_only=True),
-        keras.callbacks.CSVLogger(str(log)),
-    ]
-    start = time.perf_counter()
-    history = model.fit(data, y, batch_size=batch_size, validation_data=validation,
-                        epochs=epochs, class_weight=class_weight, callbacks=callbacks,
-                        verbose=verbose)
-    record.seconds = round(time.perf_counter() - start, 1)
-    curve = np.asarray(history.history[record.monitor], dtype=float)
-    record.epochs_run = len(curve)
-    if np.isfinite(curve).any():
-        record.best_epoch = int(np.nanargmin(curve)) + 1
-        record.best_monitor = float(np.nanmin(curve))
-    if not partial.exists():  # no finite monitor value ever improved on +inf
-        model.save(partial)
-    os.replace(partial, final)
+    training.fit_and_save(model, final, log, record, data, validation=validation, epochs=epochs,
+                          patience=patience, class_weight=class_weight, y=y,
+                          batch_size=batch_size, verbose=verbose)
     record.complete = True
     io.write_text(json.dumps(asdict(record), indent=2) + "\n", record_path)
     return record

@@ -319,17 +319,35 @@ def _fit_chunk(store: FaceSource, i: int, part: pd.DataFrame, val_data: FaceBatc
                        augment=augmentation(cfg.seed + i) if cfg.augment else None)
     weights = class_weights(part) if cfg.class_weight else None
     record.class_weight = {str(c): w for c, w in (weights or {}).items()}
-    partial = final.with_name(f"chunk{i}.inprogress.keras")
+    fit_and_save(model, final, run.root / record.log, record, data, validation=val_data,
+                 epochs=cfg.epochs, patience=cfg.patience, class_weight=weights,
+                 verbose=verbose)
+    return record
+
+
+def fit_and_save(model: keras.Model, final: Path, log: Path, record: Any, data: Any, *,
+                 validation: Any, epochs: int, patience: int,
+                 class_weight: Mapping[int, float] | None = None, y: np.ndarray | None = None,
+                 batch_size: int | None = None, verbose: int = 2) -> None:
+    """Fit with the study's callbacks and move the best model onto ``final`` at the end.
+
+    EarlyStopping on ``record.monitor`` restores the best epoch, which is checkpointed to
+    ``<final stem>.inprogress.keras`` and renamed to ``final`` only when training ends, so a
+    killed run never leaves a final-looking partial model. Fills ``record``'s
+    ``epochs_run``, ``best_epoch``, ``best_monitor`` and ``seconds``.
+    """
+    partial = final.with_name(f"{final.stem}.inprogress.keras")
     partial.unlink(missing_ok=True)
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor=record.monitor, patience=cfg.patience,
+        keras.callbacks.EarlyStopping(monitor=record.monitor, patience=patience,
                                       restore_best_weights=True),
         keras.callbacks.ModelCheckpoint(partial, monitor=record.monitor, save_best_only=True),
-        keras.callbacks.CSVLogger(str(run.root / record.log)),
+        keras.callbacks.CSVLogger(str(log)),
     ]
     start = time.perf_counter()
-    history = model.fit(data, validation_data=val_data, epochs=cfg.epochs, class_weight=weights,
-                        callbacks=callbacks, verbose=verbose)
+    history = model.fit(data, y, batch_size=batch_size, validation_data=validation,
+                        epochs=epochs, class_weight=class_weight, callbacks=callbacks,
+                        verbose=verbose)
     record.seconds = round(time.perf_counter() - start, 1)
     curve = np.asarray(history.history[record.monitor], dtype=float)
     record.epochs_run = len(curve)
@@ -339,7 +357,6 @@ def _fit_chunk(store: FaceSource, i: int, part: pd.DataFrame, val_data: FaceBatc
     if not partial.exists():  # no finite monitored value ever improved on +inf
         model.save(partial)
     os.replace(partial, final)
-    return record
 
 
 def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: TrainConfig,
