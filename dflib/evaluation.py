@@ -398,6 +398,26 @@ def score_method(run: RunPaths, method: str, threshold: float = 0.5) -> pd.DataF
     return new
 
 
+def retire_methods(run: RunPaths, family: str, current: Sequence[str]) -> list[str]:
+    """Drop the results rows and prediction files of ``family``'s methods not in ``current``.
+
+    A rerun with other settings can produce fewer methods (fewer chunk models, no
+    ensemble); their old rows would otherwise stand beside the new ones as if current.
+    ``family`` is a method name prefix such as ``cnn/xception``. Returns the retired names.
+    """
+    table = results_table(run)
+    stale = sorted({m for m in table["method"]
+                    if (m == family or m.startswith(f"{family}/")) and m not in current})
+    if stale:
+        kept = table[~table["method"].isin(stale)]
+        atomic_write(run.results_csv, lambda p: kept.to_csv(
+            p, index=False, float_format=f"%.{RESULT_DECIMALS}f", lineterminator="\n"))
+        for method in stale:
+            for path in prediction_paths(run, method):
+                path.unlink(missing_ok=True)
+    return stale
+
+
 def results_table(run: RunPaths) -> pd.DataFrame:
     """The run's results table (empty, with its columns, before anything was scored)."""
     if not run.results_csv.exists():

@@ -552,7 +552,7 @@ def train_clip_models(store: training.FaceSource, videos: pd.DataFrame, run: Run
             print(f"{name}: {record.model} exists with this configuration, skipped")
         records[name] = record
         predictions[name] = evaluate_clip_model(store, test, run, record, threshold)
-    return _finish(run, records, predictions, threshold)
+    return _finish(run, CLIP_MODELS, records, predictions, threshold)
 
 
 def evaluate_clip_model(store: training.FaceSource, test: pd.DataFrame, run: RunPaths,
@@ -574,10 +574,12 @@ def evaluate_clip_model(store: training.FaceSource, test: pd.DataFrame, run: Run
     return rows
 
 
-def _finish(run: RunPaths, records: dict[str, ModelRecord],
+def _finish(run: RunPaths, families: Sequence[str], records: dict[str, ModelRecord],
             predictions: dict[str, pd.DataFrame], threshold: float,
             features: pd.DataFrame | None = None) -> TemporalResult:
     methods = [r.method for r in records.values()]
+    for family in families:
+        evaluation.retire_methods(run, family, methods)
     results = pd.concat([evaluation.score_method(run, m, threshold) for m in methods],
                         ignore_index=True) if methods else evaluation.results_table(run).iloc[:0]
     return TemporalResult(run.root, methods, {r.method: r for r in records.values()}, results,
@@ -643,4 +645,4 @@ def train_heads(store: training.FaceSource, videos: pd.DataFrame, run: RunPaths,
         rows = _video_rows(scored, test, steps, threshold)
         evaluation.write_predictions(run, record.method, rows)
         records[head], predictions[head] = record, rows
-    return _finish(run, records, predictions, threshold, table)
+    return _finish(run, ("rnn",), records, predictions, threshold, table)

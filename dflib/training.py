@@ -499,6 +499,7 @@ def evaluate_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
             evaluation.write_predictions(
                 run, methods[-1], evaluation.ensemble([v for v, _ in members], how, threshold),
                 evaluation.ensemble([f for _, f in members], how, threshold))
+    evaluation.retire_methods(run, f"cnn/{cfg.arch}", methods)
     results = pd.concat([evaluation.score_method(run, m, threshold) for m in methods],
                         ignore_index=True)
 

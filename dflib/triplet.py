@@ -406,6 +406,7 @@ def evaluate_classifiers(run: RunPaths, space: str, names: Sequence[str], x_trai
     """
     if not _has_both_classes(np.asarray(y_train)):
         raise ValueError(f"{space}: the training frames lack a class; classifiers need both")
+    evaluation.retire_methods(run, space, [f"{space}/{name}" for name in names])
     rows = []
     for name in tqdm(names, desc=f"{space} classifiers", unit="clf", disable=not progress):
         method = f"{space}/{name}"

@@ -383,3 +383,17 @@ def test_score_method_upserts(run):
     ev.score_method(run, "cnn/xception")
     assert ev.results_table(run)[["method", "level"]].values.tolist() == [
         ["c3d", "video"], ["cnn/xception", "video"]]
+
+
+def test_retire_methods_drops_stale_rows_and_files(tmp_path):
+    run = RunPaths(tmp_path / "run")
+    videos = pd.DataFrame({"video_id": ["a", "b"], "label": [0, 1], "score": [0.2, 0.9],
+                           "pred": [0, 1], "n_frames": [3, 3]})
+    for method in ("cnn/x", "cnn/x/chunk1", "cnn/x/boosted", "cnn/xy", "c3d"):
+        ev.write_predictions(run, method, videos)
+        ev.score_method(run, method)
+    assert ev.retire_methods(run, "cnn/x", ["cnn/x"]) == ["cnn/x/boosted", "cnn/x/chunk1"]
+    assert sorted(set(ev.results_table(run)["method"])) == ["c3d", "cnn/x", "cnn/xy"]
+    assert not ev.prediction_paths(run, "cnn/x/chunk1")[0].exists()
+    assert ev.prediction_paths(run, "cnn/xy")[0].exists()
+    assert ev.retire_methods(run, "cnn/x", ["cnn/x"]) == []
