@@ -379,6 +379,14 @@ def extract_sequence_features(store: training.FaceSource, videos: pd.DataFrame, 
     return table
 
 
+def clip_counts(videos: pd.DataFrame, clip_len: int) -> pd.DataFrame:
+    """Per split and label: faces, clips, videos shorter than one clip, videos without faces."""
+    counts = videos.assign(
+        clips=[len(clip_windows(int(n), clip_len)) for n in videos["n_faces"]],
+        short=videos["n_faces"].between(1, clip_len - 1), no_face=videos["n_faces"] == 0)
+    return counts.groupby(["split", "label"])[["n_faces", "clips", "short", "no_face"]].sum()
+
+
 def load_sequences(run: RunPaths, arch: str, videos: pd.DataFrame, seq_len: int) -> Sequences:
     """The stored feature sequences of ``videos`` that have at least one face, padded."""
     folder = features_dir(run, arch)
@@ -483,6 +491,14 @@ class TemporalResult:
     results: pd.DataFrame
     predictions: dict[str, pd.DataFrame]
     features: pd.DataFrame | None = None  # the recurrent stage's feature files
+
+    def training_table(self) -> pd.DataFrame:
+        """One row per model: samples it trained and validated on, epochs, best epoch, time."""
+        return pd.DataFrame([{"method": m, "n_train": r.n_train, "n_val": r.n_val,
+                              "epochs": r.epochs_run, "best_epoch": r.best_epoch,
+                              "seconds": r.seconds} for m, r in self.records.items()],
+                            columns=["method", "n_train", "n_val", "epochs", "best_epoch",
+                                     "seconds"])
 
     @property
     def logs(self) -> dict[str, pd.DataFrame]:

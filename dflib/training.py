@@ -405,6 +405,11 @@ def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: Tr
     return manifest
 
 
+def chunk_table(manifest: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per chunk model of a training manifest: videos, faces, weights, epochs."""
+    return pd.DataFrame(manifest["chunk_models"]).drop(columns=["class_weight"])
+
+
 def training_logs(run: RunPaths, manifest: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
     """Each chunk's CSV log (epoch, loss, accuracy, val_loss, val_accuracy), by chunk name."""
     return {f"chunk {c['chunk']}": pd.read_csv(run.root / c["log"])

@@ -251,3 +251,12 @@ def test_profile_choices_match_the_models_built_here():
 
     assert config.STAGE_BY_NAME["train_c3d"].fields["models"].choices == temporal.CLIP_MODELS
     assert config.STAGE_BY_NAME["train_rnn"].fields["models"].choices == temporal.RNN_HEADS
+
+
+def test_clip_counts_follow_the_short_video_rule():
+    videos = pd.DataFrame({"split": ["train", "train", "test"], "label": [0, 1, 1],
+                           "n_faces": [20, 3, 0]})
+    counts = temporal.clip_counts(videos, clip_len=8)
+    assert counts.loc[("train", 0)].tolist() == [20, len(temporal.clip_windows(20, 8)), 0, 0]
+    assert counts.loc[("train", 1)].tolist() == [3, 1, 1, 0]
+    assert counts.loc[("test", 1)].tolist() == [0, 0, 0, 1]
