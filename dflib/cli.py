@@ -1,9 +1,10 @@
-"""The ``dflib`` command line: run, check, synth."""
+"""The ``dflib`` command line: run, check, synth, predict, bench."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from . import config
@@ -41,6 +42,62 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    import pandas as pd
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep stderr for dflib's own lines
+    from . import io, paths, predict  # loads torch before TensorFlow (dflib.detectors)
+
+    run = paths.RunPaths(paths.resolve(args.run))
+    if not run.results_csv.is_file():
+        print(f"error: --run: {run.results_csv} not found; point --run at a run folder "
+              "(outputs/<run>) where the study has been run", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        method = predict.check_method(run, args.method, want_frames=args.frames_csv is not None)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    result = predict.predict_videos(args.videos, run, method, args.threshold)
+    for record in result.records:
+        print(json.dumps(record), flush=True)
+    if args.frames_csv is not None:
+        io.write_csv(result.frames if result.frames is not None
+                     else pd.DataFrame(columns=list(predict.FRAME_COLUMNS)), args.frames_csv)
+    failed = [r for r in result.records if r["status"] == predict.STATUS_ERROR]
+    for r in failed:
+        print(f"error: {r['reason']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench, io
+
+    if args.bench == "footage":
+        for name, folder in bench.make_footage(args.out_dir, args.frames,
+                                               face_scale=args.face_scale).items():
+            print(f"{name}: {folder}")
+        return 0
+    if args.bench == "extract":
+        table = bench.bench_extract(args.paths, args.frames, args.device)
+    elif args.bench == "parallel":
+        table = bench.bench_parallel(args.paths, args.frames, args.workers, args.device)
+    else:
+        table = bench.bench_train_memory(args.videos, args.faces_per_video, args.scale,
+                                         args.img_size, args.arch, args.batch_size)
+    if table.empty:
+        print("error: no video could be benchmarked", file=sys.stderr)
+        return 1
+    print(bench.format_table(table))
+    if args.out is not None:
+        io.write_csv(table, args.out)
+        print(f"written: {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dflib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +117,49 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("out_dir")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=_cmd_synth)
+
+    pred = sub.add_parser("predict", help="score videos with a trained detector of a run",
+                          description="Sample frames, extract faces and score each video with "
+                          "one detector of a run; prints one JSON line per video. Exit status "
+                          "1 when a video could not be read, 2 on bad arguments.")
+    pred.add_argument("videos", nargs="+", metavar="VIDEO")
+    pred.add_argument("--run", required=True, help="the run folder, e.g. outputs/demo")
+    pred.add_argument("--method", help="detector name (default: the run's best video AUC)")
+    pred.add_argument("--threshold", type=float,
+                      help="fake above this (default: the method's own threshold)")
+    pred.add_argument("--frames-csv", type=Path, metavar="FILE",
+                      help="also write per-frame scores (frame-level methods)")
+    pred.set_defaults(func=_cmd_predict)
+
+    bench = sub.add_parser("bench", help="benchmarks against a baseline measured in the same run")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    extract = bench_sub.add_parser("extract", help="decoding, the original study's MTCNN and "
+                                   "dflib's extraction on the same first frames")
+    parallel = bench_sub.add_parser("parallel", help="run_extraction with 1, 2, ... Dask workers")
+    for p in (extract, parallel):
+        p.add_argument("paths", nargs="+", metavar="VIDEO_OR_DIR",
+                       help="a video or a folder of videos (one table row per argument)")
+        p.add_argument("--frames", type=int, default=25, help="first N frames of each video")
+        p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+        p.add_argument("--out", type=Path, metavar="CSV", help="also write the table here")
+    parallel.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                          help="worker counts to time; the speed-up is against the first")
+    memory = bench_sub.add_parser("train-memory", help="peak RSS of one training epoch at 1x "
+                                  "and k x the faces, each in a fresh process")
+    memory.add_argument("--videos", type=int, default=40, help="videos of the 1x face store")
+    memory.add_argument("--faces-per-video", type=int, default=25)
+    memory.add_argument("--scale", type=int, default=4, help="k")
+    memory.add_argument("--img-size", type=int, default=32)
+    memory.add_argument("--arch", default="ef0")
+    memory.add_argument("--batch-size", type=int, default=32)
+    memory.add_argument("--out", type=Path, metavar="CSV", help="also write the table here")
+    footage = bench_sub.add_parser("footage", help="write 720p and small-face 1080p videos "
+                                   "to benchmark on")
+    footage.add_argument("out_dir")
+    footage.add_argument("--frames", type=int, default=25)
+    footage.add_argument("--face-scale", type=float, default=0.2,
+                         help="shrink of the 720p frames pasted into 1080p ones")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 

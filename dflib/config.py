@@ -69,6 +69,8 @@ CNN_ARCHS = ("xception", "iv3", "irv2", "resnet", "nasnet", "nasnet_large", "ef0
 AGGREGATIONS = ("mean", "max", "vote", "confident")
 CLASSIFIERS = ("sgd", "logreg", "rf", "knn", "svc", "nb", "perceptron", "tree")
 # Smallest input side each keras.applications backbone accepts without ImageNet weights.
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow")
 CNN_MIN_INPUT = {"xception": 71, "iv3": 75, "irv2": 75, "resnet": 32, "nasnet": 32,
                  "nasnet_large": 32, "ef0": 32, "ef5": 32}
 
@@ -104,6 +106,10 @@ STAGES: tuple[Stage, ...] = (
                               item=str, choices=FFPP_METHODS),
         "ffpp_compression": Field(str, "c40", "FaceForensics++ compression",
                                   choices=COMPRESSIONS),
+        "test_dataset": Field(str, "", "cross-dataset protocol: take the test videos from "
+                              "this dataset's test split (empty: the dataset's own)",
+                              choices=("", *DATASETS)),
+        "test_data_root": Field(str, "", "folder of test_dataset"),
         "demo_generate": Field(bool, False, "write the demo dataset to data_root when missing"),
         "demo_identities": Field(int, 6, "demo: number of identities", min=2, max=64),
         "demo_real_per_identity": Field(int, 4, "demo: real videos per identity", min=1),
@@ -198,6 +204,23 @@ STAGES: tuple[Stage, ...] = (
         "threshold": Field(float, 0.5, "fake if the score is above this", min=0.0, max=1.0),
         "tsne_max_points": Field(int, 2000, "faces drawn in the t-SNE figures", min=10),
     }),
+    Stage("robustness", "08_compression_robustness.ipynb", {
+        "crfs": Field(list, [0, 23, 32, 40], "H.264 CRFs to re-encode the test videos at "
+                      "(0 lossless; FaceForensics++ c23 and c40 are 23 and 40)", item=int,
+                      min=0, max=51),
+        "preset": Field(str, "medium", "libx264 preset (speed of the encoder, not quality)",
+                        choices=X264_PRESETS),
+        "methods": Field(list, [], "detectors to score (empty: every method with results)",
+                         item=str),
+        "max_videos": Field(int, 0, "test videos re-encoded, a seeded subset keeping the class "
+                            "shares (0: all)", min=0),
+    }),
+    Stage("report", "09_results_report.ipynb", {
+        "gradcam_per_class": Field(int, 4, "real and fake test faces in the Grad-CAM grid",
+                                   min=1, max=32),
+        "gradcam_layer": Field(str, "", "layer whose feature map Grad-CAM reads (empty: the "
+                               "backbone's last convolutional output)"),
+    }),
 )
 
 STAGE_BY_NAME: Mapping[str, Stage] = MappingProxyType({s.name: s for s in STAGES})
@@ -275,6 +298,13 @@ def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str,
     if "faces" in given and margin >= size:
         raise ProfileError(f"faces.margin: {margin} must be below img_size {size} (it is "
                            "measured in pixels of the final crop)")
+    index = sections["index"]
+    if "index" in given and bool(index["test_dataset"]) != bool(index["test_data_root"]):
+        raise ProfileError("index.test_dataset and index.test_data_root go together: set both "
+                           "for the cross-dataset protocol, or neither")
+    if "index" in given and index["test_dataset"] and index["demo_generate"]:
+        raise ProfileError("index.demo_generate: the demo dataset has no cross-dataset "
+                           "counterpart; turn it off with index.test_dataset")
     arch = sections["train_cnn"]["arch"]
     if "train_cnn" in given and shared["img_size"] < CNN_MIN_INPUT[arch]:
         raise ProfileError(f"img_size: {shared['img_size']} is below the minimum input "
@@ -291,6 +321,11 @@ def check_data_root(shared: Mapping[str, Any], index: Mapping[str, Any]) -> None
     problem = datasets.layout_problem(shared["dataset"], root, index)
     if problem:
         raise ProfileError(f"data_root: {problem}")
+    if index["test_dataset"]:
+        problem = datasets.layout_problem(index["test_dataset"],
+                                          paths.resolve(index["test_data_root"]), index)
+        if problem:
+            raise ProfileError(f"index.test_data_root: {problem}")
 
 
 def load(path: str | Path, check_data: bool = True) -> Profile:
@@ -316,3 +351,17 @@ def from_namespace(stage: str, namespace: Mapping[str, Any], check_data: bool = 
     raw[stage] = {k: namespace[k] for k in stage_fields if k in namespace}
     return validate(raw, source=f"notebook parameters ({stage})", check_data=check_data,
                     stages=[stage])
+
+
+def run_settings(run: paths.RunPaths) -> dict[str, Any]:
+    """The parameters a run was made with (``profile.yaml``, written by ``dflib run``: shared
+    keys and one mapping per stage), stage defaults filling what it lacks; defaults only
+    when the run has no ``profile.yaml`` (notebooks run one by one)."""
+    target = run.root / "profile.yaml"
+    saved = yaml.safe_load(target.read_text(encoding="utf-8")) if target.is_file() else {}
+    settings = {k: f.default for k, f in SHARED.items()}
+    settings.update({k: v for k, v in (saved or {}).items() if k in SHARED})
+    for stage in STAGES:
+        settings[stage.name] = {**{k: f.default for k, f in stage.fields.items()},
+                                **((saved or {}).get(stage.name) or {})}
+    return settings

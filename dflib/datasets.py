@@ -385,6 +385,23 @@ def _finish_missing(root: Path, rows: list[Row]) -> pd.DataFrame:
     return missing[MISSING_COLUMNS].reset_index(drop=True)
 
 
+def cross_dataset(train: IndexResult, test: IndexResult) -> IndexResult:
+    """The cross-dataset protocol: train and val videos of one index, test videos of
+    another (e.g. FaceForensics++ c23 for training, Celeb-DF v2's test list for testing).
+    Columns only one dataset has are empty ("") for the other's videos."""
+    videos = pd.concat([train.videos[train.videos["split"] != "test"],
+                        test.videos[test.videos["split"] == "test"]], ignore_index=True)
+    extras = [c for c in videos.columns if c not in INDEX_COLUMNS]
+    videos[extras] = videos[extras].fillna("")
+    duplicated = videos["video_id"][videos["video_id"].duplicated()]
+    if len(duplicated):
+        raise DatasetError(f"video_id {duplicated.iloc[0]!r} is in both datasets")
+    if not (videos["split"] == "test").any():
+        raise DatasetError(f"the test dataset ({test.videos['dataset'].iloc[0] if len(test.videos) else 'empty'}) "
+                           "has no test videos")
+    return IndexResult(videos, pd.concat([train.missing, test.missing], ignore_index=True))
+
+
 def build_index(dataset: str, root: str | Path, *, seed: int = 0, val_fraction: float = 0.2,
                 max_videos_per_class: int = 0,
                 ffpp_methods: Sequence[str] = ("NeuralTextures",),

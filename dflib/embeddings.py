@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import warnings
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -56,7 +58,8 @@ class EmbedResult:
     """What the embedding stage did: the weights and one row per video."""
 
     weights: WeightsChoice
-    videos: pd.DataFrame  # video_id, label, split, n_faces, status (embedded|skipped|no_store)
+    # video_id, label, split, n_faces, status (embedded|skipped|no_store|failed), reason
+    videos: pd.DataFrame
     manifest: dict[str, Any]
 
 
@@ -194,9 +197,9 @@ def run_embedding(run: RunPaths, pretrained: str = "vggface2", batch_size: int =
     """Embed every stored face of the run; skip videos whose file is already up to date.
 
     Videos come from ``faces/summary.csv``. A file is redone when the weights or the face
-    store settings changed. A video whose extraction failed (or whose store file is
-    unreadable) gets no embedding file and status ``no_store``; a video without faces gets
-    an empty one.
+    store settings changed. A video whose extraction failed gets no embedding file and
+    status ``no_store``; one whose store file cannot be read gets none either, status
+    ``failed`` and the reason, and the run goes on; a video without faces gets an empty one.
     """
     store = FaceStore(run)
     summary = store.summary()
@@ -211,22 +214,35 @@ def run_embedding(run: RunPaths, pretrained: str = "vggface2", batch_size: int =
         # A failed extraction may have left an outdated store file behind: not its faces.
         config = None if video.status == "failed" else _file_config(weights_tag, run, vid)
         target = embedding_path(run, vid)
-        if config is None:
-            status, n = "no_store", 0
+        status, n, reason = "embedded", 0, ""
+        if video.status == "failed":
+            status, reason = "no_store", "failed at stage faces"
+        elif config is None:
+            status, reason = "failed", f"{store_path(run, vid)}: unreadable store file"
         elif io.npz_made_with(target, config):
             status, n = "skipped", int(video.n_faces)
         else:
-            faces, frame_idx = store.load(vid)
-            io.write_npz(target, emb=embed(model, faces, batch_size), frame_idx=frame_idx,
-                         video_id=np.array(vid), config=np.array(config))
-            status, n = "embedded", len(faces)
+            try:
+                faces, frame_idx = store.load(vid)
+            except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+                status = "failed"
+                reason = f"{store_path(run, vid)}: {type(exc).__name__}: {exc}".splitlines()[0]
+            else:
+                io.write_npz(target, emb=embed(model, faces, batch_size), frame_idx=frame_idx,
+                             video_id=np.array(vid), config=np.array(config))
+                n = len(faces)
+        if status in ("no_store", "failed"):
+            target.unlink(missing_ok=True)  # an outdated file must not be read as this one
         rows.append({"video_id": vid, "label": video.label, "split": video.split,
-                     "n_faces": n, "status": status})
-    table = pd.DataFrame(rows, columns=["video_id", "label", "split", "n_faces", "status"])
+                     "n_faces": n, "status": status, "reason": reason})
+    table = pd.DataFrame(rows, columns=["video_id", "label", "split", "n_faces", "status",
+                                        "reason"])
     manifest = {**asdict(choice), "input_size": INPUT_SIZE, "standardisation": "(x - 127.5) / 128",
-                "dim": DIM, "seed": seed, "videos": int((table["status"] != "no_store").sum()),
+                "dim": DIM, "seed": seed,
+                "videos": int((~table["status"].isin(["no_store", "failed"])).sum()),
                 "faces": int(table["n_faces"].sum()),
-                "no_store": table.loc[table["status"] == "no_store", "video_id"].tolist()}
+                "no_store": table.loc[table["status"] == "no_store", "video_id"].tolist(),
+                "failed": table.loc[table["status"] == "failed", "video_id"].tolist()}
     io.write_text(json.dumps(manifest, indent=2) + "\n", manifest_path(run))
     return EmbedResult(choice, table, manifest)
 
@@ -239,12 +255,28 @@ def read_manifest(run: RunPaths) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def check_embeddings(run: RunPaths, videos: pd.DataFrame) -> pd.Series:
+    """Per row of ``videos``: "" when its embedding file opens, else why not (aligned with
+    ``videos``' index; the zip directory is read, not the embeddings)."""
+    problems = []
+    for vid in videos["video_id"].astype(str):
+        target = embedding_path(run, vid)
+        try:
+            with zipfile.ZipFile(target) as z:
+                z.getinfo("emb.npy")
+            problems.append("")
+        except (OSError, KeyError, zipfile.BadZipFile) as exc:
+            problems.append(f"{target}: {type(exc).__name__}: {exc}".splitlines()[0])
+    return pd.Series(problems, index=videos.index, dtype=str)
+
+
 def load_embeddings(run: RunPaths, videos: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     """Stack the stored embeddings of ``videos`` (rows of the index).
 
     Returns ``X float32 [n, 512]`` and a frame table (one row per face, aligned with X):
     ``video_id, frame_idx`` plus the index columns ``label, split`` and ``method`` when
-    present. A video without an embedding file or without faces adds no rows.
+    present. A video without an embedding file or without faces adds no rows; an
+    unreadable file adds none either, with a warning (the stage summary counts it failed).
     """
     read_manifest(run)
     keep = [c for c in ("label", "split", "method") if c in videos.columns]
@@ -253,8 +285,13 @@ def load_embeddings(run: RunPaths, videos: pd.DataFrame) -> tuple[np.ndarray, pd
         target = embedding_path(run, str(video["video_id"]))
         if not target.is_file():
             continue
-        with np.load(target) as z:
-            emb, frame_idx = z["emb"], z["frame_idx"]
+        try:
+            with np.load(target) as z:
+                emb, frame_idx = z["emb"], z["frame_idx"]
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            warnings.warn(f"{target}: unreadable embedding file, left out "
+                          f"({type(exc).__name__}: {exc})".splitlines()[0], stacklevel=2)
+            continue
         blocks.append(emb.astype(np.float32, copy=False))
         tables.append(pd.DataFrame({"video_id": str(video["video_id"]), "frame_idx": frame_idx,
                                     **{c: video[c] for c in keep}}))

@@ -6,7 +6,7 @@ Conventions (see DESIGN.md, "Contracts"):
 * a score is the probability of fake and a prediction is ``score > threshold`` (strict,
   so a score of exactly 0.5 is called real), for frames, videos and ensembles alike;
 * a test video with no scored frame keeps its row with a prior score and status
-  ``no_face``: it never leaves the denominator.
+  ``no_face`` (``failed`` when its extraction failed): it never leaves the denominator.
 
 Prediction files live under ``predictions/``: ``<name>.csv`` (one row per test video) and
 ``<name>_frames.csv`` (one row per scored frame), where ``<name>`` is the method name with
@@ -38,6 +38,10 @@ CONFIDENT_REAL_SHARE = 0.9
 
 STATUS_OK = "ok"
 STATUS_NO_FACE = "no_face"
+STATUS_FAILED = "failed"
+# ``face_status`` values of the video index (``pipeline.cnn_videos``) that mean the faces
+# stage could not read the video: such a video's row says ``failed``, not ``no_face``.
+FACE_FAILED = ("failed", "unreadable")
 
 VIDEO_COLUMNS = ("video_id", "label", "score", "pred", "n_frames", "status")
 FRAME_COLUMNS = ("video_id", "frame_idx", "label", "score")
@@ -102,8 +106,10 @@ def video_predictions(frames: pd.DataFrame, videos: pd.DataFrame, rule: str = "m
 
     Columns ``video_id, label, score, pred, n_frames, status``. Frames with a NaN score
     (no face) are not counted; a video left with no scored frame gets ``no_face_score``
-    (a stated prior, 0.5 = undecided) and status ``no_face``. Frames of videos outside
-    ``videos`` (other splits) are ignored; a frame label that contradicts the index raises.
+    (a stated prior, 0.5 = undecided) and status ``no_face``, or ``failed`` when ``videos``
+    has a ``face_status`` column saying the faces stage could not read it. Frames of
+    videos outside ``videos`` (other splits) are ignored; a frame label that contradicts
+    the index raises.
     ``threshold`` sets both the frame votes of the ``vote`` rule and ``pred``.
     """
     if rule not in AGGREGATIONS:
@@ -131,8 +137,10 @@ def video_predictions(frames: pd.DataFrame, videos: pd.DataFrame, rule: str = "m
     n_frames = np.array([len(by_video.get(v, ())) for v in index["video_id"]], dtype=int)
     score = np.array([aggregate(by_video[v], rule, threshold) if v in by_video else no_face_score
                       for v in index["video_id"]], dtype=float)
+    unseen = np.where(videos["face_status"].isin(FACE_FAILED).to_numpy(), STATUS_FAILED,
+                      STATUS_NO_FACE) if "face_status" in videos else STATUS_NO_FACE
     return index.assign(score=score, pred=(score > threshold).astype(int), n_frames=n_frames,
-                        status=np.where(n_frames > 0, STATUS_OK, STATUS_NO_FACE))
+                        status=np.where(n_frames > 0, STATUS_OK, unseen))
 
 
 # --------------------------------------------------------------------------- ensembles
@@ -148,7 +156,7 @@ def ensemble(predictions: Sequence[pd.DataFrame], how: str,
     ``pred = score > threshold``, so with the default 0.5 a tie between an even number
     of members is called real (a fake call needs a strict majority, as for frame votes;
     the paper's 7 chunks never tie). Video tables keep ``n_frames`` (max over members)
-    and ``status``; a video that no member saw (``no_face`` everywhere) keeps the mean
+    and ``status``; a video that no member saw (``no_face`` or ``failed``) keeps the mean
     of the members' prior scores instead of a vote count. Output follows the first
     member's row order.
     """
@@ -183,14 +191,14 @@ def ensemble(predictions: Sequence[pd.DataFrame], how: str,
     out = first.index.to_frame(index=False)
     out["label"] = first["label"].to_numpy(dtype=int)
     if all("status" in m and "n_frames" in m for m in members):
-        unseen = np.column_stack([m["status"].to_numpy() == STATUS_NO_FACE
+        unseen = np.column_stack([m["status"].to_numpy() != STATUS_OK
                                   for m in members]).all(axis=1)
         score = np.where(unseen, scores.mean(axis=1), score)
         out["score"] = score
         out["pred"] = (score > threshold).astype(int)
         out["n_frames"] = np.column_stack([m["n_frames"].to_numpy(dtype=int)
                                            for m in members]).max(axis=1)
-        out["status"] = np.where(unseen, STATUS_NO_FACE, STATUS_OK)
+        out["status"] = np.where(unseen, first["status"].to_numpy(), STATUS_OK)
     else:
         out["score"] = score
         out["pred"] = (score > threshold).astype(int)
@@ -374,7 +382,8 @@ def _contract_first(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 def score_method(run: RunPaths, method: str, threshold: float = 0.5) -> pd.DataFrame:
     """Score a method's prediction files and upsert its rows into ``tables/results.csv``.
 
-    Levels ``video`` and, when a frames file exists, ``frame``. Metrics come from the
+    Levels ``video`` and, when a frames file exists, ``frame``. ``n_no_face`` counts the
+    videos scored by the prior (status ``no_face`` or ``failed``). Metrics come from the
     scores (``score > threshold``), not the stored ``pred``, so every method is held to
     one rule. The method's old rows are replaced, rows are sorted by method and level,
     and floats are written with 6 decimals so equal inputs give byte-identical files.
@@ -383,7 +392,7 @@ def score_method(run: RunPaths, method: str, threshold: float = 0.5) -> pd.DataF
     """
     videos, frames = read_predictions(run, method)
     rows = [{"method": method, "level": "video",
-             "n_no_face": int((videos["status"] == STATUS_NO_FACE).sum()),
+             "n_no_face": int((videos["status"] != STATUS_OK).sum()),
              **metrics(videos["label"], videos["score"], threshold)}]
     if frames is not None:
         rows.append({"method": method, "level": "frame",

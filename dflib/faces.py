@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import io
+from . import io, reports
 from .paths import RunPaths, resolve
 from .video import VideoError, probe, read_frames, sample_indices
 
@@ -157,10 +158,15 @@ class FaceExtractor:
             chunk = frames[start:start + self.batch_size]
             if scale < 1.0:
                 chunk = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in chunk]
+            # detect_face permutes its NHWC input to NCHW and area-resizes every candidate
+            # box from that view; handed the NHWC view of contiguous NCHW memory it gets
+            # contiguous crops, which halves detection time on CPU (same boxes).
+            batch = torch.from_numpy(np.stack(chunk)).to(m.device)
+            batch = batch.permute(0, 3, 1, 2).float().contiguous().permute(0, 2, 3, 1)
             # detect_face is what MTCNN.detect wraps; called directly it takes the minimum
             # face size per call and returns every box with its probability.
             with torch.no_grad():
-                boxes, _ = detect_face(np.stack(chunk), min_face, m.pnet, m.rnet, m.onet,
+                boxes, _ = detect_face(batch, min_face, m.pnet, m.rnet, m.onet,
                                        self.thresholds, self.factor, m.device)
             for b in boxes:
                 b = np.asarray(b, dtype=np.float64).reshape(-1, 5)
@@ -375,8 +381,10 @@ def run_extraction(videos: pd.DataFrame, run: RunPaths, extractor_params: Mappin
     project root. A store file made with other extraction settings is redone. With
     ``workers > 0`` or a ``scheduler`` address, videos run as Dask tasks (each writes
     its own store file, so resuming works the same). Afterwards ``faces/index.csv``,
-    ``faces/summary.csv`` and the stage's rows of ``failures.csv`` are rebuilt from the
-    store files. Returns the summary (one row per video).
+    ``faces/summary.csv``, ``tables/summary_faces.csv`` and the stage's rows of
+    ``failures.csv`` (no-face and failed videos) are rebuilt from the store files; the
+    temporary files of a killed earlier run are removed first. Returns the summary (one
+    row per video).
     """
     missing = {"video_id", "path", "label", "split"} - set(videos.columns)
     if missing:
@@ -387,9 +395,10 @@ def run_extraction(videos: pd.DataFrame, run: RunPaths, extractor_params: Mappin
     extractor = FaceExtractor.from_params(extractor_params)
     config = _config(extractor, frames_per_video, sampling, every_k)
     run.face_store.mkdir(parents=True, exist_ok=True)
-    jobs = [(vid, str(resolve(path)), store_path(run, vid))
-            for vid, path in zip(videos["video_id"].astype(str), videos["path"].astype(str))]
-    jobs = [job for job in jobs if not io.npz_made_with(job[2], config)]
+    io.remove_partials(run.face_store)  # a killed earlier run's temporary files
+    all_jobs = [(vid, str(resolve(path)), store_path(run, vid))
+                for vid, path in zip(videos["video_id"].astype(str), videos["path"].astype(str))]
+    jobs = [job for job in all_jobs if not io.npz_made_with(job[2], config)]
 
     if jobs and (workers > 0 or scheduler):
         errors = _run_dask(jobs, extractor, frames_per_video, sampling, every_k, config,
@@ -409,8 +418,25 @@ def run_extraction(videos: pd.DataFrame, run: RunPaths, extractor_params: Mappin
               else pd.DataFrame(columns=INDEX_COLUMNS))[INDEX_COLUMNS]
     io.write_csv(frames, run.faces_csv)
     io.write_csv(summary, summary_csv(run))
-    io.record_failures(run.failures_csv, "faces", summary[summary["status"] != "ok"])
+    reports.stage_summary(run, "faces", _outcomes(summary, all_jobs, {job[0] for job in jobs}),
+                          record=("skipped", "failed"))
     return summary
+
+
+def _outcomes(summary: pd.DataFrame, all_jobs: list[tuple[str, str, Path]],
+              ran_now: set[str]) -> pd.DataFrame:
+    """The stage summary's view of ``summary``: a video with a face is processed (``already
+    done`` when its store file was reused), one without is skipped, a bad one failed; a
+    failure's reason loses the video's path, so equal problems count together."""
+    paths = {vid: path for vid, path, _ in all_jobs}
+    ran = summary["video_id"].isin(ran_now)
+    short = [r.removeprefix(f"{paths[v]}: ") if v in paths else r
+             for v, r in zip(summary["video_id"], summary["reason"])]
+    outcome = summary["status"].map({"ok": "processed", "no_face": "skipped"}).fillna("failed")
+    reason = np.select([outcome == "processed", outcome == "skipped"],
+                       [np.where(ran, "", "already done"), "no_face"], short)
+    return pd.DataFrame({"video_id": summary["video_id"], "outcome": outcome,
+                         "reason": reason, "detail": summary["reason"]})
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -435,6 +461,27 @@ class FaceStore:
             raise FileNotFoundError(f"no face store file for video {video_id!r} ({target})")
         with np.load(target) as z:
             return z["faces"], z["frame_idx"]
+
+    def check(self, video_id: str, n_faces: int) -> str:
+        """"" when the video's store file opens and holds ``n_faces`` faces, else why not.
+
+        Reads the zip directory and the array header only, not the pixels, so checking a
+        whole run before training costs a few file opens. A file cut short (a copy that
+        stopped, a full disk outside dflib) loses its zip directory and fails here.
+        """
+        target = store_path(self.run, video_id)
+        if not target.is_file():
+            return f"{target}: no store file"
+        try:
+            with zipfile.ZipFile(target) as z, z.open("faces.npy") as fh:
+                version = np.lib.format.read_magic(fh)
+                shape = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
+                         else np.lib.format.read_array_header_2_0(fh))[0]
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            return f"{target}: unreadable store file ({type(exc).__name__}: {exc})".splitlines()[0]
+        if not shape or shape[0] != n_faces:
+            return f"{target}: holds {shape[0] if shape else 0} faces, faces/summary.csv says {n_faces}"
+        return ""
 
     def summary(self) -> pd.DataFrame:
         """``faces/summary.csv``: one row per video with status and counts."""

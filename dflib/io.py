@@ -16,6 +16,9 @@ import numpy as np
 import pandas as pd
 
 FAILURE_COLUMNS = ["stage", "video_id", "reason"]
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # reading the umask means setting it; put it back at once
+_FILE_MODE = 0o666 & ~_UMASK
 
 
 @contextlib.contextmanager
@@ -28,9 +31,26 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():  # mkstemp creates 0600; artifacts get the usual umask mode
+            os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, target)
+    except OSError as exc:
+        # A full disk says "No space left on device" about a temporary name, or about no
+        # file at all; the user needs to hear which artifact could not be written.
+        if exc.filename not in (None, str(tmp_path)):
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def remove_partials(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that a killed writer left in ``folder`` (a SIGKILL skips
+    :func:`atomic_path`'s clean-up); call it only where no other writer is running."""
+    found = sorted(Path(folder).glob(".*.part"))
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
 
 
 def atomic_write(target: str | Path, writer: Callable[[Path], object]) -> Path:

@@ -1,23 +1,30 @@
 """Stage entry points: what each notebook's main cell calls, with a validated profile.
 
 Each function reads earlier artifacts from the run folder, writes its own, and returns a
-small summary for the notebook to show; nothing passes through notebook memory.
+small summary for the notebook to show; nothing passes through notebook memory. Each also
+counts its videos as processed, skipped or failed, with reasons, in
+``tables/summary_<stage>.csv`` and puts its failures in ``failures.csv``
+(:func:`dflib.reports.stage_summary`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+import warnings
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
+import numpy as np
 import pandas as pd
 
-from . import config, datasets, io, paths
+from . import config, datasets, io, paths, reports
 
 if TYPE_CHECKING:  # heavy (TensorFlow, torch) modules are imported inside the stages
-    from . import embeddings, temporal, training, triplet
+    from . import embeddings, robustness, temporal, training, triplet
 
 
 def build_index(profile: config.Profile) -> datasets.IndexResult:
-    """Stage 00: generate the demo dataset if asked, then write ``index/videos.csv``."""
+    """Stage 00: generate the demo dataset if asked, then write ``index/videos.csv``
+    (train and val from ``dataset``, test from ``index.test_dataset`` when it is set)."""
     shared, p = profile.shared, profile.sections["index"]
     root = paths.resolve(shared["data_root"])
     if p["demo_generate"]:
@@ -28,13 +35,20 @@ def build_index(profile: config.Profile) -> datasets.IndexResult:
                        fake_per_identity=p["demo_fake_per_identity"], frames=p["demo_frames"],
                        width=p["demo_width"], height=p["demo_height"])
     config.check_data_root(shared, p)
-    result = datasets.build_index(
-        shared["dataset"], root, seed=shared["seed"], val_fraction=p["val_fraction"],
-        max_videos_per_class=p["max_videos_per_class"], ffpp_methods=p["ffpp_methods"],
-        ffpp_compression=p["ffpp_compression"])
+    options = {"seed": shared["seed"], "val_fraction": p["val_fraction"],
+               "max_videos_per_class": p["max_videos_per_class"],
+               "ffpp_methods": p["ffpp_methods"], "ffpp_compression": p["ffpp_compression"]}
+    result = datasets.build_index(shared["dataset"], root, **options)
+    if p["test_dataset"]:
+        result = datasets.cross_dataset(result, datasets.build_index(
+            p["test_dataset"], paths.resolve(p["test_data_root"]), **options))
     run = profile.run.ensure()
     io.write_csv(result.videos, run.videos_csv)
-    io.record_failures(run.failures_csv, "index", result.missing)
+    outcomes = pd.concat([
+        pd.DataFrame({"video_id": result.videos["video_id"], "outcome": "processed", "reason": ""}),
+        pd.DataFrame({"video_id": result.missing["video_id"], "outcome": "failed",
+                      "reason": result.missing["reason"]})], ignore_index=True)
+    reports.stage_summary(run, "index", outcomes)
     return result
 
 
@@ -46,20 +60,24 @@ def load_index(run: paths.RunPaths) -> pd.DataFrame:
                        dtype={"video_id": str, "path": str})
 
 
+def extractor_params(shared: Mapping[str, Any], faces: Mapping[str, Any]) -> dict[str, Any]:
+    """The :class:`dflib.faces.FaceExtractor` arguments of a profile's shared keys and
+    ``faces`` section (the same crops for training, robustness and ``dflib predict``)."""
+    keys = ("margin", "min_face_size", "thresholds", "factor", "selection", "detect_max_side",
+            "batch_size")
+    return {**{k: faces[k] for k in keys}, "img_size": shared["img_size"],
+            "device": shared["device"]}
+
+
 def extract_faces(profile: config.Profile, progress: bool = True) -> pd.DataFrame:
     """Stage 01: sample frames and extract one MTCNN face per frame for every video."""
     from . import faces
 
     shared, p = profile.shared, profile.sections["faces"]
     run = profile.run.ensure()
-    extractor_params = {
-        "margin": p["margin"], "min_face_size": p["min_face_size"],
-        "thresholds": p["thresholds"], "factor": p["factor"], "selection": p["selection"],
-        "detect_max_side": p["detect_max_side"], "batch_size": p["batch_size"],
-        "img_size": shared["img_size"], "device": shared["device"],
-    }
     return faces.run_extraction(
-        load_index(run), run, extractor_params, frames_per_video=shared["frames_per_video"],
+        load_index(run), run, extractor_params(shared, p),
+        frames_per_video=shared["frames_per_video"],
         sampling=p["sampling"], every_k=p["every_k"], workers=p["workers"],
         scheduler=p["scheduler"], progress=progress)
 
@@ -70,28 +88,97 @@ def embed_faces(profile: config.Profile, progress: bool = True) -> "embeddings.E
     from . import embeddings
 
     p = profile.sections["embed_faces"]
-    return embeddings.run_embedding(
-        profile.run.ensure(), pretrained=p["pretrained"], batch_size=p["batch_size"],
+    run = profile.run.ensure()
+    result = embeddings.run_embedding(
+        run, pretrained=p["pretrained"], batch_size=p["batch_size"],
         seed=profile.shared["seed"], device=profile.shared["device"], progress=progress)
+    table = result.videos
+    no_face = table["status"].isin(["embedded", "skipped"]) & (table["n_faces"] == 0)
+    outcome = np.select([table["status"] == "failed", table["status"] == "no_store", no_face],
+                        ["failed", "skipped", "skipped"], "processed")
+    reason = np.select([table["status"] == "failed", table["status"] == "no_store", no_face,
+                        table["status"] == "skipped"],
+                       ["unreadable store file", table["reason"], "no_face", "already done"], "")
+    reports.stage_summary(run, "embed_faces", pd.DataFrame({
+        "video_id": table["video_id"], "outcome": outcome, "reason": reason,
+        "detail": table["reason"]}))
+    return result
 
 
 def train_triplet(profile: config.Profile, progress: bool = True) -> "triplet.StageResult":
     """Stage 07: the semi-hard triplet network on FaceNet embeddings and the classic
     classifiers before (``facenet/<clf>``) and after (``triplet/<clf>``) it."""
-    from . import triplet
+    from . import embeddings, triplet
 
     run = profile.run.ensure()
-    return triplet.run_stage(run, load_index(run), profile.sections["train_triplet"],
-                             seed=profile.shared["seed"], progress=progress)
+    videos = cnn_videos(run)
+    with _scoring(run, videos, "train_triplet"):
+        result = triplet.run_stage(run, videos, profile.sections["train_triplet"],
+                                   seed=profile.shared["seed"], progress=progress)
+    # A video with faces but no readable embedding file (the embedding stage failed it, or
+    # the file broke since) added nothing to training or scoring: a failure here too.
+    problems = embeddings.check_embeddings(run, videos).to_numpy()
+    outcomes = face_outcomes(videos)
+    lost = (outcomes["outcome"] == "processed").to_numpy() & (problems != "")
+    outcomes.loc[lost, ["outcome", "reason"]] = ["failed", "no readable embedding file"]
+    outcomes.loc[lost, "detail"] = problems[lost]
+    reports.stage_summary(run, "train_triplet", outcomes)
+    return result
 
 
 def cnn_videos(run: paths.RunPaths) -> pd.DataFrame:
-    """The video index with each video's stored face count (``n_faces``, 0 when none)."""
+    """The video index with each video's stored face count and the faces stage's verdict.
+
+    ``n_faces`` (0 when none), ``face_status``: ``ok``, ``no_face``, ``failed`` (its
+    extraction failed, or it is missing from ``faces/summary.csv``) or ``unreadable`` (its
+    store file cannot be read now: it counts 0 faces, so no stage reads it), and
+    ``face_reason``.
+    """
     from . import faces
 
-    counts = faces.FaceStore(run).summary()[["video_id", "n_faces"]]
-    videos = load_index(run).merge(counts, on="video_id", how="left")
-    return videos.assign(n_faces=videos["n_faces"].fillna(0).astype(int))
+    store = faces.FaceStore(run)
+    summary = store.summary()[["video_id", "status", "n_faces", "reason"]].rename(
+        columns={"status": "face_status", "reason": "face_reason"})
+    videos = load_index(run).merge(summary, on="video_id", how="left")
+    absent = videos["face_status"].isna()
+    videos["face_status"] = videos["face_status"].fillna("failed")
+    videos["face_reason"] = videos["face_reason"].fillna("").where(
+        ~absent, "not in faces/summary.csv: rerun stage 'faces'")
+    videos["n_faces"] = videos["n_faces"].fillna(0).astype(int)
+    problems = pd.Series([store.check(v, n) if n > 0 else ""
+                          for v, n in zip(videos["video_id"], videos["n_faces"])],
+                         index=videos.index)
+    bad = problems != ""
+    videos.loc[bad, "face_status"] = "unreadable"
+    videos.loc[bad, "face_reason"] = problems[bad]
+    videos.loc[bad, "n_faces"] = 0
+    return videos
+
+
+def face_outcomes(videos: pd.DataFrame) -> pd.DataFrame:
+    """Stage outcomes of :func:`cnn_videos` rows: a video with faces is processed, one
+    without is skipped (``no_face``, or ``failed at stage faces``, already recorded
+    there), one whose store file cannot be read now is failed (``unreadable store file``)."""
+    status, has_faces = videos["face_status"], videos["n_faces"] > 0
+    outcome = np.select([has_faces, status == "unreadable"], ["processed", "failed"], "skipped")
+    reason = np.select([has_faces, status == "unreadable", status == "failed"],
+                       ["", "unreadable store file", "failed at stage faces"], "no_face")
+    return pd.DataFrame({"video_id": videos["video_id"].to_numpy(), "outcome": outcome,
+                         "reason": reason, "detail": videos["face_reason"].to_numpy()})
+
+
+@contextlib.contextmanager
+def _scoring(run: paths.RunPaths, videos: pd.DataFrame, stage: str) -> Iterator[None]:
+    """Around a stage that scores the test split: an empty split is one clear warning
+    (the results rows get n = 0 and NaN metrics) instead of one per metric and method."""
+    if (videos["split"] == "test").any():
+        yield
+        return
+    warnings.warn(f"{run.videos_csv}: the test split has no videos, so stage {stage} scores "
+                  "nothing (its results rows have n = 0 and NaN metrics)", stacklevel=3)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="empty evaluation set")
+        yield
 
 
 def train_cnn(profile: config.Profile, verbose: int = 2) -> dict:
@@ -100,7 +187,10 @@ def train_cnn(profile: config.Profile, verbose: int = 2) -> dict:
 
     run = profile.run.ensure()
     cfg = training.TrainConfig.from_sections(profile.shared, profile.sections["train_cnn"])
-    return training.train_chunks(faces.FaceStore(run), cnn_videos(run), run, cfg, verbose)
+    videos = cnn_videos(run)
+    manifest = training.train_chunks(faces.FaceStore(run), videos, run, cfg, verbose)
+    reports.stage_summary(run, "train_cnn", face_outcomes(videos[videos["split"] != "test"]))
+    return manifest
 
 
 def evaluate_cnn(profile: config.Profile) -> "training.CnnEvaluation":
@@ -110,10 +200,14 @@ def evaluate_cnn(profile: config.Profile) -> "training.CnnEvaluation":
 
     run = profile.run.ensure()
     p = profile.sections["evaluate_cnn"]
-    return training.evaluate_chunks(
-        faces.FaceStore(run), cnn_videos(run), run, training.latest_manifest(run),
-        aggregation=p["aggregation"], threshold=p["threshold"],
-        tsne_max_points=p["tsne_max_points"])
+    videos = cnn_videos(run)
+    with _scoring(run, videos, "evaluate_cnn"):
+        result = training.evaluate_chunks(
+            faces.FaceStore(run), videos, run, training.latest_manifest(run),
+            aggregation=p["aggregation"], threshold=p["threshold"],
+            tsne_max_points=p["tsne_max_points"])
+    reports.stage_summary(run, "evaluate_cnn", face_outcomes(videos[videos["split"] == "test"]))
+    return result
 
 
 def train_c3d(profile: config.Profile, verbose: int = 2) -> "temporal.TemporalResult":
@@ -122,9 +216,12 @@ def train_c3d(profile: config.Profile, verbose: int = 2) -> "temporal.TemporalRe
     from . import faces, temporal
 
     run = profile.run.ensure()
-    return temporal.train_clip_models(faces.FaceStore(run), cnn_videos(run), run,
-                                      profile.shared, profile.sections["train_c3d"],
-                                      verbose=verbose)
+    videos = cnn_videos(run)
+    with _scoring(run, videos, "train_c3d"):
+        result = temporal.train_clip_models(faces.FaceStore(run), videos, run, profile.shared,
+                                            profile.sections["train_c3d"], verbose=verbose)
+    reports.stage_summary(run, "train_c3d", face_outcomes(videos))
+    return result
 
 
 def train_rnn(profile: config.Profile, verbose: int = 2) -> "temporal.TemporalResult":
@@ -133,5 +230,31 @@ def train_rnn(profile: config.Profile, verbose: int = 2) -> "temporal.TemporalRe
     from . import faces, temporal
 
     run = profile.run.ensure()
-    return temporal.train_heads(faces.FaceStore(run), cnn_videos(run), run, profile.shared,
-                                profile.sections["train_rnn"], verbose=verbose)
+    videos = cnn_videos(run)
+    with _scoring(run, videos, "train_rnn"):
+        result = temporal.train_heads(faces.FaceStore(run), videos, run, profile.shared,
+                                      profile.sections["train_rnn"], verbose=verbose)
+    outcomes = face_outcomes(videos)
+    failed = outcomes["video_id"].isin(
+        result.features.loc[result.features["status"] == "failed", "video_id"])
+    outcomes.loc[failed, ["outcome", "reason"]] = ["failed", "unreadable store file"]
+    reports.stage_summary(run, "train_rnn", outcomes)
+    return result
+
+
+def compression_robustness(profile: config.Profile,
+                           progress: bool = True) -> "robustness.RobustnessResult":
+    """Stage 08: the test videos re-encoded at each CRF, faces extracted again, every
+    chosen detector scored on them; ``tables/robustness.csv``."""
+    from . import detectors, robustness  # detectors loads torch before TensorFlow
+
+    shared, p = profile.shared, profile.sections["robustness"]
+    run = profile.run.ensure()
+    videos = load_index(run)
+    test = robustness.pick_videos(videos[videos["split"] == "test"], p["max_videos"],
+                                  shared["seed"])
+    faces = profile.sections["faces"]
+    return robustness.run_robustness(
+        run, test, p["crfs"], p["methods"] or detectors.trained_methods(run),
+        extractor_params(shared, faces), shared["frames_per_video"], faces["sampling"],
+        faces["every_k"], preset=p["preset"], progress=progress)

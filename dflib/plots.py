@@ -165,7 +165,9 @@ def tsne_figure(before: np.ndarray, after: np.ndarray, labels: np.ndarray,
     classes = np.array([LABEL_NAMES[int(c)] for c in np.asarray(labels)])
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
     for ax, features, title in zip(axes, (before, after), titles):
-        x = np.asarray(features, dtype=np.float64).reshape(len(classes), -1)
+        # reshape(0, -1) is ambiguous: an empty test split gives no points, not an error
+        x = (np.asarray(features, dtype=np.float64).reshape(len(classes), -1) if len(classes)
+             else np.zeros((0, 1)))
         if len(x) < 4:  # t-SNE needs a few points; say so instead of failing the notebook
             ax.text(0.5, 0.5, f"{len(x)} points: too few for t-SNE", ha="center",
                     transform=ax.transAxes)
@@ -210,3 +212,58 @@ def clip_figure(clips: np.ndarray, labels: np.ndarray, max_frames: int = 8) -> p
     images = [np.clip(frame, 0, 255).astype(np.uint8) for clip in clips for frame in clip]
     titles = [f"{LABEL_NAMES[int(lab)]} · t{t}" for lab in labels for t in range(clips.shape[1])]
     return _image_grid(images, titles, cols=max(1, clips.shape[1]))
+
+
+def robustness_figure(table: pd.DataFrame, metric: str = "auc") -> plt.Figure:
+    """``metric`` against the H.264 CRF of the re-encoded test videos, one line per method
+    (colour by family); the value on the videos as shipped is drawn at the left, apart."""
+    from .robustness import ORIGINAL
+
+    families = list(dict.fromkeys(table["family"]))
+    colours = dict(zip(families, plt.get_cmap("tab10").colors))
+    crfs = sorted(c for c in table["crf"].unique() if c != ORIGINAL)
+    # x positions: "original" first, then the CRFs evenly spaced (they are labels, not a scale)
+    xpos = {ORIGINAL: 0, **{c: i + 1 for i, c in enumerate(crfs)}}
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    styles = ("-", "--", ":", "-.")
+    for i, (method, rows) in enumerate(table.groupby("method", sort=False)):
+        rows = rows.sort_values("crf")
+        fam = rows["family"].iloc[0]
+        ax.plot([xpos[c] for c in rows["crf"]], rows[metric], marker="o", ms=3, lw=1.2,
+                color=colours[fam], ls=styles[i % len(styles)], label=method)
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set_xticks(range(len(crfs) + 1), ["original", *(f"CRF {c}" for c in crfs)])
+    ax.set(ylabel=f"video-level {metric.upper()}", ylim=(0, 1.02),
+           title="Detectors on re-encoded test videos (H.264)")
+    ax.legend(fontsize=6, ncol=2 if table["method"].nunique() > 12 else 1,
+              loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def roc_family_figure(predictions: dict[str, pd.DataFrame], title: str = "") -> plt.Figure:
+    """Every method's ROC curve, one panel per family of the paper's tables (frame CNN,
+    boosted, temporal, FaceNet, triplet), AUC in each legend: one panel of 20+ curves
+    is unreadable."""
+    from . import evaluation
+    from .reports import FAMILIES, method_family
+
+    groups: dict[str, list[str]] = {}
+    for name in predictions:
+        groups.setdefault(method_family(name), []).append(name)
+    families = [f for f in FAMILIES if f in groups]
+    fig, axes = plt.subplots(1, max(1, len(families)), squeeze=False, sharey=True,
+                             figsize=(3.6 * max(1, len(families)), 3.9))
+    for ax, family in zip(axes.flat, families):
+        for name in groups[family]:
+            table = predictions[name]
+            fpr, tpr, auc = evaluation.roc_points(table["label"], table["score"])
+            ax.plot(fpr, tpr, lw=1.2, label=f"{name} ({auc:.3f})")
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+        ax.set(title=family, xlabel="false positive rate", xlim=(0, 1), ylim=(0, 1.01))
+        ax.legend(fontsize=6, loc="lower right", title="AUC", title_fontsize=6)
+    axes.flat[0].set_ylabel("true positive rate (fake)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,8 +1,17 @@
-"""Summary tables that the notebooks show and save."""
+"""Summary tables that the notebooks show and save, every stage's outcome counts, and the
+paper-style results tables (grouped by family, best values marked, published figures)."""
 
 from __future__ import annotations
 
+import html
+import re
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
 import pandas as pd
+
+from . import evaluation, io, synth
+from .paths import RunPaths, resolve
 
 SPLIT_ORDER = ["train", "val", "test"]
 
@@ -35,3 +44,226 @@ def detection_rates(frames: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame
     table["face_rate"] = (table["faces"] / table["frames"].where(table["frames"] > 0)).round(4)
     table["split"] = pd.Categorical(table["split"], SPLIT_ORDER, ordered=True)
     return table.sort_values(["split", "class"]).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- stage summaries
+
+OUTCOMES = ("processed", "skipped", "failed")
+STAGE_SUMMARY_COLUMNS = ["stage", "outcome", "reason", "videos"]
+
+
+def summary_path(run: RunPaths, stage: str) -> Path:
+    """``tables/summary_<stage>.csv``: the stage's video counts by outcome and reason."""
+    return run.tables / f"summary_{stage}.csv"
+
+
+def stage_summary(run: RunPaths, stage: str, outcomes: pd.DataFrame,
+                  record: Sequence[str] = ("failed",)) -> pd.DataFrame:
+    """Count a stage's videos by outcome and reason, write ``tables/summary_<stage>.csv``
+    atomically and replace the stage's rows of ``failures.csv`` with its videos whose
+    outcome is in ``record``.
+
+    ``outcomes``: one row per video with ``video_id``, ``outcome`` (processed, skipped or
+    failed), ``reason`` (short, counted on: ``no_face``, ``already done``) and optionally
+    ``detail`` (the full text for ``failures.csv``; ``reason`` when absent). Every outcome
+    gets a row, with 0 videos when none had it, so a reader sees that nothing failed.
+    """
+    bad = sorted(set(outcomes["outcome"]) - set(OUTCOMES))
+    if bad:
+        raise ValueError(f"stage {stage}: unknown outcome {bad[0]!r} (allowed: "
+                         f"{', '.join(OUTCOMES)})")
+    counts = (outcomes.assign(reason=outcomes["reason"].fillna("").astype(str))
+              .groupby(["outcome", "reason"]).size().rename("videos").reset_index())
+    empty = pd.DataFrame({"outcome": [o for o in OUTCOMES if o not in set(counts["outcome"])],
+                          "reason": "", "videos": 0})
+    table = pd.concat([t for t in (counts, empty) if len(t)], ignore_index=True)
+    table["outcome"] = pd.Categorical(table["outcome"], OUTCOMES, ordered=True)
+    table = (table.sort_values(["outcome", "reason"]).assign(stage=stage)
+             .astype({"outcome": str, "videos": int})[STAGE_SUMMARY_COLUMNS]
+             .reset_index(drop=True))
+    io.write_csv(table, summary_path(run, stage))
+    kept = outcomes[outcomes["outcome"].isin(record)]
+    detail = kept["detail"] if "detail" in kept else kept["reason"]
+    io.record_failures(run.failures_csv, stage,
+                       pd.DataFrame({"video_id": kept["video_id"], "reason": detail}))
+    return table
+
+
+def read_summary(run: RunPaths, stage: str) -> pd.DataFrame:
+    """A stage's summary table; a clear error when the stage has not run."""
+    path = summary_path(run, stage)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no summary; run stage '{stage}' first")
+    return pd.read_csv(path, dtype={"reason": str}, keep_default_na=False)
+
+
+def summary_line(run: RunPaths, stage: str) -> str:
+    """One line from a stage's summary table, for the notebooks:
+    ``faces: 9 processed (already done: 3), 1 skipped (no_face: 1), 0 failed``."""
+    table = read_summary(run, stage)
+    parts = []
+    for outcome in OUTCOMES:
+        rows = table[(table["outcome"] == outcome) & (table["videos"] > 0)]
+        reasons = ", ".join(f"{r}: {n}" for r, n in zip(rows["reason"], rows["videos"]) if r)
+        parts.append(f"{int(rows['videos'].sum())} {outcome}" + (f" ({reasons})" if reasons else ""))
+    return f"{stage}: {', '.join(parts)}"
+
+
+def run_summaries(run: RunPaths, stages: Sequence[str]) -> pd.DataFrame:
+    """The summary tables of ``stages`` that have run, one after another, without the
+    zero-count rows: what every stage processed, skipped and failed."""
+    parts = [read_summary(run, s) for s in stages if summary_path(run, s).is_file()]
+    table = (pd.concat(parts, ignore_index=True) if parts
+             else pd.DataFrame(columns=STAGE_SUMMARY_COLUMNS))
+    return table[table["videos"] > 0].reset_index(drop=True)
+
+
+def read_failures(run: RunPaths) -> pd.DataFrame:
+    """The run's ``failures.csv`` (stage, video_id, reason); empty when nothing failed."""
+    if not run.failures_csv.is_file():
+        return pd.DataFrame(columns=io.FAILURE_COLUMNS)
+    return pd.read_csv(run.failures_csv, dtype=str, keep_default_na=False)
+
+
+# --------------------------------------------------------------------------- paper-style results
+
+METRICS = ("acc", "precision", "recall", "f1", "auc", "eer", "ap", "logloss")
+LOWER_IS_BETTER = frozenset({"eer", "logloss"})
+LEVELS = ("video", "frame")
+FAMILIES = ("frame CNN", "boosted", "temporal", "FaceNet", "triplet", "other")
+OURS = "this run"
+PUBLISHED = "published (Kumar et al. 2020)"
+PAPER_COLUMNS = ["level", "family", "method", "source", "n", *METRICS]
+
+
+def method_family(method: str) -> str:
+    """The family a method name belongs to, for grouping rows as the paper does."""
+    head, _, rest = method.partition("/")
+    if head == "cnn":
+        return "boosted" if rest.rsplit("/", 1)[-1].startswith("boosted") else "frame CNN"
+    if head in ("c3d", "conv3d", "rnn"):
+        return "temporal"
+    return {"facenet": "FaceNet", "triplet": "triplet"}.get(head, "other")
+
+
+def _natural(text: str) -> tuple:
+    """Sort key that puts chunk2 before chunk10."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text))
+
+
+def paper_table(results: pd.DataFrame, published: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``results.csv`` rows in the paper's order: video level first, then frame level;
+    within a level by family (frame CNN, boosted, temporal, FaceNet, triplet), methods in
+    natural order, and ``published`` rows (see :func:`published_results`) after ours in
+    their family. Columns ``PAPER_COLUMNS``; ``source`` says whose number it is."""
+    ours = results.assign(family=results["method"].map(method_family), source=OURS)
+    parts = [ours, published] if published is not None and len(published) else [ours]
+    table = pd.concat(parts, ignore_index=True)[PAPER_COLUMNS]
+    unknown = sorted(set(table["level"]) - set(LEVELS))
+    if unknown:
+        raise ValueError(f"results table: unknown level {unknown[0]!r} (expected video, frame)")
+    key = pd.DataFrame({
+        "level": table["level"].map(LEVELS.index),
+        "family": table["family"].map(FAMILIES.index),
+        "source": (table["source"] != OURS).astype(int),
+        "method": table["method"].map(_natural)})
+    order = key.sort_values(["level", "family", "source", "method"], kind="stable").index
+    return table.loc[order].reset_index(drop=True)
+
+
+def best_mask(table: pd.DataFrame) -> pd.DataFrame:
+    """True where a metric is the best of its level among this run's rows (highest, or
+    lowest for eer and logloss; ties all marked). Published rows are never marked."""
+    mask = pd.DataFrame(False, index=table.index, columns=list(METRICS))
+    ours = table["source"] == OURS if "source" in table else pd.Series(True, table.index)
+    for level in LEVELS:
+        rows = ours & (table["level"] == level)
+        for metric in METRICS:
+            values = table.loc[rows, metric].astype(float)
+            if values.notna().any():
+                best = values.min() if metric in LOWER_IS_BETTER else values.max()
+                mask.loc[values.index[values == best], metric] = True
+    return mask
+
+
+# (dataset rule, level, family, method, metric, value) of Kumar et al. (IWBF 2020) and
+# their README: XceptionNet video accuracy, and after max voting over 7 balanced chunks;
+# the metric-learning (triplet) pipeline's Celeb-DF AUC and NeuralTextures c40 accuracy.
+_PUBLISHED = (
+    ("celebdf", "video", "frame CNN", "cnn/xception", "acc", 0.96),
+    ("celebdf", "video", "boosted", "cnn/xception/boosted", "acc", 0.98),
+    ("celebdf", "video", "triplet", "triplet", "auc", 0.992),
+    ("ffpp_nt_c40", "video", "triplet", "triplet", "acc", 0.9071),
+)
+
+
+def published_setting(profile: Mapping[str, Any]) -> str | None:
+    """``celebdf`` or ``ffpp_nt_c40`` when the profile (``profile.yaml`` of a run: shared
+    keys and sections) runs a setting the paper reported on: Celeb-DF v2 itself (not the
+    generated demo in its layout) or FaceForensics++ NeuralTextures alone at c40, trained
+    and tested on the same dataset; else None."""
+    index = profile.get("index") or {}
+    if index.get("test_dataset") not in (None, "", profile.get("dataset")):
+        return None  # cross-dataset protocol: the paper has no such figure
+    if profile.get("data_root") and (resolve(profile["data_root"]) / synth.PARAMS).is_file():
+        return None  # the generated demo dataset, in Celeb-DF's layout
+    if profile.get("dataset") == "celebdf" and not index.get("demo_generate", False):
+        return "celebdf"
+    if (profile.get("dataset") == "ffpp" and list(index.get("ffpp_methods", [])) ==
+            ["NeuralTextures"] and index.get("ffpp_compression") == "c40"):
+        return "ffpp_nt_c40"
+    return None
+
+
+def published_results(profile: Mapping[str, Any]) -> pd.DataFrame:
+    """The paper's figures for the profile's setting as ``PAPER_COLUMNS`` rows with source
+    ``PUBLISHED`` (fractions, like ``results.csv``); no rows for any other setting."""
+    setting = published_setting(profile)
+    rows = [{"level": level, "family": family, "method": method, "source": PUBLISHED,
+             metric: value}
+            for rule, level, family, method, metric, value in _PUBLISHED if rule == setting]
+    table = pd.DataFrame(rows, columns=PAPER_COLUMNS)
+    table["n"] = table["n"].astype("Int64")
+    return table.astype({m: float for m in METRICS})
+
+
+def format_paper_table(table: pd.DataFrame, fmt: str = "markdown",
+                       decimals: int = 3) -> str:
+    """``table`` (from :func:`paper_table`) as a markdown or HTML table with each level's
+    best values in bold; the ``source`` column only when published rows are present."""
+    if fmt not in ("markdown", "html"):
+        raise ValueError(f"format {fmt!r}: choose markdown or html")
+    mask = best_mask(table)
+    columns = [c for c in PAPER_COLUMNS if c != "source" or (table["source"] != OURS).any()]
+    cells = table[columns].astype(object).where(table[columns].notna(), "–")
+    for metric in METRICS:
+        cells[metric] = [v if v == "–" else f"{v:.{decimals}f}" for v in cells[metric]]
+    cells["n"] = cells["n"].astype(str)
+    if fmt == "html":
+        cells = cells.map(lambda v: html.escape(str(v)))
+    strong = ("<b>", "</b>") if fmt == "html" else ("**", "**")
+    for metric in METRICS:
+        cells.loc[mask[metric], metric] = [f"{strong[0]}{v}{strong[1]}"
+                                            for v in cells.loc[mask[metric], metric]]
+    if fmt == "html":
+        return cells.to_html(index=False, escape=False, classes="results", border=0)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in cells.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def roc_predictions(run: RunPaths, level: str = "video") -> dict[str, pd.DataFrame]:
+    """Every method of ``results.csv`` at ``level`` (video or frame) mapped to its
+    prediction table (``label``, ``score``), in :func:`paper_table` order, for
+    :func:`dflib.plots.roc_figure`."""
+    if level not in LEVELS:
+        raise ValueError(f"level {level!r}: choose video or frame")
+    table = paper_table(evaluation.results_table(run))
+    out: dict[str, pd.DataFrame] = {}
+    for method in table.loc[table["level"] == level, "method"]:
+        videos, frames = evaluation.read_predictions(run, method)
+        if level == "frame" and frames is None:
+            raise FileNotFoundError(f"results.csv has frame rows for {method!r} but "
+                                    f"predictions/ has no frame file for it")
+        out[method] = videos if level == "video" else frames
+    return out

@@ -45,7 +45,8 @@ def environment_record() -> dict[str, str]:
 
 def run_profile(profile: config.Profile, stages: Sequence[str] | None = None,
                 log_output: bool = True) -> Path:
-    """Execute the selected stages' notebooks in order; return the run folder."""
+    """Execute the selected stages' notebooks in order, then render the run's report
+    (``report/index.html`` and every executed notebook as HTML); return the run folder."""
     import papermill  # heavy import, only when running
 
     selected = select_stages(stages)
@@ -65,4 +66,7 @@ def run_profile(profile: config.Profile, stages: Sequence[str] | None = None,
         except papermill.PapermillExecutionError as exc:
             raise StageFailed(f"stage {stage.name} failed ({exc.ename}: {exc.evalue}); "
                               f"see {output}") from None
+    from . import report
+
+    print(f"[dflib] report: {report.build_report(run)}", flush=True)
     return run.root

@@ -25,6 +25,7 @@ video without faces keeps its prediction row with status ``no_face``.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -340,7 +341,8 @@ def extract_sequence_features(store: training.FaceSource, videos: pd.DataFrame, 
     The CNN is chunk 0 of the training ``manifest`` (the ``cnn/<arch>`` model). One file
     per video, written atomically; a file made with the same CNN, ``seq_len`` and face
     store settings is kept (status ``skipped``). Returns ``video_id, n_steps, status``
-    (``extracted``, ``skipped`` or ``no_store``).
+    (``extracted``, ``skipped``, ``no_store``, or ``failed`` when the store file cannot be
+    read).
     """
     folder = features_dir(run, manifest["arch"])
     folder.mkdir(parents=True, exist_ok=True)
@@ -360,12 +362,15 @@ def extract_sequence_features(store: training.FaceSource, videos: pd.DataFrame, 
         if extractor is None:  # loading the CNN is the slow part of a rerun: only if needed
             cnn_path = run.root / manifest["chunk_models"][0]["model"]
             extractor = cnn.feature_model(cnn.load_model(cnn_path))
-        faces, frame_idx = store.load(vid)
+        try:
+            faces, frame_idx = store.load(vid)
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            target.unlink(missing_ok=True)
+            rows.append((vid, 0, "failed"))  # the stage summary counts it; the run goes on
+            continue
         faces, frame_idx = faces[:seq_len], np.asarray(frame_idx)[:seq_len]
-        feats = np.zeros((0, FEATURE_DIM), np.float32) if len(faces) == 0 else np.concatenate(
-            [keras.ops.convert_to_numpy(extractor.predict_on_batch(
-                faces[i:i + batch_size].astype(np.float32)))
-             for i in range(0, len(faces), batch_size)])
+        feats = (np.zeros((0, FEATURE_DIM), np.float32) if len(faces) == 0
+                 else _features(extractor, faces, batch_size))
         io.write_npz(target, features=feats.astype(np.float32), frame_idx=frame_idx,
                      video_id=np.array(vid), config=np.array(config))
         rows.append((vid, len(feats), "extracted"))
@@ -373,7 +378,7 @@ def extract_sequence_features(store: training.FaceSource, videos: pd.DataFrame, 
     io.write_text(json.dumps({
         "arch": manifest["arch"], "cnn_model": manifest["chunk_models"][0]["model"],
         "cnn_finished_at": manifest["finished_at"], "layer": cnn.FEATURES_LAYER,
-        "seq_len": seq_len, "videos": int((table["status"] != "no_store").sum()),
+        "seq_len": seq_len, "videos": int((~table["status"].isin(["no_store", "failed"])).sum()),
         "no_store": table.loc[table["status"] == "no_store", "video_id"].tolist()},
         indent=2) + "\n", folder / "manifest.json")
     return table
@@ -571,21 +576,29 @@ def train_clip_models(store: training.FaceSource, videos: pd.DataFrame, run: Run
     return _finish(run, CLIP_MODELS, records, predictions, threshold)
 
 
-def evaluate_clip_model(store: training.FaceSource, test: pd.DataFrame, run: RunPaths,
-                        record: ModelRecord, threshold: float = 0.5) -> pd.DataFrame:
-    """Score every centre-cropped test clip with the saved model; write ``predictions/
-    <method>.csv`` (video level: mean over clips). Columns add ``n_samples`` (clips) and
-    ``padded`` (the video was shorter than one clip)."""
-    cfg = record.config
-    model = load_model(run.root / record.model)
-    data = ClipBatches(store, test, cfg["clip_len"], cfg["clip_size"], cfg["batch_size"])
+def clip_predictions(model: keras.Model, config: Mapping[str, Any], store: training.FaceSource,
+                     videos: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
+    """Video predictions of a clip model (``config``: its record's configuration): the
+    mean P(fake) over every centre-cropped clip of a video. Columns add ``n_samples``
+    (clips) and ``padded`` (the video was shorter than one clip)."""
+    data = ClipBatches(store, videos, config["clip_len"], config["clip_size"],
+                       config["batch_size"])
     clips = pd.concat([data.keys(i) for i in range(len(data))] or
                       [pd.DataFrame(columns=["video_id", "frame_idx", "label", "clip", "padded"])],
                       ignore_index=True)
     clips["score"] = predict_scores(model, data)
     steps = dict(zip(data.video_ids, data.n_faces.tolist()))
-    rows = _video_rows(clips, test, steps, threshold)
-    rows["padded"] = (rows["n_frames"] > 0) & (rows["n_frames"] < cfg["clip_len"])
+    rows = _video_rows(clips, videos, steps, threshold)
+    rows["padded"] = (rows["n_frames"] > 0) & (rows["n_frames"] < config["clip_len"])
+    return rows
+
+
+def evaluate_clip_model(store: training.FaceSource, test: pd.DataFrame, run: RunPaths,
+                        record: ModelRecord, threshold: float = 0.5) -> pd.DataFrame:
+    """Score the test split with a saved clip model and write ``predictions/<method>.csv``
+    (see :func:`clip_predictions`)."""
+    rows = clip_predictions(load_model(run.root / record.model), record.config, store, test,
+                            threshold)
     evaluation.write_predictions(run, record.method, rows)
     return rows
 
@@ -613,6 +626,38 @@ def head_config(head: str, shared: Mapping[str, Any], section: Mapping[str, Any]
             **{k: section[k] for k in keys}}
 
 
+def head_predictions(model: keras.Model, sequences: Sequences, videos: pd.DataFrame,
+                     batch_size: int = 32, threshold: float = 0.5) -> pd.DataFrame:
+    """Video predictions of a recurrent head: one P(fake) per feature sequence; videos of
+    ``videos`` without a sequence (no face) keep their row with status ``no_face``."""
+    scored = pd.DataFrame({"video_id": sequences.video_ids, "frame_idx": 0,
+                           "label": sequences.labels,
+                           "score": predict_scores(model, sequences.inputs, batch_size)
+                           if len(sequences.labels) else np.zeros(0)})
+    steps = dict(zip(sequences.video_ids, sequences.lengths.tolist()))
+    return _video_rows(scored, videos, steps, threshold)
+
+
+def sequence_features(model: keras.Model, store: training.FaceSource, videos: pd.DataFrame,
+                      seq_len: int, batch_size: int = 32) -> Sequences:
+    """Padded ``features``-layer sequences of the first ``seq_len`` faces of each video with
+    a face, computed in memory (``model``: a frame CNN's :func:`cnn.feature_model`)."""
+    ids, labels, feats = [], [], []
+    for vid, label in zip(videos["video_id"].astype(str), videos["label"]):
+        faces = store.load(vid)[0][:seq_len]
+        if len(faces):
+            ids.append(vid)
+            labels.append(int(label))
+            feats.append(_features(model, faces, batch_size))
+    x, lengths = pad_sequences(feats, seq_len)
+    return Sequences(np.array(ids, dtype=object), np.array(labels, dtype=np.int64), x, lengths)
+
+
+def _features(model: keras.Model, faces: np.ndarray, batch_size: int) -> np.ndarray:
+    return np.concatenate([keras.ops.convert_to_numpy(model.predict_on_batch(
+        faces[i:i + batch_size].astype(np.float32))) for i in range(0, len(faces), batch_size)])
+
+
 def train_heads(store: training.FaceSource, videos: pd.DataFrame, run: RunPaths,
                 shared: Mapping[str, Any], section: Mapping[str, Any],
                 threshold: float = 0.5, verbose: int = 2) -> TemporalResult:
@@ -631,7 +676,6 @@ def train_heads(store: training.FaceSource, videos: pd.DataFrame, run: RunPaths,
     test = videos[videos["split"] == "test"].reset_index(drop=True)
     train_seq, val_seq, test_seq = (load_sequences(run, manifest["arch"], v, seq_len)
                                     for v in (train, val, test))
-    steps = dict(zip(test_seq.video_ids, test_seq.lengths.tolist()))
     records, predictions = {}, {}
     for head in section["models"]:
         config = head_config(head, shared, section, origin)
@@ -652,13 +696,8 @@ def train_heads(store: training.FaceSource, videos: pd.DataFrame, run: RunPaths,
                 patience=section["patience"], class_weight=weights, verbose=verbose)
         else:
             print(f"rnn/{head}: {record.model} exists with this configuration, skipped")
-        model = load_model(run.root / record.model)
-        scored = pd.DataFrame({"video_id": test_seq.video_ids, "frame_idx": 0,
-                               "label": test_seq.labels,
-                               "score": predict_scores(model, test_seq.inputs,
-                                                       section["batch_size"])
-                               if len(test_seq.labels) else np.zeros(0)})
-        rows = _video_rows(scored, test, steps, threshold)
+        rows = head_predictions(load_model(run.root / record.model), test_seq, test,
+                                section["batch_size"], threshold)
         evaluation.write_predictions(run, record.method, rows)
         records[head], predictions[head] = record, rows
     return _finish(run, ("rnn",), records, predictions, threshold, table)

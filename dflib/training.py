@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from collections import OrderedDict
@@ -43,7 +44,8 @@ class FaceSource(Protocol):
 # --------------------------------------------------------------------------- seeding
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and the backend, and ask TensorFlow for deterministic ops."""
+    """Seed Python, NumPy, the Keras backend and torch (when loaded), and ask TensorFlow
+    and torch for deterministic ops."""
     keras.utils.set_random_seed(seed)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -51,6 +53,15 @@ def seed_everything(seed: int) -> None:
         # Process-wide and idempotent; ops without a deterministic kernel then raise
         # instead of silently varying between runs.
         tf.config.experimental.enable_op_determinism()
+    # torch only when this process loaded it already (Keras' torch backend, MTCNN, FaceNet):
+    # importing it after TensorFlow is what DESIGN.md's known traps warn about.
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        # cuBLAS picks non-deterministic GEMM kernels unless it has this workspace setting.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.manual_seed(seed)
+        # warn_only: an op without a deterministic kernel warns instead of stopping a run.
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -458,6 +469,30 @@ def latest_manifest(run: RunPaths) -> dict[str, Any]:
     return max(found, key=lambda m: m["finished_at"])
 
 
+def chunk_predictions(models: Sequence[keras.Model], arch: str, store: FaceSource,
+                      videos: pd.DataFrame, batch_size: int = 32, aggregation: str = "mean",
+                      threshold: float = 0.5) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Video and frame predictions of ``videos`` (``video_id, label, n_faces``) by every
+    chunk model and, with several chunks, by their ensembles, keyed by method name:
+    ``cnn/<arch>`` (chunk 0), ``cnn/<arch>/chunk<i>``, ``cnn/<arch>/boosted`` (majority
+    vote of the chunk models' calls, the paper's max voting) and ``cnn/<arch>/boosted_mean``
+    (mean probability). Videos without faces keep their row (status ``no_face``)."""
+    frames = score_faces(models, FaceBatches(store, videos, batch_size))
+    keys = frames[["video_id", "frame_idx", "label"]]
+    out: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+    for j in range(len(models)):
+        f = keys.assign(score=frames[f"score{j}"])
+        out[method_name(arch, j)] = (evaluation.video_predictions(f, videos, aggregation,
+                                                                  threshold), f)
+    if len(models) > 1:
+        members = list(out.values())
+        for how, suffix in (("vote", "boosted"), ("mean", "boosted_mean")):
+            out[method_name(arch, ensemble=suffix)] = (
+                evaluation.ensemble([v for v, _ in members], how, threshold),
+                evaluation.ensemble([f for _, f in members], how, threshold))
+    return out
+
+
 @dataclass
 class CnnEvaluation:
     """What ``evaluate_chunks`` wrote and what the notebook shows."""
@@ -475,35 +510,19 @@ def evaluate_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
                     threshold: float = 0.5, tsne_max_points: int = 2000) -> CnnEvaluation:
     """Score the test split with every chunk model, write predictions and results rows.
 
-    ``videos``: the index rows with ``video_id, label, split, n_faces``. Methods:
-    ``cnn/<arch>`` (chunk 0), ``cnn/<arch>/chunk<i>`` for the other chunks, and, only when
-    there are several chunks (one model is not an ensemble), ``cnn/<arch>/boosted``
-    (majority vote of the chunk models' calls, the paper's max voting) and
-    ``cnn/<arch>/boosted_mean`` (mean probability), each at frame and video level.
-    Test videos without faces keep their row (``evaluation.video_predictions``).
+    ``videos``: the index rows with ``video_id, label, split, n_faces``; the methods are
+    those of :func:`chunk_predictions`, each at frame and video level.
     Also returns penultimate features of up to ``tsne_max_points`` test faces from the
     model before training (rebuilt with chunk 0's seed and weights) and after.
     """
     cfg = TrainConfig(**manifest["config"])
     test = videos[videos["split"] == "test"].reset_index(drop=True)
     models = [cnn.load_model(run.root / c["model"]) for c in manifest["chunk_models"]]
-    frames = score_faces(models, FaceBatches(store, test, cfg.batch_size))
-    keys = frames[["video_id", "frame_idx", "label"]]
-
-    members: list[tuple[pd.DataFrame, pd.DataFrame]] = []
-    methods = []
-    for j in range(len(models)):
-        f = keys.assign(score=frames[f"score{j}"])
-        v = evaluation.video_predictions(f, test, aggregation, threshold)
-        methods.append(method_name(cfg.arch, j))
-        evaluation.write_predictions(run, methods[-1], v, f)
-        members.append((v, f))
-    if len(models) > 1:
-        for how, suffix in (("vote", "boosted"), ("mean", "boosted_mean")):
-            methods.append(method_name(cfg.arch, ensemble=suffix))
-            evaluation.write_predictions(
-                run, methods[-1], evaluation.ensemble([v for v, _ in members], how, threshold),
-                evaluation.ensemble([f for _, f in members], how, threshold))
+    scored = chunk_predictions(models, cfg.arch, store, test, cfg.batch_size, aggregation,
+                               threshold)
+    for method, (v, f) in scored.items():
+        evaluation.write_predictions(run, method, v, f)
+    methods = list(scored)
     evaluation.retire_methods(run, f"cnn/{cfg.arch}", methods)
     results = pd.concat([evaluation.score_method(run, m, threshold) for m in methods],
                         ignore_index=True)

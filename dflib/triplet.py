@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from . import evaluation, io
 from .paths import RunPaths
+from .training import seed_everything
 
 HIDDEN_UNITS = (256, 256, 128)
 EMBEDDING_DIM = 64
@@ -309,7 +310,7 @@ def train(run: RunPaths, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
         return Training(model, read_log(log_file), False, monitor)
 
     fp_file.unlink(missing_ok=True)  # the old model no longer counts as finished
-    keras.utils.set_random_seed(seed)
+    seed_everything(seed)  # TensorFlow's deterministic ops too, as the CNNs train
     model = build_mlp(x_train.shape[1], dropout)
     model.get_layer(NORMALISATION).adapt(x_train)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
@@ -392,6 +393,31 @@ def fake_probability(estimator: Any, x: np.ndarray) -> np.ndarray:
     return np.clip(proba[:, list(estimator.classes_).index(1)], 0.0, 1.0).astype(float)
 
 
+def classifier_path(run: RunPaths, method: str) -> Path:
+    """``models/<space>/<classifier>.joblib`` of a method ``<space>/<classifier>``."""
+    space, name = method.split("/", 1)
+    return run.models / space / f"{name}.joblib"
+
+
+def save_classifier(run: RunPaths, method: str, estimator: Any) -> Path:
+    """Persist a fitted classifier atomically (joblib, scikit-learn's convention) so that
+    ``dflib predict`` and the robustness stage can score new faces with it."""
+    import joblib
+
+    return io.atomic_write(classifier_path(run, method), lambda p: joblib.dump(estimator, p))
+
+
+def load_classifier(run: RunPaths, method: str) -> Any:
+    """The fitted classifier of ``method``; a clear error when stage 07 has not saved it."""
+    import joblib
+
+    target = classifier_path(run, method)
+    if not target.is_file():
+        raise FileNotFoundError(f"{target}: no fitted classifier for {method!r}; "
+                                "rerun stage 'train_triplet'")
+    return joblib.load(target)
+
+
 def evaluate_classifiers(run: RunPaths, space: str, names: Sequence[str], x_train: np.ndarray,
                          y_train: np.ndarray, x_test: np.ndarray, test_frames: pd.DataFrame,
                          test_videos: pd.DataFrame, aggregation: str = "mean",
@@ -411,6 +437,7 @@ def evaluate_classifiers(run: RunPaths, space: str, names: Sequence[str], x_trai
     for name in tqdm(names, desc=f"{space} classifiers", unit="clf", disable=not progress):
         method = f"{space}/{name}"
         clf = make_classifier(name, seed=seed, n_train=len(y_train)).fit(x_train, y_train)
+        save_classifier(run, method, clf)
         frames = test_frames.loc[:, ["video_id", "frame_idx", "label"]].assign(
             score=fake_probability(clf, x_test) if len(x_test) else np.zeros(0))
         videos = evaluation.video_predictions(frames, test_videos, rule=aggregation,

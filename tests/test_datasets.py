@@ -9,7 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dflib import config, datasets
+import yaml
+
+from dflib import config, datasets, paths
 from dflib.datasets import DatasetError, build_index, layout_problem
 
 
@@ -394,3 +396,63 @@ def test_profile_with_missing_data_root_names_it(tmp_path: Path) -> None:
     message = str(info.value)
     assert message.startswith("params/x.yaml: data_root: ")
     assert str(missing) in message and "\n" not in message
+
+
+# --- cross-dataset protocol ----------------------------------------------------------------
+
+def test_cross_dataset_trains_on_one_and_tests_on_the_other(tmp_path: Path) -> None:
+    make_ffpp(tmp_path / "ffpp")
+    make_celebdf(tmp_path / "celeb")
+    train = build_index("ffpp", tmp_path / "ffpp", ffpp_compression="c23")
+    test = build_index("celebdf", tmp_path / "celeb")
+    videos = datasets.cross_dataset(train, test).videos
+    by_split = videos.groupby("split")["dataset"].unique().map(list).to_dict()
+    assert by_split == {"test": ["celebdf"], "train": ["ffpp"], "val": ["ffpp"]}
+    assert len(videos[videos["split"] == "test"]) == 4  # the listed videos on disk
+    assert not videos.isna().any().any()
+    assert set(datasets.cross_dataset(train, test).missing["video_id"]) >= {
+        "Celeb-synthesis/id9_id8_0000"}
+
+
+def test_cross_dataset_without_test_videos_is_an_error(tmp_path: Path) -> None:
+    make_ffpp(tmp_path / "ffpp")
+    train = build_index("ffpp", tmp_path / "ffpp", ffpp_compression="c23")
+    no_test = datasets.IndexResult(train.videos[train.videos["split"] != "test"], train.missing)
+    with pytest.raises(DatasetError, match="has no test videos"):
+        datasets.cross_dataset(train, no_test)
+
+
+REAL_DATA_PROFILES = {
+    "celebdf.yaml": {"data_root": make_celebdf},
+    "ffpp_nt_c40.yaml": {"data_root": lambda root: make_ffpp(root, methods=("NeuralTextures",))},
+    "ffpp_c23_to_celebdf.yaml": {
+        "data_root": lambda root: make_ffpp(
+            root, comps=("c23",), methods=("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")),
+        "index.test_data_root": make_celebdf},
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_DATA_PROFILES))
+def test_real_data_profiles_check_against_the_dataset_layout(tmp_path: Path, name: str) -> None:
+    """Each real-data profile passes `dflib check` once its folders have the layout, and
+    fails naming the key and path while one is missing."""
+    from dflib import cli
+
+    raw = yaml.safe_load((paths.PARAMS_DIR / name).read_text(encoding="utf-8"))
+    makers = REAL_DATA_PROFILES[name]
+    for key in makers:
+        section, _, leaf = key.rpartition(".")
+        (raw[section] if section else raw)[leaf] = str(tmp_path / key)
+    profile = tmp_path / name
+    profile.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    for key, make in makers.items():
+        assert cli.main(["check", str(profile)]) == 2  # this folder and later ones missing
+        make(tmp_path / key)
+    assert cli.main(["check", str(profile)]) == 0
+
+
+def test_cross_dataset_keys_go_together(tmp_path: Path) -> None:
+    raw = {"run_name": "x", "dataset": "ffpp", "data_root": str(tmp_path),
+           "index": {"test_dataset": "celebdf"}}
+    with pytest.raises(config.ProfileError, match="test_dataset and index.test_data_root"):
+        config.validate(raw, check_data=False)

@@ -1,0 +1,389 @@
+"""Benchmarks of the heavy steps, each against a baseline measured in the same run.
+
+``extract``: on the same videos and sampled frames, decoding alone, the original study's
+face extraction (every frame decoded in order, one full-resolution ``MTCNN.detect`` per
+frame with facenet-pytorch's defaults, largest box cropped) and dflib's
+:class:`~dflib.faces.FaceExtractor` with the profile defaults. ``parallel``:
+:func:`~dflib.faces.run_extraction` with 1, 2, ... Dask workers. ``train_memory``: peak
+RSS of one training epoch on a face store at 1x and k x the faces, each in a fresh
+process. ``footage`` writes 720p videos (dflib.synth) and 1080p "distant speaker" videos
+made from them. Tables are returned as DataFrames; the CLI prints them and writes CSVs.
+torch, facenet-pytorch and keras are imported on first use only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import config, io, synth
+from .faces import EXTRACTOR_KEYS, FaceExtractor, FaceStore, run_extraction, store_path
+from .paths import RunPaths
+from .video import VideoError, probe, read_frames, sample_indices
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+EXTRACT_COLUMNS = ["footage", "resolution", "device", "videos", "frames", "decode_fps",
+                   "baseline_fps", "dflib_fps", "speedup", "baseline_faces", "dflib_faces",
+                   "agreement", "mean_iou"]
+PARALLEL_COLUMNS = ["workers", "videos", "frames", "seconds", "frames_per_s", "speedup"]
+MEMORY_COLUMNS = ["scale", "videos", "faces", "store_mb", "rss_before_fit_mb", "peak_rss_mb",
+                  "seconds", "peak_ratio"]
+# The original study's crop: 160 px faces with a 40 px margin (DESIGN.md reference facts).
+BASELINE_IMG_SIZE, BASELINE_MARGIN = 160, 40
+
+Box = tuple[float, float, float, float]
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device {device!r} is not one of auto, cpu, cuda")
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def profile_extractor_params(device: str = "auto") -> dict[str, Any]:
+    """FaceExtractor arguments as a profile that sets nothing gets them (config.py defaults)."""
+    fields = config.STAGE_BY_NAME["faces"].fields
+    params = {k: fields[k].default for k in EXTRACTOR_KEYS if k in fields}
+    return {**params, "img_size": config.SHARED["img_size"].default, "device": device}
+
+
+def find_videos(path: str | Path) -> list[Path]:
+    """``path`` itself, or the videos under a folder (recursively, sorted)."""
+    p = Path(path)
+    if p.is_dir():
+        return sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_SUFFIXES
+                      and f.is_file())
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such file or folder")
+    return [p]
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two ``x1, y1, x2, y2`` boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def compare_boxes(baseline: Sequence[Box | None], fast: Sequence[Box | None]
+                  ) -> tuple[float, float]:
+    """``(agreement, mean_iou)``: the share of frames where both or neither found a face,
+    and the mean IoU over frames where both did (NaN when there are none)."""
+    if len(baseline) != len(fast):
+        raise ValueError(f"{len(baseline)} baseline frames against {len(fast)} fast frames")
+    if not baseline:
+        return math.nan, math.nan
+    agree = np.mean([(a is None) == (b is None) for a, b in zip(baseline, fast)])
+    ious = [box_iou(a, b) for a, b in zip(baseline, fast) if a is not None and b is not None]
+    return float(agree), float(np.mean(ious)) if ious else math.nan
+
+
+class BaselineExtractor:
+    """The original study's extraction: facenet-pytorch ``MTCNN`` with its defaults
+    (min_face_size 20, factor 0.709), one ``detect`` per full-resolution frame, the
+    largest box cropped to 160 px with a 40 px margin."""
+
+    def __init__(self, device: str) -> None:
+        import torch
+        from facenet_pytorch import MTCNN
+
+        self.mtcnn = MTCNN(image_size=BASELINE_IMG_SIZE, margin=BASELINE_MARGIN,
+                           device=torch.device(device)).eval()
+
+    def frame(self, rgb: np.ndarray) -> Box | None:
+        """The largest face's box in one RGB frame (its crop is made and dropped)."""
+        from facenet_pytorch.models.utils.detect_face import extract_face
+
+        boxes, _ = self.mtcnn.detect(rgb)
+        if boxes is None:
+            return None
+        box = boxes[np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))]
+        extract_face(rgb, box, BASELINE_IMG_SIZE, BASELINE_MARGIN)
+        return tuple(float(v) for v in box)  # type: ignore[return-value]
+
+    def video(self, path: Path, indices: Sequence[int]) -> dict[int, Box | None]:
+        """Decode every frame in order up to the last of ``indices`` with ``read()`` and
+        detect on the frames in ``indices``; frames past the end are missing."""
+        wanted = set(indices)
+        found: dict[int, Box | None] = {}
+        cap = cv2.VideoCapture(str(path))
+        try:
+            for i in range(max(indices) + 1):
+                ok, bgr = cap.read()
+                if not ok:
+                    break
+                if i in wanted:
+                    found[i] = self.frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        finally:
+            cap.release()
+        if not found:
+            raise VideoError(path, "the baseline decoded no frame")
+        return found
+
+
+def _bench_video(path: Path, n: int, baseline: BaselineExtractor, fast: FaceExtractor
+                 ) -> dict[str, Any]:
+    """Time decoding, the baseline and dflib on one video's first ``n`` frames."""
+    info = probe(path)
+    wanted = sample_indices(info.n_frames, n, "first")
+    start = time.perf_counter()
+    read_frames(path, wanted)
+    decode_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    frames, read = read_frames(path, wanted)
+    found = fast.extract(frames)
+    dflib_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    base = baseline.video(path, wanted)
+    baseline_s = time.perf_counter() - start
+
+    common = [i for i in read if i in base]  # a truncated file can lose frames in either
+    fast_boxes = dict(zip(read, (f.box for f in found)))
+    return {"resolution": f"{info.width}x{info.height}", "frames": len(common),
+            "decode_s": decode_s, "dflib_s": dflib_s, "baseline_s": baseline_s,
+            "baseline": [base[i] for i in common], "dflib": [fast_boxes[i] for i in common]}
+
+
+def _warm_up(path: Path, baseline: BaselineExtractor, fast: FaceExtractor) -> None:
+    """One untimed call of each detector, so model loading and first-call set-up are not
+    charged to the first video."""
+    frames, _ = read_frames(path, [0])
+    fast.extract(frames)
+    baseline.frame(frames[0])
+
+
+def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "auto",
+                  params: dict[str, Any] | None = None, progress: bool = True
+                  ) -> pd.DataFrame:
+    """One row per entry of ``paths`` (a video or a folder of videos): frames/s of
+    decoding, the baseline and dflib (both include decoding), dflib's speed-up, the
+    frames with a face per method, agreement and mean IoU (see :func:`compare_boxes`).
+
+    ``params`` overrides the profile's FaceExtractor defaults. An unreadable video or
+    path prints one line on stderr naming it and is left out.
+    """
+    device = resolve_device(device)
+    fast = FaceExtractor.from_params({**profile_extractor_params(device), **(params or {})})
+    baseline = BaselineExtractor(device)
+    rows = []
+    for group in paths:
+        try:
+            videos = find_videos(group)
+        except FileNotFoundError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        results = []
+        warm = False
+        for video in tqdm(videos, desc=f"bench {Path(group).name}", unit="video",
+                          disable=not progress):
+            try:
+                if not warm:
+                    _warm_up(video, baseline, fast)
+                    warm = True
+                results.append(_bench_video(video, frames, baseline, fast))
+            except VideoError as exc:
+                tqdm.write(f"error: {exc}", file=sys.stderr)  # on its own line, not the bar's
+        if not results:
+            continue
+        n = sum(r["frames"] for r in results)
+        base = [b for r in results for b in r["baseline"]]
+        fast_boxes = [b for r in results for b in r["dflib"]]
+        agreement, mean_iou = compare_boxes(base, fast_boxes)
+        baseline_fps = n / sum(r["baseline_s"] for r in results)
+        dflib_fps = n / sum(r["dflib_s"] for r in results)
+        resolutions = sorted({r["resolution"] for r in results})
+        rows.append({
+            "footage": str(group), "resolution": ", ".join(resolutions), "device": device,
+            "videos": len(results), "frames": n,
+            "decode_fps": n / sum(r["decode_s"] for r in results),
+            "baseline_fps": baseline_fps, "dflib_fps": dflib_fps,
+            "speedup": dflib_fps / baseline_fps,
+            "baseline_faces": sum(b is not None for b in base),
+            "dflib_faces": sum(b is not None for b in fast_boxes),
+            "agreement": agreement, "mean_iou": mean_iou})
+    return pd.DataFrame(rows, columns=EXTRACT_COLUMNS)
+
+
+def bench_parallel(paths: Sequence[str | Path], frames: int = 25,
+                   workers: Sequence[int] = (1, 2), device: str = "auto",
+                   params: dict[str, Any] | None = None, progress: bool = True
+                   ) -> pd.DataFrame:
+    """Time :func:`run_extraction` over the videos of ``paths`` with each number of Dask
+    workers, each in a fresh run folder; ``speedup`` is against the first entry. The
+    time includes starting the local cluster and each worker's MTCNN."""
+    videos = [v for p in paths for v in find_videos(p)]
+    if not videos:
+        raise FileNotFoundError(f"no videos under {', '.join(map(str, paths))}")
+    index = pd.DataFrame({"video_id": [str(v) for v in videos], "path": [str(v) for v in videos],
+                          "label": 0, "split": "test"})
+    extractor = {**profile_extractor_params(resolve_device(device)), **(params or {})}
+    rows = []
+    for n_workers in workers:
+        with tempfile.TemporaryDirectory(prefix="dflib-bench-") as tmp:
+            start = time.perf_counter()
+            summary = run_extraction(index, RunPaths(Path(tmp)), extractor, frames, "first", 1,
+                                     workers=n_workers, progress=progress)
+            seconds = time.perf_counter() - start
+        failed = summary[summary["status"] == "failed"]
+        for row in failed.itertuples():
+            print(f"error: {row.reason}", file=sys.stderr)
+        n = int(summary["n_sampled"].sum())
+        rows.append({"workers": n_workers, "videos": len(summary) - len(failed), "frames": n,
+                     "seconds": seconds, "frames_per_s": n / seconds})
+    table = pd.DataFrame(rows, columns=PARALLEL_COLUMNS)
+    table["speedup"] = table["frames_per_s"] / table["frames_per_s"].iloc[0]
+    return table
+
+
+# --------------------------------------------------------------------------- train memory
+
+def write_face_store(root: Path, videos: int, faces_per_video: int, img_size: int,
+                     seed: int = 0) -> pd.DataFrame:
+    """A face store of random faces under ``root`` (half real, half fake videos) and its
+    ``videos.csv`` (video_id, label, n_faces), written one video at a time."""
+    rng = np.random.default_rng(seed)
+    run = RunPaths(root)
+    run.face_store.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame({"video_id": [f"v{i:05d}" for i in range(videos)],
+                          "label": np.arange(videos) % 2, "n_faces": faces_per_video})
+    for vid in table["video_id"]:
+        faces = rng.integers(0, 256, (faces_per_video, img_size, img_size, 3), dtype=np.uint8)
+        io.write_npz(store_path(run, vid), faces=faces,
+                     frame_idx=np.arange(faces_per_video, dtype=np.int64))
+    io.write_csv(table, root / "videos.csv")
+    return table
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def train_epoch(root: str, arch: str, img_size: int, batch_size: int) -> dict[str, float]:
+    """Train ``arch`` (random weights) for one epoch on the store under ``root`` through
+    :class:`~dflib.training.FaceBatches`; run in a fresh process by :func:`bench_train_memory`."""
+    import keras
+
+    from . import cnn, training
+
+    videos = pd.read_csv(Path(root) / "videos.csv", dtype={"video_id": str})
+    training.seed_everything(0)
+    model, _ = cnn.build_model(arch, img_size, "none")
+    model.compile(optimizer=keras.optimizers.Nadam(0.002), loss="sparse_categorical_crossentropy")
+    data = training.FaceBatches(FaceStore(RunPaths(Path(root))), videos, batch_size,
+                                shuffle=True, seed=0)
+    before = _peak_rss_mb()
+    start = time.perf_counter()
+    model.fit(data, epochs=1, verbose=0)
+    return {"faces": data.n_samples, "rss_before_fit_mb": before,
+            "seconds": time.perf_counter() - start, "peak_rss_mb": _peak_rss_mb()}
+
+
+def bench_train_memory(videos: int = 40, faces_per_video: int = 25, scale: int = 4,
+                       img_size: int = 32, arch: str = "ef0", batch_size: int = 32,
+                       progress: bool = True) -> pd.DataFrame:
+    """Peak RSS of one training epoch on a random face store of ``videos`` and of
+    ``scale`` x ``videos`` videos, each measured in a fresh Python process;
+    ``peak_ratio`` is against the first. A feed that streams keeps it near 1."""
+    rows = []
+    for k in tqdm((1, scale), desc="train-memory", unit="run", disable=not progress):
+        with tempfile.TemporaryDirectory(prefix="dflib-bench-") as tmp:
+            write_face_store(Path(tmp), videos * k, faces_per_video, img_size)
+            store_mb = sum(f.stat().st_size for f in RunPaths(Path(tmp)).face_store.iterdir())
+            code = ("import json; from dflib.bench import train_epoch; "
+                    f"print(json.dumps(train_epoch({tmp!r}, {arch!r}, {img_size}, {batch_size})))")
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                  env=_child_env())
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"train-memory child at {k}x failed (exit {proc.returncode}): "
+                               f"{last}")
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows.append({"scale": k, "videos": videos * k, "store_mb": store_mb / 2**20, **result})
+    table = pd.DataFrame(rows, columns=MEMORY_COLUMNS[:-1])
+    table["peak_ratio"] = table["peak_rss_mb"] / table["peak_rss_mb"].iloc[0]
+    return table
+
+
+def _child_env() -> dict[str, str]:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+# --------------------------------------------------------------------------- footage
+
+def _backdrop(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A smooth random colour field: a background with nothing face-like in it."""
+    grey = rng.uniform(50, 200, (9, 16, 1))
+    coarse = (grey + rng.uniform(-20, 20, (9, 16, 3))).astype(np.float32)  # muted colours
+    smooth = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    return smooth.clip(0, 255).astype(np.uint8)
+
+
+def distant_speaker(source: Path, target: Path, face_scale: float = 0.2, width: int = 1920,
+                    height: int = 1080, fps: int = 25, seed: int = 0) -> Path:
+    """Write ``target``: every frame of ``source`` shrunk by ``face_scale`` and pasted at a
+    seeded spot of a ``width`` x ``height`` backdrop (H.264, CRF 23), for small faces."""
+    import imageio_ffmpeg
+
+    rng = np.random.default_rng([seed, zlib.crc32(target.name.encode())])
+    backdrop = _backdrop(rng, width, height)
+    info = probe(source)
+    frames, _ = read_frames(source, range(info.n_frames))
+    size = (round(info.width * face_scale), round(info.height * face_scale))
+    x, y = int(rng.integers(0, width - size[0])), int(rng.integers(0, height - size[1]))
+    with io.atomic_path(target) as tmp:
+        writer = imageio_ffmpeg.write_frames(str(tmp), (width, height), fps=fps, codec="libx264",
+                                             quality=None, output_params=["-crf", "23", "-f", "mp4"],
+                                             macro_block_size=1)
+        writer.send(None)
+        for frame in frames:
+            canvas = backdrop.copy()
+            canvas[y:y + size[1], x:x + size[0]] = cv2.resize(frame, size,
+                                                              interpolation=cv2.INTER_AREA)
+            writer.send(canvas)
+        writer.close()
+    return target
+
+
+def make_footage(out_dir: str | Path, frames: int = 25, seed: int = 0, face_scale: float = 0.2,
+                 progress: bool = True) -> dict[str, Path]:
+    """``<out_dir>/720p``: six 1280x720 synth videos (faces 38-50 % of the frame height);
+    ``<out_dir>/1080p_small``: the same videos shrunk into 1920x1080 frames (faces about
+    ``face_scale`` x that). Existing videos are kept."""
+    out = Path(out_dir)
+    hd = out / "720p"
+    synth.generate(hd, seed=seed, identities=3, real_per_identity=1, fake_per_identity=1,
+                   frames=frames, width=1280, height=720, fps=25, progress=progress)
+    small = out / "1080p_small"
+    for video in tqdm(find_videos(hd), desc="1080p_small", unit="video", disable=not progress):
+        target = small / video.relative_to(hd)
+        if not target.exists():
+            distant_speaker(video, target, face_scale, seed=seed)
+    return {"720p": hd, "1080p_small": small}
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The table as printed by ``dflib bench``: floats with three significant digits."""
+    return table.to_string(index=False, float_format=lambda v: f"{v:.3g}")

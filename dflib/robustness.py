@@ -1,0 +1,170 @@
+"""Compression robustness, the paper's theme: every trained detector on re-encoded videos.
+
+The test videos are re-encoded with H.264 (libx264 through imageio-ffmpeg's ffmpeg) at
+each CRF of the profile (0 is lossless, 23 is FaceForensics++'s c23, 40 its c40), their
+faces extracted again with the run's own settings, and scored by the saved detectors
+(:mod:`dflib.detectors`, imported only when scoring: it loads torch, which must come
+before TensorFlow in a process). Each CRF is a small run folder of its own,
+``robustness/crf<NN>/`` (videos, face store, predictions), so a rerun re-encodes and
+re-extracts only what is missing; the table ``tables/robustness.csv`` has one row per
+(method, CRF).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import evaluation, faces, io, reports
+from .config import X264_PRESETS
+from .paths import RunPaths, resolve
+
+TABLE_COLUMNS = ["method", "family", "crf", "n", "n_no_face", "auc", "acc", "eer", "ap",
+                 "logloss"]
+ORIGINAL = -1  # the crf of the rows scored on the videos as the dataset ships them
+
+
+class EncodeError(RuntimeError):
+    """ffmpeg could not re-encode a video; the message names the file."""
+
+
+def reencode(source: str | Path, target: str | Path, crf: int, preset: str = "medium") -> Path:
+    """Re-encode ``source`` to H.264 at ``crf`` (no audio, yuv420p), written atomically."""
+    import imageio_ffmpeg
+
+    if not 0 <= crf <= 51:
+        raise ValueError(f"crf {crf} is outside libx264's 0..51")
+    if preset not in X264_PRESETS:
+        raise ValueError(f"preset {preset!r} is not one of {', '.join(X264_PRESETS)}")
+    with io.atomic_path(target) as tmp:
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-i",
+               str(source), "-an", "-c:v", "libx264", "-preset", preset, "-crf", str(crf),
+               "-pix_fmt", "yuv420p", "-f", "mp4", str(tmp)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["ffmpeg failed"])[-1]
+            raise EncodeError(f"{source}: cannot re-encode at CRF {crf} ({last})")
+    return Path(target)
+
+
+def crf_run(run: RunPaths, crf: int) -> RunPaths:
+    """The run folder of one CRF, inside the run."""
+    return RunPaths(run.root / "robustness" / f"crf{crf:02d}")
+
+
+def pick_videos(test: pd.DataFrame, max_videos: int, seed: int) -> pd.DataFrame:
+    """All test videos, or a seeded subset of at most ``max_videos`` with both classes
+    in their original proportion (at least one of each when both exist)."""
+    if max_videos <= 0 or len(test) <= max_videos:
+        return test.reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    share = test["label"].value_counts(normalize=True)
+    parts = []
+    for label, group in test.groupby("label"):
+        k = max(1, round(max_videos * share[label]))
+        parts.append(group.iloc[np.sort(rng.choice(len(group), min(k, len(group)),
+                                                   replace=False))])
+    return pd.concat(parts).sort_index().head(max_videos).reset_index(drop=True)
+
+
+@dataclass
+class RobustnessResult:
+    """The table (one row per method and CRF) and what could not be re-encoded."""
+
+    table: pd.DataFrame
+    failures: pd.DataFrame  # video_id, reason
+    methods: list[str]
+
+
+def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
+                   methods: Sequence[str], extractor_params: Mapping[str, Any],
+                   frames_per_video: int, sampling: str, every_k: int, preset: str = "medium",
+                   progress: bool = True) -> RobustnessResult:
+    """Re-encode ``test`` (index rows) at each CRF, extract faces, score ``methods``.
+
+    Rows with ``crf`` = :data:`ORIGINAL` repeat each method's own video-level results on
+    the same videos, the reference the CRFs are read against. A video that ffmpeg cannot
+    re-encode is recorded (and keeps its ``no_face`` row in the predictions, as any
+    video without faces does).
+    """
+    from . import detectors  # torch before TensorFlow; see dflib.detectors
+
+    unknown = sorted(set(methods) - set(detectors.trained_methods(run)))
+    if unknown:
+        raise ValueError(f"robustness.methods: {unknown[0]!r} has no results in "
+                         f"{run.results_csv} (trained: {', '.join(detectors.trained_methods(run))})")
+    rows = [_original_rows(run, methods, test)]
+    failures = []
+    for crf in crfs:
+        sub = crf_run(run, crf).ensure()
+        encoded = []
+        for video in tqdm(test.to_dict("records"), desc=f"CRF {crf}", unit="video",
+                          disable=not progress):
+            target = sub.root / "videos" / f"{faces.store_name(str(video['video_id']))}.mp4"
+            if not target.is_file():
+                try:
+                    reencode(resolve(video["path"]), target, crf, preset)
+                except EncodeError as exc:
+                    failures.append({"video_id": video["video_id"], "reason": str(exc)})
+            encoded.append({**video, "path": str(target)})
+        videos = pd.DataFrame(encoded, columns=test.columns)
+        summary = faces.run_extraction(videos, sub, extractor_params, frames_per_video,
+                                       sampling, every_k, progress=progress)
+        videos = videos.merge(summary[["video_id", "n_faces"]], on="video_id", how="left")
+        videos["n_faces"] = videos["n_faces"].fillna(0).astype(int)
+        scored = detectors.score_methods(run, methods, faces.FaceStore(sub), videos,
+                                         progress=progress)
+        for method, (v, f) in scored.items():
+            evaluation.write_predictions(sub, method, v, f)
+            rows.append(_rows(evaluation.score_method(sub, method), crf))
+    table = pd.concat(rows, ignore_index=True)[TABLE_COLUMNS].round(evaluation.RESULT_DECIMALS)
+    io.write_csv(table, run.tables / "robustness.csv")
+    failed = pd.DataFrame(failures, columns=["video_id", "reason"])
+    first = failed.drop_duplicates("video_id").set_index("video_id")["reason"]
+    ids = test["video_id"].astype(str)
+    reports.stage_summary(run, "robustness", pd.DataFrame({
+        "video_id": ids, "outcome": np.where(ids.isin(first.index), "failed", "processed"),
+        "reason": np.where(ids.isin(first.index), "cannot re-encode", ""),
+        "detail": ids.map(first).fillna("")}))
+    return RobustnessResult(table, failed, list(methods))
+
+
+def _rows(results: pd.DataFrame, crf: int) -> pd.DataFrame:
+    video = results[results["level"] == "video"]
+    return video.assign(crf=crf, family=video["method"].map(reports.method_family))
+
+
+def _original_rows(run: RunPaths, methods: Sequence[str], test: pd.DataFrame) -> pd.DataFrame:
+    """Each method's own test predictions restricted to ``test``, scored the same way."""
+    ids = set(test["video_id"].astype(str))
+    rows = []
+    for method in methods:
+        videos, _ = evaluation.read_predictions(run, method)
+        videos = videos[videos["video_id"].isin(ids)]
+        m = evaluation.metrics(videos["label"], videos["score"])
+        rows.append({"method": method, "n": len(videos),
+                     "n_no_face": int((videos["status"] == evaluation.STATUS_NO_FACE).sum()),
+                     **m})
+    return _rows(pd.DataFrame(rows).assign(level="video"), ORIGINAL)
+
+
+def read_table(run: RunPaths) -> pd.DataFrame:
+    """``tables/robustness.csv``; a clear error when stage 08 has not run."""
+    target = run.tables / "robustness.csv"
+    if not target.is_file():
+        raise FileNotFoundError(f"{target}: no robustness table; run stage 'robustness' first")
+    return pd.read_csv(target)
+
+
+def auc_by_crf(table: pd.DataFrame) -> pd.DataFrame:
+    """Methods as rows, ``original`` and each CRF as columns, video-level AUC as values."""
+    wide = table.pivot(index="method", columns="crf", values="auc")
+    wide.columns = ["original" if c == ORIGINAL else f"crf{c}" for c in wide.columns]
+    order = list(dict.fromkeys(table["method"]))
+    return wide.reindex(order).reset_index()

@@ -1,0 +1,92 @@
+"""The benchmark commands (dflib.bench, ``dflib bench``) on tiny generated videos.
+
+Only the tables' shape and sane values are checked, never wall-clock times.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dflib import bench, cli, synth
+from dflib.video import probe
+
+FRAMES = 4
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    """Four 320x240 synth videos of 4 frames, and a file that is not a video."""
+    folder = tmp_path_factory.mktemp("bench") / "videos"
+    synth.generate(folder, seed=1, identities=2, real_per_identity=1, fake_per_identity=1,
+                   frames=FRAMES, width=320, height=240, progress=False)
+    (folder / "Celeb-real" / "broken.mp4").write_bytes(b"not a video")
+    return folder
+
+
+def test_box_comparison():
+    assert bench.box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert bench.box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    agreement, iou = bench.compare_boxes([(0, 0, 10, 10), None, None], [(0, 0, 10, 10), None,
+                                                                         (1, 1, 2, 2)])
+    assert (agreement, iou) == (pytest.approx(2 / 3), 1.0)
+    assert math.isnan(bench.compare_boxes([None], [None])[1])
+
+
+def test_extract_bench_table_csv_and_agreement(videos, tmp_path, capsys):
+    out = tmp_path / "extract.csv"
+    rc = cli.main(["bench", "extract", str(videos), str(tmp_path / "gone"), "--frames",
+                   str(FRAMES), "--device", "cpu", "--out", str(out)])
+    assert rc == 0
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if "error: " in line]
+    assert len(errors) == 2  # the broken file and the missing folder, one line each
+    assert any("broken.mp4" in line for line in errors)
+    assert any("gone" in line for line in errors)
+    assert "baseline_fps" in captured.out and "speedup" in captured.out
+
+    table = pd.read_csv(out)
+    assert list(table.columns) == bench.EXTRACT_COLUMNS
+    assert len(table) == 1  # the missing folder gives no row; the broken video is left out
+    row = table.iloc[0]
+    assert (row["videos"], row["frames"], row["resolution"]) == (4, 4 * FRAMES, "320x240")
+    for col in ("decode_fps", "baseline_fps", "dflib_fps", "speedup"):
+        assert row[col] > 0
+    assert row["baseline_faces"] > 0
+    assert row["agreement"] >= 0.9
+    assert row["mean_iou"] >= 0.8
+
+
+def test_parallel_bench_table(videos):
+    # workers 0 runs in this process: the table's format without starting a Dask cluster.
+    table = bench.bench_parallel([videos], frames=2, workers=[0, 0], device="cpu",
+                                 progress=False)
+    assert list(table.columns) == bench.PARALLEL_COLUMNS
+    assert table["videos"].tolist() == [4, 4]
+    assert table["frames"].tolist() == [8, 8]
+    assert table["speedup"].iloc[0] == 1.0
+    assert (table["frames_per_s"] > 0).all()
+
+
+def test_distant_speaker_footage(videos, tmp_path):
+    source = videos / "Celeb-real" / "id0_0000.mp4"
+    target = bench.distant_speaker(source, tmp_path / "small.mp4", face_scale=0.25,
+                                   width=640, height=480)
+    info = probe(target)
+    assert (info.width, info.height, info.n_frames) == (640, 480, FRAMES)
+
+
+@pytest.mark.slow
+def test_train_memory_table():
+    table = bench.bench_train_memory(videos=2, faces_per_video=2, scale=2, img_size=32,
+                                     arch="ef0", batch_size=2, progress=False)
+    assert list(table.columns) == bench.MEMORY_COLUMNS
+    assert table["scale"].tolist() == [1, 2]
+    assert table["faces"].tolist() == [4, 8]
+    assert (table["peak_rss_mb"] >= table["rss_before_fit_mb"]).all()
+    assert (table["rss_before_fit_mb"] > 0).all()
+    assert table["peak_ratio"].iloc[0] == 1.0
+    assert table["store_mb"].iloc[1] > table["store_mb"].iloc[0]
