@@ -36,9 +36,9 @@ from .paths import RunPaths
 from .video import VideoError, probe, read_frames, sample_indices
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-EXTRACT_COLUMNS = ["footage", "resolution", "device", "videos", "frames", "decode_fps",
-                   "baseline_fps", "dflib_fps", "speedup", "baseline_faces", "dflib_faces",
-                   "agreement", "mean_iou"]
+EXTRACT_COLUMNS = ["footage", "resolution", "device", "settings", "videos", "frames",
+                   "decode_fps", "baseline_fps", "dflib_fps", "speedup", "baseline_faces",
+                   "dflib_faces", "agreement", "mean_iou"]
 PARALLEL_COLUMNS = ["workers", "videos", "frames", "seconds", "frames_per_s", "speedup"]
 MEMORY_COLUMNS = ["scale", "videos", "faces", "store_mb", "rss_before_fit_mb", "peak_rss_mb",
                   "seconds", "peak_ratio"]
@@ -178,9 +178,10 @@ def _warm_up(path: Path, baseline: BaselineExtractor, fast: FaceExtractor) -> No
 def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "auto",
                   params: dict[str, Any] | None = None, progress: bool = True
                   ) -> pd.DataFrame:
-    """One row per entry of ``paths`` (a video or a folder of videos): frames/s of
-    decoding, the baseline and dflib (both include decoding), dflib's speed-up, the
-    frames with a face per method, agreement and mean IoU (see :func:`compare_boxes`).
+    """One row per entry of ``paths`` (a video or a folder of videos): dflib's detector
+    settings, frames/s of decoding, the baseline and dflib (both include decoding),
+    dflib's speed-up, the frames with a face per method, agreement and mean IoU (see
+    :func:`compare_boxes`).
 
     ``params`` overrides the profile's FaceExtractor defaults. An unreadable video or
     path prints one line on stderr naming it and is left out.
@@ -188,6 +189,8 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
     device = resolve_device(device)
     fast = FaceExtractor.from_params({**profile_extractor_params(device), **(params or {})})
     baseline = BaselineExtractor(device)
+    settings = (f"min_face_size={fast.min_face_size} factor={fast.factor} "
+                f"detect_max_side={fast.detect_max_side}")
     rows = []
     for group in paths:
         try:
@@ -217,7 +220,7 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
         resolutions = sorted({r["resolution"] for r in results})
         rows.append({
             "footage": str(group), "resolution": ", ".join(resolutions), "device": device,
-            "videos": len(results), "frames": n,
+            "settings": settings, "videos": len(results), "frames": n,
             "decode_fps": n / sum(r["decode_s"] for r in results),
             "baseline_fps": baseline_fps, "dflib_fps": dflib_fps,
             "speedup": dflib_fps / baseline_fps,
@@ -354,8 +357,9 @@ def distant_speaker(source: Path, target: Path, face_scale: float = 0.2, width: 
     size = (round(info.width * face_scale), round(info.height * face_scale))
     x, y = int(rng.integers(0, width - size[0])), int(rng.integers(0, height - size[1]))
     with io.atomic_path(target) as tmp:
-        writer = imageio_ffmpeg.write_frames(str(tmp), (width, height), fps=fps, codec="libx264",
-                                             quality=None, output_params=["-crf", "23", "-f", "mp4"],
+        writer = imageio_ffmpeg.write_frames(str(tmp), (width, height), fps=fps,
+                                             codec="libx264", quality=None,
+                                             output_params=["-crf", "23", "-f", "mp4"],
                                              macro_block_size=1)
         writer.send(None)
         for frame in frames:
@@ -385,5 +389,6 @@ def make_footage(out_dir: str | Path, frames: int = 25, seed: int = 0, face_scal
 
 
 def format_table(table: pd.DataFrame) -> str:
-    """The table as printed by ``dflib bench``: floats with three significant digits."""
-    return table.to_string(index=False, float_format=lambda v: f"{v:.3g}")
+    """The table as printed by ``dflib bench``: three significant digits, no exponents."""
+    return table.to_string(index=False,
+                           float_format=lambda v: f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}")

@@ -81,10 +81,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                                face_scale=args.face_scale).items():
             print(f"{name}: {folder}")
         return 0
+    if args.bench in ("extract", "parallel"):
+        overrides = {k: v for k, v in (("factor", args.factor),
+                                       ("min_face_size", args.min_face_size),
+                                       ("detect_max_side", args.detect_max_side)) if v is not None}
     if args.bench == "extract":
-        table = bench.bench_extract(args.paths, args.frames, args.device)
+        table = bench.bench_extract(args.paths, args.frames, args.device, overrides)
     elif args.bench == "parallel":
-        table = bench.bench_parallel(args.paths, args.frames, args.workers, args.device)
+        table = bench.bench_parallel(args.paths, args.frames, args.workers, args.device,
+                                     overrides)
     else:
         table = bench.bench_train_memory(args.videos, args.faces_per_video, args.scale,
                                          args.img_size, args.arch, args.batch_size)
@@ -142,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--frames", type=int, default=25, help="first N frames of each video")
         p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
         p.add_argument("--out", type=Path, metavar="CSV", help="also write the table here")
+        for flag, kind in (("--factor", float), ("--min-face-size", int),
+                           ("--detect-max-side", int)):
+            p.add_argument(flag, type=kind, help="FaceExtractor setting (default: the "
+                           "profile default, dflib/config.py)")
     parallel.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                           help="worker counts to time; the speed-up is against the first")
     memory = bench_sub.add_parser("train-memory", help="peak RSS of one training epoch at 1x "

@@ -274,6 +274,34 @@ def _config(extractor: FaceExtractor, n: int, strategy: str, every_k: int) -> st
     return json.dumps(settings, sort_keys=True)
 
 
+@dataclass(frozen=True)
+class StoreSettings:
+    """How a run's face store was made, read back from its files: what re-extraction
+    (compression robustness, ``dflib predict``) needs to cut the same crops."""
+
+    extractor: dict[str, Any]  # FaceExtractor arguments
+    frames_per_video: int
+    sampling: str
+    every_k: int
+
+
+def store_settings(run: RunPaths, batch_size: int = 32, device: str = "auto") -> StoreSettings:
+    """The settings inside the run's first readable store file (every file of a finished
+    stage has the same); ``batch_size`` and ``device`` change speed, not crops."""
+    for target in sorted(run.face_store.glob("*.npz")):
+        try:
+            with np.load(target) as z:
+                saved = json.loads(str(z["config"]))
+        except Exception:  # noqa: BLE001 - unreadable or an older layout: try the next one
+            continue
+        extractor = {k: saved[k] for k in _RESULT_KEYS}
+        return StoreSettings({**extractor, "batch_size": batch_size, "device": device},
+                             int(saved["frames_per_video"]), saved["sampling"],
+                             int(saved["every_k"]))
+    raise FileNotFoundError(f"{run.face_store}: no readable face store file; "
+                            "run stage 'faces' first")
+
+
 def _extract_to_store(video_id: str, path: str, target: Path, extractor: FaceExtractor,
                       n: int, strategy: str, every_k: int, config: str) -> str:
     """Write one video's store file; return "" or the error that stopped it.

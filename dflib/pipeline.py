@@ -62,7 +62,7 @@ def load_index(run: paths.RunPaths) -> pd.DataFrame:
 
 def extractor_params(shared: Mapping[str, Any], faces: Mapping[str, Any]) -> dict[str, Any]:
     """The :class:`dflib.faces.FaceExtractor` arguments of a profile's shared keys and
-    ``faces`` section (the same crops for training, robustness and ``dflib predict``)."""
+    ``faces`` section."""
     keys = ("margin", "min_face_size", "thresholds", "factor", "selection", "detect_max_side",
             "batch_size")
     return {**{k: faces[k] for k in keys}, "img_size": shared["img_size"],
@@ -244,17 +244,17 @@ def train_rnn(profile: config.Profile, verbose: int = 2) -> "temporal.TemporalRe
 
 def compression_robustness(profile: config.Profile,
                            progress: bool = True) -> "robustness.RobustnessResult":
-    """Stage 08: the test videos re-encoded at each CRF, faces extracted again, every
-    chosen detector scored on them; ``tables/robustness.csv``."""
-    from . import detectors, robustness  # detectors loads torch before TensorFlow
+    """Stage 08: the test videos re-encoded at each CRF, faces extracted again with the
+    settings of the run's face store, every chosen detector scored on them;
+    ``tables/robustness.csv``."""
+    from . import detectors, faces, robustness  # detectors loads torch before TensorFlow
 
     shared, p = profile.shared, profile.sections["robustness"]
     run = profile.run.ensure()
     videos = load_index(run)
     test = robustness.pick_videos(videos[videos["split"] == "test"], p["max_videos"],
                                   shared["seed"])
-    faces = profile.sections["faces"]
     return robustness.run_robustness(
         run, test, p["crfs"], p["methods"] or detectors.trained_methods(run),
-        extractor_params(shared, faces), shared["frames_per_video"], faces["sampling"],
-        faces["every_k"], preset=p["preset"], progress=progress)
+        faces.store_settings(run, device=shared["device"]), preset=p["preset"],
+        progress=progress)

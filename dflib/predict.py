@@ -1,7 +1,7 @@
 """``dflib predict``: point a trained detector of a run at videos.
 
 Each video is sampled and its faces extracted exactly as the run's own videos were (the
-run's ``profile.yaml``), then scored by one method (:mod:`dflib.detectors`). The result
+settings stored in its face store files), then scored by one method (:mod:`dflib.detectors`). The result
 is one record per video; a video without a face and a file that cannot be read get a
 status of their own and never stop the others.
 """
@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from . import config, detectors, faces, pipeline
+from . import config, detectors, faces
 from .paths import RunPaths
 
 STATUS_ERROR = "error"
@@ -67,15 +67,15 @@ def predict_videos(videos: Sequence[str | Path], run: RunPaths, method: str,
     ``faces_found``, ``frames_scored`` and ``reason``.
     """
     settings = config.run_settings(run)
-    section = settings["faces"]
-    extractor = faces.FaceExtractor.from_params(pipeline.extractor_params(settings, section))
+    extraction = faces.store_settings(run, device=settings["device"])
+    extractor = faces.FaceExtractor.from_params(extraction.extractor)
     threshold = detectors.method_threshold(settings, method) if threshold is None else threshold
     records: list[dict[str, Any]] = []
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for i, path in enumerate(videos):
         vid = f"video{i}"  # the same path may be given twice; ids must not collide
-        arrays = faces.extract_video(vid, path, extractor, settings["frames_per_video"],
-                                     section["sampling"], section["every_k"])
+        arrays = faces.extract_video(vid, path, extractor, extraction.frames_per_video,
+                                     extraction.sampling, extraction.every_k)
         status, reason = str(arrays["status"]), str(arrays["reason"])
         records.append({"path": str(path), "status": STATUS_ERROR if status == "failed"
                         else status, "method": method, "fake_probability": None,

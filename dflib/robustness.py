@@ -15,7 +15,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -83,10 +83,10 @@ class RobustnessResult:
 
 
 def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
-                   methods: Sequence[str], extractor_params: Mapping[str, Any],
-                   frames_per_video: int, sampling: str, every_k: int, preset: str = "medium",
-                   progress: bool = True) -> RobustnessResult:
-    """Re-encode ``test`` (index rows) at each CRF, extract faces, score ``methods``.
+                   methods: Sequence[str], extraction: faces.StoreSettings,
+                   preset: str = "medium", progress: bool = True) -> RobustnessResult:
+    """Re-encode ``test`` (index rows) at each CRF, extract faces with ``extraction`` (the
+    run's own: :func:`dflib.faces.store_settings`), score ``methods``.
 
     Rows with ``crf`` = :data:`ORIGINAL` repeat each method's own video-level results on
     the same videos, the reference the CRFs are read against. A video that ffmpeg cannot
@@ -114,8 +114,9 @@ def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
                     failures.append({"video_id": video["video_id"], "reason": str(exc)})
             encoded.append({**video, "path": str(target)})
         videos = pd.DataFrame(encoded, columns=test.columns)
-        summary = faces.run_extraction(videos, sub, extractor_params, frames_per_video,
-                                       sampling, every_k, progress=progress)
+        summary = faces.run_extraction(videos, sub, extraction.extractor,
+                                       extraction.frames_per_video, extraction.sampling,
+                                       extraction.every_k, progress=progress)
         videos = videos.merge(summary[["video_id", "n_faces"]], on="video_id", how="left")
         videos["n_faces"] = videos["n_faces"].fillna(0).astype(int)
         scored = detectors.score_methods(run, methods, faces.FaceStore(sub), videos,

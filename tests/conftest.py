@@ -11,3 +11,21 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # torchvision must be imported before TensorFlow in one process, or it segfaults
 # (TensorFlow 2.21, torchvision 0.29); test modules import both, in any order.
 import torchvision  # noqa: E402, F401
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """The smoke profile run once from scratch through every notebook (papermill, demo data
+    generated on the way), for the tests that need a run with trained detectors."""
+    from dflib import config, paths, runner
+
+    raw = yaml.safe_load((paths.PARAMS_DIR / "smoke.yaml").read_text(encoding="utf-8"))
+    base = tmp_path_factory.mktemp("smoke_run")
+    profile = config.validate({**raw, "data_root": str(base / "data"),
+                               "outputs_dir": str(base / "outputs")})
+    return runner.run_profile(profile, log_output=False)

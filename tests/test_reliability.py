@@ -519,16 +519,14 @@ PIPELINE_STAGES = ("index", "faces", "train_cnn", "evaluate_cnn", "train_c3d", "
 
 
 @pytest.mark.slow
-def test_same_profile_twice_gives_byte_identical_results(tmp_path):
+def test_same_profile_twice_gives_byte_identical_results(smoke_run, tmp_path):
     """The smoke profile from scratch twice (demo data, every stage that scores videos,
-    through papermill, each in its own kernel)."""
+    through papermill, each in its own kernel): the session's shared smoke run, and a
+    second one here."""
     raw = yaml.safe_load((paths.PARAMS_DIR / "smoke.yaml").read_text(encoding="utf-8"))
-    results = []
-    for name in ("first", "second"):
-        profile = config.validate({**raw, "data_root": str(tmp_path / name / "data"),
-                                   "outputs_dir": str(tmp_path / name / "outputs")})
-        root = runner.run_profile(profile, PIPELINE_STAGES, log_output=False)
-        results.append(root)
+    profile = config.validate({**raw, "data_root": str(tmp_path / "data"),
+                               "outputs_dir": str(tmp_path / "outputs")})
+    results = [smoke_run, runner.run_profile(profile, PIPELINE_STAGES, log_output=False)]
     first, second = (Path(r) / "tables" / "results.csv" for r in results)
     table = pd.read_csv(first)
     assert {"cnn/ef0", "c3d", "rnn/lstm", "triplet/sgd", "facenet/sgd"} <= set(table["method"])

@@ -1,0 +1,161 @@
+"""Trained detectors on faces they have not seen: `dflib predict`, the detectors module,
+compression robustness and the run's report, on one smoke run (conftest.smoke_run)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from dflib import cli, detectors, evaluation, faces, pipeline, predict, robustness
+from dflib.paths import PROJECT_ROOT, RunPaths
+
+
+def write_faceless_video(path: Path, frames: int = 12) -> Path:
+    """Smooth noise: something to decode, nothing MTCNN calls a face."""
+    rng = np.random.default_rng(0)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (256, 192))
+    for _ in range(frames):
+        writer.write(cv2.GaussianBlur(rng.integers(0, 255, (192, 256, 3), np.uint8), (31, 31), 0))
+    writer.release()
+    return path
+
+
+def split_test_videos(run: RunPaths) -> pd.DataFrame:
+    videos = pipeline.cnn_videos(run)
+    return videos[videos["split"] == "test"].reset_index(drop=True)
+
+
+def test_detectors_reproduce_every_stage_prediction(smoke_run):
+    """Reloaded from disk and scored again, every method gives its stage's own scores."""
+    run = RunPaths(smoke_run)
+    methods = detectors.trained_methods(run)
+    assert {detectors.family(m) for m in methods} == set(detectors.FAMILIES)
+    scored = detectors.score_methods(run, methods, faces.FaceStore(run), split_test_videos(run))
+    for method, (videos, _) in scored.items():
+        stage, _ = evaluation.read_predictions(run, method)
+        np.testing.assert_allclose(videos["score"], stage["score"], atol=1e-6, err_msg=method)
+        assert videos["video_id"].tolist() == stage["video_id"].tolist()
+
+
+def test_unknown_method_name_is_refused():
+    with pytest.raises(ValueError, match="not a detector name"):
+        detectors.family("svm")
+
+
+def test_predict_cli_scores_a_video_and_reports_a_faceless_and_an_unreadable_one(smoke_run,
+                                                                                tmp_path):
+    """A fresh process, as a user runs it: MTCNN (torch) and the Keras detectors (TensorFlow)
+    in one interpreter, so the import order is exercised too."""
+    run = RunPaths(smoke_run)
+    good = pd.read_csv(run.videos_csv)["path"].iloc[0]
+    faceless = write_faceless_video(tmp_path / "faceless.mp4")
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("not a video")
+    frames_csv = tmp_path / "frames.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "dflib", "predict", good, str(faceless), str(broken),
+         "--run", str(smoke_run), "--method", "cnn/ef0", "--frames-csv", str(frames_csv)],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
+    assert done.returncode == 1, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["status"] for r in lines] == ["ok", "no_face", "error"]
+    ok, none, bad = lines
+    assert 0.0 <= ok["fake_probability"] <= 1.0 and ok["label"] in ("fake", "real")
+    assert ok["frames_scored"] == ok["faces_found"] > 0 and ok["method"] == "cnn/ef0"
+    assert none["fake_probability"] is None and none["label"] is None
+    assert none["faces_found"] == 0 and "no face" in none["reason"]
+    assert str(broken) in bad["reason"] and f"error: {broken}" in done.stderr
+    frames = pd.read_csv(frames_csv)
+    assert list(frames.columns) == list(predict.FRAME_COLUMNS)
+    assert set(frames["path"]) == {good} and len(frames) == ok["frames_scored"]
+
+
+def test_predict_gives_the_stage_scores_for_the_run_own_test_videos(smoke_run):
+    run = RunPaths(smoke_run)
+    stage, _ = evaluation.read_predictions(run, "triplet/sgd")
+    index = pd.read_csv(run.videos_csv).set_index("video_id")
+    paths = index.loc[stage["video_id"], "path"].tolist()
+    result = predict.predict_videos(paths, run, "triplet/sgd")
+    got = [r["fake_probability"] for r in result.records]
+    expected = np.where(stage["status"] == "ok", stage["score"], np.nan)
+    np.testing.assert_allclose(np.array(got, dtype=float), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--method", "cnn/xception"], "is not a detector of"),
+    (["--method", "c3d", "--frames-csv", "f.csv"], "scores whole clips or sequences"),
+])
+def test_predict_refuses_bad_arguments_before_work(smoke_run, capsys, args, needle):
+    assert cli.main(["predict", "any.mp4", "--run", str(smoke_run), *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_predict_without_a_run_folder_says_so(tmp_path, capsys):
+    assert cli.main(["predict", "any.mp4", "--run", str(tmp_path)]) == 2
+    assert "results.csv not found" in capsys.readouterr().err
+
+
+def test_default_method_is_the_best_video_auc(smoke_run):
+    run = RunPaths(smoke_run)
+    table = evaluation.results_table(run)
+    video = table[table["level"] == "video"]
+    assert predict.check_method(run, None) == video.loc[video["auc"].idxmax(), "method"]
+
+
+# --------------------------------------------------------------------------- robustness
+
+def test_robustness_table_covers_every_method_and_crf(smoke_run):
+    run = RunPaths(smoke_run)
+    table = robustness.read_table(run)
+    methods = detectors.trained_methods(run)
+    assert set(table["method"]) == set(methods)
+    assert sorted(table["crf"].unique()) == [robustness.ORIGINAL, 0, 40]
+    assert (table.groupby("crf")["n"].max() == len(split_test_videos(run))).all()
+    wide = robustness.auc_by_crf(table)
+    assert list(wide.columns) == ["method", "original", "crf0", "crf40"]
+
+
+def test_lossless_reencode_gives_the_same_faces(smoke_run):
+    """CRF 0 is lossless: the same frames decode, so the same faces are stored."""
+    run = RunPaths(smoke_run)
+    crf0 = faces.FaceStore(robustness.crf_run(run, 0))
+    original = faces.FaceStore(run)
+    for vid in split_test_videos(run)["video_id"]:
+        a, b = original.load(vid), crf0.load(vid)
+        np.testing.assert_array_equal(a[1], b[1])
+        assert np.abs(a[0].astype(int) - b[0].astype(int)).mean() < 1.0, vid
+
+
+def test_unreadable_video_cannot_be_reencoded_and_the_error_names_it(tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("not a video")
+    with pytest.raises(robustness.EncodeError, match=str(broken)):
+        robustness.reencode(broken, tmp_path / "out.mp4", 23)
+    assert list(tmp_path.iterdir()) == [broken]  # nothing half-written
+
+
+def test_pick_videos_keeps_both_classes():
+    test = pd.DataFrame({"video_id": [f"v{i}" for i in range(20)],
+                         "label": [0] * 5 + [1] * 15})
+    picked = robustness.pick_videos(test, 8, seed=0)
+    assert len(picked) == 8 and set(picked["label"]) == {0, 1}
+    assert picked.equals(robustness.pick_videos(test, 8, seed=0))
+    assert len(robustness.pick_videos(test, 0, seed=0)) == 20
+
+
+def test_report_has_tables_figures_and_every_notebook(smoke_run):
+    page = (smoke_run / "report" / "index.html").read_text(encoding="utf-8")
+    for name in ("fig_roc_all", "fig_gradcam", "fig_robustness_auc", "triplet/sgd"):
+        assert name in page
+    rendered = sorted(p.name for p in (smoke_run / "report" / "notebooks").glob("*.html"))
+    assert len(rendered) == 10 and rendered[-1] == "09_results_report.html"
+    for name in rendered:
+        assert f"notebooks/{name}" in page
