@@ -130,8 +130,10 @@ STAGES: tuple[Stage, ...] = (
         "factor": Field(float, 0.709, "MTCNN image-pyramid scale factor", min=0.1, max=0.95),
         "selection": Field(str, "largest", "which face to keep when several are found",
                            choices=("largest", "probability")),
-        "detect_max_side": Field(int, 640, "downscale frames so their long side is at most "
-                                 "this for detection (0: full resolution)", min=0),
+        "detect_max_side": Field(int, 320, "coarse detection pass on frames downscaled to this "
+                                 "long side, for faces of 20 detector pixels and up; frames where "
+                                 "it finds none are searched at full resolution (0: full "
+                                 "resolution only)", min=0),
         "batch_size": Field(int, 32, "frames per MTCNN call", min=1),
         "workers": Field(int, 0, "Dask workers across videos (0: in this process)", min=0),
         "scheduler": Field(str, "", "Dask scheduler address; empty starts a local cluster"),

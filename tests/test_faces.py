@@ -97,12 +97,13 @@ def extractor() -> FaceExtractor:
 
 # -- the extractor --------------------------------------------------------------------
 
-def test_detect_scale_keeps_the_smallest_face_detectable():
-    ex = FaceExtractor(min_face_size=40, detect_max_side=640)
-    assert ex.detect_scale(320, 240) == 1.0
-    assert ex.detect_scale(1280, 720) == pytest.approx(0.5)
-    assert ex.detect_scale(1920, 1080) == pytest.approx(0.5)  # not 1/3: 40 px -> 20 px
-    assert FaceExtractor(min_face_size=80).detect_scale(1920, 1080) == pytest.approx(1 / 3)
+def test_coarse_pass_scale_and_smallest_face():
+    ex = FaceExtractor(min_face_size=40, detect_max_side=320)
+    assert ex.detect_scale(320, 240) == 1.0 and ex.coarse_min_face(320, 240) == 40
+    assert ex.detect_scale(1280, 720) == pytest.approx(0.25)
+    assert ex.coarse_min_face(1280, 720) == pytest.approx(80)  # 20 detector px at 1/4
+    assert ex.coarse_min_face(1920, 1080) == pytest.approx(120)
+    assert FaceExtractor(min_face_size=200).coarse_min_face(1920, 1080) == 200
     assert FaceExtractor(detect_max_side=0).detect_scale(1920, 1080) == 1.0
     with pytest.raises(ValueError, match="margin"):
         FaceExtractor(img_size=64, margin=64)
@@ -139,6 +140,20 @@ def test_a_frame_the_coarse_pass_misses_is_retried_at_full_resolution(monkeypatc
     monkeypatch.setattr(FaceExtractor, "_detect", coarse_blind)
     got = FaceExtractor.from_params(PARAMS).extract([frame])[0]
     assert scales == [0.5, 1.0] and got.face is not None and got.reason == ""
+
+
+def test_a_face_below_the_coarse_pass_minimum_is_found_at_full_resolution(monkeypatch):
+    """A distant speaker: a head of 70 px (a face box of about 35 x 45) in 1280x720 is below the
+    80 px the coarse pass of detect_max_side 320 looks for, above min_face_size 40."""
+    frame = paste(canvas(1280, 720), 70, 900, 200)
+    scales = []
+    detect = FaceExtractor._detect
+    monkeypatch.setattr(FaceExtractor, "_detect",
+                        lambda self, frames, scale: scales.append(scale) or
+                        detect(self, frames, scale))
+    got = FaceExtractor.from_params({**PARAMS, "detect_max_side": 320}).extract([frame])[0]
+    assert scales == [0.25, 1.0] and got.face is not None
+    assert 900 - 20 < got.box[0] < 900 + 60
 
 
 def test_selection_largest_or_most_probable(extractor):
