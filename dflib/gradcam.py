@@ -174,7 +174,7 @@ def gradcam_grid_figure(faces: np.ndarray, heatmaps: np.ndarray, labels: np.ndar
     pairs_per_row = max(1, min(pairs_per_row, n))
     rows = max(1, -(-n // pairs_per_row))
     fig, axes = plt.subplots(rows, 2 * pairs_per_row, squeeze=False,
-                             figsize=(2.0 * 2 * pairs_per_row, 2.2 * rows))
+                             figsize=(2.0 * 2 * pairs_per_row, 2.5 * rows))
     for ax in axes.flat:
         ax.axis("off")
     for i in range(n):
