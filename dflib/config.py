@@ -9,6 +9,7 @@ who edits the parameters cell gets the same one-line errors as ``dflib check``.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -69,6 +70,12 @@ CNN_ARCHS = ("xception", "iv3", "irv2", "resnet", "nasnet", "nasnet_large", "ef0
 AGGREGATIONS = ("mean", "max", "vote", "confident")
 CLASSIFIERS = ("sgd", "logreg", "rf", "knn", "svc", "nb", "perceptron", "tree")
 # Smallest input side each keras.applications backbone accepts without ImageNet weights.
+RNN_HEADS = ("lstm", "bilstm", "temporal_max", "gru")
+# Method names the detectors write (DESIGN.md "Method names"); which of them a run has is
+# known only once it is trained, their form is known up front.
+DETECTOR_NAME = re.compile(
+    rf"cnn/({'|'.join(CNN_ARCHS)})(/chunk\d+|/boosted|/boosted_mean)?|c3d|conv3d"
+    rf"|rnn/({'|'.join(RNN_HEADS)})|(facenet|triplet)/({'|'.join(CLASSIFIERS)})")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow")
 CNN_MIN_INPUT = {"xception": 71, "iv3": 75, "irv2": 75, "resnet": 32, "nasnet": 32,
@@ -174,9 +181,8 @@ STAGES: tuple[Stage, ...] = (
         "class_weight": Field(bool, True, "weight classes by their share of training clips"),
     }),
     Stage("train_rnn", "05_train_rnn.ipynb", {
-        "models": Field(list, ["lstm", "bilstm", "temporal_max", "gru"], "recurrent heads on "
-                        "the frame CNN features", item=str,
-                        choices=("lstm", "bilstm", "temporal_max", "gru")),
+        "models": Field(list, list(RNN_HEADS), "recurrent heads on the frame CNN features",
+                        item=str, choices=RNN_HEADS),
         "seq_len": Field(int, 25, "first faces per video; shorter videos are padded and masked",
                          min=1),
         "epochs": Field(int, 15, "maximum epochs per head", min=1),
@@ -307,6 +313,13 @@ def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str,
     if "index" in given and index["test_dataset"] and index["demo_generate"]:
         raise ProfileError("index.demo_generate: the demo dataset has no cross-dataset "
                            "counterpart; turn it off with index.test_dataset")
+    if "robustness" in given:
+        for i, method in enumerate(sections["robustness"]["methods"]):
+            if not DETECTOR_NAME.fullmatch(method):
+                raise ProfileError(f"robustness.methods[{i}]: {method!r} is not a detector name "
+                                   "(cnn/<arch>[/chunk<i>|/boosted|/boosted_mean], c3d, conv3d, "
+                                   f"rnn/<head>, facenet/<classifier>, triplet/<classifier>; "
+                                   f"classifiers: {', '.join(CLASSIFIERS)})")
     arch = sections["train_cnn"]["arch"]
     if "train_cnn" in given and shared["img_size"] < CNN_MIN_INPUT[arch]:
         raise ProfileError(f"img_size: {shared['img_size']} is below the minimum input "

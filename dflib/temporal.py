@@ -37,11 +37,11 @@ import pandas as pd
 from keras import layers, ops
 
 from . import cnn, evaluation, io, training
+from .config import RNN_HEADS
 from .faces import store_name, store_path
 from .paths import RunPaths
 
 CLIP_MODELS = ("c3d", "conv3d")
-RNN_HEADS = ("lstm", "bilstm", "temporal_max", "gru")
 # C3D's frame size (Tran et al. 2015): resize to 128 x 171, crop 112 x 112.
 C3D_RESIZE = (128, 171)
 C3D_CROP = 112

@@ -35,6 +35,9 @@ def test_defaults_fill_missing_keys(minimal):
     (lambda p: p["index"].update(ffpp_methods=["Neural"]), "'Neural' is not allowed"),
     (lambda p: p.pop("run_name"), "missing key 'run_name'"),
     (lambda p: p.update(faces=[1, 2]), "faces: expected a mapping"),
+    (lambda p: p.update(train_cnn={"epochs": -1}), "train_cnn.epochs: -1 is below the minimum 1"),
+    (lambda p: p.update(robustness={"crfs": [23, 52]}), "robustness.crfs[1]: 52 is above the maximum 51"),
+    (lambda p: p.update(train_cnn={"arch": "vgg"}), "train_cnn.arch: 'vgg' is not allowed (allowed: xception"),
 ])
 def test_bad_values_are_named(minimal, mutate, needle):
     mutate(minimal)
@@ -101,3 +104,17 @@ def test_margin_must_fit_in_the_crop(minimal):
     minimal.update(img_size=64, faces={"margin": 64}, train_cnn={"arch": "ef0"})
     with pytest.raises(config.ProfileError, match="faces.margin: 64 must be below img_size 64"):
         config.validate(minimal)
+
+
+@pytest.mark.parametrize("method", ["cnn/ef0", "cnn/xception/chunk3", "cnn/ef0/boosted_mean",
+                                    "c3d", "rnn/bilstm", "triplet/sgd", "facenet/tree"])
+def test_robustness_methods_accept_detector_names(minimal, method):
+    config.validate({**minimal, "robustness": {"methods": [method]}})
+
+
+@pytest.mark.parametrize("method", ["svm", "cnn/vgg", "triplet/svm", "rnn/transformer",
+                                    "cnn/ef0/boosted_max"])
+def test_robustness_methods_refuse_other_names_up_front(minimal, method):
+    with pytest.raises(config.ProfileError, match=r"robustness.methods\[0\]: .* is not a "
+                                                  r"detector name"):
+        config.validate({**minimal, "robustness": {"methods": [method]}})
