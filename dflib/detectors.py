@@ -92,8 +92,8 @@ def score_methods(run: RunPaths, methods: Sequence[str], store: training.FaceSou
         out.update(_score_rnn(run, by_family["rnn"], store, videos))
     embedding_methods = by_family["facenet"] + by_family["triplet"]
     if embedding_methods:
-        out.update(_score_embeddings(run, embedding_methods, store, videos,
-                                     settings["train_triplet"], settings["device"], progress))
+        out.update(_score_embeddings(run, embedding_methods, store, videos, settings,
+                                     progress))
     return {m: out[m] for m in dict.fromkeys(methods)}
 
 
@@ -171,16 +171,19 @@ def _facenet(run: RunPaths, device: str) -> Any:
 
 
 def _score_embeddings(run: RunPaths, methods: list[str], store: training.FaceSource,
-                      videos: pd.DataFrame, section: Mapping[str, Any], device: str,
+                      videos: pd.DataFrame, settings: Mapping[str, Any],
                       progress: bool) -> dict[str, Prediction]:
     from tqdm.auto import tqdm
 
-    model = _facenet(run, device)
+    model = _facenet(run, settings["device"])
+    # The embedding stage's batch size: CPU kernels sum in another order for another batch.
+    batch_size = settings["embed_faces"]["batch_size"]
+    section = settings["train_triplet"]
     blocks, tables = [np.zeros((0, embeddings.DIM), np.float32)], []
     for vid, label in tqdm(list(zip(videos["video_id"].astype(str), videos["label"])),
                            desc="facenet", unit="video", disable=not progress):
         faces, frame_idx = store.load(vid)
-        blocks.append(embeddings.embed(model, faces))
+        blocks.append(embeddings.embed(model, faces, batch_size))
         tables.append(pd.DataFrame({"video_id": vid, "frame_idx": np.asarray(frame_idx, int),
                                     "label": int(label)}))
     x = np.concatenate(blocks)

@@ -44,10 +44,12 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def remove_partials(folder: str | Path) -> list[Path]:
-    """Delete the temporary files that a killed writer left in ``folder`` (a SIGKILL skips
-    :func:`atomic_path`'s clean-up); call it only where no other writer is running."""
-    found = sorted(Path(folder).glob(".*.part"))
+def remove_partials(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Delete the temporary files that a killed writer left in ``folder`` (and below it,
+    with ``recursive``): a SIGKILL skips :func:`atomic_path`'s clean-up. Call it only where
+    no other writer is running."""
+    folder = Path(folder)
+    found = sorted(folder.rglob(".*.part") if recursive else folder.glob(".*.part"))
     for path in found:
         path.unlink(missing_ok=True)
     return found

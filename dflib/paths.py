@@ -85,8 +85,12 @@ class RunPaths:
         return self.root / "failures.csv"
 
     def ensure(self) -> "RunPaths":
-        """Create the run's folders."""
+        """Create the run's folders and delete the temporary files a killed stage left
+        anywhere in the run (stages run one at a time, so none is being written now)."""
+        from .io import remove_partials
+
         for d in (self.index, self.face_store, self.models, self.logs, self.features,
                   self.predictions, self.tables, self.figures, self.notebooks):
             d.mkdir(parents=True, exist_ok=True)
+        remove_partials(self.root, recursive=True)
         return self

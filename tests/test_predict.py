@@ -32,6 +32,11 @@ def split_test_videos(run: RunPaths) -> pd.DataFrame:
     return videos[videos["split"] == "test"].reset_index(drop=True)
 
 
+# FaceNet embeddings recomputed in another process can differ from the stored ones in the
+# fifth decimal (CPU kernels); a wrong model, classifier or setting differs by far more.
+EMBEDDING_ATOL = 1e-3
+
+
 def test_detectors_reproduce_every_stage_prediction(smoke_run):
     """Reloaded from disk and scored again, every method gives its stage's own scores."""
     run = RunPaths(smoke_run)
@@ -40,7 +45,8 @@ def test_detectors_reproduce_every_stage_prediction(smoke_run):
     scored = detectors.score_methods(run, methods, faces.FaceStore(run), split_test_videos(run))
     for method, (videos, _) in scored.items():
         stage, _ = evaluation.read_predictions(run, method)
-        np.testing.assert_allclose(videos["score"], stage["score"], atol=1e-6, err_msg=method)
+        atol = EMBEDDING_ATOL if detectors.family(method) in ("facenet", "triplet") else 1e-6
+        np.testing.assert_allclose(videos["score"], stage["score"], atol=atol, err_msg=method)
         assert videos["video_id"].tolist() == stage["video_id"].tolist()
 
 
@@ -85,7 +91,7 @@ def test_predict_gives_the_stage_scores_for_the_run_own_test_videos(smoke_run):
     result = predict.predict_videos(paths, run, "triplet/sgd")
     got = [r["fake_probability"] for r in result.records]
     expected = np.where(stage["status"] == "ok", stage["score"], np.nan)
-    np.testing.assert_allclose(np.array(got, dtype=float), expected, atol=1e-5)
+    np.testing.assert_allclose(np.array(got, dtype=float), expected, atol=EMBEDDING_ATOL)
 
 
 @pytest.mark.parametrize("args, needle", [
