@@ -190,7 +190,7 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
     fast = FaceExtractor.from_params({**profile_extractor_params(device), **(params or {})})
     baseline = BaselineExtractor(device)
     settings = (f"min_face_size={fast.min_face_size} factor={fast.factor} "
-                f"detect_max_side={fast.detect_max_side}")
+                f"detect_max_side={fast.detect_max_side} redetect_every={fast.redetect_every}")
     rows = []
     for group in paths:
         try:

@@ -84,7 +84,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.bench in ("extract", "parallel"):
         overrides = {k: v for k, v in (("factor", args.factor),
                                        ("min_face_size", args.min_face_size),
-                                       ("detect_max_side", args.detect_max_side)) if v is not None}
+                                       ("detect_max_side", args.detect_max_side),
+                                       ("redetect_every", args.redetect_every))
+                     if v is not None}
     if args.bench == "extract":
         table = bench.bench_extract(args.paths, args.frames, args.device, overrides)
     elif args.bench == "parallel":
@@ -148,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
         p.add_argument("--out", type=Path, metavar="CSV", help="also write the table here")
         for flag, kind in (("--factor", float), ("--min-face-size", int),
-                           ("--detect-max-side", int)):
+                           ("--detect-max-side", int), ("--redetect-every", int)):
             p.add_argument(flag, type=kind, help="FaceExtractor setting (default: the "
                            "profile default, dflib/config.py)")
     parallel.add_argument("--workers", type=int, nargs="+", default=[1, 2],

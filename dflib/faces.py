@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import io, reports
+from . import io, mtcnn, reports
 from .paths import RunPaths, resolve
 from .video import VideoError, probe, read_frames, sample_indices
 
@@ -32,10 +32,10 @@ SELECTIONS = ("largest", "probability")
 DETECT_MIN_FACE_PX = 20
 # Constructor arguments of FaceExtractor, read from a profile's (flat) stage parameters.
 EXTRACTOR_KEYS = ("img_size", "margin", "min_face_size", "thresholds", "factor", "selection",
-                  "detect_max_side", "batch_size", "device")
+                  "detect_max_side", "redetect_every", "batch_size", "device")
 # Parameters that change what is stored; a store file made with other values is redone.
 _RESULT_KEYS = ("img_size", "margin", "min_face_size", "thresholds", "factor", "selection",
-                "detect_max_side")
+                "detect_max_side", "redetect_every")
 INDEX_COLUMNS = ["video_id", "label", "split", "frame_idx", "face", "x1", "y1", "x2", "y2",
                  "prob", "n_detected", "store_row", "reason"]
 SUMMARY_COLUMNS = ["video_id", "label", "split", "status", "n_sampled", "n_faces", "reason"]
@@ -66,12 +66,16 @@ class FaceExtractor:
     deepfake footage holds, at a fraction of the full pyramid's cost. Frames where the
     coarse pass finds nothing are searched again at full resolution down to
     ``min_face_size``, so small or distant faces are still found, at full cost.
+
+    Faces move little between neighbouring frames: only every ``redetect_every``-th
+    sampled frame is searched this way, the frames between check the faces found there
+    with MTCNN's last two networks, and are searched in full only where that fails.
     """
 
     def __init__(self, img_size: int = 160, margin: int = 40, min_face_size: int = 40,
                  thresholds: Sequence[float] = (0.6, 0.7, 0.7), factor: float = 0.709,
-                 selection: str = "largest", detect_max_side: int = 320, batch_size: int = 32,
-                 device: str = "auto") -> None:
+                 selection: str = "largest", detect_max_side: int = 320,
+                 redetect_every: int = 5, batch_size: int = 32, device: str = "auto") -> None:
         if selection not in SELECTIONS:
             raise ValueError(f"selection {selection!r} is not one of {SELECTIONS}")
         if not 0 <= margin < img_size:
@@ -85,6 +89,7 @@ class FaceExtractor:
         self.factor = float(factor)
         self.selection = selection
         self.detect_max_side = int(detect_max_side)
+        self.redetect_every = max(1, int(redetect_every))
         self.batch_size = max(1, int(batch_size))
         self.device = device
         self._mtcnn: Any = None
@@ -128,21 +133,58 @@ class FaceExtractor:
                                                            DETECT_MIN_FACE_PX / scale)
 
     def extract(self, frames: Sequence[np.ndarray]) -> list[FrameFace]:
-        """Detect, select and crop one face per RGB uint8 frame."""
+        """Detect, select and crop one face per RGB uint8 frame.
+
+        ``frames`` are one video's sampled frames in order: every ``redetect_every``-th
+        is searched in full, the frames between confirm the faces of the last searched one
+        (:func:`dflib.mtcnn.confirm`), and any frame where none is confirmed is searched in
+        full too.
+        """
         detections: list[np.ndarray] = [np.empty((0, 5))] * len(frames)
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, frame in enumerate(frames):
             by_shape.setdefault(frame.shape, []).append(i)
-        for (height, width, _), members in by_shape.items():
-            scale = self.detect_scale(width, height)
-            for i, det in zip(members, self._detect([frames[i] for i in members], scale)):
+        for members in by_shape.values():
+            keys = members[::self.redetect_every]
+            for i, det in zip(keys, self._search([frames[i] for i in keys])):
                 detections[i] = det
-            if scale < 1.0:
-                missed = [i for i in members if len(detections[i]) == 0]
-                retried = self._detect([frames[i] for i in missed], 1.0) if missed else []
-                for i, det in zip(missed, retried):
-                    detections[i] = det
+            followers = [(i, key) for n, key in enumerate(keys)
+                         for i in members[n * self.redetect_every + 1:
+                                          (n + 1) * self.redetect_every]
+                         if len(detections[key])]
+            confirmed = self._confirm([frames[i] for i, _ in followers],
+                                      [detections[key] for _, key in followers])
+            for (i, _), det in zip(followers, confirmed):
+                detections[i] = det
+            searched = set(keys)
+            lost = [i for i in members if i not in searched and len(detections[i]) == 0]
+            for i, det in zip(lost, self._search([frames[i] for i in lost]) if lost else []):
+                detections[i] = det
         return [self._crop(frame, det) for frame, det in zip(frames, detections)]
+
+    def _search(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """Full detection of frames of one size: the coarse pass, then full resolution
+        for the frames where it found nothing."""
+        if not frames:
+            return []
+        height, width = frames[0].shape[:2]
+        scale = self.detect_scale(width, height)
+        detections = self._detect(frames, scale)
+        if scale < 1.0:
+            missed = [i for i, det in enumerate(detections) if len(det) == 0]
+            retried = self._detect([frames[i] for i in missed], 1.0) if missed else []
+            for i, det in zip(missed, retried):
+                detections[i] = det
+        return detections
+
+    def _confirm(self, frames: list[np.ndarray], proposals: list[np.ndarray]
+                 ) -> list[np.ndarray]:
+        """Faces confirmed at the ``proposals`` boxes, on the full-resolution frames."""
+        out: list[np.ndarray] = []
+        for start in range(0, len(frames), self.batch_size):
+            out += mtcnn.confirm(frames[start:start + self.batch_size], self.mtcnn,
+                                 proposals[start:start + self.batch_size], self.thresholds)
+        return out
 
     def _detect(self, frames: list[np.ndarray], scale: float) -> list[np.ndarray]:
         """MTCNN boxes ``[n, 5]`` (x1, y1, x2, y2, prob) in frame pixels, per frame.
@@ -152,37 +194,21 @@ class FaceExtractor:
         """
         if not frames:
             return []
-        import torch
-        from facenet_pytorch.models.utils.detect_face import detect_face
-
         height, width = frames[0].shape[:2]
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         sx, sy = size[0] / width, size[1] / height
         min_face = (self.coarse_min_face(width, height) * scale if scale < 1.0
                     else self.min_face_size)
-        if min(size) < min_face:  # MTCNN's pyramid would be empty, and it fails on that
-            return [np.empty((0, 5))] * len(frames)
-        m = self.mtcnn
         out: list[np.ndarray] = []
         for start in range(0, len(frames), self.batch_size):
             chunk = frames[start:start + self.batch_size]
             if scale < 1.0:
                 chunk = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in chunk]
-            # detect_face permutes its NHWC input to NCHW and area-resizes every candidate
-            # box from that view; handed the NHWC view of contiguous NCHW memory it gets
-            # contiguous crops, which halves detection time on CPU (same boxes).
-            batch = torch.from_numpy(np.stack(chunk)).to(m.device)
-            batch = batch.permute(0, 3, 1, 2).float().contiguous().permute(0, 2, 3, 1)
-            # detect_face is what MTCNN.detect wraps; called directly it takes the minimum
-            # face size per call and returns every box with its probability.
-            with torch.no_grad():
-                boxes, _ = detect_face(batch, min_face, m.pnet, m.rnet, m.onet,
-                                       self.thresholds, self.factor, m.device)
-            for b in boxes:
-                b = np.asarray(b, dtype=np.float64).reshape(-1, 5)
-                b[:, [0, 2]] /= sx
-                b[:, [1, 3]] /= sy
-                out.append(b)
+            for boxes in mtcnn.detect(chunk, self.mtcnn, min_face, self.thresholds,
+                                      self.factor):
+                boxes[:, [0, 2]] /= sx
+                boxes[:, [1, 3]] /= sy
+                out.append(boxes)
         return out
 
     def _crop(self, frame: np.ndarray, det: np.ndarray) -> FrameFace:
@@ -279,7 +305,7 @@ def _record(video_id: str, size: int, sampled: Sequence[int], found: Sequence[Fr
 def _config(extractor: FaceExtractor, n: int, strategy: str, every_k: int) -> str:
     """The settings a store file was made with, as a string kept inside it."""
     settings = {k: getattr(extractor, k) for k in _RESULT_KEYS}
-    settings.update(frames_per_video=n, sampling=strategy,
+    settings.update(frames_per_video=n, sampling=strategy, cascade=mtcnn.CASCADE_VERSION,
                     every_k=every_k if strategy == "every_k" else 1)
     return json.dumps(settings, sort_keys=True)
 
