@@ -36,6 +36,8 @@ EXTRACTOR_KEYS = ("img_size", "margin", "min_face_size", "thresholds", "factor",
 # Parameters that change what is stored; a store file made with other values is redone.
 _RESULT_KEYS = ("img_size", "margin", "min_face_size", "thresholds", "factor", "selection",
                 "detect_max_side", "redetect_every")
+# What stores written before a key existed were made with (they searched every frame).
+_BEFORE_KEY = {"redetect_every": 1}
 INDEX_COLUMNS = ["video_id", "label", "split", "frame_idx", "face", "x1", "y1", "x2", "y2",
                  "prob", "n_detected", "store_row", "reason"]
 SUMMARY_COLUMNS = ["video_id", "label", "split", "status", "n_sampled", "n_faces", "reason"]
@@ -330,7 +332,7 @@ def store_settings(run: RunPaths, batch_size: int = 32, device: str = "auto") ->
                 saved = json.loads(str(z["config"]))
         except Exception:  # noqa: BLE001 - unreadable or an older layout: try the next one
             continue
-        extractor = {k: saved[k] for k in _RESULT_KEYS}
+        extractor = {k: saved.get(k, _BEFORE_KEY.get(k)) for k in _RESULT_KEYS}
         return StoreSettings({**extractor, "batch_size": batch_size, "device": device},
                              int(saved["frames_per_video"]), saved["sampling"],
                              int(saved["every_k"]))

@@ -6,6 +6,7 @@ gradient; MTCNN's weights ship inside facenet-pytorch, so nothing is downloaded.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from facenet_pytorch import extract_face
 
 from dflib import mtcnn
 from dflib.faces import (INDEX_COLUMNS, SUMMARY_COLUMNS, FaceExtractor, FaceStore,
-                         run_extraction, store_name, store_path, summary_csv)
+                         run_extraction, store_name, store_path, store_settings,
+                         summary_csv)
 from dflib.paths import RunPaths
 
 HEAD = astronaut()[30:210, 135:315]  # RGB, the face and some hair around it
@@ -315,6 +317,23 @@ def test_other_settings_redo_the_store(videos, extracted, tmp_path):
                    progress=False)
     assert FaceStore(run).load(vid)[0].shape == (N_FRAMES, 32, 32, 3)
     assert FaceStore(run).index().video_id.unique().tolist() == [vid]
+
+
+def test_store_settings_read_back_the_extraction_settings(extracted, tmp_path):
+    run0, _ = extracted
+    settings = store_settings(run0, batch_size=4)
+    assert settings.extractor == {**FaceExtractor.from_params(PARAMS).params, "batch_size": 4,
+                                  "device": "auto"}
+    assert (settings.frames_per_video, settings.sampling) == (N_FRAMES, "even")
+    # A store written before redetect_every existed searched every frame.
+    old = RunPaths(tmp_path)
+    old.face_store.mkdir(parents=True)
+    with np.load(store_path(run0, "Celeb-real/id0_0000")) as z:
+        record = dict(z)
+    config = json.loads(str(record["config"]))
+    del config["redetect_every"], config["cascade"]
+    np.savez(old.face_store / "old.npz", **{**record, "config": np.array(json.dumps(config))})
+    assert store_settings(old).extractor["redetect_every"] == 1
 
 
 @pytest.mark.slow
