@@ -50,7 +50,7 @@ class FrameFace:
     face: np.ndarray | None  # uint8 [img_size, img_size, 3] RGB
     box: tuple[float, float, float, float] | None  # x1, y1, x2, y2, clipped to the frame
     prob: float  # detection probability, NaN without a face
-    n_detected: int  # faces MTCNN found in the frame
+    n_detected: int  # faces found in the frame (between key frames: key-frame faces confirmed)
     reason: str  # "" or "no_face"
 
 

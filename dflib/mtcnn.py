@@ -49,9 +49,7 @@ def detect(frames: Sequence[np.ndarray], nets: Any, min_face: float,
 
     with torch.inference_mode():
         boxes, owner = _proposals(frames, nets, min_face, thresholds[0], factor)
-        boxes, owner = _refine(frames, nets.rnet, nets.device, boxes, owner, thresholds[1])
-        boxes, owner = _output(frames, nets.onet, nets.device, boxes, owner, thresholds[2])
-    return [boxes[owner == i].astype(np.float64) for i in range(len(frames))]
+        return _last_stages(frames, nets, boxes, owner, thresholds)
 
 
 def confirm(frames: Sequence[np.ndarray], nets: Any, proposals: Sequence[np.ndarray],
@@ -73,8 +71,14 @@ def confirm(frames: Sequence[np.ndarray], nets: Any, proposals: Sequence[np.ndar
                            + [np.empty(0, dtype=np.int64)])
     boxes = _square(np.concatenate([boxes, np.ones((len(boxes), 1))], axis=1))
     with torch.inference_mode():
-        boxes, owner = _refine(frames, nets.rnet, nets.device, boxes, owner, thresholds[1])
-        boxes, owner = _output(frames, nets.onet, nets.device, boxes, owner, thresholds[2])
+        return _last_stages(frames, nets, boxes, owner, thresholds)
+
+
+def _last_stages(frames: Sequence[np.ndarray], nets: Any, boxes: np.ndarray, owner: np.ndarray,
+                 thresholds: Sequence[float]) -> list[np.ndarray]:
+    """RNet then ONet on candidate ``boxes`` (``owner``: each one's frame), per frame."""
+    boxes, owner = _refine(frames, nets.rnet, nets.device, boxes, owner, thresholds[1])
+    boxes, owner = _output(frames, nets.onet, nets.device, boxes, owner, thresholds[2])
     return [boxes[owner == i].astype(np.float64) for i in range(len(frames))]
 
 
@@ -104,9 +108,8 @@ def _nms_min(boxes: np.ndarray, owner: np.ndarray, overlap: float) -> np.ndarray
     keep: list[int] = []
     area = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
     for frame in np.unique(owner):
-        order = [int(i) for i in np.flatnonzero(owner == frame)]
-        order.sort(key=lambda i: boxes[i, 4])
-        order = np.array(order[::-1])
+        members = np.flatnonzero(owner == frame)
+        order = members[np.argsort(-boxes[members, 4], kind="stable")]
         while len(order):
             best, rest = order[0], order[1:]
             keep.append(int(best))
@@ -197,20 +200,30 @@ def _run(net: Any, device: Any, crops: np.ndarray) -> list[np.ndarray]:
     """A network's outputs over all crops, in memory-bounded batches, as numpy arrays."""
     parts = [net(_as_input(crops[i:i + _NET_BATCH], device))
              for i in range(0, len(crops), _NET_BATCH)]
-    return [np.concatenate([p[k].float().cpu().numpy() for p in parts]) for k in range(len(parts[0]))]
+    return [np.concatenate([p[k].float().cpu().numpy() for p in parts])
+            for k in range(len(parts[0]))]
+
+
+def _rescore(frames: Sequence[np.ndarray], net: Any, device: Any, boxes: np.ndarray,
+             owner: np.ndarray, size: int, threshold: float
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates ``net`` scores above ``threshold``, with its score, their frames and
+    its box offsets (the last two networks' shared step)."""
+    crops, valid = _crops(frames, boxes, owner, size)
+    if not len(crops):
+        return np.empty((0, 5)), np.empty(0, dtype=np.int64), np.empty((0, 4))
+    boxes, owner = boxes[valid], owner[valid]
+    outputs = _run(net, device, crops)
+    offsets, probs = outputs[0], outputs[-1]  # ONet also returns landmarks between them
+    passed = probs[:, 1] > threshold
+    return (np.concatenate([boxes[passed, :4], probs[passed, 1:2]], axis=1), owner[passed],
+            offsets[passed])
 
 
 def _refine(frames: Sequence[np.ndarray], rnet: Any, device: Any, boxes: np.ndarray,
             owner: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Stage two: RNet rescores each candidate and corrects its box."""
-    crops, valid = _crops(frames, boxes, owner, _RNET_SIZE)
-    if not len(crops):
-        return np.empty((0, 5)), np.empty(0, dtype=np.int64)
-    boxes, owner = boxes[valid], owner[valid]
-    offsets, probs = _run(rnet, device, crops)
-    passed = probs[:, 1] > threshold
-    boxes = np.concatenate([boxes[passed, :4], probs[passed, 1:2]], axis=1)
-    owner, offsets = owner[passed], offsets[passed]
+    boxes, owner, offsets = _rescore(frames, rnet, device, boxes, owner, _RNET_SIZE, threshold)
     keep = _nms(boxes, boxes[:, 4], owner, 0.7)
     return _square(_regress(boxes[keep], offsets[keep])), owner[keep]
 
@@ -218,14 +231,7 @@ def _refine(frames: Sequence[np.ndarray], rnet: Any, device: Any, boxes: np.ndar
 def _output(frames: Sequence[np.ndarray], onet: Any, device: Any, boxes: np.ndarray,
             owner: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Stage three: ONet's final score and box; overlapping boxes merged per frame."""
-    crops, valid = _crops(frames, boxes, owner, _ONET_SIZE)
-    if not len(crops):
-        return np.empty((0, 5)), np.empty(0, dtype=np.int64)
-    boxes, owner = boxes[valid], owner[valid]
-    offsets, _landmarks, probs = _run(onet, device, crops)
-    passed = probs[:, 1] > threshold
-    boxes = np.concatenate([boxes[passed, :4], probs[passed, 1:2]], axis=1)
-    boxes = _regress(boxes, offsets[passed])
-    owner = owner[passed]
+    boxes, owner, offsets = _rescore(frames, onet, device, boxes, owner, _ONET_SIZE, threshold)
+    boxes = _regress(boxes, offsets)
     keep = _nms_min(boxes, owner, 0.7)
     return boxes[keep], owner[keep]
