@@ -39,7 +39,8 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 EXTRACT_COLUMNS = ["footage", "resolution", "device", "settings", "videos", "frames",
                    "decode_fps", "baseline_fps", "dflib_fps", "speedup", "baseline_faces",
                    "dflib_faces", "agreement", "mean_iou"]
-PARALLEL_COLUMNS = ["workers", "videos", "frames", "seconds", "frames_per_s", "speedup"]
+PARALLEL_COLUMNS = ["workers", "videos", "frames", "repeats", "seconds", "seconds_min",
+                    "seconds_max", "frames_per_s", "speedup"]
 MEMORY_COLUMNS = ["scale", "videos", "faces", "store_mb", "rss_before_fit_mb", "peak_rss_mb",
                   "seconds", "peak_ratio"]
 # The original study's crop: 160 px faces with a 40 px margin (DESIGN.md reference facts).
@@ -232,30 +233,40 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
 
 def bench_parallel(paths: Sequence[str | Path], frames: int = 25,
                    workers: Sequence[int] = (1, 2), device: str = "auto",
-                   params: dict[str, Any] | None = None, progress: bool = True
-                   ) -> pd.DataFrame:
+                   params: dict[str, Any] | None = None, progress: bool = True,
+                   repeats: int = 1) -> pd.DataFrame:
     """Time :func:`run_extraction` over the videos of ``paths`` with each number of Dask
-    workers, each in a fresh run folder; ``speedup`` is against the first entry. The
-    time includes starting the local cluster and each worker's MTCNN."""
+    workers, each run in a fresh run folder; ``speedup`` is against the first entry. The
+    time includes starting the local cluster and each worker's MTCNN. With ``repeats``
+    above 1 the worker counts take turns, and ``seconds`` is each count's median run (a
+    shared machine's noise moves single runs by a tenth or more)."""
     videos = [v for p in paths for v in find_videos(p)]
     if not videos:
         raise FileNotFoundError(f"no videos under {', '.join(map(str, paths))}")
     index = pd.DataFrame({"video_id": [str(v) for v in videos], "path": [str(v) for v in videos],
                           "label": 0, "split": "test"})
     extractor = {**profile_extractor_params(resolve_device(device)), **(params or {})}
+    times: dict[int, list[float]] = {n: [] for n in range(len(workers))}
+    summaries: dict[int, pd.DataFrame] = {}
+    for _ in range(max(1, repeats)):
+        for n, n_workers in enumerate(workers):
+            with tempfile.TemporaryDirectory(prefix="dflib-bench-") as tmp:
+                start = time.perf_counter()
+                summaries[n] = run_extraction(index, RunPaths(Path(tmp)), extractor, frames,
+                                              "first", 1, workers=n_workers, progress=progress)
+                times[n].append(time.perf_counter() - start)
     rows = []
-    for n_workers in workers:
-        with tempfile.TemporaryDirectory(prefix="dflib-bench-") as tmp:
-            start = time.perf_counter()
-            summary = run_extraction(index, RunPaths(Path(tmp)), extractor, frames, "first", 1,
-                                     workers=n_workers, progress=progress)
-            seconds = time.perf_counter() - start
+    for n, n_workers in enumerate(workers):
+        summary = summaries[n]
         failed = summary[summary["status"] == "failed"]
         for row in failed.itertuples():
             print(f"error: {row.reason}", file=sys.stderr)
-        n = int(summary["n_sampled"].sum())
-        rows.append({"workers": n_workers, "videos": len(summary) - len(failed), "frames": n,
-                     "seconds": seconds, "frames_per_s": n / seconds})
+        n_frames = int(summary["n_sampled"].sum())
+        seconds = float(np.median(times[n]))
+        rows.append({"workers": n_workers, "videos": len(summary) - len(failed),
+                     "frames": n_frames, "repeats": len(times[n]), "seconds": seconds,
+                     "seconds_min": min(times[n]), "seconds_max": max(times[n]),
+                     "frames_per_s": n_frames / seconds})
     table = pd.DataFrame(rows, columns=PARALLEL_COLUMNS)
     table["speedup"] = table["frames_per_s"] / table["frames_per_s"].iloc[0]
     return table

@@ -91,7 +91,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         table = bench.bench_extract(args.paths, args.frames, args.device, overrides)
     elif args.bench == "parallel":
         table = bench.bench_parallel(args.paths, args.frames, args.workers, args.device,
-                                     overrides)
+                                     overrides, repeats=args.repeats)
     else:
         table = bench.bench_train_memory(args.videos, args.faces_per_video, args.scale,
                                          args.img_size, args.arch, args.batch_size)
@@ -155,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "profile default, dflib/config.py)")
     parallel.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                           help="worker counts to time; the speed-up is against the first")
+    parallel.add_argument("--repeats", type=int, default=3,
+                          help="runs of each worker count, taking turns; the median counts")
     memory = bench_sub.add_parser("train-memory", help="peak RSS of one training epoch at 1x "
                                   "and k x the faces, each in a fresh process")
     memory.add_argument("--videos", type=int, default=40, help="videos of the 1x face store")

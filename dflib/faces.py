@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from . import io, mtcnn, reports
 from .paths import RunPaths, resolve
-from .video import VideoError, probe, read_frames, sample_indices
+from .video import VideoError, probe, read_frames, sample_indices, set_decoder_threads
 
 SELECTIONS = ("largest", "probability")
 # The coarse, downscaled detection pass looks for faces of at least this many detector
@@ -371,6 +371,7 @@ def _dask_task(video_id: str, path: str, target: str, params: dict[str, Any], n:
         # Each worker process runs one task at a time; more threads would oversubscribe.
         torch.set_num_threads(1)
         cv2.setNumThreads(1)
+        set_decoder_threads(1)
         _WORKER_EXTRACTORS[key] = FaceExtractor(**params)
     return _extract_to_store(video_id, path, Path(target), _WORKER_EXTRACTORS[key], n,
                              strategy, every_k, config)

@@ -63,8 +63,11 @@ def test_extract_bench_table_csv_and_agreement(videos, tmp_path, capsys):
 def test_parallel_bench_table(videos):
     # workers 0 runs in this process: the table's format without starting a Dask cluster.
     table = bench.bench_parallel([videos], frames=2, workers=[0, 0], device="cpu",
-                                 progress=False)
+                                 progress=False, repeats=3)
     assert list(table.columns) == bench.PARALLEL_COLUMNS
+    assert table["repeats"].tolist() == [3, 3]
+    assert (table["seconds_min"] <= table["seconds"]).all()
+    assert (table["seconds"] <= table["seconds_max"]).all()
     assert table["videos"].tolist() == [4, 4]
     assert table["frames"].tolist() == [8, 8]
     assert table["speedup"].iloc[0] == 1.0
