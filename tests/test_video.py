@@ -154,6 +154,20 @@ class CountingCapture:
         return attr
 
 
+def test_one_decoder_thread_gives_the_same_frames(videos, monkeypatch):
+    """Dask workers decode with one FFmpeg thread each (dflib.faces sets it)."""
+    wanted = [0, 5, 90, 149]
+    default, _ = read_frames(videos["h264"], wanted)
+    monkeypatch.setattr(video, "_decoder_threads", 0)  # restored after the test
+    video.set_decoder_threads(1)
+    single, read = read_frames(videos["h264"], wanted)
+    assert read == wanted
+    for a, b in zip(default, single):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(VideoError, match="not a video"):
+        read_frames(videos["text"], [0])
+
+
 def test_read_frames_decodes_only_what_it_needs(videos, monkeypatch):
     monkeypatch.setattr(video.cv2, "VideoCapture", CountingCapture)
     CountingCapture.calls = {}
