@@ -65,10 +65,8 @@ def confirm(frames: Sequence[np.ndarray], nets: Any, proposals: Sequence[np.ndar
         return []
     import torch
 
-    boxes = np.concatenate([np.asarray(p, dtype=np.float64)[:, :4] for p in proposals]
-                           + [np.empty((0, 4))])
-    owner = np.concatenate([np.full(len(p), i, dtype=np.int64) for i, p in enumerate(proposals)]
-                           + [np.empty(0, dtype=np.int64)])
+    boxes = np.concatenate([np.asarray(p, dtype=np.float64)[:, :4] for p in proposals])
+    owner = np.concatenate([np.full(len(p), i, dtype=np.int64) for i, p in enumerate(proposals)])
     boxes = _square(np.concatenate([boxes, np.ones((len(boxes), 1))], axis=1))
     with torch.inference_mode():
         return _last_stages(frames, nets, boxes, owner, thresholds)
@@ -91,15 +89,16 @@ def _as_input(images: np.ndarray, device: Any) -> Any:
     return (batch.permute(0, 3, 1, 2).float() - 127.5) * 0.0078125
 
 
-def _nms(boxes: np.ndarray, scores: np.ndarray, owner: np.ndarray, iou: float) -> np.ndarray:
-    """Indices kept by non-maximum suppression within each frame, best first."""
+def _nms(boxes: np.ndarray, owner: np.ndarray, iou: float) -> np.ndarray:
+    """Indices of ``boxes`` (x1, y1, x2, y2, score, ...) kept by non-maximum suppression
+    within each frame, best first."""
     import torch
     from torchvision.ops import batched_nms
 
     if len(boxes) == 0:
         return np.empty(0, dtype=np.int64)
-    keep = batched_nms(torch.from_numpy(boxes[:, :4]).float(), torch.from_numpy(scores).float(),
-                       torch.from_numpy(owner), iou)
+    keep = batched_nms(torch.from_numpy(boxes[:, :4]).float(),
+                       torch.from_numpy(boxes[:, 4]).float(), torch.from_numpy(owner), iou)
     return keep.numpy()
 
 
@@ -164,13 +163,13 @@ def _proposals(frames: Sequence[np.ndarray], nets: Any, min_face: float, thresho
             face[frame, row, col][:, None],
             offsets.float().cpu().numpy()[frame, :, row, col],
         ], axis=1).astype(np.float64)
-        keep = _nms(boxes, boxes[:, 4], frame, 0.5)
+        keep = _nms(boxes, frame, 0.5)
         found.append(boxes[keep])
         owners.append(frame[keep])
     if not found:
         return np.empty((0, 5)), np.empty(0, dtype=np.int64)
-    boxes, owner = np.concatenate(found), np.concatenate(owners).astype(np.int64)
-    keep = _nms(boxes, boxes[:, 4], owner, 0.7)
+    boxes, owner = np.concatenate(found), np.concatenate(owners)
+    keep = _nms(boxes, owner, 0.7)
     boxes, owner = boxes[keep], owner[keep]
     # PNet's offsets scale with the box's width and height without MTCNN's +1 (as trained).
     w = (boxes[:, 2] - boxes[:, 0])[:, None]
@@ -224,7 +223,7 @@ def _refine(frames: Sequence[np.ndarray], rnet: Any, device: Any, boxes: np.ndar
             owner: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Stage two: RNet rescores each candidate and corrects its box."""
     boxes, owner, offsets = _rescore(frames, rnet, device, boxes, owner, _RNET_SIZE, threshold)
-    keep = _nms(boxes, boxes[:, 4], owner, 0.7)
+    keep = _nms(boxes, owner, 0.7)
     return _square(_regress(boxes[keep], offsets[keep])), owner[keep]
 
 
