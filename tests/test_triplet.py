@@ -223,15 +223,16 @@ def test_validation_without_both_classes_falls_back_to_the_training_loss(tmp_pat
     assert out.monitor == "loss" and "val_loss" not in out.history.columns
 
 
-@pytest.mark.parametrize("learning_rate, what", [
-    (1e38, r"the loss became nan at batch 2 in epoch 1"),  # inf - inf in the distances
-    (1e30, r"the weights became NaN or infinite in epoch 1"),  # ReLU hid the NaN from the loss
-])
-def test_a_nan_loss_stops_training_with_a_clear_message(tmp_path, learning_rate, what):
-    # one Adam step of this size sends the weights past float32's range
+@pytest.mark.parametrize("learning_rate", [1e38, 1e30])
+def test_a_nan_loss_stops_training_with_a_clear_message(tmp_path, learning_rate):
+    # One Adam step of this size sends the weights past float32's range. Whether the loss
+    # or the weights are seen non-finite first depends on the machine's kernels, so only
+    # the promise is asserted: NaNLossError, naming the epoch, batch size and learning rate.
     x, y = clusters(64)
     with pytest.raises(triplet.NaNLossError,
-                       match=what + r".*batch_size=32.*learning_rate=" + re.escape(f"{learning_rate:g}")):
+                       match=r"(the loss became (nan|-?inf) at batch \d+|the weights became NaN or infinite)"
+                             r" in epoch 1.*batch_size=32.*learning_rate="
+                             + re.escape(f"{learning_rate:g}")):
         triplet.train(RunPaths(tmp_path).ensure(), x, y, x[:0], y[:0],
                       **{**TRAIN, "learning_rate": learning_rate})
     assert not triplet.model_path(RunPaths(tmp_path)).exists()
