@@ -43,7 +43,7 @@ PARALLEL_COLUMNS = ["workers", "videos", "frames", "repeats", "seconds", "second
                     "seconds_max", "frames_per_s", "speedup"]
 MEMORY_COLUMNS = ["scale", "videos", "faces", "store_mb", "rss_before_fit_mb", "peak_rss_mb",
                   "seconds", "peak_ratio"]
-# The original study's crop: 160 px faces with a 40 px margin (DESIGN.md reference facts).
+# The original study's crop: 160 px faces with a 40 px margin (docs/reference.md).
 BASELINE_IMG_SIZE, BASELINE_MARGIN = 160, 40
 
 Box = tuple[float, float, float, float]

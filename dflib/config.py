@@ -71,7 +71,7 @@ AGGREGATIONS = ("mean", "max", "vote", "confident")
 CLASSIFIERS = ("sgd", "logreg", "rf", "knn", "svc", "nb", "perceptron", "tree")
 # Smallest input side each keras.applications backbone accepts without ImageNet weights.
 RNN_HEADS = ("lstm", "bilstm", "temporal_max", "gru")
-# Method names the detectors write (DESIGN.md "Method names"); which of them a run has is
+# Method names the detectors write (docs/design.md, "Contracts"); which of them a run has is
 # known only once it is trained, their form is known up front.
 DETECTOR_NAME = re.compile(
     rf"cnn/({'|'.join(CNN_ARCHS)})(/chunk\d+|/boosted|/boosted_mean)?|c3d|conv3d"

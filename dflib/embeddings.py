@@ -8,7 +8,7 @@ randomly initialised InceptionResnetV1 of the same architecture is used instead;
 choice is written to ``features/facenet/manifest.json`` (requested, used, reason).
 
 Only torch is imported here, and only on first use: TensorFlow must never be imported
-before torchvision in one process (DESIGN.md, "Known traps"), and reading stored
+before torchvision in one process (docs/traps.md), and reading stored
 embeddings (:func:`load_embeddings`) needs numpy alone.
 """
 

@@ -1,6 +1,6 @@
 """One scoring path for every detector: aggregation, ensembles, metrics, prediction files.
 
-Conventions (see DESIGN.md, "Contracts"):
+Conventions (docs/design.md, "Contracts"):
 
 * labels are 1 = fake, 0 = real, and fake is the positive class of every metric;
 * a score is the probability of fake and a prediction is ``score > threshold`` (strict,

@@ -26,7 +26,7 @@ import pandas as pd
 from . import cnn, evaluation, io
 from .paths import RunPaths
 
-LABELS = (0, 1)  # 0 = real, 1 = fake (DESIGN.md)
+LABELS = (0, 1)  # 0 = real, 1 = fake (docs/design.md)
 
 # The paper's augmentation (Keras ImageDataGenerator settings of the original code).
 ROTATION_DEG = 30.0
@@ -54,7 +54,7 @@ def seed_everything(seed: int) -> None:
         # instead of silently varying between runs.
         tf.config.experimental.enable_op_determinism()
     # torch only when this process loaded it already (Keras' torch backend, MTCNN, FaceNet):
-    # importing it after TensorFlow is what DESIGN.md's known traps warn about.
+    # importing it after TensorFlow is what docs/traps.md warns about.
     torch = sys.modules.get("torch")
     if torch is not None:
         # cuBLAS picks non-deterministic GEMM kernels unless it has this workspace setting.

@@ -4,7 +4,7 @@ download function is replaced by one that fails like a machine without internet.
 
 from __future__ import annotations
 
-# torchvision must come before TensorFlow in a process (DESIGN.md, "Known traps"), and
+# torchvision must come before TensorFlow in a process (docs/traps.md), and
 # other test modules import Keras/TensorFlow when pytest collects them.
 import torchvision  # noqa: F401, I001
 

@@ -3,7 +3,7 @@ the torch backend), the balanced batches, training (NaN stop, resume) and the cl
 
 from __future__ import annotations
 
-# torchvision must come before TensorFlow in a process (DESIGN.md, "Known traps"); other
+# torchvision must come before TensorFlow in a process (docs/traps.md); other
 # test modules use it, and this one imports Keras/TensorFlow when it is collected.
 import torchvision  # noqa: F401, I001
 
