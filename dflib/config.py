@@ -317,6 +317,9 @@ def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str,
     if "index" in given and index["test_dataset"] and index["demo_generate"]:
         raise ProfileError("index.demo_generate: the demo dataset has no cross-dataset "
                            "counterpart; turn it off with index.test_dataset")
+    if "index" in given and index["demo_generate"] and shared["dataset"] != "celebdf":
+        raise ProfileError(f"index.demo_generate: the demo dataset has the celebdf layout, "
+                           f"not {shared['dataset']}'s; set dataset: celebdf or turn it off")
     if "robustness" in given:
         for i, method in enumerate(sections["robustness"]["methods"]):
             if not DETECTOR_NAME.fullmatch(method):
@@ -331,9 +334,18 @@ def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str,
 
 
 def check_data_root(shared: Mapping[str, Any], index: Mapping[str, Any]) -> None:
-    """Refuse a missing or mis-laid dataset folder unless the demo will be generated there."""
+    """Refuse a missing or mis-laid dataset folder unless the demo will be generated there.
+
+    With ``index.demo_generate`` the folder's layout is not checked: stage ``index`` writes
+    what is missing (a run killed half-way through generation resumes); only a folder the
+    generator may not write into is refused."""
     root = paths.resolve(shared["data_root"])
-    if index["demo_generate"] and not root.exists():
+    if index["demo_generate"]:
+        from . import synth
+
+        problem = synth.folder_problem(root)
+        if problem:
+            raise ProfileError(f"data_root: {problem}")
         return
     from . import datasets
 
