@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from . import io, mtcnn, reports
 from .paths import RunPaths, resolve
-from .video import VideoError, probe, read_frames, sample_indices, set_decoder_threads
+from .video import VideoError, sample_frames, set_decoder_threads
 
 SELECTIONS = ("largest", "probability")
 # The coarse, downscaled detection pass looks for faces of at least this many detector
@@ -262,22 +262,25 @@ def extract_video(video_id: str, path: str | Path, extractor: FaceExtractor, n: 
     """Sample, decode and extract the faces of one video: the arrays of its store file.
 
     An unreadable video gives status ``failed`` with the :class:`VideoError` message as
-    reason; frames a truncated video could not decode are left out and the reason says so.
+    reason; frames are sampled from those the stream really holds, and the reason says
+    when the file is truncated (its stream stops before its container's data).
     """
     size = extractor.img_size
     try:
-        info = probe(path)
-        wanted = sample_indices(info.n_frames, n, strategy, every_k)
-        frames, read = read_frames(path, wanted)
+        sampled = sample_frames(path, n, strategy, every_k)
     except VideoError as exc:
         return _record(video_id, size, [], [], "failed", str(exc))
+    frames, read, wanted = sampled.frames, sampled.read, sampled.wanted
     found = extractor.extract(frames)
     n_faces = sum(f.face is not None for f in found)
     if n_faces == 0:
         status, reason = "no_face", f"no face found in any of the {len(read)} sampled frames"
     else:
         status, reason = "ok", ""
-    if len(read) < len(wanted):
+    if sampled.damage:
+        reason = "; ".join(filter(None, [reason, f"truncated ({sampled.damage}): sampled from "
+                                                   f"the {sampled.n_frames} frames before the cut"]))
+    elif len(read) < len(wanted):
         reason = "; ".join(filter(None, [reason, f"truncated: {len(read)} of {len(wanted)} "
                                                    "sampled frames decoded"]))
     return _record(video_id, size, read, found, status, reason)

@@ -7,6 +7,7 @@ decodes from the previous keyframe only.
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -93,6 +94,66 @@ def probe(path: str | Path) -> VideoInfo:
         return VideoInfo(n_frames, float(cap.get(cv2.CAP_PROP_FPS)), width, height)
     finally:
         cap.release()
+
+
+def count_frames(path: str | Path) -> int:
+    """The frames the video's stream really holds, counted by decoding them (no colour
+    conversion); 0 when none decodes."""
+    cap = _open(path)
+    try:
+        n = 0
+        while cap.grab():
+            n += 1
+        return n
+    finally:
+        cap.release()
+
+
+def stream_damage(path: str | Path) -> str:
+    """Why the video stream stops before the data its container declares ("" when the file
+    is whole): FFmpeg's demuxer reads every video packet, without decoding, and names the
+    first error, e.g. ``partial file`` for a download cut short."""
+    import imageio_ffmpeg
+
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error",
+           "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"]
+    done = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+    lines = [line.split("] ", 1)[-1].strip() for line in done.stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """Frames sampled from a video: the decoded frames, their indices, the indices asked
+    for, the frame count they were picked from and, when the file is damaged, why its
+    stream ends early ("" otherwise)."""
+
+    frames: list[np.ndarray]
+    read: list[int]
+    wanted: list[int]
+    n_frames: int
+    damage: str
+
+
+def sample_frames(path: str | Path, n: int, strategy: str = "first",
+                  every_k: int = 1) -> Sampled:
+    """Decode the frames ``strategy`` picks from the frames the video really has.
+
+    The container's count (:func:`probe`) is used while it holds; when the stream ends
+    before the frames picked from it (a clip cut without re-encoding, an audio track
+    longer than the picture, a file cut short), the frames are counted and picked again
+    from those, so every sampled frame exists. Only a stream that stops before its
+    container's data (:func:`stream_damage`) is called damaged.
+    """
+    n_frames = probe(path).n_frames
+    wanted = sample_indices(n_frames, n, strategy, every_k)
+    frames, read = read_frames(path, wanted)
+    if len(read) == len(wanted):
+        return Sampled(frames, read, wanted, n_frames, "")
+    n_frames = count_frames(path)
+    wanted = sample_indices(n_frames, n, strategy, every_k)
+    frames, read = read_frames(path, wanted)
+    return Sampled(frames, read, wanted, n_frames, stream_damage(path))
 
 
 def sample_indices(n_total: int, n: int, strategy: str = "first", every_k: int = 1) -> list[int]:
