@@ -10,6 +10,7 @@ per-class cap, the checks and the column order.
 from __future__ import annotations
 
 import json
+import os
 import unicodedata
 from dataclasses import dataclass
 from importlib import resources
@@ -76,11 +77,50 @@ def _missing(rel: str, reason: str, video_id: str | None = None) -> Row:
     return {"video_id": video_id or _video_id(rel), "_rel": rel, "reason": reason}
 
 
-def _videos_under(folder: Path, recursive: bool = True) -> list[Path]:
-    """Video files of ``folder``, sorted; hidden files (macOS ``._*`` forks) are skipped."""
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in found if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
-                  and not p.name.startswith("."))
+def _videos_under(root: Path, folder: Path, recursive: bool = True
+                  ) -> tuple[list[Path], list[Row]]:
+    """Video files under ``folder``, sorted, by the one scanning rule of every adapter.
+
+    Hidden files and folders (a name starting with ".": macOS ``._*`` forks,
+    ``.AppleDouble/``, ``.git/``) are skipped; a video entry that cannot be read (a
+    dangling symbolic link, no read permission) and a folder that cannot be listed come
+    back as missing rows saying why, so they are recorded rather than lost.
+    """
+    found: list[Path] = []
+    problems: list[Row] = []
+
+    def rel(p: Path) -> str:
+        return p.relative_to(root).as_posix()
+
+    def visit(directory: Path) -> None:
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            problems.append(_missing(rel(directory), f"folder cannot be listed ({exc.strerror})"))
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                if recursive:
+                    visit(path)
+                continue
+            if path.suffix.lower() not in VIDEO_EXTENSIONS:
+                continue
+            if not path.is_file():
+                if path.is_symlink():
+                    problems.append(_missing(rel(path), "dangling symbolic link (its target "
+                                             f"{os.readlink(path)} does not exist)"))
+                continue
+            if not os.access(path, os.R_OK):
+                problems.append(_missing(rel(path), "not readable (permission denied)"))
+                continue
+            found.append(path)
+
+    visit(folder)
+    return sorted(found), problems
 
 
 def _index_default(key: str) -> Any:
@@ -135,7 +175,9 @@ def _celebdf_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], 
         else:
             missing.append(_missing(rel, f"listed in {CELEBDF_LIST} but not on disk"))
     for folder, label in CELEBDF_FOLDERS.items():
-        for video in _videos_under(root / folder, recursive=False):
+        found, problems = _videos_under(root, root / folder, recursive=False)
+        missing += [p for p in problems if p["_rel"] not in listed_set]
+        for video in found:
             rel = f"{folder}/{video.name}"
             if rel not in listed_set:
                 rows.append(_row(rel, label, folder))
@@ -235,15 +277,17 @@ def _folder_required(root: Path, params: Mapping[str, Any]) -> list[tuple[Path, 
 
 
 def _folder_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], list[Row]]:
-    rows = []
+    rows, missing = [], []
     for sub, label in (("real", 0), ("fake", 1)):
-        for video in _videos_under(root / sub):
+        found, problems = _videos_under(root, root / sub)
+        missing += problems
+        for video in found:
             rel = video.relative_to(root).as_posix()
             parts = rel.split("/")
             # fake/<method>/x.mp4 names its method; a fake directly under fake/ is just "fake".
             method = "real" if label == 0 else (parts[1] if len(parts) > 2 else "fake")
             rows.append(_row(rel, label, method))
-    return rows, []
+    return rows, missing
 
 
 _ADAPTERS: Mapping[str, _Adapter] = {
