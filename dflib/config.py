@@ -364,11 +364,40 @@ def load(path: str | Path, check_data: bool = True) -> Profile:
     path = Path(path)
     if not path.is_file():
         raise ProfileError(f"{path}: profile not found")
+    text = path.read_text(encoding="utf-8")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ProfileError(f"{path}: not valid YAML{where}: "
+                           f"{exc.problem or exc.context or exc}") from None
     except yaml.YAMLError as exc:
         raise ProfileError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except ProfileError as exc:
+        raise ProfileError(f"{path}: {exc}") from None
     return validate(raw or {}, source=str(path), check_data=check_data)
+
+
+def _refuse_duplicate_keys(node: yaml.Node | None, prefix: str = "") -> None:
+    """Raise :class:`ProfileError` for a key given twice in one mapping (a repeated section
+    is a repeated top-level key): YAML would silently keep the last one."""
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, f"{prefix}[{i}].")
+    if not isinstance(node, yaml.MappingNode):
+        return
+    seen: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        key = f"{prefix}{key_node.value}"
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            what = "section" if not prefix and key in STAGE_BY_NAME else "key"
+            raise ProfileError(f"{what} '{key}' is given twice (lines {seen[key]} and {line}); "
+                               "keep one")
+        seen[key] = line
+        _refuse_duplicate_keys(value_node, f"{key}.")
 
 
 def from_namespace(stage: str, namespace: Mapping[str, Any], check_data: bool = False) -> Profile:
