@@ -289,6 +289,7 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_data: bool
     try:
         shared_raw = {k: v for k, v in raw.items() if k not in STAGE_BY_NAME}
         shared = _check_section("", shared_raw, SHARED, required=("run_name", "dataset", "data_root"))
+        _check_run_name(shared["run_name"])
         sections = {}
         for stage in STAGES:
             section = raw.get(stage.name) or {}
@@ -301,6 +302,15 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_data: bool
     except ProfileError as exc:
         raise ProfileError(f"{source}: {exc}") from None
     return Profile(source, MappingProxyType(shared), MappingProxyType(sections))
+
+
+def _check_run_name(name: str) -> None:
+    """A run name is one plain folder name under ``outputs_dir``: anything else would write
+    elsewhere, or make ``outputs_dir`` itself the run (whose start-up clean-up would then
+    delete the temporary files of every other run being written there)."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ProfileError(f"run_name: {name!r} is not a plain folder name (one name under "
+                           "outputs_dir, without '/', '\\', '.' or '..'; e.g. 'demo')")
 
 
 def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str, Any]],

@@ -139,3 +139,14 @@ def test_a_profile_that_means_something_else_than_it_says_is_refused(tmp_path, t
         config.load(path)
     assert str(err.value).startswith(f"{path}: ") and needle in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["a/b", "../x", "/tmp/run", "", ".", "..", "a\\b"])
+def test_run_name_is_one_plain_folder_name(minimal, name):
+    """Anything else escapes outputs_dir or makes it the run folder itself."""
+    minimal["run_name"] = name
+    with pytest.raises(config.ProfileError) as err:
+        config.validate(minimal, source="p.yaml")
+    assert str(err.value).startswith(f"p.yaml: run_name: {name!r} is not a plain folder name")
+    minimal["run_name"] = "celebdf-2026_run.1"
+    assert config.validate(minimal).run.root.name == "celebdf-2026_run.1"
