@@ -26,7 +26,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     runner.select_stages(args.stages)  # refuse unknown stage names before any work
     try:
         root = runner.run_profile(profile, args.stages, log_output=not args.quiet)
-    except runner.StageFailed as exc:
+    except (runner.StageFailed, runner.RunLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"[dflib] run complete: {root}")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import platform
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import yaml
 
@@ -17,8 +20,38 @@ KEY_PACKAGES = ("dflib", "tensorflow", "keras", "torch", "torchvision", "facenet
                 "numpy", "pandas", "scikit-learn", "opencv-python-headless", "papermill")
 
 
+LOCK_FILE = ".dflib-run.lock"
+
+
 class StageFailed(RuntimeError):
     """A notebook raised; the message names the stage and its executed copy."""
+
+
+class RunLocked(RuntimeError):
+    """Another process is running the same run folder; the message names it and its PID."""
+
+
+@contextlib.contextmanager
+def run_lock(root: Path) -> Iterator[None]:
+    """Hold the run folder for this process, or raise :class:`RunLocked` at once.
+
+    The lock is the kernel's (``flock``) on a file holding the owner's PID: it goes with
+    its process, so a run killed with ``kill -9`` leaves a file that blocks no one."""
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / LOCK_FILE
+    fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = target.read_text(encoding="utf-8").strip() or "unknown"
+            raise RunLocked(f"{root}: in use by another dflib run (PID {holder}); wait for it "
+                            "to finish or stop it") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def select_stages(names: Sequence[str] | None) -> list[config.Stage]:
@@ -47,10 +80,16 @@ def run_profile(profile: config.Profile, stages: Sequence[str] | None = None,
                 log_output: bool = True) -> Path:
     """Execute the selected stages' notebooks in order, then render the run's report
     (``report/index.html`` and every executed notebook as HTML); return the run folder."""
+    selected = select_stages(stages)
+    with run_lock(profile.run.root):
+        return _run_locked(profile, selected, log_output)
+
+
+def _run_locked(profile: config.Profile, selected: Sequence[config.Stage],
+                log_output: bool) -> Path:
     import papermill  # heavy import, only when running
 
-    selected = select_stages(stages)
-    run = profile.run.ensure()
+    run = profile.run.ensure()  # its clean-up of temporary files needs the lock held
     io.write_text(yaml.safe_dump({**profile.shared, **{k: dict(v) for k, v in
                                                        profile.sections.items()}},
                                  sort_keys=False), run.root / "profile.yaml")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -48,3 +49,30 @@ def test_module_entry_point(tmp_path):
                          capture_output=True, text=True, cwd=paths.PROJECT_ROOT)
     assert out.returncode == 2
     assert out.stderr.strip().endswith("seed: -3 is below the minimum 0")
+
+
+def test_a_second_run_on_the_same_run_folder_stops_at_once_naming_the_holder(tmp_path, capsys):
+    """The first run holds the folder; the second gets one line with the folder and the
+    first one's PID; once the holder is killed (kill -9), its lock blocks no one."""
+    from dflib import runner
+
+    profile = write_profile(tmp_path)
+    root = tmp_path / "outputs" / "t"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from dflib import runner\nwith runner.run_lock(Path(sys.argv[1])):\n"
+         "    print('locked', flush=True); time.sleep(60)", str(root)],
+        stdout=subprocess.PIPE, text=True, cwd=paths.PROJECT_ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert cli.main(["run", str(profile), "--quiet"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err == (f"error: {root}: in use by another dflib run (PID {holder.pid}); "
+                       "wait for it to finish or stop it")
+        assert not (root / "index").exists()  # nothing was started
+    finally:
+        holder.kill()
+        holder.wait()
+    assert str(holder.pid) in (root / runner.LOCK_FILE).read_text()  # the stale lock file
+    with runner.run_lock(root):
+        assert (root / runner.LOCK_FILE).read_text().strip() == str(os.getpid())
