@@ -10,6 +10,7 @@ from typing import Sequence
 from . import config
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -29,6 +30,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except (runner.StageFailed, runner.RunLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except runner.Interrupted as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("interrupted before the first stage; run again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"[dflib] run complete: {root}")
     return 0
 

@@ -21,10 +21,19 @@ KEY_PACKAGES = ("dflib", "tensorflow", "keras", "torch", "torchvision", "facenet
 
 
 LOCK_FILE = ".dflib-run.lock"
+INTERRUPTED_TAG = "dflib-interrupted"  # the banner cell of an interrupted stage's notebook
 
 
 class StageFailed(RuntimeError):
     """A notebook raised; the message names the stage and its executed copy."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message names the stage it stopped in."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"interrupted in stage {stage}; run again to resume")
+        self.stage = stage
 
 
 class RunLocked(RuntimeError):
@@ -103,9 +112,38 @@ def _run_locked(profile: config.Profile, selected: Sequence[config.Stage],
                 parameters=profile.stage_parameters(stage.name), cwd=str(paths.NOTEBOOKS_DIR),
                 kernel_name="python3", progress_bar=False, log_output=log_output)
         except papermill.PapermillExecutionError as exc:
+            if exc.ename == "KeyboardInterrupt":  # the kernel itself was interrupted
+                mark_interrupted(output)
+                raise Interrupted(stage.name) from None
             raise StageFailed(f"stage {stage.name} failed ({exc.ename}: {exc.evalue}); "
                               f"see {output}") from None
+        except KeyboardInterrupt:
+            mark_interrupted(output)
+            raise Interrupted(stage.name) from None
     from . import report
 
-    print(f"[dflib] report: {report.build_report(run)}", flush=True)
+    try:
+        print(f"[dflib] report: {report.build_report(run)}", flush=True)
+    except KeyboardInterrupt:
+        raise Interrupted("report (rendering report/index.html)") from None
     return run.root
+
+
+def mark_interrupted(notebook: Path) -> None:
+    """Mark an executed notebook whose run was interrupted, so it never reads as a finished
+    stage: papermill's own clean-up marks the cells it never ran as completed."""
+    import nbformat
+
+    if not notebook.is_file():
+        return
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        meta = cell.metadata.get("papermill", {})
+        if meta.get("start_time") is None:
+            meta["status"] = "pending"  # never ran
+    nb.metadata.setdefault("papermill", {}).update(exception=True, interrupted=True)
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(
+        "**Interrupted (Ctrl-C): this stage did not finish.** The cells below without output "
+        "never ran; `dflib run` again resumes the run.",
+        metadata={"tags": [INTERRUPTED_TAG]}))
+    io.write_text(nbformat.writes(nb), notebook)
