@@ -9,6 +9,7 @@ who edits the parameters cell gets the same one-line errors as ``dflib check``.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,6 +299,7 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_data: bool
             sections[stage.name] = _check_section(f"{stage.name}.", section, stage.fields)
         _check_across(shared, sections, list(STAGE_BY_NAME) if stages is None else stages)
         if check_data:
+            check_outputs_dir(shared)
             check_data_root(shared, sections["index"])
     except ProfileError as exc:
         raise ProfileError(f"{source}: {exc}") from None
@@ -367,6 +369,23 @@ def check_data_root(shared: Mapping[str, Any], index: Mapping[str, Any]) -> None
                                           paths.resolve(index["test_data_root"]), index)
         if problem:
             raise ProfileError(f"index.test_data_root: {problem}")
+    try:  # the same reading of lists and metadata as stage index
+        datasets.build_profile_index(shared, index)
+    except datasets.DatasetError as exc:
+        raise ProfileError(str(exc)) from None
+
+
+def check_outputs_dir(shared: Mapping[str, Any]) -> None:
+    """Refuse an ``outputs_dir`` (or run folder) that is a file, or where this user cannot
+    create the run folder."""
+    run = paths.RunPaths.of(shared["run_name"], shared["outputs_dir"]).root
+    existing = next(p for p in (run, *run.parents) if p.exists())
+    if not existing.is_dir():
+        key = "run_name" if existing == run else "outputs_dir"
+        raise ProfileError(f"{key}: {existing}: not a folder (the run folder is {run})")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ProfileError(f"outputs_dir: {existing}: not writable by this user (the run "
+                           f"folder is {run})")
 
 
 def load(path: str | Path, check_data: bool = True) -> Profile:

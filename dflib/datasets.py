@@ -143,7 +143,8 @@ def _celebdf_listed(root: Path) -> list[tuple[str, int]]:
     """``(relative path, label)`` of the official test list, converted to 1 = fake."""
     listed = []
     list_file = root / CELEBDF_LIST
-    for n, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), 1):
+    # utf-8-sig: lists saved by Windows editors start with a byte-order mark.
+    for n, line in enumerate(list_file.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not line.strip():
             continue
         where = f"{list_file} line {n} {line.strip()!r}"
@@ -151,7 +152,7 @@ def _celebdf_listed(root: Path) -> list[tuple[str, int]]:
         if len(parts) != 2 or parts[0] not in ("0", "1"):
             raise DatasetError(f"{where}: expected '<flag> <folder>/<file>.mp4' "
                                "with flag 1 = real, 0 = fake")
-        rel = PurePosixPath(parts[1].strip()).as_posix()
+        rel = PurePosixPath(parts[1].strip().replace("\\", "/")).as_posix()  # Windows paths
         folder = rel.split("/", 1)[0]
         if folder not in CELEBDF_FOLDERS:
             raise DatasetError(f"{where}: folder '{folder}' is not one of "
@@ -246,7 +247,7 @@ def _dfdc_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], lis
     rows, missing = [], []
     for meta in _dfdc_metadata(root):
         try:
-            entries = json.loads(meta.read_text(encoding="utf-8"))
+            entries = json.loads(meta.read_text(encoding="utf-8-sig"))
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{meta}: not valid JSON ({exc})") from None
         if not isinstance(entries, dict):
@@ -370,7 +371,7 @@ def _apply_manifest(root: Path, videos: pd.DataFrame) -> tuple[pd.DataFrame, lis
     if not file.is_file():
         return videos, []
     try:
-        manifest = pd.read_csv(file, dtype={"path": str, "label": str}, encoding="utf-8")
+        manifest = pd.read_csv(file, dtype={"path": str, "label": str}, encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{file}: not a readable CSV ({exc})") from None
     if "path" not in manifest.columns:
@@ -405,8 +406,8 @@ def _apply_manifest(root: Path, videos: pd.DataFrame) -> tuple[pd.DataFrame, lis
             raise DatasetError(f"{file}: split values must be one of {', '.join(SPLITS)}")
         # The manifest's value wins where it has one (method, compression, split, extras).
         videos[column] = values.where(given, videos[column]) if column in videos else values
-    absent = [_missing(rel, f"listed in {MANIFEST} but not on disk")
-              for rel in manifest["path"] if not (root / rel.strip()).is_file()]
+    absent = [_missing(_manifest_key(rel), f"listed in {MANIFEST} but not on disk")
+              for rel in manifest["path"] if not (root / _manifest_key(rel)).is_file()]
     return videos, absent
 
 
@@ -491,3 +492,19 @@ def build_index(dataset: str, root: str | Path, *, seed: int = 0, val_fraction: 
     extras = [c for c in videos.columns if c not in INDEX_COLUMNS and not c.startswith("_")]
     videos = videos[INDEX_COLUMNS + extras].reset_index(drop=True)
     return IndexResult(videos, _finish_missing(root, missing_rows + absent))
+
+
+def build_profile_index(shared: Mapping[str, Any], index: Mapping[str, Any]) -> IndexResult:
+    """The index a validated profile describes (its shared keys and ``index`` section):
+    ``dataset`` under ``data_root``, its test split replaced by ``index.test_dataset``'s for
+    the cross-dataset protocol. Stage ``index`` and ``dflib check`` both read it here, so a
+    list or metadata file that the run would refuse is refused by the check too."""
+    options = {"seed": shared["seed"], "val_fraction": index["val_fraction"],
+               "max_videos_per_class": index["max_videos_per_class"],
+               "ffpp_methods": index["ffpp_methods"],
+               "ffpp_compression": index["ffpp_compression"]}
+    result = build_index(shared["dataset"], paths.resolve(shared["data_root"]), **options)
+    if index["test_dataset"]:
+        result = cross_dataset(result, build_index(
+            index["test_dataset"], paths.resolve(index["test_data_root"]), **options))
+    return result

@@ -76,3 +76,56 @@ def test_a_second_run_on_the_same_run_folder_stops_at_once_naming_the_holder(tmp
     assert str(holder.pid) in (root / runner.LOCK_FILE).read_text()  # the stale lock file
     with runner.run_lock(root):
         assert (root / runner.LOCK_FILE).read_text().strip() == str(os.getpid())
+
+
+def _celebdf(root, listing: str, encoding: str = "utf-8"):
+    for rel in ("Celeb-real/id0_0000.mp4", "Celeb-real/id0_0001.mp4", "YouTube-real/00000.mp4",
+                "Celeb-synthesis/id0_id1_0000.mp4", "Celeb-synthesis/id0_id1_0001.mp4"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"\0")
+    (root / "List_of_testing_videos.txt").write_bytes(listing.encode(encoding))
+    return root
+
+
+def test_a_test_list_with_a_byte_order_mark_and_backslashes_is_read_as_meant(tmp_path, capsys):
+    """Saved by a Windows editor: BOM, CRLF and backslash paths; check and the index read
+    the same two test videos."""
+    from dflib import datasets
+
+    data = _celebdf(tmp_path / "data", "1 Celeb-real\\id0_0000.mp4\r\n"
+                                       "0 Celeb-synthesis\\id0_id1_0000.mp4\r\n", "utf-8-sig")
+    (data / "manifest.csv").write_bytes("path,method\r\nCeleb-real\\id0_0001.mp4,camera\r\n"
+                                        .encode("utf-8-sig"))
+    profile = write_profile(tmp_path, data_root=str(data), index={})
+    assert cli.main(["check", str(profile)]) == 0
+    videos = datasets.build_index("celebdf", data).videos.set_index("video_id")
+    test = videos.loc[videos["split"] == "test", "label"]
+    assert test.to_dict() == {"Celeb-real/id0_0000": 0, "Celeb-synthesis/id0_id1_0000": 1}
+    assert videos.at["Celeb-real/id0_0001", "method"] == "camera"
+
+
+@pytest.mark.parametrize("case", ["dfdc_json", "list_flag", "outputs_file", "outputs_under_file"])
+def test_check_refuses_what_run_would_refuse_in_one_line(tmp_path, capsys, case):
+    """check parses lists and metadata as stage index does and checks the outputs folder;
+    run refuses the same way, before any work."""
+    overrides: dict = {}
+    if case == "dfdc_json":
+        (tmp_path / "dfdc").mkdir()
+        (tmp_path / "dfdc" / "metadata.json").write_text('{"a.mp4": {"label": "FAKE",}')
+        overrides = {"dataset": "dfdc", "data_root": str(tmp_path / "dfdc"), "index": {}}
+        needle = f"{tmp_path / 'dfdc' / 'metadata.json'}: not valid JSON ("
+    elif case == "list_flag":
+        data = _celebdf(tmp_path / "data", "0 Celeb-real/id0_0000.mp4\n")
+        overrides = {"data_root": str(data), "index": {}}
+        needle = "line 1 '0 Celeb-real/id0_0000.mp4': the flag says fake"
+    else:
+        (tmp_path / "taken").write_text("a file")
+        outputs = tmp_path / "taken" / ("" if case == "outputs_file" else "sub")
+        overrides = {"outputs_dir": str(outputs)}
+        needle = f"outputs_dir: {tmp_path / 'taken'}: not a folder"
+    profile = write_profile(tmp_path, **overrides)
+    for command in ("check", "run"):
+        assert cli.main([command, str(profile), *(["--quiet"] if command == "run" else [])]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {profile}: ") and needle in err and "\n" not in err
+    assert not (tmp_path / "outputs").exists()
