@@ -21,6 +21,7 @@ KEY_PACKAGES = ("dflib", "tensorflow", "keras", "torch", "torchvision", "facenet
 
 
 LOCK_FILE = ".dflib-run.lock"
+HOLDER_ENV = "DFLIB_RUN_HOLDER"  # PID of the dflib run whose stage kernels these are
 INTERRUPTED_TAG = "dflib-interrupted"  # the banner cell of an interrupted stage's notebook
 
 
@@ -53,14 +54,37 @@ def run_lock(root: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = target.read_text(encoding="utf-8").strip() or "unknown"
-            raise RunLocked(f"{root}: in use by another dflib run (PID {holder}); wait for it "
-                            "to finish or stop it") from None
+            raise _locked(root) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
+        os.environ[HOLDER_ENV] = str(os.getpid())  # inherited by the stages' kernels
         yield
     finally:
+        os.environ.pop(HOLDER_ENV, None)
         os.close(fd)  # releases the lock
+
+
+def _locked(root: Path) -> RunLocked:
+    holder = (root / LOCK_FILE).read_text(encoding="utf-8").strip() or "unknown"
+    return RunLocked(f"{root}: in use by another dflib run (PID {holder}); wait for it to "
+                     "finish or stop it")
+
+
+def refuse_if_in_use(root: Path) -> None:
+    """Raise :class:`RunLocked` when a run other than this process's own holds ``root``
+    (a notebook executed by hand while ``dflib run`` writes the same run folder)."""
+    target = root / LOCK_FILE
+    if not target.is_file():
+        return
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = target.read_text(encoding="utf-8").strip()
+        if holder not in (str(os.getpid()), os.environ.get(HOLDER_ENV)):
+            raise _locked(root) from None
+    finally:
+        os.close(fd)
 
 
 def select_stages(names: Sequence[str] | None) -> list[config.Stage]:

@@ -129,3 +129,34 @@ def test_check_refuses_what_run_would_refuse_in_one_line(tmp_path, capsys, case)
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"error: {profile}: ") and needle in err and "\n" not in err
     assert not (tmp_path / "outputs").exists()
+
+
+def test_a_notebook_run_by_hand_during_a_run_stops_and_deletes_nothing(tmp_path):
+    """A stage started in JupyterLab on a run folder that `dflib run` holds would clean up
+    (delete) the running stage's temporary files; it stops instead. The run's own stage
+    kernels, which inherit the holder's PID, go on."""
+    from dflib import runner
+
+    root = tmp_path / "outputs" / "t"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from dflib import runner\nwith runner.run_lock(Path(sys.argv[1])):\n"
+         "    print('locked', flush=True); time.sleep(60)", str(root)],
+        stdout=subprocess.PIPE, text=True, cwd=paths.PROJECT_ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        being_written = root / "faces" / "store" / ".v.npz.abc.part"
+        being_written.parent.mkdir(parents=True)
+        being_written.write_bytes(b"half")
+        with pytest.raises(runner.RunLocked, match=f"in use by another dflib run \\(PID {holder.pid}\\)"):
+            paths.RunPaths(root).ensure()
+        assert being_written.exists()
+        os.environ[runner.HOLDER_ENV] = str(holder.pid)  # as in the run's own kernels
+        try:
+            paths.RunPaths(root).ensure()
+        finally:
+            del os.environ[runner.HOLDER_ENV]
+        assert not being_written.exists()
+    finally:
+        holder.kill()
+        holder.wait()
