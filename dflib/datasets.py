@@ -77,9 +77,10 @@ def _missing(rel: str, reason: str, video_id: str | None = None) -> Row:
     return {"video_id": video_id or _video_id(rel), "_rel": rel, "reason": reason}
 
 
-def _videos_under(root: Path, folder: Path, recursive: bool = True
-                  ) -> tuple[list[Path], list[Row]]:
-    """Video files under ``folder``, sorted, by the one scanning rule of every adapter.
+def scan_folder(root: Path, folder: Path, recursive: bool = True,
+                extensions: frozenset[str] = VIDEO_EXTENSIONS) -> tuple[list[Path], list[Row]]:
+    """Video files (``extensions``) under ``folder``, sorted, by the one scanning rule of
+    every adapter and of ``dflib predict``.
 
     Hidden files and folders (a name starting with ".": macOS ``._*`` forks,
     ``.AppleDouble/``, ``.git/``) are skipped; a video entry that cannot be read (a
@@ -107,7 +108,7 @@ def _videos_under(root: Path, folder: Path, recursive: bool = True
                 if recursive:
                     visit(path)
                 continue
-            if path.suffix.lower() not in VIDEO_EXTENSIONS:
+            if path.suffix.lower() not in extensions:
                 continue
             if not path.is_file():
                 if path.is_symlink():
@@ -176,7 +177,7 @@ def _celebdf_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], 
         else:
             missing.append(_missing(rel, f"listed in {CELEBDF_LIST} but not on disk"))
     for folder, label in CELEBDF_FOLDERS.items():
-        found, problems = _videos_under(root, root / folder, recursive=False)
+        found, problems = scan_folder(root, root / folder, recursive=False)
         missing += [p for p in problems if p["_rel"] not in listed_set]
         for video in found:
             rel = f"{folder}/{video.name}"
@@ -280,7 +281,7 @@ def _folder_required(root: Path, params: Mapping[str, Any]) -> list[tuple[Path, 
 def _folder_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], list[Row]]:
     rows, missing = [], []
     for sub, label in (("real", 0), ("fake", 1)):
-        found, problems = _videos_under(root, root / sub)
+        found, problems = scan_folder(root, root / sub)
         missing += problems
         for video in found:
             rel = video.relative_to(root).as_posix()

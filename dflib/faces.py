@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from . import io, mtcnn, reports
 from .paths import RunPaths, resolve
-from .video import VideoError, sample_frames, set_decoder_threads
+from .video import VideoError, read_image, sample_frames, set_decoder_threads
 
 SELECTIONS = ("largest", "probability")
 # The coarse, downscaled detection pass looks for faces of at least this many detector
@@ -284,6 +284,21 @@ def extract_video(video_id: str, path: str | Path, extractor: FaceExtractor, n: 
         reason = "; ".join(filter(None, [reason, f"truncated: {len(read)} of {len(wanted)} "
                                                    "sampled frames decoded"]))
     return _record(video_id, size, read, found, status, reason)
+
+
+def extract_image(image_id: str, path: str | Path, extractor: FaceExtractor
+                  ) -> dict[str, np.ndarray]:
+    """The face of one still image, found and cut as in a video's frames (same detection,
+    selection and crop), as the arrays of a one-frame store file (frame 0)."""
+    size = extractor.img_size
+    try:
+        frame = read_image(path)
+    except VideoError as exc:
+        return _record(image_id, size, [], [], "failed", str(exc))
+    found = extractor.extract([frame])
+    if found[0].face is None:
+        return _record(image_id, size, [0], found, "no_face", "no face found in the image")
+    return _record(image_id, size, [0], found, "ok", "")
 
 
 def _record(video_id: str, size: int, sampled: Sequence[int], found: Sequence[FrameFace],

@@ -7,6 +7,7 @@ decodes from the previous keyframe only.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 
 SAMPLING_STRATEGIES = ("first", "even", "every_k")
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 # A seek decodes from the keyframe before the target (typically 12-250 frames back), so it
 # only beats grabbing forward when the gap is longer than a short GOP.
@@ -67,8 +69,37 @@ def _open(path: str | Path) -> cv2.VideoCapture:
            if _decoder_threads else cv2.VideoCapture(str(p)))
     if not cap.isOpened():
         cap.release()
+        kinds = sorted(set(stream_kinds(p)))
+        if kinds and "video" not in kinds:
+            tracks = (f"an {kinds[0]} track" if kinds[0][0] in "aeiou" else f"a {kinds[0]} track"
+                      ) if len(kinds) == 1 else f"{' and '.join(kinds)} tracks"
+            raise VideoError(p, f"{tracks} but no video track")
         raise VideoError(p, "not a video or truncated (the decoder cannot open it)")
     return cap
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """A still image as an RGB uint8 array, or :class:`VideoError` saying why it can't be read."""
+    p = Path(path)
+    if not p.is_file():
+        raise VideoError(p, "file not found")
+    if p.stat().st_size == 0:
+        raise VideoError(p, "zero-byte file")
+    bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise VideoError(p, "not an image (the decoder cannot read it)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def stream_kinds(path: str | Path) -> list[str]:
+    """The kind of each stream FFmpeg finds in ``path`` (``video``, ``audio``, ``subtitle``,
+    ``data``), in order; empty when FFmpeg cannot read the file."""
+    import imageio_ffmpeg
+
+    done = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin",
+                           "-i", str(path)], capture_output=True, text=True, errors="replace")
+    return [m.group(1).lower() for m in re.finditer(r"^\s*Stream #\S+.*?: (\w+):",
+                                                    done.stderr, re.MULTILINE)]
 
 
 def probe(path: str | Path) -> VideoInfo:

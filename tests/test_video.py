@@ -205,3 +205,14 @@ def test_a_clip_cut_without_reencoding_samples_frames_that_exist(videos, tmp_pat
     got = sample_frames(cut, 8, "even")
     assert got.read == got.wanted == sample_indices(n, 8, "even") and got.damage == ""
     np.testing.assert_array_equal(got.frames[-1], sequential(cut)[-1])
+
+
+def test_an_mp4_with_audio_and_no_video_track_says_exactly_that(tmp_path):
+    import subprocess
+
+    sound = tmp_path / "sound.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                    "sine=duration=1", "-c:a", "aac", str(sound)], check=True)
+    with pytest.raises(VideoError) as err:
+        probe(sound)
+    assert str(err.value) == f"{sound}: an audio track but no video track"
