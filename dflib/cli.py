@@ -197,6 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ProfileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # `run` names its stage itself; every write is atomic
+        print(f"interrupted: dflib {args.command} stopped; what it finished is kept",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

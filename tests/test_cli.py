@@ -160,3 +160,22 @@ def test_a_notebook_run_by_hand_during_a_run_stops_and_deletes_nothing(tmp_path)
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_ctrl_c_during_synth_is_one_line_and_leaves_no_half_written_file(tmp_path):
+    """Every command, not only run: Ctrl-C is one line and exit status 130, no traceback."""
+    import signal
+    import time
+
+    out = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "dflib", "synth", str(out)],
+                            cwd=paths.PROJECT_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    while not list(out.glob("*/*.mp4")) and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == ("interrupted: dflib synth stopped; what it "
+                                            "finished is kept")
+    assert "Traceback" not in err and not list(out.rglob("*.part"))
