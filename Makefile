@@ -30,8 +30,12 @@ unit: $(STAMP) ## unit tests only
 check: $(STAMP) ## validate a profile (PROFILE=params/x.yaml) without running it
 	$(PY) -m dflib check $(PROFILE)
 
-lab: $(STAMP) ## open JupyterLab on the notebooks with the project's environment
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+# JupyterLab refuses to run as root (containers, cloud machines) unless told it may.
+LAB_USER_ID ?= $(shell id -u)
+LAB_ARGS ?=
+lab: $(STAMP) ## open JupyterLab on the notebooks with the project's environment (LAB_ARGS=... for more options)
+	@echo "JupyterLab on notebooks/: open the http://...lab?token=... address it prints below"
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(LAB_USER_ID)),--allow-root) $(LAB_ARGS)
 
 clean: ## remove the virtual environment (run folders under outputs/ are kept)
 	rm -rf $(VENV)

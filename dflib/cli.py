@@ -10,6 +10,7 @@ from typing import Sequence
 from . import config
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -26,9 +27,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     runner.select_stages(args.stages)  # refuse unknown stage names before any work
     try:
         root = runner.run_profile(profile, args.stages, log_output=not args.quiet)
-    except runner.StageFailed as exc:
+    except (runner.StageFailed, runner.RunLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except runner.Interrupted as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("interrupted before the first stage; run again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"[dflib] run complete: {root}")
     return 0
 
@@ -61,7 +68,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    result = predict.predict_videos(args.videos, run, method, args.threshold)
+    try:
+        inputs = predict.expand_inputs(args.videos)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    result = predict.predict_videos(inputs, run, method, args.threshold)
     for record in result.records:
         print(json.dumps(record), flush=True)
     if args.frames_csv is not None:
@@ -127,9 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     pred = sub.add_parser("predict", help="score videos with a trained detector of a run",
                           description="Sample frames, extract faces and score each video with "
-                          "one detector of a run; prints one JSON line per video. Exit status "
+                          "one detector of a run; prints one JSON line per video or image. Exit status "
                           "1 when a video could not be read, 2 on bad arguments.")
-    pred.add_argument("videos", nargs="+", metavar="VIDEO")
+    pred.add_argument("videos", nargs="+", metavar="INPUT",
+                      help="a video, an image (.jpg, .png, ...; frame-level detectors), or a "
+                      "folder of them (scored recursively, in sorted order)")
     pred.add_argument("--run", required=True, help="the run folder, e.g. outputs/demo")
     pred.add_argument("--method", help="detector name (default: the run's best video AUC)")
     pred.add_argument("--threshold", type=float,
@@ -183,6 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ProfileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # `run` names its stage itself; every write is atomic
+        print(f"interrupted: dflib {args.command} stopped; what it finished is kept",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ who edits the parameters cell gets the same one-line errors as ``dflib check``.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,6 +290,7 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_data: bool
     try:
         shared_raw = {k: v for k, v in raw.items() if k not in STAGE_BY_NAME}
         shared = _check_section("", shared_raw, SHARED, required=("run_name", "dataset", "data_root"))
+        _check_run_name(shared["run_name"])
         sections = {}
         for stage in STAGES:
             section = raw.get(stage.name) or {}
@@ -297,10 +299,20 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_data: bool
             sections[stage.name] = _check_section(f"{stage.name}.", section, stage.fields)
         _check_across(shared, sections, list(STAGE_BY_NAME) if stages is None else stages)
         if check_data:
+            check_outputs_dir(shared)
             check_data_root(shared, sections["index"])
     except ProfileError as exc:
         raise ProfileError(f"{source}: {exc}") from None
     return Profile(source, MappingProxyType(shared), MappingProxyType(sections))
+
+
+def _check_run_name(name: str) -> None:
+    """A run name is one plain folder name under ``outputs_dir``: anything else would write
+    elsewhere, or make ``outputs_dir`` itself the run (whose start-up clean-up would then
+    delete the temporary files of every other run being written there)."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ProfileError(f"run_name: {name!r} is not a plain folder name (one name under "
+                           "outputs_dir, without '/', '\\', '.' or '..'; e.g. 'demo')")
 
 
 def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str, Any]],
@@ -317,6 +329,9 @@ def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str,
     if "index" in given and index["test_dataset"] and index["demo_generate"]:
         raise ProfileError("index.demo_generate: the demo dataset has no cross-dataset "
                            "counterpart; turn it off with index.test_dataset")
+    if "index" in given and index["demo_generate"] and shared["dataset"] != "celebdf":
+        raise ProfileError(f"index.demo_generate: the demo dataset has the celebdf layout, "
+                           f"not {shared['dataset']}'s; set dataset: celebdf or turn it off")
     if "robustness" in given:
         for i, method in enumerate(sections["robustness"]["methods"]):
             if not DETECTOR_NAME.fullmatch(method):
@@ -331,9 +346,18 @@ def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str,
 
 
 def check_data_root(shared: Mapping[str, Any], index: Mapping[str, Any]) -> None:
-    """Refuse a missing or mis-laid dataset folder unless the demo will be generated there."""
+    """Refuse a missing or mis-laid dataset folder unless the demo will be generated there.
+
+    With ``index.demo_generate`` the folder's layout is not checked: stage ``index`` writes
+    what is missing (a run killed half-way through generation resumes); only a folder the
+    generator may not write into is refused."""
     root = paths.resolve(shared["data_root"])
-    if index["demo_generate"] and not root.exists():
+    if index["demo_generate"]:
+        from . import synth
+
+        problem = synth.folder_problem(root)
+        if problem:
+            raise ProfileError(f"data_root: {problem}")
         return
     from . import datasets
 
@@ -345,6 +369,23 @@ def check_data_root(shared: Mapping[str, Any], index: Mapping[str, Any]) -> None
                                           paths.resolve(index["test_data_root"]), index)
         if problem:
             raise ProfileError(f"index.test_data_root: {problem}")
+    try:  # the same reading of lists and metadata as stage index
+        datasets.build_profile_index(shared, index)
+    except datasets.DatasetError as exc:
+        raise ProfileError(str(exc)) from None
+
+
+def check_outputs_dir(shared: Mapping[str, Any]) -> None:
+    """Refuse an ``outputs_dir`` (or run folder) that is a file, or where this user cannot
+    create the run folder."""
+    run = paths.RunPaths.of(shared["run_name"], shared["outputs_dir"]).root
+    existing = next(p for p in (run, *run.parents) if p.exists())
+    if not existing.is_dir():
+        key = "run_name" if existing == run else "outputs_dir"
+        raise ProfileError(f"{key}: {existing}: not a folder (the run folder is {run})")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ProfileError(f"outputs_dir: {existing}: not writable by this user (the run "
+                           f"folder is {run})")
 
 
 def load(path: str | Path, check_data: bool = True) -> Profile:
@@ -352,11 +393,40 @@ def load(path: str | Path, check_data: bool = True) -> Profile:
     path = Path(path)
     if not path.is_file():
         raise ProfileError(f"{path}: profile not found")
+    text = path.read_text(encoding="utf-8")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ProfileError(f"{path}: not valid YAML{where}: "
+                           f"{exc.problem or exc.context or exc}") from None
     except yaml.YAMLError as exc:
         raise ProfileError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except ProfileError as exc:
+        raise ProfileError(f"{path}: {exc}") from None
     return validate(raw or {}, source=str(path), check_data=check_data)
+
+
+def _refuse_duplicate_keys(node: yaml.Node | None, prefix: str = "") -> None:
+    """Raise :class:`ProfileError` for a key given twice in one mapping (a repeated section
+    is a repeated top-level key): YAML would silently keep the last one."""
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, f"{prefix}[{i}].")
+    if not isinstance(node, yaml.MappingNode):
+        return
+    seen: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        key = f"{prefix}{key_node.value}"
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            what = "section" if not prefix and key in STAGE_BY_NAME else "key"
+            raise ProfileError(f"{what} '{key}' is given twice (lines {seen[key]} and {line}); "
+                               "keep one")
+        seen[key] = line
+        _refuse_duplicate_keys(value_node, f"{key}.")
 
 
 def from_namespace(stage: str, namespace: Mapping[str, Any], check_data: bool = False) -> Profile:

@@ -10,6 +10,7 @@ per-class cap, the checks and the column order.
 from __future__ import annotations
 
 import json
+import os
 import unicodedata
 from dataclasses import dataclass
 from importlib import resources
@@ -76,11 +77,51 @@ def _missing(rel: str, reason: str, video_id: str | None = None) -> Row:
     return {"video_id": video_id or _video_id(rel), "_rel": rel, "reason": reason}
 
 
-def _videos_under(folder: Path, recursive: bool = True) -> list[Path]:
-    """Video files of ``folder``, sorted; hidden files (macOS ``._*`` forks) are skipped."""
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in found if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
-                  and not p.name.startswith("."))
+def scan_folder(root: Path, folder: Path, recursive: bool = True,
+                extensions: frozenset[str] = VIDEO_EXTENSIONS) -> tuple[list[Path], list[Row]]:
+    """Video files (``extensions``) under ``folder``, sorted, by the one scanning rule of
+    every adapter and of ``dflib predict``.
+
+    Hidden files and folders (a name starting with ".": macOS ``._*`` forks,
+    ``.AppleDouble/``, ``.git/``) are skipped; a video entry that cannot be read (a
+    dangling symbolic link, no read permission) and a folder that cannot be listed come
+    back as missing rows saying why, so they are recorded rather than lost.
+    """
+    found: list[Path] = []
+    problems: list[Row] = []
+
+    def rel(p: Path) -> str:
+        return p.relative_to(root).as_posix()
+
+    def visit(directory: Path) -> None:
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            problems.append(_missing(rel(directory), f"folder cannot be listed ({exc.strerror})"))
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                if recursive:
+                    visit(path)
+                continue
+            if path.suffix.lower() not in extensions:
+                continue
+            if not path.is_file():
+                if path.is_symlink():
+                    problems.append(_missing(rel(path), "dangling symbolic link (its target "
+                                             f"{os.readlink(path)} does not exist)"))
+                continue
+            if not os.access(path, os.R_OK):
+                problems.append(_missing(rel(path), "not readable (permission denied)"))
+                continue
+            found.append(path)
+
+    visit(folder)
+    return sorted(found), problems
 
 
 def _index_default(key: str) -> Any:
@@ -103,7 +144,8 @@ def _celebdf_listed(root: Path) -> list[tuple[str, int]]:
     """``(relative path, label)`` of the official test list, converted to 1 = fake."""
     listed = []
     list_file = root / CELEBDF_LIST
-    for n, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), 1):
+    # utf-8-sig: lists saved by Windows editors start with a byte-order mark.
+    for n, line in enumerate(list_file.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not line.strip():
             continue
         where = f"{list_file} line {n} {line.strip()!r}"
@@ -111,7 +153,7 @@ def _celebdf_listed(root: Path) -> list[tuple[str, int]]:
         if len(parts) != 2 or parts[0] not in ("0", "1"):
             raise DatasetError(f"{where}: expected '<flag> <folder>/<file>.mp4' "
                                "with flag 1 = real, 0 = fake")
-        rel = PurePosixPath(parts[1].strip()).as_posix()
+        rel = PurePosixPath(parts[1].strip().replace("\\", "/")).as_posix()  # Windows paths
         folder = rel.split("/", 1)[0]
         if folder not in CELEBDF_FOLDERS:
             raise DatasetError(f"{where}: folder '{folder}' is not one of "
@@ -135,7 +177,9 @@ def _celebdf_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], 
         else:
             missing.append(_missing(rel, f"listed in {CELEBDF_LIST} but not on disk"))
     for folder, label in CELEBDF_FOLDERS.items():
-        for video in _videos_under(root / folder, recursive=False):
+        found, problems = scan_folder(root, root / folder, recursive=False)
+        missing += [p for p in problems if p["_rel"] not in listed_set]
+        for video in found:
             rel = f"{folder}/{video.name}"
             if rel not in listed_set:
                 rows.append(_row(rel, label, folder))
@@ -204,7 +248,7 @@ def _dfdc_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], lis
     rows, missing = [], []
     for meta in _dfdc_metadata(root):
         try:
-            entries = json.loads(meta.read_text(encoding="utf-8"))
+            entries = json.loads(meta.read_text(encoding="utf-8-sig"))
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{meta}: not valid JSON ({exc})") from None
         if not isinstance(entries, dict):
@@ -235,15 +279,17 @@ def _folder_required(root: Path, params: Mapping[str, Any]) -> list[tuple[Path, 
 
 
 def _folder_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], list[Row]]:
-    rows = []
+    rows, missing = [], []
     for sub, label in (("real", 0), ("fake", 1)):
-        for video in _videos_under(root / sub):
+        found, problems = scan_folder(root, root / sub)
+        missing += problems
+        for video in found:
             rel = video.relative_to(root).as_posix()
             parts = rel.split("/")
             # fake/<method>/x.mp4 names its method; a fake directly under fake/ is just "fake".
             method = "real" if label == 0 else (parts[1] if len(parts) > 2 else "fake")
             rows.append(_row(rel, label, method))
-    return rows, []
+    return rows, missing
 
 
 _ADAPTERS: Mapping[str, _Adapter] = {
@@ -326,7 +372,7 @@ def _apply_manifest(root: Path, videos: pd.DataFrame) -> tuple[pd.DataFrame, lis
     if not file.is_file():
         return videos, []
     try:
-        manifest = pd.read_csv(file, dtype={"path": str, "label": str}, encoding="utf-8")
+        manifest = pd.read_csv(file, dtype={"path": str, "label": str}, encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{file}: not a readable CSV ({exc})") from None
     if "path" not in manifest.columns:
@@ -361,8 +407,8 @@ def _apply_manifest(root: Path, videos: pd.DataFrame) -> tuple[pd.DataFrame, lis
             raise DatasetError(f"{file}: split values must be one of {', '.join(SPLITS)}")
         # The manifest's value wins where it has one (method, compression, split, extras).
         videos[column] = values.where(given, videos[column]) if column in videos else values
-    absent = [_missing(rel, f"listed in {MANIFEST} but not on disk")
-              for rel in manifest["path"] if not (root / rel.strip()).is_file()]
+    absent = [_missing(_manifest_key(rel), f"listed in {MANIFEST} but not on disk")
+              for rel in manifest["path"] if not (root / _manifest_key(rel)).is_file()]
     return videos, absent
 
 
@@ -447,3 +493,19 @@ def build_index(dataset: str, root: str | Path, *, seed: int = 0, val_fraction: 
     extras = [c for c in videos.columns if c not in INDEX_COLUMNS and not c.startswith("_")]
     videos = videos[INDEX_COLUMNS + extras].reset_index(drop=True)
     return IndexResult(videos, _finish_missing(root, missing_rows + absent))
+
+
+def build_profile_index(shared: Mapping[str, Any], index: Mapping[str, Any]) -> IndexResult:
+    """The index a validated profile describes (its shared keys and ``index`` section):
+    ``dataset`` under ``data_root``, its test split replaced by ``index.test_dataset``'s for
+    the cross-dataset protocol. Stage ``index`` and ``dflib check`` both read it here, so a
+    list or metadata file that the run would refuse is refused by the check too."""
+    options = {"seed": shared["seed"], "val_fraction": index["val_fraction"],
+               "max_videos_per_class": index["max_videos_per_class"],
+               "ffpp_methods": index["ffpp_methods"],
+               "ffpp_compression": index["ffpp_compression"]}
+    result = build_index(shared["dataset"], paths.resolve(shared["data_root"]), **options)
+    if index["test_dataset"]:
+        result = cross_dataset(result, build_index(
+            index["test_dataset"], paths.resolve(index["test_data_root"]), **options))
+    return result

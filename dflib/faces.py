@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from . import io, mtcnn, reports
 from .paths import RunPaths, resolve
-from .video import VideoError, probe, read_frames, sample_indices, set_decoder_threads
+from .video import VideoError, read_image, sample_frames, set_decoder_threads
 
 SELECTIONS = ("largest", "probability")
 # The coarse, downscaled detection pass looks for faces of at least this many detector
@@ -262,25 +262,43 @@ def extract_video(video_id: str, path: str | Path, extractor: FaceExtractor, n: 
     """Sample, decode and extract the faces of one video: the arrays of its store file.
 
     An unreadable video gives status ``failed`` with the :class:`VideoError` message as
-    reason; frames a truncated video could not decode are left out and the reason says so.
+    reason; frames are sampled from those the stream really holds, and the reason says
+    when the file is truncated (its stream stops before its container's data).
     """
     size = extractor.img_size
     try:
-        info = probe(path)
-        wanted = sample_indices(info.n_frames, n, strategy, every_k)
-        frames, read = read_frames(path, wanted)
+        sampled = sample_frames(path, n, strategy, every_k)
     except VideoError as exc:
         return _record(video_id, size, [], [], "failed", str(exc))
+    frames, read, wanted = sampled.frames, sampled.read, sampled.wanted
     found = extractor.extract(frames)
     n_faces = sum(f.face is not None for f in found)
     if n_faces == 0:
         status, reason = "no_face", f"no face found in any of the {len(read)} sampled frames"
     else:
         status, reason = "ok", ""
-    if len(read) < len(wanted):
+    if sampled.damage:
+        reason = "; ".join(filter(None, [reason, f"truncated ({sampled.damage}): sampled from "
+                                                   f"the {sampled.n_frames} frames before the cut"]))
+    elif len(read) < len(wanted):
         reason = "; ".join(filter(None, [reason, f"truncated: {len(read)} of {len(wanted)} "
                                                    "sampled frames decoded"]))
     return _record(video_id, size, read, found, status, reason)
+
+
+def extract_image(image_id: str, path: str | Path, extractor: FaceExtractor
+                  ) -> dict[str, np.ndarray]:
+    """The face of one still image, found and cut as in a video's frames (same detection,
+    selection and crop), as the arrays of a one-frame store file (frame 0)."""
+    size = extractor.img_size
+    try:
+        frame = read_image(path)
+    except VideoError as exc:
+        return _record(image_id, size, [], [], "failed", str(exc))
+    found = extractor.extract([frame])
+    if found[0].face is None:
+        return _record(image_id, size, [0], found, "no_face", "no face found in the image")
+    return _record(image_id, size, [0], found, "ok", "")
 
 
 def _record(video_id: str, size: int, sampled: Sequence[int], found: Sequence[FrameFace],

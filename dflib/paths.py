@@ -86,8 +86,12 @@ class RunPaths:
 
     def ensure(self) -> "RunPaths":
         """Create the run's folders and delete the temporary files a killed stage left
-        anywhere in the run (stages run one at a time, so none is being written now)."""
+        anywhere in the run (stages run one at a time, so none is being written now); a run
+        folder that another ``dflib run`` holds raises ``dflib.runner.RunLocked``."""
         from .io import remove_partials
+        from .runner import refuse_if_in_use  # runner imports this module
+
+        refuse_if_in_use(self.root)
 
         for d in (self.index, self.face_store, self.models, self.logs, self.features,
                   self.predictions, self.tables, self.figures, self.notebooks):

@@ -35,13 +35,7 @@ def build_index(profile: config.Profile) -> datasets.IndexResult:
                        fake_per_identity=p["demo_fake_per_identity"], frames=p["demo_frames"],
                        width=p["demo_width"], height=p["demo_height"])
     config.check_data_root(shared, p)
-    options = {"seed": shared["seed"], "val_fraction": p["val_fraction"],
-               "max_videos_per_class": p["max_videos_per_class"],
-               "ffpp_methods": p["ffpp_methods"], "ffpp_compression": p["ffpp_compression"]}
-    result = datasets.build_index(shared["dataset"], root, **options)
-    if p["test_dataset"]:
-        result = datasets.cross_dataset(result, datasets.build_index(
-            p["test_dataset"], paths.resolve(p["test_data_root"]), **options))
+    result = datasets.build_profile_index(shared, p)
     run = profile.run.ensure()
     io.write_csv(result.videos, run.videos_csv)
     outcomes = pd.concat([

@@ -56,11 +56,10 @@ def sample_frames_figure(videos: pd.DataFrame, per_class: int = 4, seed: int = 0
     images, titles = [], []
     for row in _pick(videos, per_class, seed).itertuples():
         try:
-            info = video.probe(row.path)
-            frames, _ = video.read_frames(row.path, [max(0, info.n_frames // 2)])
+            frames = video.sample_frames(row.path, 3, "even").frames  # first, middle, last
         except video.VideoError:
             continue  # an unreadable video is reported by the extraction stage
-        images.append(frames[0])
+        images.append(frames[len(frames) // 2])
         titles.append(f"{LABEL_NAMES[row.label]} · {row.method}")
     return _image_grid(images, titles, cols=per_class)
 

@@ -1,9 +1,11 @@
-"""``dflib predict``: point a trained detector of a run at videos.
+"""``dflib predict``: point a trained detector of a run at videos and images.
 
 Each video is sampled and its faces extracted exactly as the run's own videos were (the
-settings stored in its face store files), then scored by one method (:mod:`dflib.detectors`). The result
-is one record per video; a video without a face and a file that cannot be read get a
-status of their own and never stop the others.
+settings stored in its face store files), then scored by one method (:mod:`dflib.detectors`).
+An image is a first-class input: its face is found and cut as a video frame's, and
+frame-level detectors score it; detectors of clips or sequences cannot. The result is one
+record per input; a file without a face and a file that cannot be read get a status of
+their own and never stop the others.
 """
 
 from __future__ import annotations
@@ -15,12 +17,49 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from . import config, detectors, faces
+from . import config, datasets, detectors, faces, video
 from .paths import RunPaths
 
 STATUS_ERROR = "error"
 FRAME_LEVEL = ("cnn", "facenet", "triplet")
 FRAME_COLUMNS = ("path", "frame_idx", "score")
+INPUT_EXTENSIONS = datasets.VIDEO_EXTENSIONS | video.IMAGE_EXTENSIONS
+
+
+def input_kind(path: str | Path) -> str:
+    """``image`` for a still image (by its extension), ``video`` for anything else."""
+    return "image" if Path(path).suffix.lower() in video.IMAGE_EXTENSIONS else "video"
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """The files to score: each argument as given, a folder's videos and images in sorted
+    order, recursively, by the dataset scans' rule (hidden entries skipped; a dangling link
+    is kept, so that its record says what is wrong). A folder with none is an error."""
+    files: list[Path] = []
+    for given in inputs:
+        folder = Path(given)
+        if not folder.is_dir():
+            files.append(folder)
+            continue
+        found, problems = datasets.scan_folder(folder, folder, extensions=INPUT_EXTENSIONS)
+        inside = sorted([*found, *(folder / p["_rel"] for p in problems)])
+        if not inside:
+            raise ValueError(f"{folder}: no videos or images in it (looked for "
+                             f"{', '.join(sorted(INPUT_EXTENSIONS))})")
+        files += inside
+    return files
+
+
+def _record(path: str | Path, method: str, threshold: float,
+            arrays: dict[str, np.ndarray] | None = None, reason: str = "") -> dict[str, Any]:
+    """The JSON line of one input before scoring (the one place it is built)."""
+    status = STATUS_ERROR if arrays is None else str(arrays["status"])
+    return {"path": str(path), "kind": input_kind(path),
+            "status": STATUS_ERROR if status == "failed" else status, "method": method,
+            "fake_probability": None, "label": None, "threshold": threshold,
+            "frames_sampled": 0 if arrays is None else len(arrays["sampled_idx"]),
+            "faces_found": 0 if arrays is None else len(arrays["faces"]), "frames_scored": 0,
+            "reason": reason if arrays is None else str(arrays["reason"])}
 
 
 @dataclass(frozen=True)
@@ -59,31 +98,34 @@ def check_method(run: RunPaths, method: str | None, want_frames: bool = False) -
 
 def predict_videos(videos: Sequence[str | Path], run: RunPaths, method: str,
                    threshold: float | None = None) -> Prediction:
-    """Sample, extract and score each video with ``method`` (see :func:`check_method`).
+    """Extract and score each video or image with ``method`` (see :func:`check_method`).
 
     ``threshold`` defaults to the one the method was evaluated with. Records hold
-    ``path, status`` (``ok``, ``no_face`` or ``error``), ``method``, ``fake_probability``
-    and ``label`` (None without a face), ``threshold``, ``frames_sampled``,
-    ``faces_found``, ``frames_scored`` and ``reason``.
+    ``path``, ``kind`` (``video`` or ``image``), ``status`` (``ok``, ``no_face`` or
+    ``error``), ``method``, ``fake_probability`` and ``label`` (None without a face),
+    ``threshold``, ``frames_sampled``, ``faces_found``, ``frames_scored`` and ``reason``.
+    An image given to a detector of clips or sequences is an ``error`` saying so.
     """
     settings = config.run_settings(run)
     extraction = faces.store_settings(run, device=settings["device"])
     extractor = faces.FaceExtractor.from_params(extraction.extractor)
     threshold = detectors.method_threshold(settings, method) if threshold is None else threshold
+    frame_level = detectors.family(method) in FRAME_LEVEL
     records: list[dict[str, Any]] = []
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for i, path in enumerate(videos):
         vid = f"video{i}"  # the same path may be given twice; ids must not collide
-        arrays = faces.extract_video(vid, path, extractor, extraction.frames_per_video,
-                                     extraction.sampling, extraction.every_k)
-        status, reason = str(arrays["status"]), str(arrays["reason"])
-        records.append({"path": str(path), "status": STATUS_ERROR if status == "failed"
-                        else status, "method": method, "fake_probability": None,
-                        "label": None, "threshold": threshold,
-                        "frames_sampled": len(arrays["sampled_idx"]),
-                        "faces_found": len(arrays["faces"]), "frames_scored": 0,
-                        "reason": reason})
-        if status == "ok":
+        if input_kind(path) == "image" and not frame_level:
+            records.append(_record(path, method, threshold, reason=(
+                f"{path}: {method} scores a sequence of faces from a video, not a single "
+                f"image; frame-level detectors ({', '.join(f + '/*' for f in FRAME_LEVEL)}) "
+                "score images")))
+            continue
+        arrays = (faces.extract_image(vid, path, extractor) if input_kind(path) == "image" else
+                  faces.extract_video(vid, path, extractor, extraction.frames_per_video,
+                                      extraction.sampling, extraction.every_k))
+        records.append(_record(path, method, threshold, arrays))
+        if str(arrays["status"]) == "ok":
             found[vid] = (arrays["faces"], arrays["frame_idx"])
     if not found:
         return Prediction(records, None)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import platform
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import yaml
 
@@ -17,8 +20,71 @@ KEY_PACKAGES = ("dflib", "tensorflow", "keras", "torch", "torchvision", "facenet
                 "numpy", "pandas", "scikit-learn", "opencv-python-headless", "papermill")
 
 
+LOCK_FILE = ".dflib-run.lock"
+HOLDER_ENV = "DFLIB_RUN_HOLDER"  # PID of the dflib run whose stage kernels these are
+INTERRUPTED_TAG = "dflib-interrupted"  # the banner cell of an interrupted stage's notebook
+
+
 class StageFailed(RuntimeError):
     """A notebook raised; the message names the stage and its executed copy."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message names the stage it stopped in."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"interrupted in stage {stage}; run again to resume")
+        self.stage = stage
+
+
+class RunLocked(RuntimeError):
+    """Another process is running the same run folder; the message names it and its PID."""
+
+
+@contextlib.contextmanager
+def run_lock(root: Path) -> Iterator[None]:
+    """Hold the run folder for this process, or raise :class:`RunLocked` at once.
+
+    The lock is the kernel's (``flock``) on a file holding the owner's PID: it goes with
+    its process, so a run killed with ``kill -9`` leaves a file that blocks no one."""
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / LOCK_FILE
+    fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _locked(root) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.environ[HOLDER_ENV] = str(os.getpid())  # inherited by the stages' kernels
+        yield
+    finally:
+        os.environ.pop(HOLDER_ENV, None)
+        os.close(fd)  # releases the lock
+
+
+def _locked(root: Path) -> RunLocked:
+    holder = (root / LOCK_FILE).read_text(encoding="utf-8").strip() or "unknown"
+    return RunLocked(f"{root}: in use by another dflib run (PID {holder}); wait for it to "
+                     "finish or stop it")
+
+
+def refuse_if_in_use(root: Path) -> None:
+    """Raise :class:`RunLocked` when a run other than this process's own holds ``root``
+    (a notebook executed by hand while ``dflib run`` writes the same run folder)."""
+    target = root / LOCK_FILE
+    if not target.is_file():
+        return
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = target.read_text(encoding="utf-8").strip()
+        if holder not in (str(os.getpid()), os.environ.get(HOLDER_ENV)):
+            raise _locked(root) from None
+    finally:
+        os.close(fd)
 
 
 def select_stages(names: Sequence[str] | None) -> list[config.Stage]:
@@ -47,10 +113,16 @@ def run_profile(profile: config.Profile, stages: Sequence[str] | None = None,
                 log_output: bool = True) -> Path:
     """Execute the selected stages' notebooks in order, then render the run's report
     (``report/index.html`` and every executed notebook as HTML); return the run folder."""
+    selected = select_stages(stages)
+    with run_lock(profile.run.root):
+        return _run_locked(profile, selected, log_output)
+
+
+def _run_locked(profile: config.Profile, selected: Sequence[config.Stage],
+                log_output: bool) -> Path:
     import papermill  # heavy import, only when running
 
-    selected = select_stages(stages)
-    run = profile.run.ensure()
+    run = profile.run.ensure()  # its clean-up of temporary files needs the lock held
     io.write_text(yaml.safe_dump({**profile.shared, **{k: dict(v) for k, v in
                                                        profile.sections.items()}},
                                  sort_keys=False), run.root / "profile.yaml")
@@ -64,9 +136,38 @@ def run_profile(profile: config.Profile, stages: Sequence[str] | None = None,
                 parameters=profile.stage_parameters(stage.name), cwd=str(paths.NOTEBOOKS_DIR),
                 kernel_name="python3", progress_bar=False, log_output=log_output)
         except papermill.PapermillExecutionError as exc:
+            if exc.ename == "KeyboardInterrupt":  # the kernel itself was interrupted
+                mark_interrupted(output)
+                raise Interrupted(stage.name) from None
             raise StageFailed(f"stage {stage.name} failed ({exc.ename}: {exc.evalue}); "
                               f"see {output}") from None
+        except KeyboardInterrupt:
+            mark_interrupted(output)
+            raise Interrupted(stage.name) from None
     from . import report
 
-    print(f"[dflib] report: {report.build_report(run)}", flush=True)
+    try:
+        print(f"[dflib] report: {report.build_report(run)}", flush=True)
+    except KeyboardInterrupt:
+        raise Interrupted("report (rendering report/index.html)") from None
     return run.root
+
+
+def mark_interrupted(notebook: Path) -> None:
+    """Mark an executed notebook whose run was interrupted, so it never reads as a finished
+    stage: papermill's own clean-up marks the cells it never ran as completed."""
+    import nbformat
+
+    if not notebook.is_file():
+        return
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        meta = cell.metadata.get("papermill", {})
+        if meta.get("start_time") is None:
+            meta["status"] = "pending"  # never ran
+    nb.metadata.setdefault("papermill", {}).update(exception=True, interrupted=True)
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(
+        "**Interrupted (Ctrl-C): this stage did not finish.** The cells below without output "
+        "never ran; `dflib run` again resumes the run.",
+        metadata={"tags": [INTERRUPTED_TAG]}))
+    io.write_text(nbformat.writes(nb), notebook)

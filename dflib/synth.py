@@ -523,6 +523,18 @@ def _own_files(out: Path) -> list[Path]:
     return files
 
 
+def folder_problem(out_dir: str | Path) -> str | None:
+    """None when ``out_dir`` can receive the demo dataset (absent, empty, or written by this
+    module, even half-way), else one line saying why it cannot."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        return f"{out}: not a folder (the demo dataset is written into a folder)"
+    if not (out / PARAMS).exists() and any(p.suffix == ".mp4" for p in _own_files(out)):
+        return (f"{out}: holds videos not made by dflib.synth (no {PARAMS}); "
+                "refusing to overwrite")
+    return None
+
+
 def generate(out_dir: str | Path, seed: int = 0, identities: int = 6, real_per_identity: int = 4,
              fake_per_identity: int = 10, frames: int = 32, width: int = 320, height: int = 240,
              fps: int = 15, test_fraction: float = 0.3, progress: bool = True) -> pd.DataFrame:
@@ -540,12 +552,15 @@ def generate(out_dir: str | Path, seed: int = 0, identities: int = 6, real_per_i
               "frames": frames, "width": width, "height": height, "fps": fps,
               "test_fraction": test_fraction}
     params_file, manifest_file = out / PARAMS, out / MANIFEST
+    problem = folder_problem(out)
+    if problem:
+        raise FileExistsError(problem)
     old = json.loads(params_file.read_text(encoding="utf-8")) if params_file.exists() else None
-    if old == params and manifest_file.exists():
+    videos = _plan(seed, identities, real_per_identity, fake_per_identity)
+    complete = manifest_file.exists() and (out / TEST_LIST).exists() and all(
+        (out / v.path).is_file() for v in videos)
+    if old == params and complete:
         return pd.read_csv(manifest_file)
-    if old is None and any(p.suffix == ".mp4" for p in _own_files(out)):
-        raise FileExistsError(f"{out}: holds videos not made by dflib.synth (no {PARAMS}); "
-                              "refusing to overwrite")
 
     manifest_file.unlink(missing_ok=True)  # from here on the folder is incomplete
     for p in _own_files(out):
@@ -553,7 +568,6 @@ def generate(out_dir: str | Path, seed: int = 0, identities: int = 6, real_per_i
             p.unlink()
     write_text(json.dumps(params, indent=1) + "\n", params_file)
 
-    videos = _plan(seed, identities, real_per_identity, fake_per_identity)
     for video in tqdm(videos, desc="synth videos", disable=not progress):
         target = out / video.path
         if not target.exists():  # resuming: videos are written atomically, so present = whole

@@ -7,6 +7,8 @@ decodes from the previous keyframe only.
 
 from __future__ import annotations
 
+import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -15,6 +17,7 @@ import cv2
 import numpy as np
 
 SAMPLING_STRATEGIES = ("first", "even", "every_k")
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 # A seek decodes from the keyframe before the target (typically 12-250 frames back), so it
 # only beats grabbing forward when the gap is longer than a short GOP.
@@ -66,8 +69,37 @@ def _open(path: str | Path) -> cv2.VideoCapture:
            if _decoder_threads else cv2.VideoCapture(str(p)))
     if not cap.isOpened():
         cap.release()
+        kinds = sorted(set(stream_kinds(p)))
+        if kinds and "video" not in kinds:
+            tracks = (f"an {kinds[0]} track" if kinds[0][0] in "aeiou" else f"a {kinds[0]} track"
+                      ) if len(kinds) == 1 else f"{' and '.join(kinds)} tracks"
+            raise VideoError(p, f"{tracks} but no video track")
         raise VideoError(p, "not a video or truncated (the decoder cannot open it)")
     return cap
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """A still image as an RGB uint8 array, or :class:`VideoError` saying why it can't be read."""
+    p = Path(path)
+    if not p.is_file():
+        raise VideoError(p, "file not found")
+    if p.stat().st_size == 0:
+        raise VideoError(p, "zero-byte file")
+    bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise VideoError(p, "not an image (the decoder cannot read it)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def stream_kinds(path: str | Path) -> list[str]:
+    """The kind of each stream FFmpeg finds in ``path`` (``video``, ``audio``, ``subtitle``,
+    ``data``), in order; empty when FFmpeg cannot read the file."""
+    import imageio_ffmpeg
+
+    done = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin",
+                           "-i", str(path)], capture_output=True, text=True, errors="replace")
+    return [m.group(1).lower() for m in re.finditer(r"^\s*Stream #\S+.*?: (\w+):",
+                                                    done.stderr, re.MULTILINE)]
 
 
 def probe(path: str | Path) -> VideoInfo:
@@ -93,6 +125,66 @@ def probe(path: str | Path) -> VideoInfo:
         return VideoInfo(n_frames, float(cap.get(cv2.CAP_PROP_FPS)), width, height)
     finally:
         cap.release()
+
+
+def count_frames(path: str | Path) -> int:
+    """The frames the video's stream really holds, counted by decoding them (no colour
+    conversion); 0 when none decodes."""
+    cap = _open(path)
+    try:
+        n = 0
+        while cap.grab():
+            n += 1
+        return n
+    finally:
+        cap.release()
+
+
+def stream_damage(path: str | Path) -> str:
+    """Why the video stream stops before the data its container declares ("" when the file
+    is whole): FFmpeg's demuxer reads every video packet, without decoding, and names the
+    first error, e.g. ``partial file`` for a download cut short."""
+    import imageio_ffmpeg
+
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error",
+           "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"]
+    done = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+    lines = [line.split("] ", 1)[-1].strip() for line in done.stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """Frames sampled from a video: the decoded frames, their indices, the indices asked
+    for, the frame count they were picked from and, when the file is damaged, why its
+    stream ends early ("" otherwise)."""
+
+    frames: list[np.ndarray]
+    read: list[int]
+    wanted: list[int]
+    n_frames: int
+    damage: str
+
+
+def sample_frames(path: str | Path, n: int, strategy: str = "first",
+                  every_k: int = 1) -> Sampled:
+    """Decode the frames ``strategy`` picks from the frames the video really has.
+
+    The container's count (:func:`probe`) is used while it holds; when the stream ends
+    before the frames picked from it (a clip cut without re-encoding, an audio track
+    longer than the picture, a file cut short), the frames are counted and picked again
+    from those, so every sampled frame exists. Only a stream that stops before its
+    container's data (:func:`stream_damage`) is called damaged.
+    """
+    n_frames = probe(path).n_frames
+    wanted = sample_indices(n_frames, n, strategy, every_k)
+    frames, read = read_frames(path, wanted)
+    if len(read) == len(wanted):
+        return Sampled(frames, read, wanted, n_frames, "")
+    n_frames = count_frames(path)
+    wanted = sample_indices(n_frames, n, strategy, every_k)
+    frames, read = read_frames(path, wanted)
+    return Sampled(frames, read, wanted, n_frames, stream_damage(path))
 
 
 def sample_indices(n_total: int, n: int, strategy: str = "first", every_k: int = 1) -> list[int]:

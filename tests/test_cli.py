@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -48,3 +49,133 @@ def test_module_entry_point(tmp_path):
                          capture_output=True, text=True, cwd=paths.PROJECT_ROOT)
     assert out.returncode == 2
     assert out.stderr.strip().endswith("seed: -3 is below the minimum 0")
+
+
+def test_a_second_run_on_the_same_run_folder_stops_at_once_naming_the_holder(tmp_path, capsys):
+    """The first run holds the folder; the second gets one line with the folder and the
+    first one's PID; once the holder is killed (kill -9), its lock blocks no one."""
+    from dflib import runner
+
+    profile = write_profile(tmp_path)
+    root = tmp_path / "outputs" / "t"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from dflib import runner\nwith runner.run_lock(Path(sys.argv[1])):\n"
+         "    print('locked', flush=True); time.sleep(60)", str(root)],
+        stdout=subprocess.PIPE, text=True, cwd=paths.PROJECT_ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert cli.main(["run", str(profile), "--quiet"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err == (f"error: {root}: in use by another dflib run (PID {holder.pid}); "
+                       "wait for it to finish or stop it")
+        assert not (root / "index").exists()  # nothing was started
+    finally:
+        holder.kill()
+        holder.wait()
+    assert str(holder.pid) in (root / runner.LOCK_FILE).read_text()  # the stale lock file
+    with runner.run_lock(root):
+        assert (root / runner.LOCK_FILE).read_text().strip() == str(os.getpid())
+
+
+def _celebdf(root, listing: str, encoding: str = "utf-8"):
+    for rel in ("Celeb-real/id0_0000.mp4", "Celeb-real/id0_0001.mp4", "YouTube-real/00000.mp4",
+                "Celeb-synthesis/id0_id1_0000.mp4", "Celeb-synthesis/id0_id1_0001.mp4"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"\0")
+    (root / "List_of_testing_videos.txt").write_bytes(listing.encode(encoding))
+    return root
+
+
+def test_a_test_list_with_a_byte_order_mark_and_backslashes_is_read_as_meant(tmp_path, capsys):
+    """Saved by a Windows editor: BOM, CRLF and backslash paths; check and the index read
+    the same two test videos."""
+    from dflib import datasets
+
+    data = _celebdf(tmp_path / "data", "1 Celeb-real\\id0_0000.mp4\r\n"
+                                       "0 Celeb-synthesis\\id0_id1_0000.mp4\r\n", "utf-8-sig")
+    (data / "manifest.csv").write_bytes("path,method\r\nCeleb-real\\id0_0001.mp4,camera\r\n"
+                                        .encode("utf-8-sig"))
+    profile = write_profile(tmp_path, data_root=str(data), index={})
+    assert cli.main(["check", str(profile)]) == 0
+    videos = datasets.build_index("celebdf", data).videos.set_index("video_id")
+    test = videos.loc[videos["split"] == "test", "label"]
+    assert test.to_dict() == {"Celeb-real/id0_0000": 0, "Celeb-synthesis/id0_id1_0000": 1}
+    assert videos.at["Celeb-real/id0_0001", "method"] == "camera"
+
+
+@pytest.mark.parametrize("case", ["dfdc_json", "list_flag", "outputs_file", "outputs_under_file"])
+def test_check_refuses_what_run_would_refuse_in_one_line(tmp_path, capsys, case):
+    """check parses lists and metadata as stage index does and checks the outputs folder;
+    run refuses the same way, before any work."""
+    overrides: dict = {}
+    if case == "dfdc_json":
+        (tmp_path / "dfdc").mkdir()
+        (tmp_path / "dfdc" / "metadata.json").write_text('{"a.mp4": {"label": "FAKE",}')
+        overrides = {"dataset": "dfdc", "data_root": str(tmp_path / "dfdc"), "index": {}}
+        needle = f"{tmp_path / 'dfdc' / 'metadata.json'}: not valid JSON ("
+    elif case == "list_flag":
+        data = _celebdf(tmp_path / "data", "0 Celeb-real/id0_0000.mp4\n")
+        overrides = {"data_root": str(data), "index": {}}
+        needle = "line 1 '0 Celeb-real/id0_0000.mp4': the flag says fake"
+    else:
+        (tmp_path / "taken").write_text("a file")
+        outputs = tmp_path / "taken" / ("" if case == "outputs_file" else "sub")
+        overrides = {"outputs_dir": str(outputs)}
+        needle = f"outputs_dir: {tmp_path / 'taken'}: not a folder"
+    profile = write_profile(tmp_path, **overrides)
+    for command in ("check", "run"):
+        assert cli.main([command, str(profile), *(["--quiet"] if command == "run" else [])]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {profile}: ") and needle in err and "\n" not in err
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_notebook_run_by_hand_during_a_run_stops_and_deletes_nothing(tmp_path):
+    """A stage started in JupyterLab on a run folder that `dflib run` holds would clean up
+    (delete) the running stage's temporary files; it stops instead. The run's own stage
+    kernels, which inherit the holder's PID, go on."""
+    from dflib import runner
+
+    root = tmp_path / "outputs" / "t"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from dflib import runner\nwith runner.run_lock(Path(sys.argv[1])):\n"
+         "    print('locked', flush=True); time.sleep(60)", str(root)],
+        stdout=subprocess.PIPE, text=True, cwd=paths.PROJECT_ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        being_written = root / "faces" / "store" / ".v.npz.abc.part"
+        being_written.parent.mkdir(parents=True)
+        being_written.write_bytes(b"half")
+        with pytest.raises(runner.RunLocked, match=f"in use by another dflib run \\(PID {holder.pid}\\)"):
+            paths.RunPaths(root).ensure()
+        assert being_written.exists()
+        os.environ[runner.HOLDER_ENV] = str(holder.pid)  # as in the run's own kernels
+        try:
+            paths.RunPaths(root).ensure()
+        finally:
+            del os.environ[runner.HOLDER_ENV]
+        assert not being_written.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_ctrl_c_during_synth_is_one_line_and_leaves_no_half_written_file(tmp_path):
+    """Every command, not only run: Ctrl-C is one line and exit status 130, no traceback."""
+    import signal
+    import time
+
+    out = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "dflib", "synth", str(out)],
+                            cwd=paths.PROJECT_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    while not list(out.glob("*/*.mp4")) and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == ("interrupted: dflib synth stopped; what it "
+                                            "finished is kept")
+    assert "Traceback" not in err and not list(out.rglob("*.part"))

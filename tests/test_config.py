@@ -118,3 +118,35 @@ def test_robustness_methods_refuse_other_names_up_front(minimal, method):
     with pytest.raises(config.ProfileError, match=r"robustness.methods\[0\]: .* is not a "
                                                   r"detector name"):
         config.validate({**minimal, "robustness": {"methods": [method]}})
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("run_name: t\nfaces:\n  margin: 3\n  margin: 5\n",
+     "key 'faces.margin' is given twice (lines 3 and 4)"),
+    ("run_name: t\nfaces:\n  margin: 3\ntrain_cnn:\n  epochs: 1\nfaces:\n  sampling: even\n",
+     "section 'faces' is given twice (lines 2 and 6)"),
+    ("run_name: t\nseed: 1\nseed: 2\n", "key 'seed' is given twice (lines 2 and 3)"),
+    ("run_name: t\nfaces:\n  margin: [1, 2\n  sampling: even\n",
+     "not valid YAML at line 4, column 11: expected ',' or ']'"),
+    ("run_name: t\nfaces:\n\tmargin: 3\n", "not valid YAML at line 3, column 1: found character"),
+])
+def test_a_profile_that_means_something_else_than_it_says_is_refused(tmp_path, text, needle):
+    """A duplicated key or repeated section would silently keep the last one; a syntax
+    error keeps PyYAML's line and column."""
+    path = tmp_path / "p.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(config.ProfileError) as err:
+        config.load(path)
+    assert str(err.value).startswith(f"{path}: ") and needle in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["a/b", "../x", "/tmp/run", "", ".", "..", "a\\b"])
+def test_run_name_is_one_plain_folder_name(minimal, name):
+    """Anything else escapes outputs_dir or makes it the run folder itself."""
+    minimal["run_name"] = name
+    with pytest.raises(config.ProfileError) as err:
+        config.validate(minimal, source="p.yaml")
+    assert str(err.value).startswith(f"p.yaml: run_name: {name!r} is not a plain folder name")
+    minimal["run_name"] = "celebdf-2026_run.1"
+    assert config.validate(minimal).run.root.name == "celebdf-2026_run.1"

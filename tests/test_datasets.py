@@ -456,3 +456,26 @@ def test_cross_dataset_keys_go_together(tmp_path: Path) -> None:
            "index": {"test_dataset": "celebdf"}}
     with pytest.raises(config.ProfileError, match="test_dataset and index.test_data_root"):
         config.validate(raw, check_data=False)
+
+
+@pytest.mark.parametrize("dataset", ["celebdf", "folder"])
+def test_every_scan_skips_hidden_entries_and_records_dangling_links(tmp_path: Path,
+                                                                    dataset: str) -> None:
+    """One scanning rule for every adapter: ``.AppleDouble/``, ``._x.mp4`` and any
+    ``.name/`` are not videos; a link whose target is gone is recorded, not lost."""
+    if dataset == "celebdf":
+        root, folder = make_celebdf(tmp_path), "Celeb-real"
+    else:
+        root, folder = tmp_path, "real"
+        touch(root, "real/r0.mp4", "real/r1.mp4", "fake/f0.mp4", "fake/f1.mp4")
+    touch(root, f"{folder}/.AppleDouble/id7_0000.mp4", f"{folder}/._id7_0001.mp4",
+          ".cache/real/x.mp4")
+    if dataset == "folder":
+        touch(root, "fake/.hidden_method/f9.mp4")
+    (root / folder / "gone.mp4").symlink_to(root / "nowhere.mp4")
+    result = build_index(dataset, root)
+    assert not result.videos["path"].str.contains("/.", regex=False).any()
+    assert not result.videos["video_id"].str.contains("gone").any()
+    row = result.missing.set_index("video_id").loc[f"{folder}/gone"]
+    assert row["path"] == str(root / folder / "gone.mp4")
+    assert row["reason"].startswith("dangling symbolic link") and "nowhere.mp4" in row["reason"]

@@ -344,3 +344,47 @@ def test_dask_workers_give_the_same_index(videos, extracted, tmp_path):
     local = FaceStore(run0).index()
     local = local[local.video_id.isin(videos.video_id.iloc[:2])].reset_index(drop=True)
     pd.testing.assert_frame_equal(dask_index, local, check_exact=False, rtol=1e-4)
+
+
+def _ffmpeg(*args: str) -> None:
+    import subprocess
+
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", *args], check=True)
+
+
+def test_a_container_claiming_more_frames_than_it_holds_is_sampled_from_the_frames_it_has(
+        tmp_path, extractor):
+    """Audio longer than the picture: the MKV container says 125 frames, the stream has 12."""
+    from dflib.faces import extract_video
+    from dflib.video import probe, sample_indices
+
+    face = write_video(tmp_path / "face.mp4",
+                       [paste(canvas(W, H), 110, 60 + 3 * i, 50 + i) for i in range(12)])
+    clip = tmp_path / "long_audio.mkv"
+    _ffmpeg("-i", str(face), "-f", "lavfi", "-i", "sine=duration=5", "-map", "0:v", "-map",
+            "1:a", "-c:v", "copy", "-c:a", "libvorbis", str(clip))
+    assert probe(clip).n_frames > 12  # what the container claims
+    arrays = extract_video("v", clip, extractor, N_FRAMES, "even")
+    assert str(arrays["status"]) == "ok" and "truncated" not in str(arrays["reason"])
+    assert arrays["sampled_idx"].tolist() == sample_indices(12, N_FRAMES, "even")
+    assert arrays["has_face"].all()
+
+
+def test_only_a_stream_that_really_ends_early_is_called_truncated(tmp_path, extractor):
+    from dflib.faces import extract_video
+
+    face = write_video(tmp_path / "face.mp4",
+                       [paste(canvas(W, H), 110, 60 + i % 12, 50) for i in range(60)])
+    whole = tmp_path / "whole.mp4"
+    _ffmpeg("-i", str(face), "-c:v", "libx264", "-g", "10", "-movflags", "+faststart",
+            str(whole))
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    arrays = extract_video("v", cut, extractor, N_FRAMES, "even")
+    reason = str(arrays["reason"])
+    assert str(arrays["status"]) == "ok" and reason.startswith("truncated (")
+    assert "partial file" in reason and "frames before the cut" in reason
+    assert len(arrays["sampled_idx"]) == N_FRAMES  # every sampled frame exists
+    assert str(extract_video("w", whole, extractor, N_FRAMES, "even")["reason"]) == ""

@@ -165,3 +165,61 @@ def test_report_has_tables_figures_and_every_notebook(smoke_run):
     assert len(rendered) == 10 and rendered[-1] == "09_results_report.html"
     for name in rendered:
         assert f"notebooks/{name}" in page
+
+
+def test_predict_scores_a_folder_recursively_with_images_and_names_an_audio_only_mp4(
+        smoke_run, tmp_path, capsys):
+    """A folder is scored recursively in sorted order (hidden entries skipped); an image is
+    a first-class input whose face is cut as in a video frame, so a frame saved as PNG
+    scores what that frame scored in its video; an MP4 without a video track says so."""
+    import imageio_ffmpeg
+
+    from dflib import video
+
+    run = RunPaths(smoke_run)
+    source = pd.read_csv(run.videos_csv)["path"].iloc[0]
+    folder = tmp_path / "inputs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / ".thumbs").mkdir()
+    clip = folder / "sub" / "clip.mp4"
+    clip.write_bytes(Path(source).read_bytes())
+    (folder / ".thumbs" / "clip.mp4").write_bytes(clip.read_bytes())
+    frame = video.read_frames(clip, [0])[0][0]
+    cv2.imwrite(str(folder / "frame0.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                    "sine=duration=1", "-c:a", "aac", str(folder / "sound.mp4")], check=True)
+    frames_csv = tmp_path / "frames.csv"
+    assert cli.main(["predict", str(folder), "--run", str(smoke_run), "--method", "cnn/ef0",
+                     "--frames-csv", str(frames_csv)]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["path"] for r in lines] == [str(folder / "frame0.png"), str(folder / "sound.mp4"),
+                                          str(clip)]
+    image, sound, clip_line = lines
+    assert [r["kind"] for r in lines] == ["image", "video", "video"]
+    assert image["status"] == "ok" and image["frames_sampled"] == image["faces_found"] == 1
+    assert clip_line["status"] == "ok"
+    assert sound["status"] == "error"
+    assert sound["reason"] == f"{folder / 'sound.mp4'}: an audio track but no video track"
+    scores = pd.read_csv(frames_csv)
+    in_video = scores.query("path == @str(clip) and frame_idx == 0")["score"].iloc[0]
+    assert image["fake_probability"] == pytest.approx(in_video, abs=1e-5)
+
+
+@pytest.mark.parametrize("method", ["c3d", "rnn/lstm"])
+def test_a_sequence_detector_says_it_cannot_score_an_image(smoke_run, tmp_path, method):
+    image = tmp_path / "face.jpg"
+    source = pd.read_csv(RunPaths(smoke_run).videos_csv)["path"].iloc[0]
+    from dflib import video
+
+    cv2.imwrite(str(image), cv2.cvtColor(video.read_frames(source, [0])[0][0], cv2.COLOR_RGB2BGR))
+    record = predict.predict_videos([image], RunPaths(smoke_run), method).records[0]
+    assert record["kind"] == "image" and record["status"] == "error"
+    assert record["reason"].startswith(f"{image}: {method} scores a sequence of faces from a "
+                                       "video, not a single image")
+
+
+def test_predict_refuses_a_folder_without_videos_or_images(smoke_run, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("x")
+    assert cli.main(["predict", str(tmp_path), "--run", str(smoke_run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {tmp_path}: no videos or images in it") and "\n" not in err

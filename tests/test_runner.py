@@ -44,3 +44,41 @@ def test_failing_stage_is_named_with_its_notebook(tiny_profile):
     assert message.startswith("stage faces failed (FileNotFoundError")
     assert "run stage 'index' first" in message and "01_extract_faces.ipynb" in message
     assert "\n" not in message
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_run_says_where_in_one_line_and_marks_the_notebook(tmp_path):
+    """Ctrl-C (SIGINT) while stage index runs: one line naming the stage, exit status 130,
+    and the executed notebook marked interrupted, its unrun cells pending."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from dflib import paths
+
+    profile = tmp_path / "p.yaml"
+    profile.write_text(yaml.safe_dump({
+        "run_name": "r", "dataset": "celebdf", "data_root": str(tmp_path / "data"),
+        "outputs_dir": str(tmp_path / "outputs"),
+        "index": {"demo_generate": True, "demo_identities": 4, "demo_real_per_identity": 4,
+                  "demo_fake_per_identity": 8, "demo_frames": 32}}))
+    notebook = tmp_path / "outputs" / "r" / "notebooks" / "00_build_index.ipynb"
+    proc = subprocess.Popen([sys.executable, "-m", "dflib", "run", str(profile), "--quiet"],
+                            cwd=paths.PROJECT_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    while not notebook.exists() and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(3)  # into the stage's cells
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted in stage index; run again to resume"
+    assert "Traceback" not in err
+    executed = nbformat.read(notebook, as_version=4)
+    assert executed.metadata.papermill["interrupted"] is True
+    assert runner.INTERRUPTED_TAG in executed.cells[0].metadata.tags
+    statuses = [c.metadata.papermill["status"] for c in executed.cells[1:]]
+    assert statuses[-1] == "pending"  # the last cells never ran

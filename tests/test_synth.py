@@ -203,3 +203,56 @@ def test_every_derived_identity_has_a_detectable_face(mtcnn):
         assert boxes is not None, identity
         # The stored landmarks (used to align swaps) agree with what MTCNN sees.
         assert np.abs(landmarks[0] - sprite.landmarks).max() < 0.15 * sprite.face_px, identity
+
+
+DEMO_INDEX = {"demo_generate": True, "demo_identities": SMALL["identities"],
+              "demo_real_per_identity": SMALL["real_per_identity"],
+              "demo_fake_per_identity": SMALL["fake_per_identity"],
+              "demo_frames": SMALL["frames"], "demo_width": SMALL["width"],
+              "demo_height": SMALL["height"]}
+
+
+def test_a_run_killed_while_generating_the_demo_passes_check_and_resumes(dataset, tmp_path):
+    """Killed before Celeb-synthesis/, the test list and the manifest were written: the
+    rerun's profile check accepts the half-written folder and stage index completes it."""
+    from dflib import config, pipeline
+
+    root, manifest = dataset
+    data = tmp_path / "data"
+    shutil.copytree(root, data)
+    shutil.rmtree(data / "Celeb-synthesis")
+    (data / synth.TEST_LIST).unlink()
+    (data / synth.MANIFEST).unlink()
+    profile = config.validate({"run_name": "r", "dataset": "celebdf", "data_root": str(data),
+                               "outputs_dir": str(tmp_path / "outputs"), "seed": SEED,
+                               "index": DEMO_INDEX})
+    result = pipeline.build_index(profile)
+    assert len(result.videos) == len(manifest) and result.missing.empty
+    assert pd.read_csv(data / synth.MANIFEST).equals(manifest)
+
+
+def test_a_video_lost_from_a_complete_demo_folder_is_written_again(dataset, tmp_path):
+    root, manifest = dataset
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    lost = manifest["path"].iloc[0]
+    (copy / lost).unlink()
+    assert synth.generate(copy, seed=SEED, progress=False, **SMALL).equals(manifest)
+    assert (copy / lost).read_bytes() == (root / lost).read_bytes()
+
+
+def test_check_refuses_a_demo_folder_the_generator_may_not_write(tmp_path):
+    from dflib import config
+
+    foreign = tmp_path / "foreign"
+    (foreign / "Celeb-real").mkdir(parents=True)
+    (foreign / "Celeb-real" / "id0_0000.mp4").write_bytes(b"someone's real data")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for data, needle in ((foreign, "holds videos not made by dflib.synth"), (a_file, "not a folder")):
+        with pytest.raises(config.ProfileError, match=f"data_root: {re.escape(str(data))}: {needle}"):
+            config.validate({"run_name": "r", "dataset": "celebdf", "data_root": str(data),
+                             "index": {"demo_generate": True}})
+    with pytest.raises(config.ProfileError, match="index.demo_generate: .*celebdf layout"):
+        config.validate({"run_name": "r", "dataset": "folder", "data_root": str(tmp_path / "x"),
+                         "index": {"demo_generate": True}})

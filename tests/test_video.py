@@ -188,3 +188,31 @@ def test_truncated_video_yields_the_frames_it_has(videos):
     np.testing.assert_array_equal(frames[-1], reference[-1])
     with pytest.raises(VideoError, match="no frames decoded"):
         read_frames(videos["truncated"], [145])
+
+
+def test_a_clip_cut_without_reencoding_samples_frames_that_exist(videos, tmp_path):
+    """A stream copy from the middle of a GOP: the MP4 lists the pre-roll frames it cannot
+    show, so its count is larger than what decodes."""
+    import subprocess
+
+    from dflib.video import count_frames, sample_frames
+
+    cut = tmp_path / "cut.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-ss", "1.3", "-t",
+                    "2", "-i", str(videos["h264"]), "-c", "copy", str(cut)], check=True)
+    n = count_frames(cut)
+    assert 0 < n < probe(cut).n_frames
+    got = sample_frames(cut, 8, "even")
+    assert got.read == got.wanted == sample_indices(n, 8, "even") and got.damage == ""
+    np.testing.assert_array_equal(got.frames[-1], sequential(cut)[-1])
+
+
+def test_an_mp4_with_audio_and_no_video_track_says_exactly_that(tmp_path):
+    import subprocess
+
+    sound = tmp_path / "sound.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                    "sine=duration=1", "-c:a", "aac", str(sound)], check=True)
+    with pytest.raises(VideoError) as err:
+        probe(sound)
+    assert str(err.value) == f"{sound}: an audio track but no video track"
