@@ -10,6 +10,7 @@ use only, so importing this module stays cheap.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import zipfile
@@ -312,6 +313,60 @@ def _config(extractor: FaceExtractor, n: int, strategy: str, every_k: int) -> st
     return json.dumps(settings, sort_keys=True)
 
 
+def _file_config(config: str, path: str | Path) -> str:
+    """``config`` plus the video file's size and modification time: a replaced file (same
+    name, new content) makes its store file stale like changed settings do."""
+    try:
+        stat = Path(path).stat()
+        source = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    except OSError:
+        source = None
+    return json.dumps({**json.loads(config), "source": source}, sort_keys=True)
+
+
+def _stored_config(target: Path) -> dict[str, Any] | None:
+    """The settings inside a store file (None: missing, unreadable or an older layout)."""
+    try:
+        with np.load(target) as z:
+            return json.loads(str(z["config"]))
+    except Exception:  # noqa: BLE001 - unreadable or an older layout: redo it
+        return None
+
+
+def _redo_reasons(jobs: list[tuple[str, str, Path, str]]) -> pd.Series:
+    """Why each store file of ``jobs`` is redone: new, other settings or a replaced file."""
+    reasons = []
+    for _, _, target, config in jobs:
+        old = _stored_config(target)
+        new = json.loads(config)
+        if old is None:
+            reasons.append("new")
+        elif {k: v for k, v in old.items() if k != "source"} != \
+                {k: v for k, v in new.items() if k != "source"}:
+            reasons.append("other settings")
+        else:
+            reasons.append("video file replaced")
+    return pd.Series(reasons, dtype=str)
+
+
+def store_digest(run: RunPaths, video_id: str) -> str:
+    """A short digest of what a video's store file was made from (settings and source
+    file), "" without a readable one: the key later artifacts record per video."""
+    try:
+        with np.load(store_path(run, video_id)) as z:
+            config = str(z["config"])
+    except Exception:  # noqa: BLE001 - missing or foreign: no digest
+        return ""
+    return hashlib.sha256(config.encode()).hexdigest()[:16]
+
+
+def store_inputs(run: RunPaths, roles: Mapping[str, pd.DataFrame]) -> dict[str, dict[str, str]]:
+    """Per role (``train``, ``val``, ...) the videos of its table with their
+    :func:`store_digest`: the inputs of an artifact made from these face store files."""
+    return {role: {vid: store_digest(run, vid) for vid in table["video_id"].astype(str)}
+            for role, table in roles.items()}
+
+
 @dataclass(frozen=True)
 class StoreSettings:
     """How a run's face store was made, read back from its files: what re-extraction
@@ -377,8 +432,8 @@ def _dask_task(video_id: str, path: str, target: str, params: dict[str, Any], n:
                              strategy, every_k, config)
 
 
-def _run_dask(jobs: list[tuple[str, str, Path]], extractor: FaceExtractor, n: int,
-              strategy: str, every_k: int, config: str, workers: int, scheduler: str,
+def _run_dask(jobs: list[tuple[str, str, Path, str]], extractor: FaceExtractor, n: int,
+              strategy: str, every_k: int, workers: int, scheduler: str,
               progress: bool) -> dict[str, str]:
     from distributed import Client, LocalCluster, as_completed
 
@@ -392,7 +447,7 @@ def _run_dask(jobs: list[tuple[str, str, Path]], extractor: FaceExtractor, n: in
     try:
         futures = {client.submit(_dask_task, vid, path, str(target), extractor.params, n,
                                  strategy, every_k, config, pure=False): vid
-                   for vid, path, target in jobs}
+                   for vid, path, target, config in jobs}
         for fut in tqdm(as_completed(futures), total=len(futures), desc="faces",
                         unit="video", disable=not progress):
             try:
@@ -463,18 +518,25 @@ def run_extraction(videos: pd.DataFrame, run: RunPaths, extractor_params: Mappin
     config = _config(extractor, frames_per_video, sampling, every_k)
     run.face_store.mkdir(parents=True, exist_ok=True)
     io.remove_partials(run.face_store)  # a killed earlier run's temporary files
-    all_jobs = [(vid, str(resolve(path)), store_path(run, vid))
-                for vid, path in zip(videos["video_id"].astype(str), videos["path"].astype(str))]
-    jobs = [job for job in all_jobs if not io.npz_made_with(job[2], config)]
+    all_jobs = [(vid, path, store_path(run, vid), _file_config(config, path))
+                for vid, path in zip(videos["video_id"].astype(str),
+                                     videos["path"].astype(str).map(lambda p: str(resolve(p))))]
+    jobs = [job for job in all_jobs if not io.npz_made_with(job[2], job[3])]
+    redo = _redo_reasons(jobs)
+    if (redo != "new").any():
+        counts = redo[redo != "new"].value_counts()
+        print(f"faces: {int(counts.sum())} store files made from something else, redone ("
+              + ", ".join(f"{why}: {n}" for why, n in counts.items()) + ")")
 
     if jobs and (workers > 0 or scheduler):
-        errors = _run_dask(jobs, extractor, frames_per_video, sampling, every_k, config,
+        errors = _run_dask(jobs, extractor, frames_per_video, sampling, every_k,
                            workers, scheduler, progress)
     else:
         errors = {}
-        for vid, path, target in tqdm(jobs, desc="faces", unit="video", disable=not progress):
+        for vid, path, target, file_config in tqdm(jobs, desc="faces", unit="video",
+                                                   disable=not progress):
             err = _extract_to_store(vid, path, target, extractor, frames_per_video, sampling,
-                                    every_k, config)
+                                    every_k, file_config)
             if err:
                 errors[vid] = err
 
@@ -490,12 +552,12 @@ def run_extraction(videos: pd.DataFrame, run: RunPaths, extractor_params: Mappin
     return summary
 
 
-def _outcomes(summary: pd.DataFrame, all_jobs: list[tuple[str, str, Path]],
+def _outcomes(summary: pd.DataFrame, all_jobs: list[tuple[str, str, Path, str]],
               ran_now: set[str]) -> pd.DataFrame:
     """The stage summary's view of ``summary``: a video with a face is processed (``already
     done`` when its store file was reused), one without is skipped, a bad one failed; a
     failure's reason loses the video's path, so equal problems count together."""
-    paths = {vid: path for vid, path, _ in all_jobs}
+    paths = {vid: path for vid, path, _, _ in all_jobs}
     ran = summary["video_id"].isin(ran_now)
     short = [r.removeprefix(f"{paths[v]}: ") if v in paths else r
              for v, r in zip(summary["video_id"], summary["reason"])]

@@ -7,6 +7,7 @@ gradient; MTCNN's weights ship inside facenet-pytorch, so nothing is downloaded.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -20,8 +21,8 @@ from facenet_pytorch import extract_face
 
 from dflib import mtcnn
 from dflib.faces import (INDEX_COLUMNS, SUMMARY_COLUMNS, FaceExtractor, FaceStore,
-                         run_extraction, store_name, store_path, store_settings,
-                         summary_csv)
+                         run_extraction, store_digest, store_name, store_path,
+                         store_settings, summary_csv)
 from dflib.paths import RunPaths
 
 HEAD = astronaut()[30:210, 135:315]  # RGB, the face and some hair around it
@@ -317,6 +318,28 @@ def test_other_settings_redo_the_store(videos, extracted, tmp_path):
                    progress=False)
     assert FaceStore(run).load(vid)[0].shape == (N_FRAMES, 32, 32, 3)
     assert FaceStore(run).index().video_id.unique().tolist() == [vid]
+
+
+def test_a_replaced_video_file_redoes_its_store_and_what_reads_it(videos, extracted, tmp_path,
+                                                                    capsys):
+    run0, _ = extracted
+    shutil.copytree(run0.root, tmp_path, dirs_exist_ok=True)
+    run = RunPaths(tmp_path)
+    vid, other = "Celeb-real/id0_0000", "YouTube-real/00001"
+    digest = store_digest(run, vid)
+    before = store_path(run, other).stat().st_mtime_ns
+    source = Path(videos.set_index("video_id").loc[vid, "path"])
+    stat = source.stat()
+    try:  # the same name with a new modification time: a replaced file
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        capsys.readouterr()
+        extract(videos, tmp_path)
+        assert ("faces: 1 store files made from something else, redone "
+                "(video file replaced: 1)") in capsys.readouterr().out
+        assert store_digest(run, vid) not in ("", digest)
+        assert store_path(run, other).stat().st_mtime_ns == before
+    finally:
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 def test_store_settings_read_back_the_extraction_settings(extracted, tmp_path):
