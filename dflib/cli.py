@@ -13,9 +13,28 @@ EXIT_BAD_INPUT = 2
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    import warnings
+
+    from . import datasets, paths, pipeline
+
     profile = config.load(args.profile)
     stages = ", ".join(s.name for s in config.STAGES)
-    print(f"{args.profile}: ok (run folder {profile.run.root}; stages {stages})")
+    if profile.sections["index"]["demo_generate"] and not paths.resolve(
+            profile.shared["data_root"]).exists():
+        splits = "splits: known once stage index has generated the demo dataset"
+    else:
+        try:
+            result = pipeline.read_dataset(profile)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                splits = pipeline.check_splits(profile, result)
+        except datasets.DatasetError as exc:
+            print(f"error: {args.profile}: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        absent = datasets.absent_line(result, f"{profile.run.absent_csv}, once stage index runs")
+        for note in ([absent] if absent else []) + [str(w.message) for w in caught]:
+            print(f"warning: {note}", file=sys.stderr)
+    print(f"{args.profile}: ok (run folder {profile.run.root}; stages {stages}; {splits})")
     return 0
 
 

@@ -117,6 +117,8 @@ STAGES: tuple[Stage, ...] = (
                               "this dataset's test split (empty: the dataset's own)",
                               choices=("", *DATASETS)),
         "test_data_root": Field(str, "", "folder of test_dataset"),
+        "allow_empty_test": Field(bool, False, "the run only trains: an empty test split is "
+                                  "not an error (check and stage index refuse it otherwise)"),
         "demo_generate": Field(bool, False, "write the demo dataset to data_root when missing"),
         "demo_identities": Field(int, 6, "demo: number of identities", min=2, max=64),
         "demo_real_per_identity": Field(int, 4, "demo: real videos per identity", min=1),

@@ -385,6 +385,53 @@ def _finish_missing(root: Path, rows: list[Row]) -> pd.DataFrame:
     return missing[MISSING_COLUMNS].reset_index(drop=True)
 
 
+def absent_line(result: IndexResult, listed_in: str | Path) -> str | None:
+    """One line about the listed videos that are not on disk (None when there are none):
+    a partial download shows as one count, not thousands of failures."""
+    n_absent = len(result.missing)
+    if not n_absent:
+        return None
+    total = n_absent + len(result.videos)
+    return (f"{n_absent:,} of the {total:,} videos the dataset's lists and folders name are "
+            f"not on disk: a partial download? (the list: {listed_in})")
+
+
+def split_sizes(videos: pd.DataFrame) -> str:
+    """One line of videos per split and class: ``splits: train 40 (10 real, 30 fake), ...``."""
+    parts = []
+    for split in SPLITS:
+        labels = videos.loc[videos["split"] == split, "label"]
+        n_real, n_fake = int((labels == 0).sum()), int((labels == 1).sum())
+        parts.append(f"{split} {len(labels):,} ({n_real:,} real, {n_fake:,} fake)")
+    return "splits: " + ", ".join(parts)
+
+
+def split_problems(videos: pd.DataFrame, allow_empty_test: bool = False
+                   ) -> tuple[str | None, list[str]]:
+    """``(error, warnings)`` about the splits of an index, each one line: an empty train
+    split, or an empty test split unless ``allow_empty_test``, is an error (training or
+    evaluation would stop on it after hours of extraction); an empty validation split and
+    a split with one class are warnings."""
+    error, notes = None, []
+    for split in SPLITS:
+        labels = set(videos.loc[videos["split"] == split, "label"].astype(int))
+        if not labels:
+            if split == "train" or (split == "test" and not allow_empty_test):
+                what = ("nothing can be trained" if split == "train" else
+                        "nothing would be evaluated (set index.allow_empty_test: true for a "
+                        "run that only trains)")
+                error = error or f"the {split} split has no videos: {what}"
+            elif split == "val":
+                notes.append("the val split has no videos: early stopping follows the "
+                             "training loss")
+        elif len(labels) == 1:
+            missing = "real" if 0 not in labels else "fake"
+            notes.append(f"the {split} split has no {missing} videos: "
+                         + ("AUC, EER and AP of the test split are undefined (NaN)"
+                            if split == "test" else "its models see one class only"))
+    return error, notes
+
+
 def cross_dataset(train: IndexResult, test: IndexResult) -> IndexResult:
     """The cross-dataset protocol: train and val videos of one index, test videos of
     another (e.g. FaceForensics++ c23 for training, Celeb-DF v2's test list for testing).

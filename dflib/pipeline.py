@@ -22,9 +22,40 @@ if TYPE_CHECKING:  # heavy (TensorFlow, torch) modules are imported inside the s
     from . import embeddings, robustness, temporal, training, triplet
 
 
+def read_dataset(profile: config.Profile) -> datasets.IndexResult:
+    """The index of the profile's dataset folder(s), as stage 00 writes it (train and val
+    from ``dataset``, test from ``index.test_dataset`` when it is set); nothing is written."""
+    shared, p = profile.shared, profile.sections["index"]
+    config.check_data_root(shared, p)
+    options = {"seed": shared["seed"], "val_fraction": p["val_fraction"],
+               "max_videos_per_class": p["max_videos_per_class"],
+               "ffpp_methods": p["ffpp_methods"], "ffpp_compression": p["ffpp_compression"]}
+    result = datasets.build_index(shared["dataset"], paths.resolve(shared["data_root"]),
+                                  **options)
+    if p["test_dataset"]:
+        result = datasets.cross_dataset(result, datasets.build_index(
+            p["test_dataset"], paths.resolve(p["test_data_root"]), **options))
+    return result
+
+
+def check_splits(profile: config.Profile, result: datasets.IndexResult) -> str:
+    """The split-size line of an index; one-class splits warn, and an empty train split
+    (or test split, unless ``index.allow_empty_test``) raises a one-line DatasetError."""
+    error, notes = datasets.split_problems(result.videos,
+                                           profile.sections["index"]["allow_empty_test"])
+    if error:
+        raise datasets.DatasetError(f"{profile.shared['data_root']}: {error} "
+                                    f"({datasets.split_sizes(result.videos)})")
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return datasets.split_sizes(result.videos)
+
+
 def build_index(profile: config.Profile) -> datasets.IndexResult:
     """Stage 00: generate the demo dataset if asked, then write ``index/videos.csv``
-    (train and val from ``dataset``, test from ``index.test_dataset`` when it is set)."""
+    (train and val from ``dataset``, test from ``index.test_dataset`` when it is set).
+    Prints the split sizes; refuses an empty train or test split (:func:`check_splits`)
+    before any expensive stage."""
     shared, p = profile.shared, profile.sections["index"]
     root = paths.resolve(shared["data_root"])
     if p["demo_generate"]:
@@ -34,20 +65,21 @@ def build_index(profile: config.Profile) -> datasets.IndexResult:
                        real_per_identity=p["demo_real_per_identity"],
                        fake_per_identity=p["demo_fake_per_identity"], frames=p["demo_frames"],
                        width=p["demo_width"], height=p["demo_height"])
-    config.check_data_root(shared, p)
-    options = {"seed": shared["seed"], "val_fraction": p["val_fraction"],
-               "max_videos_per_class": p["max_videos_per_class"],
-               "ffpp_methods": p["ffpp_methods"], "ffpp_compression": p["ffpp_compression"]}
-    result = datasets.build_index(shared["dataset"], root, **options)
-    if p["test_dataset"]:
-        result = datasets.cross_dataset(result, datasets.build_index(
-            p["test_dataset"], paths.resolve(p["test_data_root"]), **options))
+    result = read_dataset(profile)
     run = profile.run.ensure()
+    # Listed-but-absent videos get their own file and one line: a partial download would
+    # otherwise bury the videos that really failed in thousands of failures.csv rows.
+    io.write_csv(result.missing, run.absent_csv)
+    absent = datasets.absent_line(result, run.absent_csv)
+    if absent:
+        print(absent)
+    print(check_splits(profile, result))
     io.write_csv(result.videos, run.videos_csv)
     outcomes = pd.concat([
         pd.DataFrame({"video_id": result.videos["video_id"], "outcome": "processed", "reason": ""}),
-        pd.DataFrame({"video_id": result.missing["video_id"], "outcome": "failed",
-                      "reason": result.missing["reason"]})], ignore_index=True)
+        pd.DataFrame({"video_id": result.missing["video_id"], "outcome": "skipped",
+                      "reason": "not on disk", "detail": result.missing["reason"]})],
+        ignore_index=True)
     reports.stage_summary(run, "index", outcomes)
     return result
 
