@@ -34,6 +34,9 @@ _ROW_COLUMNS = ["video_id", "_rel", "label", "split", "method", "compression", "
 _MANIFEST_LABELS = {"0": 0, "1": 1, "real": 0, "fake": 1}
 
 Row = dict[str, Any]
+# The split of an adapter row that the dataset puts in training, leaving the seeded
+# validation share to build_index (no test share).
+TRAIN_OR_VAL = "train_or_val"
 
 
 class DatasetError(ValueError):
@@ -200,6 +203,27 @@ def _dfdc_required(root: Path, params: Mapping[str, Any]) -> list[tuple[Path, st
     return [(meta, "file") for meta in _dfdc_metadata(root)]
 
 
+# metadata.json's "split" values; DFDC's training parts say "train" for every video,
+# which fixes nothing, so a split is taken from the metadata only when it names val or test.
+_DFDC_SPLITS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
+
+
+def _dfdc_splits(rows: list[Row]) -> None:
+    """Give each group (an original and its fakes) the split metadata.json gives its
+    original (else its first video), when the metadata names a val or test split at all:
+    test and val are kept, train videos are shared between train and val by the seed."""
+    given = {r["_given"] for r in rows}
+    if not given & {"val", "test"}:
+        return
+    by_group: dict[str, str] = {}
+    for r in sorted(rows, key=lambda r: r["_group"] != r["_name"]):  # originals first
+        if r["_given"]:
+            by_group.setdefault(r["_group"], r["_given"])
+    for r in rows:
+        split = by_group.get(r["_group"], "train")
+        r["split"] = TRAIN_OR_VAL if split == "train" else split
+
+
 def _dfdc_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], list[Row]]:
     rows, missing = [], []
     for meta in _dfdc_metadata(root):
@@ -221,9 +245,11 @@ def _dfdc_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], lis
                                              "but not on disk"))
                 continue
             original = info.get("original") if label else None
+            given = _DFDC_SPLITS.get(str(info.get("split", "")).lower(), "")
             # A fake is grouped with its source video so the two never land in different splits.
             rows.append({**_row(rel, label, "fake" if label else "real", original=original),
-                         "_group": original or name})
+                         "_group": original or name, "_name": name, "_given": given})
+    _dfdc_splits(rows)
     return rows, missing
 
 
@@ -458,7 +484,9 @@ def build_index(dataset: str, root: str | Path, *, seed: int = 0, val_fraction: 
     Splits the dataset defines are kept (Celeb-DF's test list, FaceForensics++'s JSON
     files); the other videos are split by ``seed``: Celeb-DF training videos into train and
     ``val_fraction`` val, DFDC and folder videos into train, ``val_fraction`` val and as
-    much test (DFDC keeps each fake with its original). Videos a list names but the disk
+    much test (DFDC keeps each fake with its original, and takes the ``split`` of
+    ``metadata.json`` when it names val or test videos: those keep it, its training videos
+    are split into train and val). Videos a list names but the disk
     lacks are returned in ``missing``.
     """
     adapter = _adapter(dataset)
@@ -484,6 +512,10 @@ def build_index(dataset: str, root: str | Path, *, seed: int = 0, val_fraction: 
         fractions = {"train": 1 - held_out, "val": val_fraction,
                      "test": val_fraction if adapter.draws_test else 0.0}
         videos.loc[free, "split"] = _assign_splits(videos[free], fractions, rng)
+    pool = videos["split"] == TRAIN_OR_VAL
+    if pool.any():
+        videos.loc[pool, "split"] = _assign_splits(
+            videos[pool], {"train": 1 - val_fraction, "val": val_fraction}, rng)
     videos["dataset"] = dataset
     videos["path"] = videos["_rel"].map(lambda rel: str(root / rel))
     videos, absent = _apply_manifest(root, videos)
