@@ -139,6 +139,9 @@ STAGES: tuple[Stage, ...] = (
         "factor": Field(float, 0.709, "MTCNN image-pyramid scale factor", min=0.1, max=0.95),
         "selection": Field(str, "largest", "which face to keep when several are found",
                            choices=("largest", "probability")),
+        "crop": Field(str, "square", "crop geometry: a square around the face centre (square, "
+                      "no distortion) or the box plus margin stretched to a square (stretch, "
+                      "facenet-pytorch and the paper)", choices=("square", "stretch")),
         "detect_max_side": Field(int, 320, "coarse detection pass on frames downscaled to this "
                                  "long side, for faces of 20 detector pixels and up; frames where "
                                  "it finds none are searched at full resolution (0: full "

@@ -28,17 +28,22 @@ from .paths import RunPaths, resolve
 from .video import VideoError, probe, read_frames, sample_indices, set_decoder_threads
 
 SELECTIONS = ("largest", "probability")
+# square: a square around the box's centre, side the box's longer side plus the margin
+# (faces keep their proportions); stretch: the box plus margin resized to a square, as
+# facenet-pytorch's extract_face (and so the paper) cut them, widening narrow faces.
+CROPS = ("square", "stretch")
 # The coarse, downscaled detection pass looks for faces of at least this many detector
 # pixels (MTCNN's own default); smaller ones are left to the full-resolution pass.
 DETECT_MIN_FACE_PX = 20
 # Constructor arguments of FaceExtractor, read from a profile's (flat) stage parameters.
 EXTRACTOR_KEYS = ("img_size", "margin", "min_face_size", "thresholds", "factor", "selection",
-                  "detect_max_side", "redetect_every", "batch_size", "device")
+                  "detect_max_side", "redetect_every", "crop", "batch_size", "device")
 # Parameters that change what is stored; a store file made with other values is redone.
 _RESULT_KEYS = ("img_size", "margin", "min_face_size", "thresholds", "factor", "selection",
-                "detect_max_side", "redetect_every")
-# What stores written before a key existed were made with (they searched every frame).
-_BEFORE_KEY = {"redetect_every": 1}
+                "detect_max_side", "redetect_every", "crop")
+# What stores written before a key existed were made with (they searched every frame and
+# stretched the box to a square).
+_BEFORE_KEY = {"redetect_every": 1, "crop": "stretch"}
 INDEX_COLUMNS = ["video_id", "label", "split", "frame_idx", "face", "x1", "y1", "x2", "y2",
                  "prob", "n_detected", "store_row", "reason"]
 SUMMARY_COLUMNS = ["video_id", "label", "split", "status", "n_sampled", "n_faces", "reason"]
@@ -78,9 +83,12 @@ class FaceExtractor:
     def __init__(self, img_size: int = 160, margin: int = 40, min_face_size: int = 40,
                  thresholds: Sequence[float] = (0.6, 0.7, 0.7), factor: float = 0.709,
                  selection: str = "largest", detect_max_side: int = 320,
-                 redetect_every: int = 5, batch_size: int = 32, device: str = "auto") -> None:
+                 redetect_every: int = 5, crop: str = "square", batch_size: int = 32,
+                 device: str = "auto") -> None:
         if selection not in SELECTIONS:
             raise ValueError(f"selection {selection!r} is not one of {SELECTIONS}")
+        if crop not in CROPS:
+            raise ValueError(f"crop {crop!r} is not one of {CROPS}")
         if not 0 <= margin < img_size:
             raise ValueError(f"margin {margin} must be at least 0 and below img_size {img_size}")
         if device not in ("auto", "cpu", "cuda"):
@@ -93,6 +101,7 @@ class FaceExtractor:
         self.selection = selection
         self.detect_max_side = int(detect_max_side)
         self.redetect_every = max(1, int(redetect_every))
+        self.crop = crop
         self.batch_size = max(1, int(batch_size))
         self.device = device
         self._mtcnn: Any = None
@@ -214,12 +223,38 @@ class FaceExtractor:
                 out.append(boxes)
         return out
 
-    def _crop(self, frame: np.ndarray, det: np.ndarray) -> FrameFace:
-        """Keep one detection and cut it, with its margin, from the full-resolution frame.
+    def _cut(self, frame: np.ndarray, x1: float, y1: float, x2: float, y2: float) -> np.ndarray:
+        """The ``img_size`` square crop of a box with its margin (``crop``: see CROPS).
 
-        The crop is facenet-pytorch's ``extract_face`` on the same box (same margin rule,
-        same integer rounding, cv2 INTER_AREA), so crops match the paper's pipeline.
+        ``stretch`` is facenet-pytorch's ``extract_face`` on the same box (same margin
+        rule, same integer rounding, cv2 INTER_AREA), so crops match the paper's pipeline.
+        ``square`` keeps the face's proportions: the same margin rule on the box's longer
+        side, centred on the box; what lies beyond the frame's edge is black.
         """
+        height, width = frame.shape[:2]
+        if self.crop == "stretch":
+            mx = self.margin * (x2 - x1) / (self.img_size - self.margin) / 2
+            my = self.margin * (y2 - y1) / (self.img_size - self.margin) / 2
+            cx1 = min(int(max(x1 - mx, 0)), width - 1)
+            cy1 = min(int(max(y1 - my, 0)), height - 1)
+            cx2 = max(int(min(x2 + mx, width)), cx1 + 1)  # never empty, even for a sliver
+            cy2 = max(int(min(y2 + my, height)), cy1 + 1)
+            return cv2.resize(frame[cy1:cy2, cx1:cx2], (self.img_size, self.img_size),
+                              interpolation=cv2.INTER_AREA)
+        side = max(x2 - x1, y2 - y1, 1.0) * self.img_size / (self.img_size - self.margin)
+        n = max(1, int(round(side)))
+        left = int(round((x1 + x2) / 2 - n / 2))
+        top = int(round((y1 + y2) / 2 - n / 2))
+        square = np.zeros((n, n, 3), frame.dtype)
+        sx1, sy1 = max(left, 0), max(top, 0)
+        sx2, sy2 = min(left + n, width), min(top + n, height)
+        if sx2 > sx1 and sy2 > sy1:
+            square[sy1 - top:sy2 - top, sx1 - left:sx2 - left] = frame[sy1:sy2, sx1:sx2]
+        return cv2.resize(square, (self.img_size, self.img_size), interpolation=cv2.INTER_AREA)
+
+    def _crop(self, frame: np.ndarray, det: np.ndarray) -> FrameFace:
+        """Keep one detection and cut it, with its margin, from the full-resolution frame
+        (:meth:`_cut`)."""
         if len(det) == 0:
             return FrameFace(None, None, math.nan, 0, "no_face")
         if self.selection == "largest":
@@ -228,13 +263,7 @@ class FaceExtractor:
             best = det[np.argmax(det[:, 4])]
         x1, y1, x2, y2, prob = (float(v) for v in best)
         height, width = frame.shape[:2]
-        mx = self.margin * (x2 - x1) / (self.img_size - self.margin) / 2
-        my = self.margin * (y2 - y1) / (self.img_size - self.margin) / 2
-        cx1, cy1 = min(int(max(x1 - mx, 0)), width - 1), min(int(max(y1 - my, 0)), height - 1)
-        cx2 = max(int(min(x2 + mx, width)), cx1 + 1)  # never empty, even for a sliver of a box
-        cy2 = max(int(min(y2 + my, height)), cy1 + 1)
-        face = cv2.resize(frame[cy1:cy2, cx1:cx2], (self.img_size, self.img_size),
-                          interpolation=cv2.INTER_AREA)
+        face = self._cut(frame, x1, y1, x2, y2)
         box = (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
                min(max(x2, 0.0), width), min(max(y2, 0.0), height))
         return FrameFace(face, box, prob, len(det), "")

@@ -96,7 +96,7 @@ def extractor_params(shared: Mapping[str, Any], faces: Mapping[str, Any]) -> dic
     """The :class:`dflib.faces.FaceExtractor` arguments of a profile's shared keys and
     ``faces`` section."""
     keys = ("margin", "min_face_size", "thresholds", "factor", "selection", "detect_max_side",
-            "redetect_every", "batch_size")
+            "redetect_every", "crop", "batch_size")
     return {**{k: faces[k] for k in keys}, "img_size": shared["img_size"],
             "device": shared["device"]}
 

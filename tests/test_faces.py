@@ -126,10 +126,30 @@ def test_fast_path_agrees_with_full_resolution_and_crops_from_full_resolution(mo
     assert scales == [0.5, 1.0]  # one coarse pass on the fast path, no retry needed
     assert iou(got_fast.box, got_full.box) > 0.8
     assert 700 - 30 < got_fast.box[0] < 700 + 120  # in full-resolution pixels
-    # The crop is facenet-pytorch's extract_face on the full-resolution frame.
-    reference = extract_face(frame, np.array(got_fast.box), 64, PARAMS["margin"])
+    # crop: stretch is facenet-pytorch's extract_face on the full-resolution frame.
+    stretched = FaceExtractor.from_params({**PARAMS, "crop": "stretch"}).extract([frame])[0]
+    reference = extract_face(frame, np.array(stretched.box), 64, PARAMS["margin"])
     reference = reference.permute(1, 2, 0).numpy().astype(np.uint8)  # float 0-255, CHW
-    np.testing.assert_array_equal(got_fast.face, reference)
+    np.testing.assert_array_equal(stretched.face, reference)
+
+
+def test_square_crop_keeps_the_face_proportions_and_stretch_widens_them(extractor):
+    # A tall box (twice as high as wide) round a white ellipse on black, near the edge.
+    frame = np.zeros((240, 320, 3), np.uint8)
+    cv2.ellipse(frame, (40, 120), (20, 40), 0, 0, 360, (255, 255, 255), -1)
+    det = np.array([[20.0, 80.0, 60.0, 160.0, 0.99]])
+    square = FaceExtractor.from_params({**PARAMS, "crop": "square"})._crop(frame, det).face
+    stretch = FaceExtractor.from_params({**PARAMS, "crop": "stretch"})._crop(frame, det).face
+
+    def aspect(face):  # width / height of the white blob
+        ys, xs = np.nonzero(face[..., 0] > 127)
+        return (np.ptp(xs) + 1) / (np.ptp(ys) + 1)
+
+    assert abs(aspect(square) - 0.5) < 0.08  # as in the frame
+    assert aspect(stretch) > 0.8  # widened towards a circle
+    ys, xs = np.nonzero(square[..., 0] > 127)
+    assert abs(xs.mean() - 31.5) < 2 and abs(ys.mean() - 31.5) < 2  # centred
+    assert FaceExtractor.from_params(PARAMS).crop == "square"  # the default
 
 
 def test_a_frame_the_coarse_pass_misses_is_retried_at_full_resolution(monkeypatch):
@@ -342,6 +362,21 @@ def test_a_replaced_video_file_redoes_its_store_and_what_reads_it(videos, extrac
         os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
+def test_a_store_from_before_the_crop_setting_is_redone_square(videos, extracted, tmp_path):
+    run0, _ = extracted
+    shutil.copytree(run0.root, tmp_path, dirs_exist_ok=True)
+    run = RunPaths(tmp_path)
+    vid = "Celeb-real/id0_0000"
+    with np.load(store_path(run, vid)) as z:
+        record = dict(z)
+    config = json.loads(str(record["config"]))
+    del config["crop"]
+    np.savez(store_path(run, vid), **{**record, "config": np.array(json.dumps(config))})
+    extract(videos.iloc[:1], tmp_path)
+    with np.load(store_path(run, vid)) as z:
+        assert json.loads(str(z["config"]))["crop"] == "square"
+
+
 def test_store_settings_read_back_the_extraction_settings(extracted, tmp_path):
     run0, _ = extracted
     settings = store_settings(run0, batch_size=4)
@@ -354,9 +389,11 @@ def test_store_settings_read_back_the_extraction_settings(extracted, tmp_path):
     with np.load(store_path(run0, "Celeb-real/id0_0000")) as z:
         record = dict(z)
     config = json.loads(str(record["config"]))
-    del config["redetect_every"], config["cascade"]
+    del config["redetect_every"], config["cascade"], config["crop"]
     np.savez(old.face_store / "old.npz", **{**record, "config": np.array(json.dumps(config))})
     assert store_settings(old).extractor["redetect_every"] == 1
+    # ... and one written before crop existed stretched its boxes: it is redone.
+    assert store_settings(old).extractor["crop"] == "stretch"
 
 
 @pytest.mark.slow
