@@ -32,6 +32,22 @@ SELECTIONS = ("largest", "probability")
 # (faces keep their proportions); stretch: the box plus margin resized to a square, as
 # facenet-pytorch's extract_face (and so the paper) cut them, widening narrow faces.
 CROPS = ("square", "stretch")
+# Face choice in a frame with several candidates (recorded per frame as its rule): a
+# candidate this far below the frame's best probability is dropped (hands and other
+# distractors score 0.7-0.9 where a face scores 0.99+); of those left, the one that
+# overlaps the previous frame's face by TRACK_IOU continues the track; else ``selection``.
+PROB_GAP = 0.05
+TRACK_IOU = 0.3
+# A frame between key frames whose confirmed face is this much less probable than the key
+# frame's is searched in full, as is every frame after a shot change: neighbouring sampled
+# frames whose grey-level histograms differ by a Bhattacharyya distance above CUT_HISTOGRAM
+# and whose thumbnails differ by more than CUT_PIXELS grey levels on average (a histogram
+# alone misses a cut between two similar-looking shots; pixels alone call every pan a cut).
+PROB_DROP = 0.1
+CUT_HISTOGRAM = 0.3
+CUT_PIXELS = 25.0
+RULES = ("only", "gap", "track", "largest", "probability")
+CHOICE_VERSION = "gap-track-cut-1"  # in the store settings: stores chosen otherwise are redone
 # The coarse, downscaled detection pass looks for faces of at least this many detector
 # pixels (MTCNN's own default); smaller ones are left to the full-resolution pass.
 DETECT_MIN_FACE_PX = 20
@@ -45,7 +61,7 @@ _RESULT_KEYS = ("img_size", "margin", "min_face_size", "thresholds", "factor", "
 # stretched the box to a square).
 _BEFORE_KEY = {"redetect_every": 1, "crop": "stretch"}
 INDEX_COLUMNS = ["video_id", "label", "split", "frame_idx", "face", "x1", "y1", "x2", "y2",
-                 "prob", "n_detected", "store_row", "reason"]
+                 "prob", "n_detected", "rule", "shot_change", "store_row", "reason"]
 SUMMARY_COLUMNS = ["video_id", "label", "split", "status", "n_sampled", "n_faces", "reason"]
 
 
@@ -58,6 +74,8 @@ class FrameFace:
     prob: float  # detection probability, NaN without a face
     n_detected: int  # faces found in the frame (between key frames: key-frame faces confirmed)
     reason: str  # "" or "no_face"
+    rule: str = ""  # which rule chose the face (RULES), "" without one
+    shot_change: bool = False  # the picture cut between the previous sampled frame and this
 
 
 class FaceExtractor:
@@ -151,28 +169,64 @@ class FaceExtractor:
         is searched in full, the frames between confirm the faces of the last searched one
         (:func:`dflib.mtcnn.confirm`), and any frame where none is confirmed is searched in
         full too.
+
+        A shot change makes its frame a key frame; a frame whose confirmed face is
+        ``PROB_DROP`` less probable than its key frame's best is searched in full again.
+        The face of each frame is then chosen in order (:meth:`_choose`), continuing the
+        previous frame's face within a shot.
         """
         detections: list[np.ndarray] = [np.empty((0, 5))] * len(frames)
+        cuts = [False] * len(frames)
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, frame in enumerate(frames):
             by_shape.setdefault(frame.shape, []).append(i)
         for members in by_shape.values():
-            keys = members[::self.redetect_every]
+            for i, cut in zip(members, shot_changes([frames[i] for i in members])):
+                cuts[i] = cut
+            keys, key_of, since = [], {}, self.redetect_every
+            for i in members:
+                if since >= self.redetect_every or cuts[i]:
+                    keys.append(i)
+                    since = 0
+                key_of[i] = keys[-1]
+                since += 1
             for i, det in zip(keys, self._search([frames[i] for i in keys])):
                 detections[i] = det
-            followers = [(i, key) for n, key in enumerate(keys)
-                         for i in members[n * self.redetect_every + 1:
-                                          (n + 1) * self.redetect_every]
-                         if len(detections[key])]
-            confirmed = self._confirm([frames[i] for i, _ in followers],
-                                      [detections[key] for _, key in followers])
-            for (i, _), det in zip(followers, confirmed):
+            key_set = set(keys)
+            followers = [i for i in members if i not in key_set and len(detections[key_of[i]])]
+            confirmed = self._confirm([frames[i] for i in followers],
+                                      [detections[key_of[i]] for i in followers])
+            for i, det in zip(followers, confirmed):
                 detections[i] = det
-            searched = set(keys)
-            lost = [i for i in members if i not in searched and len(detections[i]) == 0]
+            lost = [i for i in members if i not in key_set and (
+                len(detections[i]) == 0 or detections[i][:, 4].max()
+                < detections[key_of[i]][:, 4].max() - PROB_DROP)]
             for i, det in zip(lost, self._search([frames[i] for i in lost]) if lost else []):
-                detections[i] = det
-        return [self._crop(frame, det) for frame, det in zip(frames, detections)]
+                if len(det) or not len(detections[i]):
+                    detections[i] = det
+        out, previous = [], None
+        for frame, det, cut in zip(frames, detections, cuts):
+            if cut:
+                previous = None  # another shot: nothing to continue
+            face = self._crop(frame, det, previous, cut)
+            previous = np.asarray(face.box) if face.box is not None else previous
+            out.append(face)
+        return out
+
+    def _choose(self, det: np.ndarray, previous: np.ndarray | None) -> tuple[np.ndarray, str]:
+        """The face of a frame's detections ``[n, 5]`` and the rule that chose it (RULES)."""
+        if len(det) == 1:
+            return det[0], "only"
+        kept = det[det[:, 4] >= det[:, 4].max() - PROB_GAP]
+        if len(kept) == 1:
+            return kept[0], "gap"
+        if previous is not None:
+            overlap = box_iou(previous, kept[:, :4])
+            if overlap.max() >= TRACK_IOU:
+                return kept[int(np.argmax(overlap))], "track"
+        if self.selection == "largest":
+            return kept[np.argmax((kept[:, 2] - kept[:, 0]) * (kept[:, 3] - kept[:, 1]))], "largest"
+        return kept[np.argmax(kept[:, 4])], "probability"
 
     def _search(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         """Full detection of frames of one size: the coarse pass, then full resolution
@@ -252,21 +306,41 @@ class FaceExtractor:
             square[sy1 - top:sy2 - top, sx1 - left:sx2 - left] = frame[sy1:sy2, sx1:sx2]
         return cv2.resize(square, (self.img_size, self.img_size), interpolation=cv2.INTER_AREA)
 
-    def _crop(self, frame: np.ndarray, det: np.ndarray) -> FrameFace:
-        """Keep one detection and cut it, with its margin, from the full-resolution frame
-        (:meth:`_cut`)."""
+    def _crop(self, frame: np.ndarray, det: np.ndarray, previous: np.ndarray | None = None,
+              cut: bool = False) -> FrameFace:
+        """Choose one detection (:meth:`_choose`, ``previous``: the last frame's face box)
+        and cut it, with its margin, from the full-resolution frame (:meth:`_cut`)."""
         if len(det) == 0:
-            return FrameFace(None, None, math.nan, 0, "no_face")
-        if self.selection == "largest":
-            best = det[np.argmax((det[:, 2] - det[:, 0]) * (det[:, 3] - det[:, 1]))]
-        else:
-            best = det[np.argmax(det[:, 4])]
+            return FrameFace(None, None, math.nan, 0, "no_face", shot_change=cut)
+        best, rule = self._choose(det, previous)
         x1, y1, x2, y2, prob = (float(v) for v in best)
         height, width = frame.shape[:2]
         face = self._cut(frame, x1, y1, x2, y2)
         box = (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
                min(max(x2, 0.0), width), min(max(y2, 0.0), height))
-        return FrameFace(face, box, prob, len(det), "")
+        return FrameFace(face, box, prob, len(det), "", rule, cut)
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one box ``[4]`` with each of ``boxes`` ``[n, 4]``."""
+    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = ix * iy
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def shot_changes(frames: Sequence[np.ndarray]) -> list[bool]:
+    """Per frame, whether the picture cut since the previous one (``CUT_HISTOGRAM`` and
+    ``CUT_PIXELS`` on 64 x 64 grey thumbnails, 64-bin histograms)."""
+    thumbs = [cv2.cvtColor(cv2.resize(f, (64, 64), interpolation=cv2.INTER_AREA),
+                           cv2.COLOR_RGB2GRAY) for f in frames]
+    hists = [cv2.calcHist([t], [0], None, [64], [0, 256]) for t in thumbs]
+    return [False] + [
+        cv2.compareHist(ha, hb, cv2.HISTCMP_BHATTACHARYYA) > CUT_HISTOGRAM
+        and float(np.abs(a.astype(np.float32) - b).mean()) > CUT_PIXELS
+        for a, b, ha, hb in zip(thumbs, thumbs[1:], hists, hists[1:])]
 
 
 def store_name(video_id: str) -> str:
@@ -329,6 +403,8 @@ def _record(video_id: str, size: int, sampled: Sequence[int], found: Sequence[Fr
                           dtype=np.float32).reshape(-1, 4),
         "probs": np.array([f.prob for f in found], dtype=np.float32),
         "n_detected": np.array([f.n_detected for f in found], dtype=np.int32),
+        "rules": np.array([f.rule for f in found], dtype=str).reshape(-1),
+        "shot_change": np.array([f.shot_change for f in found], dtype=bool).reshape(-1),
         "status": np.array(status),
         "reason": np.array(reason),
     }
@@ -338,6 +414,7 @@ def _config(extractor: FaceExtractor, n: int, strategy: str, every_k: int) -> st
     """The settings a store file was made with, as a string kept inside it."""
     settings = {k: getattr(extractor, k) for k in _RESULT_KEYS}
     settings.update(frames_per_video=n, sampling=strategy, cascade=mtcnn.CASCADE_VERSION,
+                    choice=CHOICE_VERSION,
                     every_k=every_k if strategy == "every_k" else 1)
     return json.dumps(settings, sort_keys=True)
 
@@ -501,22 +578,26 @@ def _video_rows(video: Mapping[str, Any], target: Path, error: str | None
             status, reason = str(z["status"]), str(z["reason"])
             sampled, has_face = z["sampled_idx"], z["has_face"]
             boxes, probs, n_detected = z["boxes"], z["probs"], z["n_detected"]
+            # Store files from before the rules were recorded have neither array.
+            rules = z["rules"] if "rules" in z.files else np.full(len(sampled), "")
+            cuts = z["shot_change"] if "shot_change" in z.files else np.zeros(len(sampled), bool)
     else:  # an unexpected error: nothing (or an outdated file) was stored
         status, reason = "failed", error or "no store file"
         sampled, has_face = np.empty(0, np.int64), np.empty(0, bool)
         boxes, probs, n_detected = np.empty((0, 4)), np.empty(0), np.empty(0, np.int32)
+        rules, cuts = np.empty(0, str), np.empty(0, bool)
     summary = {**base, "status": status, "n_sampled": len(sampled),
                "n_faces": int(has_face.sum()), "reason": reason}
     if len(sampled) == 0:  # a failed video keeps one row, so it never drops out
         frames = pd.DataFrame([{**base, "frame_idx": -1, "face": 0, "x1": math.nan,
                                 "y1": math.nan, "x2": math.nan, "y2": math.nan,
-                                "prob": math.nan, "n_detected": 0, "store_row": -1,
-                                "reason": reason}])
+                                "prob": math.nan, "n_detected": 0, "rule": "",
+                                "shot_change": False, "store_row": -1, "reason": reason}])
         return summary, frames
     frames = pd.DataFrame({
         **base, "frame_idx": sampled, "face": has_face.astype(int),
         "x1": boxes[:, 0], "y1": boxes[:, 1], "x2": boxes[:, 2], "y2": boxes[:, 3],
-        "prob": probs, "n_detected": n_detected,
+        "prob": probs, "n_detected": n_detected, "rule": rules, "shot_change": cuts,
         "store_row": np.where(has_face, np.cumsum(has_face) - 1, -1),
         "reason": np.where(has_face, "", "no_face"),
     })

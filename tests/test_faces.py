@@ -20,7 +20,7 @@ from skimage.data import astronaut
 from facenet_pytorch import extract_face
 
 from dflib import mtcnn
-from dflib.faces import (INDEX_COLUMNS, SUMMARY_COLUMNS, FaceExtractor, FaceStore,
+from dflib.faces import (INDEX_COLUMNS, SUMMARY_COLUMNS, FaceExtractor, FaceStore, box_iou,
                          run_extraction, store_digest, store_name, store_path,
                          store_settings, summary_csv)
 from dflib.paths import RunPaths
@@ -239,6 +239,81 @@ def test_selection_largest_or_most_probable(extractor):
     assert largest.n_detected == likely.n_detected == 2
     assert largest.box[0] > 300 and likely.box[0] < 200
     assert likely.prob > largest.prob
+
+
+# --------------------------------------------------------------------------- distractors
+
+HAND = (180, 60, 310, 200)  # a hand-like blob beside the face, larger than it
+HAND_RGB = (205, 150, 120)
+HAND_PROB = 0.85  # what MTCNN gave the folded hands of a news clip (0.71 to 0.92)
+
+
+def distractor_footage() -> tuple[list[np.ndarray], list[tuple[int, int, int, int]]]:
+    """20 sampled frames and the region of the face that should be stored in each: the
+    astronaut moving slowly, with a hand-like blob beside her in frames 1-10 (which the
+    cascade below reports as a face of probability HAND_PROB), then a cut (frame 12) to
+    Grace Hopper in close-up on another background."""
+    import matplotlib.cbook
+
+    frames, targets = [], []
+    for i in range(12):
+        img = paste(canvas(W, H), 110, 30 + 2 * i, 50)
+        if 1 <= i <= 10:
+            cv2.ellipse(img, ((HAND[0] + HAND[2]) // 2, (HAND[1] + HAND[3]) // 2),
+                        ((HAND[2] - HAND[0]) // 2, (HAND[3] - HAND[1]) // 2), 0, 0, 360,
+                        HAND_RGB, -1)
+        frames.append(img)
+        targets.append((30 + 2 * i, 50, 140 + 2 * i, 160))
+    photo = cv2.cvtColor(cv2.imread(str(matplotlib.cbook.get_sample_data(
+        "grace_hopper.jpg", asfileobj=False))), cv2.COLOR_BGR2RGB)
+    close_up = cv2.resize(photo[80:380, 130:400], (216, 240), interpolation=cv2.INTER_AREA)
+    for i in range(8):
+        img = np.full((H, W, 3), 30, np.uint8)
+        img[:, 50 + i:266 + i] = close_up
+        frames.append(img)
+        targets.append((85 + i, 30, 235 + i, 210))  # her face (0.8 x the photo's box)
+    return frames, targets
+
+
+def with_hand(frame: np.ndarray, boxes: np.ndarray, proposals: np.ndarray | None = None
+              ) -> np.ndarray:
+    """``boxes`` plus the hand, where the frame shows it (and, when confirming, where a
+    proposal covers it): MTCNN's verdict on a hand, in this frame's pixels."""
+    h, w = frame.shape[:2]
+    s = w / W
+    hand = np.array([*(np.array(HAND) * s), HAND_PROB])
+    cx, cy = int((HAND[0] + HAND[2]) / 2 * s), int((HAND[1] + HAND[3]) / 2 * s)
+    shown = np.abs(frame[cy, cx].astype(int) - HAND_RGB).max() < 12
+    if proposals is not None and shown:
+        shown = len(proposals) > 0 and box_iou(hand[:4], np.asarray(proposals)[:, :4]).max() > 0.3
+    return np.vstack([boxes, hand[None]]) if shown else boxes
+
+
+def share_on_target(extractor: FaceExtractor, monkeypatch) -> tuple[float, list]:
+    """The share of frames of :func:`distractor_footage` whose stored face is the one that
+    should be (its box centre inside that face's region), with the hand reported by the
+    cascade wherever it is visible."""
+    detect, confirm = mtcnn.detect, mtcnn.confirm
+    monkeypatch.setattr(mtcnn, "detect", lambda frames, *a: [
+        with_hand(f, b) for f, b in zip(frames, detect(frames, *a))])
+    monkeypatch.setattr(mtcnn, "confirm", lambda frames, nets, props, th: [
+        with_hand(f, b, p) for f, b, p in zip(frames, confirm(frames, nets, props, th), props)])
+    frames, targets = distractor_footage()
+    found = extractor.extract(frames)
+    hits = [f.box is not None and x1 < (f.box[0] + f.box[2]) / 2 < x2
+            and y1 < (f.box[1] + f.box[3]) / 2 < y2
+            for f, (x1, y1, x2, y2) in zip(found, targets)]
+    return float(np.mean(hits)), found
+
+
+def test_hands_and_cuts_do_not_take_the_face_s_place(monkeypatch):
+    extractor = FaceExtractor.from_params({**PARAMS, "selection": "largest"})
+    share, found = share_on_target(extractor, monkeypatch)
+    assert share == 1.0
+    rules = [f.rule for f in found]
+    assert set(rules[5:11]) == {"gap"}  # key frame 5 onwards see the hand: dropped
+    assert set(rules[1:5]) == {"only"}  # confirmed from key frame 0, which had no hand
+    assert [f.shot_change for f in found] == [i == 12 for i in range(20)]
 
 
 def test_extract_groups_frames_of_different_sizes(extractor):
