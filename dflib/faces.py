@@ -61,7 +61,7 @@ _RESULT_KEYS = ("img_size", "margin", "min_face_size", "thresholds", "factor", "
 # stretched the box to a square).
 _BEFORE_KEY = {"redetect_every": 1, "crop": "stretch"}
 INDEX_COLUMNS = ["video_id", "label", "split", "frame_idx", "face", "x1", "y1", "x2", "y2",
-                 "prob", "n_detected", "rule", "shot_change", "store_row", "reason"]
+                 "prob", "n_detected", "n_faces", "rule", "shot_change", "store_row", "reason"]
 SUMMARY_COLUMNS = ["video_id", "label", "split", "status", "n_sampled", "n_faces", "reason"]
 
 
@@ -75,6 +75,7 @@ class FrameFace:
     n_detected: int  # faces found in the frame (between key frames: key-frame faces confirmed)
     reason: str  # "" or "no_face"
     rule: str = ""  # which rule chose the face (RULES), "" without one
+    n_faces: int = 0  # faces at least half the size of the largest, probability gap applied
     shot_change: bool = False  # the picture cut between the previous sampled frame and this
 
 
@@ -316,9 +317,12 @@ class FaceExtractor:
         x1, y1, x2, y2, prob = (float(v) for v in best)
         height, width = frame.shape[:2]
         face = self._cut(frame, x1, y1, x2, y2)
+        kept = det[det[:, 4] >= det[:, 4].max() - PROB_GAP]
+        sides = np.maximum(kept[:, 2] - kept[:, 0], kept[:, 3] - kept[:, 1])
+        n_faces = int((sides >= sides.max() / 2).sum())
         box = (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
                min(max(x2, 0.0), width), min(max(y2, 0.0), height))
-        return FrameFace(face, box, prob, len(det), "", rule, cut)
+        return FrameFace(face, box, prob, len(det), "", rule, n_faces, cut)
 
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -404,6 +408,7 @@ def _record(video_id: str, size: int, sampled: Sequence[int], found: Sequence[Fr
         "probs": np.array([f.prob for f in found], dtype=np.float32),
         "n_detected": np.array([f.n_detected for f in found], dtype=np.int32),
         "rules": np.array([f.rule for f in found], dtype=str).reshape(-1),
+        "frame_faces": np.array([f.n_faces for f in found], dtype=np.int32),
         "shot_change": np.array([f.shot_change for f in found], dtype=bool).reshape(-1),
         "status": np.array(status),
         "reason": np.array(reason),
@@ -581,23 +586,26 @@ def _video_rows(video: Mapping[str, Any], target: Path, error: str | None
             # Store files from before the rules were recorded have neither array.
             rules = z["rules"] if "rules" in z.files else np.full(len(sampled), "")
             cuts = z["shot_change"] if "shot_change" in z.files else np.zeros(len(sampled), bool)
+            n_faces = (z["frame_faces"] if "frame_faces" in z.files
+                       else has_face.astype(np.int32))
     else:  # an unexpected error: nothing (or an outdated file) was stored
         status, reason = "failed", error or "no store file"
         sampled, has_face = np.empty(0, np.int64), np.empty(0, bool)
         boxes, probs, n_detected = np.empty((0, 4)), np.empty(0), np.empty(0, np.int32)
-        rules, cuts = np.empty(0, str), np.empty(0, bool)
+        rules, cuts, n_faces = np.empty(0, str), np.empty(0, bool), np.empty(0, np.int32)
     summary = {**base, "status": status, "n_sampled": len(sampled),
                "n_faces": int(has_face.sum()), "reason": reason}
     if len(sampled) == 0:  # a failed video keeps one row, so it never drops out
         frames = pd.DataFrame([{**base, "frame_idx": -1, "face": 0, "x1": math.nan,
                                 "y1": math.nan, "x2": math.nan, "y2": math.nan,
-                                "prob": math.nan, "n_detected": 0, "rule": "",
+                                "prob": math.nan, "n_detected": 0, "n_faces": 0, "rule": "",
                                 "shot_change": False, "store_row": -1, "reason": reason}])
         return summary, frames
     frames = pd.DataFrame({
         **base, "frame_idx": sampled, "face": has_face.astype(int),
         "x1": boxes[:, 0], "y1": boxes[:, 1], "x2": boxes[:, 2], "y2": boxes[:, 3],
-        "prob": probs, "n_detected": n_detected, "rule": rules, "shot_change": cuts,
+        "prob": probs, "n_detected": n_detected, "n_faces": n_faces, "rule": rules,
+        "shot_change": cuts,
         "store_row": np.where(has_face, np.cumsum(has_face) - 1, -1),
         "reason": np.where(has_face, "", "no_face"),
     })

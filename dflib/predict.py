@@ -64,7 +64,8 @@ def predict_videos(videos: Sequence[str | Path], run: RunPaths, method: str,
     ``threshold`` defaults to the one the method was evaluated with. Records hold
     ``path, status`` (``ok``, ``no_face`` or ``error``), ``method``, ``fake_probability``
     and ``label`` (None without a face), ``threshold``, ``frames_sampled``,
-    ``faces_found``, ``frames_scored`` and ``reason``.
+    ``faces_found``, ``n_faces`` (the most faces of similar size seen in one frame: more
+    than 1 says that only one of them was scored), ``frames_scored`` and ``reason``.
     """
     settings = config.run_settings(run)
     extraction = faces.store_settings(run, device=settings["device"])
@@ -81,7 +82,8 @@ def predict_videos(videos: Sequence[str | Path], run: RunPaths, method: str,
                         else status, "method": method, "fake_probability": None,
                         "label": None, "threshold": threshold,
                         "frames_sampled": len(arrays["sampled_idx"]),
-                        "faces_found": len(arrays["faces"]), "frames_scored": 0,
+                        "faces_found": len(arrays["faces"]),
+                        "n_faces": int(arrays["frame_faces"].max(initial=0)), "frames_scored": 0,
                         "reason": reason})
         if status == "ok":
             found[vid] = (arrays["faces"], arrays["frame_idx"])

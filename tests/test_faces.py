@@ -316,6 +316,19 @@ def test_hands_and_cuts_do_not_take_the_face_s_place(monkeypatch):
     assert [f.shot_change for f in found] == [i == 12 for i in range(20)]
 
 
+def test_faces_of_similar_size_are_counted_per_frame(extractor, tmp_path):
+    pair = paste(paste(canvas(W, H), 100, 20, 60), 90, 190, 70)
+    small = paste(paste(canvas(W, H), 110, 20, 60), 44, 240, 150)
+    counted = [f.n_faces for f in extractor.extract([pair, small])]
+    assert counted == [2, 1]  # two people; one face and a far smaller one
+    video = write_video(tmp_path / "two.mp4", [pair] * 6)
+    run = RunPaths(tmp_path / "run")
+    run_extraction(pd.DataFrame({"video_id": ["two"], "path": [str(video)], "label": [0],
+                                 "split": ["test"]}), run, PARAMS, N_FRAMES, "even", 1,
+                   progress=False)
+    assert set(FaceStore(run).index()["n_faces"]) == {2}
+
+
 def test_extract_groups_frames_of_different_sizes(extractor):
     frames = [paste(canvas(W, H), 110, 60, 50), canvas(200, 150),
               paste(canvas(400, 300), 120, 200, 90)]
