@@ -395,7 +395,7 @@ def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: Tr
     config = asdict(cfg)
     old = read_manifest(manifest_path(run, cfg.arch))
     done = {c["chunk"]: c for c in old["chunk_models"]} if old else {}
-    val_inputs = store_inputs(run, {"val": val})
+    inputs = store_inputs(run, {"train": train, "val": val})  # each store file read once
     manifest: dict[str, Any] = {
         "arch": cfg.arch, "img_size": cfg.img_size, "chunks": len(parts), "config": config,
         "weights_requested": cfg.weights, "weights_used": None,
@@ -407,7 +407,9 @@ def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: Tr
         warnings.warn("no validation faces: early stopping and checkpoints follow the "
                       "training loss", stacklevel=2)
     for i, part in enumerate(parts):
-        made_from = io.made_from(config, {**store_inputs(run, {"train": part}), **val_inputs})
+        made_from = io.made_from(config, {
+            "train": {v: inputs["train"][v] for v in part["video_id"].astype(str)},
+            "val": inputs["val"]})
         if i in done and chunk_model_path(run, cfg.arch, i).exists():
             stale = io.stale_reason(done[i].get("made_from"), made_from)
             if not stale:

@@ -419,5 +419,7 @@ def test_every_score_figure_draws_on_an_empty_or_one_class_split(labels, tmp_pat
                    plots.robustness_figure(robust)]
     for i, fig in enumerate(figures):
         assert plots.save_fig(fig, run, f"fig_{i}").stat().st_size > 0
+    said = "no videos to score" if not labels else "one class only: no ROC curve"
+    assert said in [t.get_text() for t in figures[0].axes[0].texts]
     fpr, tpr, auc = ev.roc_points(table["label"], table["score"])
     assert len(fpr) == len(tpr) == 0 and math.isnan(auc)
