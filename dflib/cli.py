@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="don't stream notebook output")
     run.set_defaults(func=_cmd_run)
 
-    check = sub.add_parser("check", help="validate a profile and its data folder only")
+    check = sub.add_parser("check", help="validate a profile, its data folder and its splits")
     check.add_argument("profile")
     check.set_defaults(func=_cmd_check)
 
