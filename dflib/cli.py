@@ -14,9 +14,28 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    import warnings
+
+    from . import datasets, paths, pipeline
+
     profile = config.load(args.profile)
     stages = ", ".join(s.name for s in config.STAGES)
-    print(f"{args.profile}: ok (run folder {profile.run.root}; stages {stages})")
+    if profile.sections["index"]["demo_generate"] and not paths.resolve(
+            profile.shared["data_root"]).exists():
+        splits = "splits: known once stage index has generated the demo dataset"
+    else:
+        try:
+            result = pipeline.read_dataset(profile)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                splits = pipeline.check_splits(profile, result)
+        except datasets.DatasetError as exc:
+            print(f"error: {args.profile}: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        absent = datasets.absent_line(result, f"{profile.run.absent_csv}, once stage index runs")
+        for note in ([absent] if absent else []) + [str(w.message) for w in caught]:
+            print(f"warning: {note}", file=sys.stderr)
+    print(f"{args.profile}: ok (run folder {profile.run.root}; stages {stages}; {splits})")
     return 0
 
 
@@ -128,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="don't stream notebook output")
     run.set_defaults(func=_cmd_run)
 
-    check = sub.add_parser("check", help="validate a profile and its data folder only")
+    check = sub.add_parser("check", help="validate a profile, its data folder and its splits")
     check.add_argument("profile")
     check.set_defaults(func=_cmd_check)
 

@@ -118,6 +118,8 @@ STAGES: tuple[Stage, ...] = (
                               "this dataset's test split (empty: the dataset's own)",
                               choices=("", *DATASETS)),
         "test_data_root": Field(str, "", "folder of test_dataset"),
+        "allow_empty_test": Field(bool, False, "the run only trains: an empty test split is "
+                                  "not an error (check and stage index refuse it otherwise)"),
         "demo_generate": Field(bool, False, "write the demo dataset to data_root when missing"),
         "demo_identities": Field(int, 6, "demo: number of identities", min=2, max=64),
         "demo_real_per_identity": Field(int, 4, "demo: real videos per identity", min=1),
@@ -138,6 +140,9 @@ STAGES: tuple[Stage, ...] = (
         "factor": Field(float, 0.709, "MTCNN image-pyramid scale factor", min=0.1, max=0.95),
         "selection": Field(str, "largest", "which face to keep when several are found",
                            choices=("largest", "probability")),
+        "crop": Field(str, "square", "crop geometry: a square around the face centre (square, "
+                      "no distortion) or the box plus margin stretched to a square (stretch, "
+                      "facenet-pytorch and the paper)", choices=("square", "stretch")),
         "detect_max_side": Field(int, 320, "coarse detection pass on frames downscaled to this "
                                  "long side, for faces of 20 detector pixels and up; frames where "
                                  "it finds none are searched at full resolution (0: full "

@@ -35,6 +35,9 @@ _ROW_COLUMNS = ["video_id", "_rel", "label", "split", "method", "compression", "
 _MANIFEST_LABELS = {"0": 0, "1": 1, "real": 0, "fake": 1}
 
 Row = dict[str, Any]
+# The split of an adapter row that the dataset puts in training, leaving the seeded
+# validation share to build_index (no test share).
+TRAIN_OR_VAL = "train_or_val"
 
 
 class DatasetError(ValueError):
@@ -244,6 +247,27 @@ def _dfdc_required(root: Path, params: Mapping[str, Any]) -> list[tuple[Path, st
     return [(meta, "file") for meta in _dfdc_metadata(root)]
 
 
+# metadata.json's "split" values; DFDC's training parts say "train" for every video,
+# which fixes nothing, so a split is taken from the metadata only when it names val or test.
+_DFDC_SPLITS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
+
+
+def _dfdc_splits(rows: list[Row]) -> None:
+    """Give each group (an original and its fakes) the split metadata.json gives its
+    original (else its first video), when the metadata names a val or test split at all:
+    test and val are kept, train videos are shared between train and val by the seed."""
+    given = {r["_given"] for r in rows}
+    if not given & {"val", "test"}:
+        return
+    by_group: dict[str, str] = {}
+    for r in sorted(rows, key=lambda r: r["_group"] != r["_name"]):  # originals first
+        if r["_given"]:
+            by_group.setdefault(r["_group"], r["_given"])
+    for r in rows:
+        split = by_group.get(r["_group"], "train")
+        r["split"] = TRAIN_OR_VAL if split == "train" else split
+
+
 def _dfdc_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], list[Row]]:
     rows, missing = [], []
     for meta in _dfdc_metadata(root):
@@ -265,9 +289,11 @@ def _dfdc_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], lis
                                              "but not on disk"))
                 continue
             original = info.get("original") if label else None
+            given = _DFDC_SPLITS.get(str(info.get("split", "")).lower(), "")
             # A fake is grouped with its source video so the two never land in different splits.
             rows.append({**_row(rel, label, "fake" if label else "real", original=original),
-                         "_group": original or name})
+                         "_group": original or name, "_name": name, "_given": given})
+    _dfdc_splits(rows)
     return rows, missing
 
 
@@ -431,6 +457,53 @@ def _finish_missing(root: Path, rows: list[Row]) -> pd.DataFrame:
     return missing[MISSING_COLUMNS].reset_index(drop=True)
 
 
+def absent_line(result: IndexResult, listed_in: str | Path) -> str | None:
+    """One line about the listed videos that are not on disk (None when there are none):
+    a partial download shows as one count, not thousands of failures."""
+    n_absent = len(result.missing)
+    if not n_absent:
+        return None
+    total = n_absent + len(result.videos)
+    return (f"{n_absent:,} of the {total:,} videos the dataset's lists and folders name are "
+            f"not on disk: a partial download? (the list: {listed_in})")
+
+
+def split_sizes(videos: pd.DataFrame) -> str:
+    """One line of videos per split and class: ``splits: train 40 (10 real, 30 fake), ...``."""
+    parts = []
+    for split in SPLITS:
+        labels = videos.loc[videos["split"] == split, "label"]
+        n_real, n_fake = int((labels == 0).sum()), int((labels == 1).sum())
+        parts.append(f"{split} {len(labels):,} ({n_real:,} real, {n_fake:,} fake)")
+    return "splits: " + ", ".join(parts)
+
+
+def split_problems(videos: pd.DataFrame, allow_empty_test: bool = False
+                   ) -> tuple[str | None, list[str]]:
+    """``(error, warnings)`` about the splits of an index, each one line: an empty train
+    split, or an empty test split unless ``allow_empty_test``, is an error (training or
+    evaluation would stop on it after hours of extraction); an empty validation split and
+    a split with one class are warnings."""
+    error, notes = None, []
+    for split in SPLITS:
+        labels = set(videos.loc[videos["split"] == split, "label"].astype(int))
+        if not labels:
+            if split == "train" or (split == "test" and not allow_empty_test):
+                what = ("nothing can be trained" if split == "train" else
+                        "nothing would be evaluated (set index.allow_empty_test: true for a "
+                        "run that only trains)")
+                error = error or f"the {split} split has no videos: {what}"
+            elif split == "val":
+                notes.append("the val split has no videos: early stopping follows the "
+                             "training loss")
+        elif len(labels) == 1:
+            missing = "real" if 0 not in labels else "fake"
+            notes.append(f"the {split} split has no {missing} videos: "
+                         + ("AUC, EER and AP of the test split are undefined (NaN)"
+                            if split == "test" else "its models see one class only"))
+    return error, notes
+
+
 def cross_dataset(train: IndexResult, test: IndexResult) -> IndexResult:
     """The cross-dataset protocol: train and val videos of one index, test videos of
     another (e.g. FaceForensics++ c23 for training, Celeb-DF v2's test list for testing).
@@ -457,7 +530,9 @@ def build_index(dataset: str, root: str | Path, *, seed: int = 0, val_fraction: 
     Splits the dataset defines are kept (Celeb-DF's test list, FaceForensics++'s JSON
     files); the other videos are split by ``seed``: Celeb-DF training videos into train and
     ``val_fraction`` val, DFDC and folder videos into train, ``val_fraction`` val and as
-    much test (DFDC keeps each fake with its original). Videos a list names but the disk
+    much test (DFDC keeps each fake with its original, and takes the ``split`` of
+    ``metadata.json`` when it names val or test videos: those keep it, its training videos
+    are split into train and val). Videos a list names but the disk
     lacks are returned in ``missing``.
     """
     adapter = _adapter(dataset)
@@ -483,6 +558,10 @@ def build_index(dataset: str, root: str | Path, *, seed: int = 0, val_fraction: 
         fractions = {"train": 1 - held_out, "val": val_fraction,
                      "test": val_fraction if adapter.draws_test else 0.0}
         videos.loc[free, "split"] = _assign_splits(videos[free], fractions, rng)
+    pool = videos["split"] == TRAIN_OR_VAL
+    if pool.any():
+        videos.loc[pool, "split"] = _assign_splits(
+            videos[pool], {"train": 1 - val_fraction, "val": val_fraction}, rng)
     videos["dataset"] = dataset
     videos["path"] = videos["_rel"].map(lambda rel: str(root / rel))
     videos, absent = _apply_manifest(root, videos)

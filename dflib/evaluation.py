@@ -261,10 +261,10 @@ def equal_error_rate(labels: Any, scores: Any) -> float:
 
 
 def roc_points(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, float]:
-    """``(fpr, tpr, auc)`` for a ROC figure; empty curves and NaN AUC (with a warning)
-    when a class is missing."""
+    """``(fpr, tpr, auc)`` for a ROC figure; empty curves and NaN AUC when the set is
+    empty or (with a warning) a class is missing."""
     y, s = _checked(labels, scores)
-    if _one_class(y, stacklevel=3):
+    if y.size == 0 or _one_class(y, stacklevel=3):
         return np.array([]), np.array([]), float("nan")
     fpr, tpr, _ = roc_curve(y, s)
     return fpr, tpr, float(roc_auc_score(y, s))

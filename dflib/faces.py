@@ -10,6 +10,7 @@ use only, so importing this module stays cheap.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import zipfile
@@ -27,19 +28,40 @@ from .paths import RunPaths, resolve
 from .video import VideoError, read_image, sample_frames, set_decoder_threads
 
 SELECTIONS = ("largest", "probability")
+# square: a square around the box's centre, side the box's longer side plus the margin
+# (faces keep their proportions); stretch: the box plus margin resized to a square, as
+# facenet-pytorch's extract_face (and so the paper) cut them, widening narrow faces.
+CROPS = ("square", "stretch")
+# Face choice in a frame with several candidates (recorded per frame as its rule): a
+# candidate this far below the frame's best probability is dropped (hands and other
+# distractors score 0.7-0.9 where a face scores 0.99+); of those left, the one that
+# overlaps the previous frame's face by TRACK_IOU continues the track; else ``selection``.
+PROB_GAP = 0.05
+TRACK_IOU = 0.3
+# A frame between key frames whose confirmed face is this much less probable than the key
+# frame's is searched in full, as is every frame after a shot change: neighbouring sampled
+# frames whose grey-level histograms differ by a Bhattacharyya distance above CUT_HISTOGRAM
+# and whose thumbnails differ by more than CUT_PIXELS grey levels on average (a histogram
+# alone misses a cut between two similar-looking shots; pixels alone call every pan a cut).
+PROB_DROP = 0.1
+CUT_HISTOGRAM = 0.3
+CUT_PIXELS = 25.0
+RULES = ("only", "gap", "track", "largest", "probability")
+CHOICE_VERSION = "gap-track-cut-1"  # in the store settings: stores chosen otherwise are redone
 # The coarse, downscaled detection pass looks for faces of at least this many detector
 # pixels (MTCNN's own default); smaller ones are left to the full-resolution pass.
 DETECT_MIN_FACE_PX = 20
 # Constructor arguments of FaceExtractor, read from a profile's (flat) stage parameters.
 EXTRACTOR_KEYS = ("img_size", "margin", "min_face_size", "thresholds", "factor", "selection",
-                  "detect_max_side", "redetect_every", "batch_size", "device")
+                  "detect_max_side", "redetect_every", "crop", "batch_size", "device")
 # Parameters that change what is stored; a store file made with other values is redone.
 _RESULT_KEYS = ("img_size", "margin", "min_face_size", "thresholds", "factor", "selection",
-                "detect_max_side", "redetect_every")
-# What stores written before a key existed were made with (they searched every frame).
-_BEFORE_KEY = {"redetect_every": 1}
+                "detect_max_side", "redetect_every", "crop")
+# What stores written before a key existed were made with (they searched every frame and
+# stretched the box to a square).
+_BEFORE_KEY = {"redetect_every": 1, "crop": "stretch"}
 INDEX_COLUMNS = ["video_id", "label", "split", "frame_idx", "face", "x1", "y1", "x2", "y2",
-                 "prob", "n_detected", "store_row", "reason"]
+                 "prob", "n_detected", "n_faces", "rule", "shot_change", "store_row", "reason"]
 SUMMARY_COLUMNS = ["video_id", "label", "split", "status", "n_sampled", "n_faces", "reason"]
 
 
@@ -52,6 +74,9 @@ class FrameFace:
     prob: float  # detection probability, NaN without a face
     n_detected: int  # faces found in the frame (between key frames: key-frame faces confirmed)
     reason: str  # "" or "no_face"
+    rule: str = ""  # which rule chose the face (RULES), "" without one
+    n_faces: int = 0  # faces at least half the size of the largest, probability gap applied
+    shot_change: bool = False  # the picture cut between the previous sampled frame and this
 
 
 class FaceExtractor:
@@ -77,9 +102,12 @@ class FaceExtractor:
     def __init__(self, img_size: int = 160, margin: int = 40, min_face_size: int = 40,
                  thresholds: Sequence[float] = (0.6, 0.7, 0.7), factor: float = 0.709,
                  selection: str = "largest", detect_max_side: int = 320,
-                 redetect_every: int = 5, batch_size: int = 32, device: str = "auto") -> None:
+                 redetect_every: int = 5, crop: str = "square", batch_size: int = 32,
+                 device: str = "auto") -> None:
         if selection not in SELECTIONS:
             raise ValueError(f"selection {selection!r} is not one of {SELECTIONS}")
+        if crop not in CROPS:
+            raise ValueError(f"crop {crop!r} is not one of {CROPS}")
         if not 0 <= margin < img_size:
             raise ValueError(f"margin {margin} must be at least 0 and below img_size {img_size}")
         if device not in ("auto", "cpu", "cuda"):
@@ -92,6 +120,7 @@ class FaceExtractor:
         self.selection = selection
         self.detect_max_side = int(detect_max_side)
         self.redetect_every = max(1, int(redetect_every))
+        self.crop = crop
         self.batch_size = max(1, int(batch_size))
         self.device = device
         self._mtcnn: Any = None
@@ -141,28 +170,64 @@ class FaceExtractor:
         is searched in full, the frames between confirm the faces of the last searched one
         (:func:`dflib.mtcnn.confirm`), and any frame where none is confirmed is searched in
         full too.
+
+        A shot change makes its frame a key frame; a frame whose confirmed face is
+        ``PROB_DROP`` less probable than its key frame's best is searched in full again.
+        The face of each frame is then chosen in order (:meth:`_choose`), continuing the
+        previous frame's face within a shot.
         """
         detections: list[np.ndarray] = [np.empty((0, 5))] * len(frames)
+        cuts = [False] * len(frames)
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, frame in enumerate(frames):
             by_shape.setdefault(frame.shape, []).append(i)
         for members in by_shape.values():
-            keys = members[::self.redetect_every]
+            for i, cut in zip(members, shot_changes([frames[i] for i in members])):
+                cuts[i] = cut
+            keys, key_of, since = [], {}, self.redetect_every
+            for i in members:
+                if since >= self.redetect_every or cuts[i]:
+                    keys.append(i)
+                    since = 0
+                key_of[i] = keys[-1]
+                since += 1
             for i, det in zip(keys, self._search([frames[i] for i in keys])):
                 detections[i] = det
-            followers = [(i, key) for n, key in enumerate(keys)
-                         for i in members[n * self.redetect_every + 1:
-                                          (n + 1) * self.redetect_every]
-                         if len(detections[key])]
-            confirmed = self._confirm([frames[i] for i, _ in followers],
-                                      [detections[key] for _, key in followers])
-            for (i, _), det in zip(followers, confirmed):
+            key_set = set(keys)
+            followers = [i for i in members if i not in key_set and len(detections[key_of[i]])]
+            confirmed = self._confirm([frames[i] for i in followers],
+                                      [detections[key_of[i]] for i in followers])
+            for i, det in zip(followers, confirmed):
                 detections[i] = det
-            searched = set(keys)
-            lost = [i for i in members if i not in searched and len(detections[i]) == 0]
+            lost = [i for i in members if i not in key_set and (
+                len(detections[i]) == 0 or detections[i][:, 4].max()
+                < detections[key_of[i]][:, 4].max() - PROB_DROP)]
             for i, det in zip(lost, self._search([frames[i] for i in lost]) if lost else []):
-                detections[i] = det
-        return [self._crop(frame, det) for frame, det in zip(frames, detections)]
+                if len(det) or not len(detections[i]):
+                    detections[i] = det
+        out, previous = [], None
+        for frame, det, cut in zip(frames, detections, cuts):
+            if cut:
+                previous = None  # another shot: nothing to continue
+            face = self._crop(frame, det, previous, cut)
+            previous = np.asarray(face.box) if face.box is not None else previous
+            out.append(face)
+        return out
+
+    def _choose(self, det: np.ndarray, previous: np.ndarray | None) -> tuple[np.ndarray, str]:
+        """The face of a frame's detections ``[n, 5]`` and the rule that chose it (RULES)."""
+        if len(det) == 1:
+            return det[0], "only"
+        kept = det[det[:, 4] >= det[:, 4].max() - PROB_GAP]
+        if len(kept) == 1:
+            return kept[0], "gap"
+        if previous is not None:
+            overlap = box_iou(previous, kept[:, :4])
+            if overlap.max() >= TRACK_IOU:
+                return kept[int(np.argmax(overlap))], "track"
+        if self.selection == "largest":
+            return kept[np.argmax((kept[:, 2] - kept[:, 0]) * (kept[:, 3] - kept[:, 1]))], "largest"
+        return kept[np.argmax(kept[:, 4])], "probability"
 
     def _search(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         """Full detection of frames of one size: the coarse pass, then full resolution
@@ -213,30 +278,73 @@ class FaceExtractor:
                 out.append(boxes)
         return out
 
-    def _crop(self, frame: np.ndarray, det: np.ndarray) -> FrameFace:
-        """Keep one detection and cut it, with its margin, from the full-resolution frame.
+    def _cut(self, frame: np.ndarray, x1: float, y1: float, x2: float, y2: float) -> np.ndarray:
+        """The ``img_size`` square crop of a box with its margin (``crop``: see CROPS).
 
-        The crop is facenet-pytorch's ``extract_face`` on the same box (same margin rule,
-        same integer rounding, cv2 INTER_AREA), so crops match the paper's pipeline.
+        ``stretch`` is facenet-pytorch's ``extract_face`` on the same box (same margin
+        rule, same integer rounding, cv2 INTER_AREA), so crops match the paper's pipeline.
+        ``square`` keeps the face's proportions: the same margin rule on the box's longer
+        side, centred on the box; what lies beyond the frame's edge is black.
         """
+        height, width = frame.shape[:2]
+        if self.crop == "stretch":
+            mx = self.margin * (x2 - x1) / (self.img_size - self.margin) / 2
+            my = self.margin * (y2 - y1) / (self.img_size - self.margin) / 2
+            cx1 = min(int(max(x1 - mx, 0)), width - 1)
+            cy1 = min(int(max(y1 - my, 0)), height - 1)
+            cx2 = max(int(min(x2 + mx, width)), cx1 + 1)  # never empty, even for a sliver
+            cy2 = max(int(min(y2 + my, height)), cy1 + 1)
+            return cv2.resize(frame[cy1:cy2, cx1:cx2], (self.img_size, self.img_size),
+                              interpolation=cv2.INTER_AREA)
+        side = max(x2 - x1, y2 - y1, 1.0) * self.img_size / (self.img_size - self.margin)
+        n = max(1, int(round(side)))
+        left = int(round((x1 + x2) / 2 - n / 2))
+        top = int(round((y1 + y2) / 2 - n / 2))
+        square = np.zeros((n, n, 3), frame.dtype)
+        sx1, sy1 = max(left, 0), max(top, 0)
+        sx2, sy2 = min(left + n, width), min(top + n, height)
+        if sx2 > sx1 and sy2 > sy1:
+            square[sy1 - top:sy2 - top, sx1 - left:sx2 - left] = frame[sy1:sy2, sx1:sx2]
+        return cv2.resize(square, (self.img_size, self.img_size), interpolation=cv2.INTER_AREA)
+
+    def _crop(self, frame: np.ndarray, det: np.ndarray, previous: np.ndarray | None = None,
+              cut: bool = False) -> FrameFace:
+        """Choose one detection (:meth:`_choose`, ``previous``: the last frame's face box)
+        and cut it, with its margin, from the full-resolution frame (:meth:`_cut`)."""
         if len(det) == 0:
-            return FrameFace(None, None, math.nan, 0, "no_face")
-        if self.selection == "largest":
-            best = det[np.argmax((det[:, 2] - det[:, 0]) * (det[:, 3] - det[:, 1]))]
-        else:
-            best = det[np.argmax(det[:, 4])]
+            return FrameFace(None, None, math.nan, 0, "no_face", shot_change=cut)
+        best, rule = self._choose(det, previous)
         x1, y1, x2, y2, prob = (float(v) for v in best)
         height, width = frame.shape[:2]
-        mx = self.margin * (x2 - x1) / (self.img_size - self.margin) / 2
-        my = self.margin * (y2 - y1) / (self.img_size - self.margin) / 2
-        cx1, cy1 = min(int(max(x1 - mx, 0)), width - 1), min(int(max(y1 - my, 0)), height - 1)
-        cx2 = max(int(min(x2 + mx, width)), cx1 + 1)  # never empty, even for a sliver of a box
-        cy2 = max(int(min(y2 + my, height)), cy1 + 1)
-        face = cv2.resize(frame[cy1:cy2, cx1:cx2], (self.img_size, self.img_size),
-                          interpolation=cv2.INTER_AREA)
+        face = self._cut(frame, x1, y1, x2, y2)
+        kept = det[det[:, 4] >= det[:, 4].max() - PROB_GAP]
+        sides = np.maximum(kept[:, 2] - kept[:, 0], kept[:, 3] - kept[:, 1])
+        n_faces = int((sides >= sides.max() / 2).sum())
         box = (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
                min(max(x2, 0.0), width), min(max(y2, 0.0), height))
-        return FrameFace(face, box, prob, len(det), "")
+        return FrameFace(face, box, prob, len(det), "", rule, n_faces, cut)
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one box ``[4]`` with each of ``boxes`` ``[n, 4]``."""
+    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = ix * iy
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def shot_changes(frames: Sequence[np.ndarray]) -> list[bool]:
+    """Per frame, whether the picture cut since the previous one (``CUT_HISTOGRAM`` and
+    ``CUT_PIXELS`` on 64 x 64 grey thumbnails, 64-bin histograms)."""
+    thumbs = [cv2.cvtColor(cv2.resize(f, (64, 64), interpolation=cv2.INTER_AREA),
+                           cv2.COLOR_RGB2GRAY) for f in frames]
+    hists = [cv2.calcHist([t], [0], None, [64], [0, 256]) for t in thumbs]
+    return [False] + [
+        cv2.compareHist(ha, hb, cv2.HISTCMP_BHATTACHARYYA) > CUT_HISTOGRAM
+        and float(np.abs(a.astype(np.float32) - b).mean()) > CUT_PIXELS
+        for a, b, ha, hb in zip(thumbs, thumbs[1:], hists, hists[1:])]
 
 
 def store_name(video_id: str) -> str:
@@ -317,6 +425,9 @@ def _record(video_id: str, size: int, sampled: Sequence[int], found: Sequence[Fr
                           dtype=np.float32).reshape(-1, 4),
         "probs": np.array([f.prob for f in found], dtype=np.float32),
         "n_detected": np.array([f.n_detected for f in found], dtype=np.int32),
+        "rules": np.array([f.rule for f in found], dtype=str).reshape(-1),
+        "frame_faces": np.array([f.n_faces for f in found], dtype=np.int32),
+        "shot_change": np.array([f.shot_change for f in found], dtype=bool).reshape(-1),
         "status": np.array(status),
         "reason": np.array(reason),
     }
@@ -326,8 +437,63 @@ def _config(extractor: FaceExtractor, n: int, strategy: str, every_k: int) -> st
     """The settings a store file was made with, as a string kept inside it."""
     settings = {k: getattr(extractor, k) for k in _RESULT_KEYS}
     settings.update(frames_per_video=n, sampling=strategy, cascade=mtcnn.CASCADE_VERSION,
+                    choice=CHOICE_VERSION,
                     every_k=every_k if strategy == "every_k" else 1)
     return json.dumps(settings, sort_keys=True)
+
+
+def _file_config(config: str, path: str | Path) -> str:
+    """``config`` plus the video file's size and modification time: a replaced file (same
+    name, new content) makes its store file stale like changed settings do."""
+    try:
+        stat = Path(path).stat()
+        source = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    except OSError:
+        source = None
+    return json.dumps({**json.loads(config), "source": source}, sort_keys=True)
+
+
+def _stored_config(target: Path) -> dict[str, Any] | None:
+    """The settings inside a store file (None: missing, unreadable or an older layout)."""
+    try:
+        with np.load(target) as z:
+            return json.loads(str(z["config"]))
+    except Exception:  # noqa: BLE001 - unreadable or an older layout: redo it
+        return None
+
+
+def _redo_reasons(jobs: list[tuple[str, str, Path, str]]) -> pd.Series:
+    """Why each store file of ``jobs`` is redone: new, other settings or a replaced file."""
+    reasons = []
+    for _, _, target, config in jobs:
+        old = _stored_config(target)
+        new = json.loads(config)
+        if old is None:
+            reasons.append("new")
+        elif {k: v for k, v in old.items() if k != "source"} != \
+                {k: v for k, v in new.items() if k != "source"}:
+            reasons.append("other settings")
+        else:
+            reasons.append("video file replaced")
+    return pd.Series(reasons, dtype=str)
+
+
+def store_digest(run: RunPaths, video_id: str) -> str:
+    """A short digest of what a video's store file was made from (settings and source
+    file), "" without a readable one: the key later artifacts record per video."""
+    try:
+        with np.load(store_path(run, video_id)) as z:
+            config = str(z["config"])
+    except Exception:  # noqa: BLE001 - missing or foreign: no digest
+        return ""
+    return hashlib.sha256(config.encode()).hexdigest()[:16]
+
+
+def store_inputs(run: RunPaths, roles: Mapping[str, pd.DataFrame]) -> dict[str, dict[str, str]]:
+    """Per role (``train``, ``val``, ...) the videos of its table with their
+    :func:`store_digest`: the inputs of an artifact made from these face store files."""
+    return {role: {vid: store_digest(run, vid) for vid in table["video_id"].astype(str)}
+            for role, table in roles.items()}
 
 
 @dataclass(frozen=True)
@@ -395,8 +561,8 @@ def _dask_task(video_id: str, path: str, target: str, params: dict[str, Any], n:
                              strategy, every_k, config)
 
 
-def _run_dask(jobs: list[tuple[str, str, Path]], extractor: FaceExtractor, n: int,
-              strategy: str, every_k: int, config: str, workers: int, scheduler: str,
+def _run_dask(jobs: list[tuple[str, str, Path, str]], extractor: FaceExtractor, n: int,
+              strategy: str, every_k: int, workers: int, scheduler: str,
               progress: bool) -> dict[str, str]:
     from distributed import Client, LocalCluster, as_completed
 
@@ -410,7 +576,7 @@ def _run_dask(jobs: list[tuple[str, str, Path]], extractor: FaceExtractor, n: in
     try:
         futures = {client.submit(_dask_task, vid, path, str(target), extractor.params, n,
                                  strategy, every_k, config, pure=False): vid
-                   for vid, path, target in jobs}
+                   for vid, path, target, config in jobs}
         for fut in tqdm(as_completed(futures), total=len(futures), desc="faces",
                         unit="video", disable=not progress):
             try:
@@ -435,22 +601,29 @@ def _video_rows(video: Mapping[str, Any], target: Path, error: str | None
             status, reason = str(z["status"]), str(z["reason"])
             sampled, has_face = z["sampled_idx"], z["has_face"]
             boxes, probs, n_detected = z["boxes"], z["probs"], z["n_detected"]
+            # Store files from before the rules were recorded have neither array.
+            rules = z["rules"] if "rules" in z.files else np.full(len(sampled), "")
+            cuts = z["shot_change"] if "shot_change" in z.files else np.zeros(len(sampled), bool)
+            n_faces = (z["frame_faces"] if "frame_faces" in z.files
+                       else has_face.astype(np.int32))
     else:  # an unexpected error: nothing (or an outdated file) was stored
         status, reason = "failed", error or "no store file"
         sampled, has_face = np.empty(0, np.int64), np.empty(0, bool)
         boxes, probs, n_detected = np.empty((0, 4)), np.empty(0), np.empty(0, np.int32)
+        rules, cuts, n_faces = np.empty(0, str), np.empty(0, bool), np.empty(0, np.int32)
     summary = {**base, "status": status, "n_sampled": len(sampled),
                "n_faces": int(has_face.sum()), "reason": reason}
     if len(sampled) == 0:  # a failed video keeps one row, so it never drops out
         frames = pd.DataFrame([{**base, "frame_idx": -1, "face": 0, "x1": math.nan,
                                 "y1": math.nan, "x2": math.nan, "y2": math.nan,
-                                "prob": math.nan, "n_detected": 0, "store_row": -1,
-                                "reason": reason}])
+                                "prob": math.nan, "n_detected": 0, "n_faces": 0, "rule": "",
+                                "shot_change": False, "store_row": -1, "reason": reason}])
         return summary, frames
     frames = pd.DataFrame({
         **base, "frame_idx": sampled, "face": has_face.astype(int),
         "x1": boxes[:, 0], "y1": boxes[:, 1], "x2": boxes[:, 2], "y2": boxes[:, 3],
-        "prob": probs, "n_detected": n_detected,
+        "prob": probs, "n_detected": n_detected, "n_faces": n_faces, "rule": rules,
+        "shot_change": cuts,
         "store_row": np.where(has_face, np.cumsum(has_face) - 1, -1),
         "reason": np.where(has_face, "", "no_face"),
     })
@@ -481,18 +654,25 @@ def run_extraction(videos: pd.DataFrame, run: RunPaths, extractor_params: Mappin
     config = _config(extractor, frames_per_video, sampling, every_k)
     run.face_store.mkdir(parents=True, exist_ok=True)
     io.remove_partials(run.face_store)  # a killed earlier run's temporary files
-    all_jobs = [(vid, str(resolve(path)), store_path(run, vid))
-                for vid, path in zip(videos["video_id"].astype(str), videos["path"].astype(str))]
-    jobs = [job for job in all_jobs if not io.npz_made_with(job[2], config)]
+    all_jobs = [(vid, path, store_path(run, vid), _file_config(config, path))
+                for vid, path in zip(videos["video_id"].astype(str),
+                                     videos["path"].astype(str).map(lambda p: str(resolve(p))))]
+    jobs = [job for job in all_jobs if not io.npz_made_with(job[2], job[3])]
+    redo = _redo_reasons(jobs)
+    if (redo != "new").any():
+        counts = redo[redo != "new"].value_counts()
+        print(f"faces: {int(counts.sum())} store files made from something else, redone ("
+              + ", ".join(f"{why}: {n}" for why, n in counts.items()) + ")")
 
     if jobs and (workers > 0 or scheduler):
-        errors = _run_dask(jobs, extractor, frames_per_video, sampling, every_k, config,
+        errors = _run_dask(jobs, extractor, frames_per_video, sampling, every_k,
                            workers, scheduler, progress)
     else:
         errors = {}
-        for vid, path, target in tqdm(jobs, desc="faces", unit="video", disable=not progress):
+        for vid, path, target, file_config in tqdm(jobs, desc="faces", unit="video",
+                                                   disable=not progress):
             err = _extract_to_store(vid, path, target, extractor, frames_per_video, sampling,
-                                    every_k, config)
+                                    every_k, file_config)
             if err:
                 errors[vid] = err
 
@@ -508,12 +688,12 @@ def run_extraction(videos: pd.DataFrame, run: RunPaths, extractor_params: Mappin
     return summary
 
 
-def _outcomes(summary: pd.DataFrame, all_jobs: list[tuple[str, str, Path]],
+def _outcomes(summary: pd.DataFrame, all_jobs: list[tuple[str, str, Path, str]],
               ran_now: set[str]) -> pd.DataFrame:
     """The stage summary's view of ``summary``: a video with a face is processed (``already
     done`` when its store file was reused), one without is skipped, a bad one failed; a
     failure's reason loses the video's path, so equal problems count together."""
-    paths = {vid: path for vid, path, _ in all_jobs}
+    paths = {vid: path for vid, path, _, _ in all_jobs}
     ran = summary["video_id"].isin(ran_now)
     short = [r.removeprefix(f"{paths[v]}: ") if v in paths else r
              for v, r in zip(summary["video_id"], summary["reason"])]

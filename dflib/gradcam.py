@@ -13,6 +13,8 @@ gradients.
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import matplotlib.pyplot as plt
 import numpy as np
@@ -177,6 +179,9 @@ def gradcam_grid_figure(faces: np.ndarray, heatmaps: np.ndarray, labels: np.ndar
                              figsize=(2.0 * 2 * pairs_per_row, 2.5 * rows))
     for ax in axes.flat:
         ax.axis("off")
+    if n == 0:
+        axes.flat[0].text(0.5, 0.5, "no faces to explain", ha="center", va="center",
+                          transform=axes.flat[0].transAxes)
     for i in range(n):
         ax_face, ax_cam = axes[i // pairs_per_row, 2 * (i % pairs_per_row):][:2]
         ax_face.imshow(faces[i])
@@ -197,7 +202,8 @@ def pick_faces(run: RunPaths, per_class: int, seed: int = 0, split: str = "test"
     Videos with a face are drawn by a seeded generator (from a table sorted by video id,
     so the draw does not depend on file order), then one of each video's faces. Returns
     ``(faces uint8 [k, s, s, 3], table with video_id, label, frame_idx)``; a class with
-    fewer videos gives fewer faces, a class with none raises ``ValueError``.
+    fewer videos gives fewer faces, a class with none gives none, with a warning (an empty
+    or one-class split still gets its figure).
     """
     store = FaceStore(run)
     summary = store.summary()
@@ -208,11 +214,13 @@ def pick_faces(run: RunPaths, per_class: int, seed: int = 0, split: str = "test"
     for label in (0, 1):
         videos = usable.loc[usable["label"] == label, "video_id"].to_numpy()
         if not len(videos):
-            raise ValueError(f"no {LABEL_NAMES[label]} {split} video with a face in "
-                             f"{run.faces / 'summary.csv'}")
+            warnings.warn(f"no {LABEL_NAMES[label]} {split} video with a face in "
+                          f"{run.faces / 'summary.csv'}: none shown", stacklevel=2)
+            continue
         for video_id in rng.choice(videos, size=min(per_class, len(videos)), replace=False):
             crops, frame_idx = store.load(str(video_id))
             j = int(rng.integers(len(crops)))
             faces.append(crops[j])
             rows.append({"video_id": str(video_id), "label": label, "frame_idx": int(frame_idx[j])})
-    return np.stack(faces), pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=["video_id", "label", "frame_idx"])
+    return (np.stack(faces) if faces else np.zeros((0, 1, 1, 3), np.uint8)), table

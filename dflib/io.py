@@ -7,10 +7,11 @@ so a killed process or a full disk never leaves a truncated file under the final
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -105,3 +106,54 @@ def record_failures(failures_csv: str | Path, stage: str, rows: pd.DataFrame) ->
     table = table.sort_values(["stage", "video_id"], kind="stable").reset_index(drop=True)
     write_csv(table, failures_csv)
     return table
+
+
+# --------------------------------------------------------------------------- provenance
+
+def made_from(settings: Mapping[str, Any],
+              inputs: Mapping[str, Mapping[str, str] | Iterable[str]]) -> dict[str, Any]:
+    """What an artifact was made from: its ``settings`` and, per role (``train``, ``val``,
+    ``videos``), the exact videos it read, each with a digest of its input file ("" when
+    none is known). Stored beside the artifact; :func:`stale_reason` compares two."""
+    roles = {}
+    for role, videos in inputs.items():
+        pairs = videos.items() if isinstance(videos, Mapping) else ((v, "") for v in videos)
+        roles[role] = dict(sorted((str(v), str(d)) for v, d in pairs))
+    return {"settings": json.loads(json.dumps(dict(settings), sort_keys=True, default=str)),
+            "inputs": roles}
+
+
+def stale_reason(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> str:
+    """"" when an artifact recorded as made from ``old`` is what ``new`` would make, else
+    one phrase saying why not: ``other settings (epochs 1 -> 2)``, ``trained on other
+    videos (3 added, 1 removed)``, or that the artifact predates these records."""
+    if not old or "settings" not in old or "inputs" not in old:
+        return "made before its inputs were recorded"
+    if old["settings"] != new["settings"]:
+        keys = sorted(set(old["settings"]) | set(new["settings"]))
+        changed = [f"{k} {old['settings'].get(k, '-')} -> {new['settings'].get(k, '-')}"
+                   for k in keys if old["settings"].get(k) != new["settings"].get(k)]
+        shown = ", ".join(changed[:3]) + (f", {len(changed) - 3} more" if len(changed) > 3 else "")
+        return f"other settings ({shown})"
+    if old["inputs"] == new["inputs"]:
+        return ""
+
+    def flat(record: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+        return {v: (role, d) for role, videos in record["inputs"].items()
+                for v, d in videos.items()}
+
+    before, after = flat(old), flat(new)
+    common = before.keys() & after.keys()
+    counts = {"added": len(after.keys() - before.keys()),
+              "removed": len(before.keys() - after.keys()),
+              "moved to another split": sum(before[v][0] != after[v][0] for v in common),
+              "re-extracted": sum(before[v][0] == after[v][0] and before[v][1] != after[v][1]
+                                  for v in common)}
+    return "trained on other videos (" + ", ".join(
+        f"{n} {what}" for what, n in counts.items() if n) + ")"
+
+
+def leaked_into(record: Mapping[str, Any], videos: Iterable[str]) -> list[str]:
+    """The ``videos`` (e.g. the test split) that an artifact made from ``record`` read."""
+    read = {v for role in record.get("inputs", {}).values() for v in role}
+    return sorted(read & {str(v) for v in videos})

@@ -37,6 +37,11 @@ class RunPaths:
         return self.index / "videos.csv"
 
     @property
+    def absent_csv(self) -> Path:
+        """Videos the dataset's lists name that are not on disk (kept out of failures)."""
+        return self.index / "absent.csv"
+
+    @property
     def faces(self) -> Path:
         return self.root / "faces"
 

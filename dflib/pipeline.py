@@ -22,9 +22,30 @@ if TYPE_CHECKING:  # heavy (TensorFlow, torch) modules are imported inside the s
     from . import embeddings, robustness, temporal, training, triplet
 
 
+def read_dataset(profile: config.Profile) -> datasets.IndexResult:
+    """The index of the profile's dataset folder(s), as stage 00 writes it (train and val
+    from ``dataset``, test from ``index.test_dataset`` when it is set); nothing is written."""
+    return datasets.build_profile_index(profile.shared, profile.sections["index"])
+
+
+def check_splits(profile: config.Profile, result: datasets.IndexResult) -> str:
+    """The split-size line of an index; one-class splits warn, and an empty train split
+    (or test split, unless ``index.allow_empty_test``) raises a one-line DatasetError."""
+    error, notes = datasets.split_problems(result.videos,
+                                           profile.sections["index"]["allow_empty_test"])
+    if error:
+        raise datasets.DatasetError(f"{profile.shared['data_root']}: {error} "
+                                    f"({datasets.split_sizes(result.videos)})")
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return datasets.split_sizes(result.videos)
+
+
 def build_index(profile: config.Profile) -> datasets.IndexResult:
     """Stage 00: generate the demo dataset if asked, then write ``index/videos.csv``
-    (train and val from ``dataset``, test from ``index.test_dataset`` when it is set)."""
+    (train and val from ``dataset``, test from ``index.test_dataset`` when it is set).
+    Prints the split sizes; refuses an empty train or test split (:func:`check_splits`)
+    before any expensive stage."""
     shared, p = profile.shared, profile.sections["index"]
     root = paths.resolve(shared["data_root"])
     if p["demo_generate"]:
@@ -35,13 +56,21 @@ def build_index(profile: config.Profile) -> datasets.IndexResult:
                        fake_per_identity=p["demo_fake_per_identity"], frames=p["demo_frames"],
                        width=p["demo_width"], height=p["demo_height"])
     config.check_data_root(shared, p)
-    result = datasets.build_profile_index(shared, p)
+    result = read_dataset(profile)
     run = profile.run.ensure()
+    # Listed-but-absent videos get their own file and one line: a partial download would
+    # otherwise bury the videos that really failed in thousands of failures.csv rows.
+    io.write_csv(result.missing, run.absent_csv)
+    absent = datasets.absent_line(result, run.absent_csv)
+    if absent:
+        print(absent)
+    print(check_splits(profile, result))
     io.write_csv(result.videos, run.videos_csv)
     outcomes = pd.concat([
         pd.DataFrame({"video_id": result.videos["video_id"], "outcome": "processed", "reason": ""}),
-        pd.DataFrame({"video_id": result.missing["video_id"], "outcome": "failed",
-                      "reason": result.missing["reason"]})], ignore_index=True)
+        pd.DataFrame({"video_id": result.missing["video_id"], "outcome": "skipped",
+                      "reason": "not on disk", "detail": result.missing["reason"]})],
+        ignore_index=True)
     reports.stage_summary(run, "index", outcomes)
     return result
 
@@ -58,7 +87,7 @@ def extractor_params(shared: Mapping[str, Any], faces: Mapping[str, Any]) -> dic
     """The :class:`dflib.faces.FaceExtractor` arguments of a profile's shared keys and
     ``faces`` section."""
     keys = ("margin", "min_face_size", "thresholds", "factor", "selection", "detect_max_side",
-            "redetect_every", "batch_size")
+            "redetect_every", "crop", "batch_size")
     return {**{k: faces[k] for k in keys}, "img_size": shared["img_size"],
             "device": shared["device"]}
 

@@ -116,15 +116,26 @@ def roc_figure(predictions: dict[str, pd.DataFrame], title: str = "") -> plt.Fig
     from . import evaluation
 
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    drawn = 0
     for name, table in predictions.items():
         fpr, tpr, auc = evaluation.roc_points(table["label"], table["score"])
         ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
+        drawn += len(fpr) > 0
+    if not drawn:
+        _no_curve(ax, predictions)
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
     ax.set(xlabel="false positive rate", ylabel="true positive rate (fake)", xlim=(0, 1),
            ylim=(0, 1.01), title=title)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def _no_curve(ax: plt.Axes, predictions: dict[str, pd.DataFrame]) -> None:
+    """Say on the axes why no ROC curve is drawn: no videos, or one class only."""
+    n = max((len(t) for t in predictions.values()), default=0)
+    ax.text(0.5, 0.55, "no videos to score" if n == 0 else "one class only: no ROC curve",
+            ha="center", va="center", transform=ax.transAxes, color="grey")
 
 
 def confusion_figure(predictions: dict[str, pd.DataFrame],
@@ -254,10 +265,14 @@ def roc_family_figure(predictions: dict[str, pd.DataFrame], title: str = "") -> 
     fig, axes = plt.subplots(1, max(1, len(families)), squeeze=False, sharey=True,
                              figsize=(3.6 * max(1, len(families)), 3.9))
     for ax, family in zip(axes.flat, families):
+        drawn = 0
         for name in groups[family]:
             table = predictions[name]
             fpr, tpr, auc = evaluation.roc_points(table["label"], table["score"])
             ax.plot(fpr, tpr, lw=1.2, label=f"{name} ({auc:.3f})")
+            drawn += len(fpr) > 0
+        if not drawn:
+            _no_curve(ax, {n: predictions[n] for n in groups[family]})
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
         ax.set(title=family, xlabel="false positive rate", xlim=(0, 1), ylim=(0, 1.01))
         ax.legend(fontsize=6, loc="lower right", title="AUC", title_fontsize=6)

@@ -58,7 +58,9 @@ def _record(path: str | Path, method: str, threshold: float,
             "status": STATUS_ERROR if status == "failed" else status, "method": method,
             "fake_probability": None, "label": None, "threshold": threshold,
             "frames_sampled": 0 if arrays is None else len(arrays["sampled_idx"]),
-            "faces_found": 0 if arrays is None else len(arrays["faces"]), "frames_scored": 0,
+            "faces_found": 0 if arrays is None else len(arrays["faces"]),
+            "n_faces": 0 if arrays is None else int(arrays["frame_faces"].max(initial=0)),
+            "frames_scored": 0,
             "reason": reason if arrays is None else str(arrays["reason"])}
 
 
@@ -103,7 +105,9 @@ def predict_videos(videos: Sequence[str | Path], run: RunPaths, method: str,
     ``threshold`` defaults to the one the method was evaluated with. Records hold
     ``path``, ``kind`` (``video`` or ``image``), ``status`` (``ok``, ``no_face`` or
     ``error``), ``method``, ``fake_probability`` and ``label`` (None without a face),
-    ``threshold``, ``frames_sampled``, ``faces_found``, ``frames_scored`` and ``reason``.
+    ``threshold``, ``frames_sampled``, ``faces_found``, ``n_faces`` (the most faces of
+    similar size seen in one frame: more than 1 says that only one of them was scored),
+    ``frames_scored`` and ``reason``.
     An image given to a detector of clips or sequences is an ``error`` saying so.
     """
     settings = config.run_settings(run)

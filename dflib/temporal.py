@@ -38,7 +38,7 @@ from keras import layers, ops
 
 from . import cnn, evaluation, io, training
 from .config import RNN_HEADS
-from .faces import store_name, store_path
+from .faces import store_inputs, store_name, store_path
 from .paths import RunPaths
 
 CLIP_MODELS = ("c3d", "conv3d")
@@ -430,6 +430,7 @@ class ModelRecord:
     log: str = ""
     class_weight: dict[str, float] = field(default_factory=dict)
     complete: bool = False
+    made_from: dict[str, Any] = field(default_factory=dict)  # io.made_from: settings, videos
 
 
 def model_paths(run: RunPaths, family: str, name: str) -> tuple[Path, Path, Path]:
@@ -439,13 +440,18 @@ def model_paths(run: RunPaths, family: str, name: str) -> tuple[Path, Path, Path
 
 
 def finished_record(run: RunPaths, family: str, name: str,
-                    config: Mapping[str, Any]) -> ModelRecord | None:
-    """The record of a finished model trained with ``config`` (None: train it)."""
+                    made_from: Mapping[str, Any]) -> tuple[ModelRecord | None, str]:
+    """The record of a finished model made from ``made_from`` (:func:`dflib.io.made_from`:
+    configuration and videos), or None and why it must be (re)trained ("" when there is
+    no finished model)."""
     final, record_path, _ = model_paths(run, family, name)
     if not (final.exists() and record_path.exists()):
-        return None
+        return None, ""
     record = ModelRecord(**json.loads(record_path.read_text(encoding="utf-8")))
-    return record if record.complete and record.config == dict(config) else None
+    if not record.complete:
+        return None, ""
+    stale = io.stale_reason(record.made_from, made_from)
+    return (None, stale) if stale else (record, "")
 
 
 def fit_model(model: keras.Model, run: RunPaths, record: ModelRecord, family: str, data: Any,
@@ -548,9 +554,13 @@ def train_clip_models(store: training.FaceSource, videos: pd.DataFrame, run: Run
     test = videos[videos["split"] == "test"].reset_index(drop=True)
     clip_len, size, batch = section["clip_len"], section["clip_size"], section["batch_size"]
     records, predictions = {}, {}
+    inputs = store_inputs(run, {"train": train, "val": val})
     for name in section["models"]:
         config = clip_config(name, shared, section)
-        record = finished_record(run, "c3d", name, config)
+        made_from = io.made_from(config, inputs)
+        record, stale = finished_record(run, "c3d", name, made_from)
+        if stale:
+            print(f"{name}: {stale}, retraining")
         if record is None:
             training.seed_everything(shared["seed"])
             data = ClipBatches(store, train, clip_len, size, batch, shuffle=True, augment=True,
@@ -564,7 +574,8 @@ def train_clip_models(store: training.FaceSource, videos: pd.DataFrame, run: Run
             print(f"{name}: {model.count_params():,} weights, {data.n_samples} training clips, "
                   f"{val_data.n_samples} validation clips", flush=True)
             record = fit_model(
-                model, run, ModelRecord(name, name, config, data.n_samples, val_data.n_samples),
+                model, run, ModelRecord(name, name, config, data.n_samples, val_data.n_samples,
+                                        made_from=made_from),
                 "c3d", data, validation=val_data if val_data.n_samples else None,
                 epochs=section["epochs"], patience=section["patience"],
                 class_weight=_balanced(data.labels, data.clips_per_video,
@@ -676,10 +687,15 @@ def train_heads(store: training.FaceSource, videos: pd.DataFrame, run: RunPaths,
     test = videos[videos["split"] == "test"].reset_index(drop=True)
     train_seq, val_seq, test_seq = (load_sequences(run, manifest["arch"], v, seq_len)
                                     for v in (train, val, test))
+    inputs = store_inputs(run, {"train": train[train["video_id"].isin(train_seq.video_ids)],
+                                "val": val[val["video_id"].isin(val_seq.video_ids)]})
     records, predictions = {}, {}
     for head in section["models"]:
         config = head_config(head, shared, section, origin)
-        record = finished_record(run, "rnn", head, config)
+        made_from = io.made_from(config, inputs)
+        record, stale = finished_record(run, "rnn", head, made_from)
+        if stale:
+            print(f"rnn/{head}: {stale}, retraining")
         if record is None:
             training.seed_everything(shared["seed"])
             model = build_head(head, train_seq.features.shape[-1], section["dropout"])
@@ -690,7 +706,7 @@ def train_heads(store: training.FaceSource, videos: pd.DataFrame, run: RunPaths,
             validation = (val_seq.inputs, val_seq.labels) if len(val_seq.labels) else None
             record = fit_model(
                 model, run, ModelRecord(head, f"rnn/{head}", config, len(train_seq.labels),
-                                        len(val_seq.labels)),
+                                        len(val_seq.labels), made_from=made_from),
                 "rnn", train_seq.inputs, train_seq.labels, validation,
                 epochs=section["epochs"], batch_size=section["batch_size"],
                 patience=section["patience"], class_weight=weights, verbose=verbose)

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import cnn, evaluation, io
+from .faces import store_inputs
 from .paths import RunPaths
 
 LABELS = (0, 1)  # 0 = real, 1 = fake (docs/design.md)
@@ -291,6 +292,7 @@ class _Chunk:
     model: str = ""
     log: str = ""
     class_weight: dict[str, float] = field(default_factory=dict)
+    made_from: dict[str, Any] = field(default_factory=dict)  # io.made_from: settings, videos
 
 
 def _chunk_record(chunk: int, videos: pd.DataFrame) -> _Chunk:
@@ -315,10 +317,12 @@ def _write_manifest(run: RunPaths, manifest: dict[str, Any]) -> None:
 
 
 def _fit_chunk(store: FaceSource, i: int, part: pd.DataFrame, val_data: FaceBatches | None,
-               run: RunPaths, cfg: TrainConfig, verbose: int) -> _Chunk:
+               run: RunPaths, cfg: TrainConfig, made_from: dict[str, Any],
+               verbose: int) -> _Chunk:
     """Train chunk ``i``'s model and move it to its final name; return its record."""
     final = chunk_model_path(run, cfg.arch, i)
     record = _chunk_record(i, part)
+    record.made_from = made_from
     record.monitor = "val_loss" if val_data is not None else "loss"
     record.model = str(final.relative_to(run.root))
     record.log = str(chunk_log_path(run, cfg.arch, i).relative_to(run.root))
@@ -378,8 +382,10 @@ def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: Tr
     model is saved as ``models/cnn/<arch>/chunk<i>.keras`` only once training ends: the
     ModelCheckpoint writes the best epoch to ``chunk<i>.inprogress.keras`` and that file
     is renamed into place, so a killed run never leaves a final-looking partial model.
-    A rerun with the same configuration skips the chunks already done; a different
-    configuration retrains every chunk. The manifest records the weights each chunk
+    Each chunk records what it was made from (:func:`dflib.io.made_from`: the
+    configuration and the exact training and validation videos with their face store
+    digests); a rerun reuses a finished chunk only when that is unchanged, and says in one
+    line why it retrains one otherwise. The manifest records the weights each chunk
     actually used (``none`` where ImageNet weights could not be downloaded).
     """
     train, val = split_videos(videos)
@@ -388,7 +394,8 @@ def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: Tr
     run.logs.mkdir(parents=True, exist_ok=True)
     config = asdict(cfg)
     old = read_manifest(manifest_path(run, cfg.arch))
-    done = {c["chunk"]: c for c in old["chunk_models"]} if old and old["config"] == config else {}
+    done = {c["chunk"]: c for c in old["chunk_models"]} if old else {}
+    inputs = store_inputs(run, {"train": train, "val": val})  # each store file read once
     manifest: dict[str, Any] = {
         "arch": cfg.arch, "img_size": cfg.img_size, "chunks": len(parts), "config": config,
         "weights_requested": cfg.weights, "weights_used": None,
@@ -400,15 +407,21 @@ def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: Tr
         warnings.warn("no validation faces: early stopping and checkpoints follow the "
                       "training loss", stacklevel=2)
     for i, part in enumerate(parts):
+        made_from = io.made_from(config, {
+            "train": {v: inputs["train"][v] for v in part["video_id"].astype(str)},
+            "val": inputs["val"]})
         if i in done and chunk_model_path(run, cfg.arch, i).exists():
-            manifest["chunk_models"].append(done[i])
-            print(f"chunk {i}: {chunk_model_path(run, cfg.arch, i).name} exists, skipped")
-            continue
+            stale = io.stale_reason(done[i].get("made_from"), made_from)
+            if not stale:
+                manifest["chunk_models"].append(done[i])
+                print(f"chunk {i}: {chunk_model_path(run, cfg.arch, i).name} exists, skipped")
+                continue
+            print(f"chunk {i}: {stale}, retraining")
         print(f"chunk {i} of {len(parts)}: {len(part)} videos "
               f"({int((part['label'] == 0).sum())} real, {int(part['label'].sum())} fake), "
               f"{int(part['n_faces'].sum())} faces", flush=True)
         manifest["chunk_models"].append(asdict(_fit_chunk(store, i, part, val_data, run, cfg,
-                                                          verbose)))
+                                                          made_from, verbose)))
         _write_manifest(run, manifest)
     manifest["complete"] = True
     manifest["finished_at"] = time.time()
@@ -418,7 +431,8 @@ def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: Tr
 
 def chunk_table(manifest: Mapping[str, Any]) -> pd.DataFrame:
     """One row per chunk model of a training manifest: videos, faces, weights, epochs."""
-    return pd.DataFrame(manifest["chunk_models"]).drop(columns=["class_weight"])
+    return pd.DataFrame(manifest["chunk_models"]).drop(columns=["class_weight", "made_from"],
+                                                       errors="ignore")
 
 
 def training_logs(run: RunPaths, manifest: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
@@ -517,6 +531,12 @@ def evaluate_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
     """
     cfg = TrainConfig(**manifest["config"])
     test = videos[videos["split"] == "test"].reset_index(drop=True)
+    for c in manifest["chunk_models"]:
+        leaked = io.leaked_into(c.get("made_from", {}), test["video_id"])
+        if leaked:
+            raise ValueError(f"{manifest_path(run, cfg.arch)}: chunk {c['chunk']} was trained "
+                             f"on {len(leaked)} video(s) now in the test split ({leaked[0]}"
+                             f"{', ...' if len(leaked) > 1 else ''}); rerun stage train_cnn")
     models = [cnn.load_model(run.root / c["model"]) for c in manifest["chunk_models"]]
     scored = chunk_predictions(models, cfg.arch, store, test, cfg.batch_size, aggregation,
                                threshold)

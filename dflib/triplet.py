@@ -22,7 +22,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -283,13 +283,16 @@ def _has_both_classes(y: np.ndarray) -> bool:
 def train(run: RunPaths, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
           y_val: np.ndarray, *, epochs: int = 20, batch_size: int = 256,
           learning_rate: float = 3e-4, margin: float = 1.0, patience: int = 10,
-          dropout: float = 0.1, seed: int = 0, verbose: int = 2) -> Training:
+          dropout: float = 0.1, seed: int = 0, verbose: int = 2,
+          inputs: Mapping[str, Iterable[str]] | None = None) -> Training:
     """Train the triplet network, or reload it when a finished one matches these inputs.
 
     EarlyStopping watches ``val_loss`` (restoring the best weights) when the validation
     data hold both classes, otherwise the training loss. The model goes to
     ``models/triplet.keras`` (atomically), its fingerprint (parameters and a digest of the
-    data) to ``models/triplet.json`` after it, and the per-epoch log to ``logs/triplet.csv``.
+    data, and ``inputs``: the videos per split the embeddings came from, see
+    :func:`dflib.io.made_from`) to ``models/triplet.json`` after it, and the per-epoch log
+    to ``logs/triplet.csv``. A model made from anything else is retrained, saying why.
     """
     for name, a in (("training", x_train), ("validation", x_val)):
         if not np.isfinite(a).all():
@@ -299,15 +302,17 @@ def train(run: RunPaths, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
               "backend": keras.backend.backend()}
     # The architecture's own description, so that a change to build_mlp retrains too.
     architecture = hashlib.sha256(build_mlp(x_train.shape[1], dropout).to_json().encode())
-    fingerprint = {**params, "architecture": architecture.hexdigest(),
-                   "data": _digest(x_train, y_train, x_val, y_val)}
+    fingerprint = io.made_from({**params, "architecture": architecture.hexdigest(),
+                                "data": _digest(x_train, y_train, x_val, y_val)}, inputs or {})
     validate = len(x_val) > 0 and _has_both_classes(y_val)
     monitor = "val_loss" if validate else "loss"
     target, fp_file, log_file = model_path(run), _fingerprint_path(run), log_path(run)
-    if (target.is_file() and fp_file.is_file() and log_file.is_file()
-            and json.loads(fp_file.read_text(encoding="utf-8")) == fingerprint):
-        model = keras.saving.load_model(target, compile=False)
-        return Training(model, read_log(log_file), False, monitor)
+    if target.is_file() and fp_file.is_file() and log_file.is_file():
+        stale = io.stale_reason(json.loads(fp_file.read_text(encoding="utf-8")), fingerprint)
+        if not stale:
+            model = keras.saving.load_model(target, compile=False)
+            return Training(model, read_log(log_file), False, monitor)
+        print(f"{MODEL_NAME}: {stale}, retraining")
 
     fp_file.unlink(missing_ok=True)  # the old model no longer counts as finished
     seed_everything(seed)  # TensorFlow's deterministic ops too, as the CNNs train
@@ -482,7 +487,9 @@ def run_stage(run: RunPaths, videos: pd.DataFrame, params: Mapping[str, Any], se
     training = train(run, x[tr], y[tr], x[va], y[va], epochs=params["epochs"],
                      batch_size=params["batch_size"], learning_rate=params["learning_rate"],
                      margin=params["margin"], patience=params["patience"],
-                     dropout=params["dropout"], seed=seed, verbose=2 if progress else 0)
+                     dropout=params["dropout"], seed=seed, verbose=2 if progress else 0,
+                     inputs={role: frames.loc[split == role, "video_id"].unique()
+                             for role in ("train", "val")})
     z_train, z_test = transform(training.model, x[tr]), transform(training.model, x[te])
     test_frames = frames[te].reset_index(drop=True)
     test_videos = videos[videos["split"] == "test"]

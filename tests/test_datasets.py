@@ -215,6 +215,30 @@ def test_dfdc_keeps_each_fake_in_the_split_of_its_original(tmp_path: Path) -> No
     pd.testing.assert_frame_equal(videos, again)
 
 
+def test_dfdc_takes_the_split_metadata_json_gives_grouped_with_originals(tmp_path: Path) -> None:
+    make_dfdc(tmp_path, parts=1, originals=12)
+    meta_path = tmp_path / "dfdc_train_part_0" / "metadata.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    for name, info in meta.items():
+        if name.startswith("r0_0") and int(name[3:5]) < 4:
+            info["split"] = "test"  # the originals r0_00..r0_03; their fakes still say train
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    videos = build_index("dfdc", tmp_path, seed=1, val_fraction=0.25).videos
+    test = videos[videos["split"] == "test"]
+    assert sorted(Path(p).name for p in test.loc[test["label"] == 0, "path"]) == [
+        f"r0_{i:02d}.mp4" for i in range(4)]
+    assert len(test) == 4 * 3  # each original with its two fakes
+    others = videos[videos["split"] != "test"]
+    assert set(others["split"]) == {"train", "val"}  # val drawn from the given training videos
+    by_name = {Path(p).name: s for p, s in zip(videos["path"], videos["split"])}
+    assert all(by_name[o] == s for o, s in zip(others["original"].dropna(),
+                                              others.loc[others["original"].notna(), "split"]))
+    # Every entry saying "train" (DFDC's own training parts) fixes nothing: drawn as before.
+    make_dfdc(tmp_path / "plain", parts=1)
+    assert set(build_index("dfdc", tmp_path / "plain", seed=1).videos["split"]) == set(
+        datasets.SPLITS)
+
+
 def test_dfdc_single_folder_and_bad_label(tmp_path: Path) -> None:
     touch(tmp_path, "a.mp4", "b.mp4")
     meta = {"a.mp4": {"label": "REAL"}, "b.mp4": {"label": "FAKE", "original": "a.mp4"}}

@@ -397,3 +397,29 @@ def test_retire_methods_drops_stale_rows_and_files(tmp_path):
     assert not ev.prediction_paths(run, "cnn/x/chunk1")[0].exists()
     assert ev.prediction_paths(run, "cnn/xy")[0].exists()
     assert ev.retire_methods(run, "cnn/x", ["cnn/x"]) == []
+
+
+@pytest.mark.parametrize("labels", [[], [1, 1, 1]], ids=["empty", "one_class"])
+def test_every_score_figure_draws_on_an_empty_or_one_class_split(labels, tmp_path):
+    from dflib import plots, robustness
+
+    table = pd.DataFrame({"video_id": [f"v{i}" for i in range(len(labels))],
+                          "label": pd.Series(labels, dtype=int),
+                          "score": pd.Series(np.linspace(0.2, 0.9, len(labels)), dtype=float)})
+    predictions = {"cnn/ef0": table, "c3d": table, "triplet/sgd": table}
+    robust = pd.DataFrame({"method": ["c3d", "c3d"], "family": ["temporal", "temporal"],
+                           "crf": [robustness.ORIGINAL, 23], "auc": [np.nan, np.nan]})
+    run = RunPaths(tmp_path).ensure()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the one-class warning is asserted elsewhere
+        figures = [plots.roc_figure(predictions), plots.confusion_figure(predictions),
+                   plots.roc_family_figure(predictions),
+                   plots.tsne_figure(np.zeros((len(labels), 512)), np.zeros((len(labels), 512)),
+                                     np.asarray(labels)),
+                   plots.robustness_figure(robust)]
+    for i, fig in enumerate(figures):
+        assert plots.save_fig(fig, run, f"fig_{i}").stat().st_size > 0
+    said = "no videos to score" if not labels else "one class only: no ROC curve"
+    assert said in [t.get_text() for t in figures[0].axes[0].texts]
+    fpr, tpr, auc = ev.roc_points(table["label"], table["score"])
+    assert len(fpr) == len(tpr) == 0 and math.isnan(auc)

@@ -7,6 +7,7 @@ gradient; MTCNN's weights ship inside facenet-pytorch, so nothing is downloaded.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -19,9 +20,9 @@ from skimage.data import astronaut
 from facenet_pytorch import extract_face
 
 from dflib import mtcnn
-from dflib.faces import (INDEX_COLUMNS, SUMMARY_COLUMNS, FaceExtractor, FaceStore,
-                         run_extraction, store_name, store_path, store_settings,
-                         summary_csv)
+from dflib.faces import (INDEX_COLUMNS, SUMMARY_COLUMNS, FaceExtractor, FaceStore, box_iou,
+                         run_extraction, store_digest, store_name, store_path,
+                         store_settings, summary_csv)
 from dflib.paths import RunPaths
 
 HEAD = astronaut()[30:210, 135:315]  # RGB, the face and some hair around it
@@ -125,10 +126,30 @@ def test_fast_path_agrees_with_full_resolution_and_crops_from_full_resolution(mo
     assert scales == [0.5, 1.0]  # one coarse pass on the fast path, no retry needed
     assert iou(got_fast.box, got_full.box) > 0.8
     assert 700 - 30 < got_fast.box[0] < 700 + 120  # in full-resolution pixels
-    # The crop is facenet-pytorch's extract_face on the full-resolution frame.
-    reference = extract_face(frame, np.array(got_fast.box), 64, PARAMS["margin"])
+    # crop: stretch is facenet-pytorch's extract_face on the full-resolution frame.
+    stretched = FaceExtractor.from_params({**PARAMS, "crop": "stretch"}).extract([frame])[0]
+    reference = extract_face(frame, np.array(stretched.box), 64, PARAMS["margin"])
     reference = reference.permute(1, 2, 0).numpy().astype(np.uint8)  # float 0-255, CHW
-    np.testing.assert_array_equal(got_fast.face, reference)
+    np.testing.assert_array_equal(stretched.face, reference)
+
+
+def test_square_crop_keeps_the_face_proportions_and_stretch_widens_them(extractor):
+    # A tall box (twice as high as wide) round a white ellipse on black, near the edge.
+    frame = np.zeros((240, 320, 3), np.uint8)
+    cv2.ellipse(frame, (40, 120), (20, 40), 0, 0, 360, (255, 255, 255), -1)
+    det = np.array([[20.0, 80.0, 60.0, 160.0, 0.99]])
+    square = FaceExtractor.from_params({**PARAMS, "crop": "square"})._crop(frame, det).face
+    stretch = FaceExtractor.from_params({**PARAMS, "crop": "stretch"})._crop(frame, det).face
+
+    def aspect(face):  # width / height of the white blob
+        ys, xs = np.nonzero(face[..., 0] > 127)
+        return (np.ptp(xs) + 1) / (np.ptp(ys) + 1)
+
+    assert abs(aspect(square) - 0.5) < 0.08  # as in the frame
+    assert aspect(stretch) > 0.8  # widened towards a circle
+    ys, xs = np.nonzero(square[..., 0] > 127)
+    assert abs(xs.mean() - 31.5) < 2 and abs(ys.mean() - 31.5) < 2  # centred
+    assert FaceExtractor.from_params(PARAMS).crop == "square"  # the default
 
 
 def test_a_frame_the_coarse_pass_misses_is_retried_at_full_resolution(monkeypatch):
@@ -218,6 +239,94 @@ def test_selection_largest_or_most_probable(extractor):
     assert largest.n_detected == likely.n_detected == 2
     assert largest.box[0] > 300 and likely.box[0] < 200
     assert likely.prob > largest.prob
+
+
+# --------------------------------------------------------------------------- distractors
+
+HAND = (180, 60, 310, 200)  # a hand-like blob beside the face, larger than it
+HAND_RGB = (205, 150, 120)
+HAND_PROB = 0.85  # what MTCNN gave the folded hands of a news clip (0.71 to 0.92)
+
+
+def distractor_footage() -> tuple[list[np.ndarray], list[tuple[int, int, int, int]]]:
+    """20 sampled frames and the region of the face that should be stored in each: the
+    astronaut moving slowly, with a hand-like blob beside her in frames 1-10 (which the
+    cascade below reports as a face of probability HAND_PROB), then a cut (frame 12) to
+    Grace Hopper in close-up on another background."""
+    import matplotlib.cbook
+
+    frames, targets = [], []
+    for i in range(12):
+        img = paste(canvas(W, H), 110, 30 + 2 * i, 50)
+        if 1 <= i <= 10:
+            cv2.ellipse(img, ((HAND[0] + HAND[2]) // 2, (HAND[1] + HAND[3]) // 2),
+                        ((HAND[2] - HAND[0]) // 2, (HAND[3] - HAND[1]) // 2), 0, 0, 360,
+                        HAND_RGB, -1)
+        frames.append(img)
+        targets.append((30 + 2 * i, 50, 140 + 2 * i, 160))
+    photo = cv2.cvtColor(cv2.imread(str(matplotlib.cbook.get_sample_data(
+        "grace_hopper.jpg", asfileobj=False))), cv2.COLOR_BGR2RGB)
+    close_up = cv2.resize(photo[80:380, 130:400], (216, 240), interpolation=cv2.INTER_AREA)
+    for i in range(8):
+        img = np.full((H, W, 3), 30, np.uint8)
+        img[:, 50 + i:266 + i] = close_up
+        frames.append(img)
+        targets.append((85 + i, 30, 235 + i, 210))  # her face (0.8 x the photo's box)
+    return frames, targets
+
+
+def with_hand(frame: np.ndarray, boxes: np.ndarray, proposals: np.ndarray | None = None
+              ) -> np.ndarray:
+    """``boxes`` plus the hand, where the frame shows it (and, when confirming, where a
+    proposal covers it): MTCNN's verdict on a hand, in this frame's pixels."""
+    h, w = frame.shape[:2]
+    s = w / W
+    hand = np.array([*(np.array(HAND) * s), HAND_PROB])
+    cx, cy = int((HAND[0] + HAND[2]) / 2 * s), int((HAND[1] + HAND[3]) / 2 * s)
+    shown = np.abs(frame[cy, cx].astype(int) - HAND_RGB).max() < 12
+    if proposals is not None and shown:
+        shown = len(proposals) > 0 and box_iou(hand[:4], np.asarray(proposals)[:, :4]).max() > 0.3
+    return np.vstack([boxes, hand[None]]) if shown else boxes
+
+
+def share_on_target(extractor: FaceExtractor, monkeypatch) -> tuple[float, list]:
+    """The share of frames of :func:`distractor_footage` whose stored face is the one that
+    should be (its box centre inside that face's region), with the hand reported by the
+    cascade wherever it is visible."""
+    detect, confirm = mtcnn.detect, mtcnn.confirm
+    monkeypatch.setattr(mtcnn, "detect", lambda frames, *a: [
+        with_hand(f, b) for f, b in zip(frames, detect(frames, *a))])
+    monkeypatch.setattr(mtcnn, "confirm", lambda frames, nets, props, th: [
+        with_hand(f, b, p) for f, b, p in zip(frames, confirm(frames, nets, props, th), props)])
+    frames, targets = distractor_footage()
+    found = extractor.extract(frames)
+    hits = [f.box is not None and x1 < (f.box[0] + f.box[2]) / 2 < x2
+            and y1 < (f.box[1] + f.box[3]) / 2 < y2
+            for f, (x1, y1, x2, y2) in zip(found, targets)]
+    return float(np.mean(hits)), found
+
+
+def test_hands_and_cuts_do_not_take_the_face_s_place(monkeypatch):
+    extractor = FaceExtractor.from_params({**PARAMS, "selection": "largest"})
+    share, found = share_on_target(extractor, monkeypatch)
+    assert share == 1.0
+    rules = [f.rule for f in found]
+    assert set(rules[5:11]) == {"gap"}  # key frame 5 onwards see the hand: dropped
+    assert set(rules[1:5]) == {"only"}  # confirmed from key frame 0, which had no hand
+    assert [f.shot_change for f in found] == [i == 12 for i in range(20)]
+
+
+def test_faces_of_similar_size_are_counted_per_frame(extractor, tmp_path):
+    pair = paste(paste(canvas(W, H), 100, 20, 60), 90, 190, 70)
+    small = paste(paste(canvas(W, H), 110, 20, 60), 44, 240, 150)
+    counted = [f.n_faces for f in extractor.extract([pair, small])]
+    assert counted == [2, 1]  # two people; one face and a far smaller one
+    video = write_video(tmp_path / "two.mp4", [pair] * 6)
+    run = RunPaths(tmp_path / "run")
+    run_extraction(pd.DataFrame({"video_id": ["two"], "path": [str(video)], "label": [0],
+                                 "split": ["test"]}), run, PARAMS, N_FRAMES, "even", 1,
+                   progress=False)
+    assert set(FaceStore(run).index()["n_faces"]) == {2}
 
 
 def test_extract_groups_frames_of_different_sizes(extractor):
@@ -319,6 +428,43 @@ def test_other_settings_redo_the_store(videos, extracted, tmp_path):
     assert FaceStore(run).index().video_id.unique().tolist() == [vid]
 
 
+def test_a_replaced_video_file_redoes_its_store_and_what_reads_it(videos, extracted, tmp_path,
+                                                                    capsys):
+    run0, _ = extracted
+    shutil.copytree(run0.root, tmp_path, dirs_exist_ok=True)
+    run = RunPaths(tmp_path)
+    vid, other = "Celeb-real/id0_0000", "YouTube-real/00001"
+    digest = store_digest(run, vid)
+    before = store_path(run, other).stat().st_mtime_ns
+    source = Path(videos.set_index("video_id").loc[vid, "path"])
+    stat = source.stat()
+    try:  # the same name with a new modification time: a replaced file
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        capsys.readouterr()
+        extract(videos, tmp_path)
+        assert ("faces: 1 store files made from something else, redone "
+                "(video file replaced: 1)") in capsys.readouterr().out
+        assert store_digest(run, vid) not in ("", digest)
+        assert store_path(run, other).stat().st_mtime_ns == before
+    finally:
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_a_store_from_before_the_crop_setting_is_redone_square(videos, extracted, tmp_path):
+    run0, _ = extracted
+    shutil.copytree(run0.root, tmp_path, dirs_exist_ok=True)
+    run = RunPaths(tmp_path)
+    vid = "Celeb-real/id0_0000"
+    with np.load(store_path(run, vid)) as z:
+        record = dict(z)
+    config = json.loads(str(record["config"]))
+    del config["crop"]
+    np.savez(store_path(run, vid), **{**record, "config": np.array(json.dumps(config))})
+    extract(videos.iloc[:1], tmp_path)
+    with np.load(store_path(run, vid)) as z:
+        assert json.loads(str(z["config"]))["crop"] == "square"
+
+
 def test_store_settings_read_back_the_extraction_settings(extracted, tmp_path):
     run0, _ = extracted
     settings = store_settings(run0, batch_size=4)
@@ -331,9 +477,11 @@ def test_store_settings_read_back_the_extraction_settings(extracted, tmp_path):
     with np.load(store_path(run0, "Celeb-real/id0_0000")) as z:
         record = dict(z)
     config = json.loads(str(record["config"]))
-    del config["redetect_every"], config["cascade"]
+    del config["redetect_every"], config["cascade"], config["crop"]
     np.savez(old.face_store / "old.npz", **{**record, "config": np.array(json.dumps(config))})
     assert store_settings(old).extractor["redetect_every"] == 1
+    # ... and one written before crop existed stretched its boxes: it is redone.
+    assert store_settings(old).extractor["crop"] == "stretch"
 
 
 @pytest.mark.slow

@@ -141,5 +141,23 @@ def test_pick_faces_gives_both_classes_deterministically(tmp_path):
     again, table_again = gradcam.pick_faces(run, per_class=2, seed=3)
     pd.testing.assert_frame_equal(table, table_again)
     np.testing.assert_array_equal(crops, again)
-    with pytest.raises(ValueError, match="no real val video"):
-        gradcam.pick_faces(run, per_class=1, split="val")
+    with pytest.warns(UserWarning, match="no real val video"):
+        crops, table = gradcam.pick_faces(run, per_class=1, split="val")
+    assert crops.shape[0] == 0 and table.empty  # val has no video at all here
+
+
+def test_gradcam_figure_of_an_empty_or_one_class_split_is_drawn(tmp_path):
+    run = fake_face_store(tmp_path)
+    summary = pd.read_csv(faces.summary_csv(run))
+    io.write_csv(summary.assign(split=summary["split"].where(summary["video_id"] != "fake/v7",
+                                                             "val")), faces.summary_csv(run))
+    with pytest.warns(UserWarning, match="no fake train video"):
+        crops, table = gradcam.pick_faces(run, per_class=2, split="train")
+    assert list(table["label"]) == [0]  # train holds only real v6 now
+    with pytest.warns(UserWarning, match="no real val video"):
+        gradcam.pick_faces(run, per_class=2, split="val")
+    with pytest.warns(UserWarning):
+        crops, table = gradcam.pick_faces(run, per_class=2, split="none")
+    heat, scores = np.zeros((0, 1, 1)), np.zeros(0)
+    fig = gradcam.gradcam_grid_figure(crops, heat, table["label"].to_numpy(), scores)
+    assert "no faces to explain" in [t.get_text() for ax in fig.axes for t in ax.texts]

@@ -279,3 +279,47 @@ def test_same_seed_same_models(tmp_path, monkeypatch):
         weights.append(model.get_weights())
     for wa, wb in zip(*weights):
         np.testing.assert_array_equal(wa, wb)
+
+
+def test_a_changed_split_retrains_and_no_model_trained_on_a_test_video_is_scored(
+        tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cnn, "build_model", tiny_model)
+    videos = pd.concat([video_table(2, 4, "train"), video_table(1, 1, "val"),
+                        video_table(1, 1, "test")], ignore_index=True)
+    run = write_run(tmp_path, videos)
+    profile = profile_for(run)
+    first = pipeline.train_cnn(profile, verbose=0)
+    assert all(set(c["made_from"]["inputs"]["train"]) <= set(videos.loc[videos["split"] == "train",
+                                                                          "video_id"])
+               for c in first["chunk_models"])
+
+    # A new split file moves two training videos (a real one, a fake one) into test.
+    moved = ["train_real0", "train_fake0"]
+    index = pd.read_csv(run.videos_csv, keep_default_na=False)
+    index.loc[index["video_id"].isin(moved), "split"] = "test"
+    io.write_csv(index, run.videos_csv)
+    with pytest.raises(ValueError, match="chunk 0 was trained on .* now in the test split"):
+        pipeline.evaluate_cnn(profile)  # the old models must not score their training videos
+
+    capsys.readouterr()
+    second = pipeline.train_cnn(profile, verbose=0)
+    out = capsys.readouterr().out
+    assert "exists, skipped" not in out
+    assert "chunk 0: trained on other videos (" in out and ", retraining" in out
+    test_ids = set(index.loc[index["split"] == "test", "video_id"])
+    for chunk in second["chunk_models"]:
+        read = set(chunk["made_from"]["inputs"]["train"]) | set(chunk["made_from"]["inputs"]["val"])
+        assert not read & test_ids
+    result = pipeline.evaluate_cnn(profile)
+    vids, _ = evaluation.read_predictions(run, result.methods[0])
+    assert set(moved) <= set(vids["video_id"])
+
+    # The same split again: nothing retrains; another val_fraction-like change (a val
+    # video moved to train) retrains and says so.
+    capsys.readouterr()
+    pipeline.train_cnn(profile, verbose=0)
+    assert "chunk 0: chunk0.keras exists, skipped" in capsys.readouterr().out
+    index.loc[index["video_id"] == "val_real0", "split"] = "train"
+    io.write_csv(index, run.videos_csv)
+    pipeline.train_cnn(profile, verbose=0)
+    assert "moved to another split" in capsys.readouterr().out

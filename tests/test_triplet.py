@@ -217,6 +217,18 @@ def test_training_saves_logs_and_reloads_a_finished_model(tmp_path):
     assert changed.trained and len(changed.history) == 1
 
 
+def test_embeddings_of_other_videos_retrain_the_network_and_say_why(tmp_path, capsys):
+    run = RunPaths(tmp_path).ensure()
+    x, y = clusters(60)
+    xv, yv = clusters(20, seed=1)
+    args = {**TRAIN, "epochs": 1}
+    triplet.train(run, x, y, xv, yv, **args, inputs={"train": ["a", "b"], "val": ["c"]})
+    capsys.readouterr()
+    again = triplet.train(run, x, y, xv, yv, **args, inputs={"train": ["a"], "val": ["c"]})
+    assert again.trained
+    assert "triplet: trained on other videos (1 removed), retraining" in capsys.readouterr().out
+
+
 def test_validation_without_both_classes_falls_back_to_the_training_loss(tmp_path):
     x, y = clusters(60)
     out = triplet.train(RunPaths(tmp_path).ensure(), x, y, x[:0], y[:0], **{**TRAIN, "epochs": 1})
