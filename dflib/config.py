@@ -237,6 +237,29 @@ STAGES: tuple[Stage, ...] = (
 
 STAGE_BY_NAME: Mapping[str, Stage] = MappingProxyType({s.name: s for s in STAGES})
 
+# The ``evaluation`` section: how every stage that scores detectors scores them. Its keys
+# reach those stages' notebooks with the shared keys (see :meth:`Profile.stage_parameters`).
+EVALUATION_SECTION = "evaluation"
+EVALUATION: Mapping[str, Field] = MappingProxyType({
+    "threshold_rule": Field(str, "eer", "how each method's operating threshold threshold_val "
+                            "is chosen on its validation predictions: fixed (the stage's "
+                            "threshold), eer (false positive rate = false negative rate) or "
+                            "youden (largest TPR - FPR)", choices=("fixed", "eer", "youden")),
+    "bootstrap_resamples": Field(int, 2000, "stratified bootstrap resamples of the 95 % "
+                                 "intervals (0: no intervals); seeded from seed", min=0),
+    "confidence": Field(float, 0.95, "coverage of the bootstrap and DeLong intervals",
+                        min=0.5, max=0.999),
+})
+SCORING_STAGES = ("evaluate_cnn", "train_c3d", "train_rnn", "train_triplet", "robustness",
+                  "report")
+
+
+def stage_fields(stage: str) -> dict[str, Field]:
+    """Every parameter a stage's notebook receives: shared keys, the ``evaluation`` keys
+    for the stages that score detectors, then the stage's own section."""
+    scoring = EVALUATION if stage in SCORING_STAGES else {}
+    return {**SHARED, **scoring, **STAGE_BY_NAME[stage].fields}
+
 
 def _unknown(key: str, allowed: Sequence[str]) -> ProfileError:
     leaf = key.rsplit(".", 1)[-1]
@@ -269,8 +292,9 @@ class Profile:
     sections: Mapping[str, Mapping[str, Any]]
 
     def stage_parameters(self, stage: str) -> dict[str, Any]:
-        """The flat parameters a stage's notebook receives."""
-        return {**self.shared, **self.sections[stage]}
+        """The flat parameters a stage's notebook receives (see :func:`stage_fields`)."""
+        scoring = self.sections[EVALUATION_SECTION] if stage in SCORING_STAGES else {}
+        return {**self.shared, **scoring, **self.sections[stage]}
 
     @property
     def run(self) -> paths.RunPaths:
@@ -287,14 +311,16 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_data: bool
     if not isinstance(raw, Mapping):
         raise ProfileError(f"{source}: expected a mapping of keys, got {type(raw).__name__}")
     try:
-        shared_raw = {k: v for k, v in raw.items() if k not in STAGE_BY_NAME}
+        shared_raw = {k: v for k, v in raw.items()
+                      if k not in STAGE_BY_NAME and k != EVALUATION_SECTION}
         shared = _check_section("", shared_raw, SHARED, required=("run_name", "dataset", "data_root"))
         sections = {}
-        for stage in STAGES:
-            section = raw.get(stage.name) or {}
+        for name, fields in [(s.name, s.fields) for s in STAGES] + [(EVALUATION_SECTION,
+                                                                       EVALUATION)]:
+            section = raw.get(name) or {}
             if not isinstance(section, Mapping):
-                raise ProfileError(f"{stage.name}: expected a mapping, got {section!r}")
-            sections[stage.name] = _check_section(f"{stage.name}.", section, stage.fields)
+                raise ProfileError(f"{name}: expected a mapping, got {section!r}")
+            sections[name] = _check_section(f"{name}.", section, fields)
         _check_across(shared, sections, list(STAGE_BY_NAME) if stages is None else stages)
         if check_data:
             check_data_root(shared, sections["index"])
@@ -368,6 +394,8 @@ def from_namespace(stage: str, namespace: Mapping[str, Any], check_data: bool = 
     stage_fields = STAGE_BY_NAME[stage].fields
     raw: dict[str, Any] = {k: namespace[k] for k in SHARED if k in namespace}
     raw[stage] = {k: namespace[k] for k in stage_fields if k in namespace}
+    if stage in SCORING_STAGES:
+        raw[EVALUATION_SECTION] = {k: namespace[k] for k in EVALUATION if k in namespace}
     return validate(raw, source=f"notebook parameters ({stage})", check_data=check_data,
                     stages=[stage])
 
@@ -380,7 +408,8 @@ def run_settings(run: paths.RunPaths) -> dict[str, Any]:
     saved = yaml.safe_load(target.read_text(encoding="utf-8")) if target.is_file() else {}
     settings = {k: f.default for k, f in SHARED.items()}
     settings.update({k: v for k, v in (saved or {}).items() if k in SHARED})
-    for stage in STAGES:
-        settings[stage.name] = {**{k: f.default for k, f in stage.fields.items()},
-                                **((saved or {}).get(stage.name) or {})}
+    for name, fields in [(s.name, s.fields) for s in STAGES] + [(EVALUATION_SECTION,
+                                                                   EVALUATION)]:
+        settings[name] = {**{k: f.default for k, f in fields.items()},
+                          **((saved or {}).get(name) or {})}
     return settings

@@ -38,6 +38,9 @@ def test_defaults_fill_missing_keys(minimal):
     (lambda p: p.update(train_cnn={"epochs": -1}), "train_cnn.epochs: -1 is below the minimum 1"),
     (lambda p: p.update(robustness={"crfs": [23, 52]}), "robustness.crfs[1]: 52 is above the maximum 51"),
     (lambda p: p.update(train_cnn={"arch": "vgg"}), "train_cnn.arch: 'vgg' is not allowed (allowed: xception"),
+    (lambda p: p.update(evaluation={"threshold_rule": "f1"}),
+     "evaluation.threshold_rule: 'f1' is not allowed (allowed: fixed, eer, youden)"),
+    (lambda p: p.update(evaluation={"bootstrap": 10}), "unknown key 'evaluation.bootstrap'"),
 ])
 def test_bad_values_are_named(minimal, mutate, needle):
     mutate(minimal)
@@ -118,3 +121,22 @@ def test_robustness_methods_refuse_other_names_up_front(minimal, method):
     with pytest.raises(config.ProfileError, match=r"robustness.methods\[0\]: .* is not a "
                                                   r"detector name"):
         config.validate({**minimal, "robustness": {"methods": [method]}})
+
+
+def test_evaluation_keys_reach_the_scoring_stages_only(minimal):
+    minimal["evaluation"] = {"threshold_rule": "youden", "bootstrap_resamples": 50}
+    profile = config.validate(minimal)
+    assert profile.sections["evaluation"]["confidence"] == 0.95
+    for stage in config.STAGES:
+        params = profile.stage_parameters(stage.name)
+        assert set(params) == set(config.stage_fields(stage.name))
+        assert ("threshold_rule" in params) == (stage.name in config.SCORING_STAGES)
+    assert profile.stage_parameters("report")["threshold_rule"] == "youden"
+    # a notebook's parameters carry them back into the same section
+    again = config.from_namespace("train_rnn", profile.stage_parameters("train_rnn"))
+    assert again.sections["evaluation"]["bootstrap_resamples"] == 50
+
+
+def test_evaluation_keys_collide_with_no_other_parameter():
+    names = [k for s in config.STAGES for k in s.fields] + list(config.SHARED)
+    assert not set(config.EVALUATION) & set(names)
