@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--run", required=True, help="the run folder, e.g. outputs/demo")
     pred.add_argument("--method", help="detector name (default: the run's best video AUC)")
     pred.add_argument("--threshold", type=float,
-                      help="fake above this (default: the method's own threshold)")
+                      help="fake above this (default: the method's threshold_val, chosen on "
+                           "the run's validation split)")
     pred.add_argument("--frames-csv", type=Path, metavar="FILE",
                       help="also write per-frame scores (frame-level methods)")
     pred.set_defaults(func=_cmd_predict)

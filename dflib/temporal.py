@@ -536,9 +536,11 @@ def clip_config(model: str, shared: Mapping[str, Any],
 
 def train_clip_models(store: training.FaceSource, videos: pd.DataFrame, run: RunPaths,
                       shared: Mapping[str, Any], section: Mapping[str, Any],
-                      threshold: float = 0.5, verbose: int = 2) -> TemporalResult:
-    """Train (or reuse) every clip model of ``section["models"]``, score the test split,
-    write predictions and results rows under the model's name (``c3d``, ``conv3d``).
+                      threshold: float = 0.5, verbose: int = 2,
+                      scoring: evaluation.Scoring = evaluation.Scoring()) -> TemporalResult:
+    """Train (or reuse) every clip model of ``section["models"]``, score the validation
+    and test splits, write predictions and results rows under the model's name (``c3d``,
+    ``conv3d``).
 
     ``videos``: the index with ``video_id, label, split, n_faces``. SGD with Nesterov
     momentum, as C3D was trained; a model whose record shows the same configuration is
@@ -572,8 +574,9 @@ def train_clip_models(store: training.FaceSource, videos: pd.DataFrame, run: Run
         else:
             print(f"{name}: {record.model} exists with this configuration, skipped")
         records[name] = record
+        evaluate_clip_model(store, val, run, record, threshold, "val")
         predictions[name] = evaluate_clip_model(store, test, run, record, threshold)
-    return _finish(run, CLIP_MODELS, records, predictions, threshold)
+    return _finish(run, CLIP_MODELS, records, predictions, threshold, scoring=scoring)
 
 
 def clip_predictions(model: keras.Model, config: Mapping[str, Any], store: training.FaceSource,
@@ -593,23 +596,25 @@ def clip_predictions(model: keras.Model, config: Mapping[str, Any], store: train
     return rows
 
 
-def evaluate_clip_model(store: training.FaceSource, test: pd.DataFrame, run: RunPaths,
-                        record: ModelRecord, threshold: float = 0.5) -> pd.DataFrame:
-    """Score the test split with a saved clip model and write ``predictions/<method>.csv``
-    (see :func:`clip_predictions`)."""
-    rows = clip_predictions(load_model(run.root / record.model), record.config, store, test,
+def evaluate_clip_model(store: training.FaceSource, videos: pd.DataFrame, run: RunPaths,
+                        record: ModelRecord, threshold: float = 0.5,
+                        split: str = "test") -> pd.DataFrame:
+    """Score ``videos`` (one split) with a saved clip model and write its predictions
+    (``predictions/<method>.csv``, or under ``predictions/val/``; see :func:`clip_predictions`)."""
+    rows = clip_predictions(load_model(run.root / record.model), record.config, store, videos,
                             threshold)
-    evaluation.write_predictions(run, record.method, rows)
+    evaluation.write_predictions(run, record.method, rows, split=split)
     return rows
 
 
 def _finish(run: RunPaths, families: Sequence[str], records: dict[str, ModelRecord],
             predictions: dict[str, pd.DataFrame], threshold: float,
-            features: pd.DataFrame | None = None) -> TemporalResult:
+            features: pd.DataFrame | None = None,
+            scoring: evaluation.Scoring = evaluation.Scoring()) -> TemporalResult:
     methods = [r.method for r in records.values()]
     for family in families:
         evaluation.retire_methods(run, family, methods)
-    results = pd.concat([evaluation.score_method(run, m, threshold) for m in methods],
+    results = pd.concat([evaluation.score_method(run, m, threshold, scoring) for m in methods],
                         ignore_index=True) if methods else evaluation.results_table(run).iloc[:0]
     return TemporalResult(run.root, methods, {r.method: r for r in records.values()}, results,
                           {records[k].method: v for k, v in predictions.items()}, features)
@@ -660,7 +665,8 @@ def _features(model: keras.Model, faces: np.ndarray, batch_size: int) -> np.ndar
 
 def train_heads(store: training.FaceSource, videos: pd.DataFrame, run: RunPaths,
                 shared: Mapping[str, Any], section: Mapping[str, Any],
-                threshold: float = 0.5, verbose: int = 2) -> TemporalResult:
+                threshold: float = 0.5, verbose: int = 2,
+                scoring: evaluation.Scoring = evaluation.Scoring()) -> TemporalResult:
     """Sequence features from the run's latest frame CNN, then every head of
     ``section["models"]`` trained (or reused) and scored as ``rnn/<head>``.
 
@@ -696,8 +702,11 @@ def train_heads(store: training.FaceSource, videos: pd.DataFrame, run: RunPaths,
                 patience=section["patience"], class_weight=weights, verbose=verbose)
         else:
             print(f"rnn/{head}: {record.model} exists with this configuration, skipped")
-        rows = head_predictions(load_model(run.root / record.model), test_seq, test,
-                                section["batch_size"], threshold)
+        model = load_model(run.root / record.model)
+        evaluation.write_predictions(run, record.method, head_predictions(
+            model, val_seq, val, section["batch_size"], threshold),
+            split="val")
+        rows = head_predictions(model, test_seq, test, section["batch_size"], threshold)
         evaluation.write_predictions(run, record.method, rows)
         records[head], predictions[head] = record, rows
-    return _finish(run, ("rnn",), records, predictions, threshold, table)
+    return _finish(run, ("rnn",), records, predictions, threshold, table, scoring)

@@ -507,8 +507,10 @@ class CnnEvaluation:
 
 def evaluate_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
                     manifest: Mapping[str, Any], aggregation: str = "mean",
-                    threshold: float = 0.5, tsne_max_points: int = 2000) -> CnnEvaluation:
-    """Score the test split with every chunk model, write predictions and results rows.
+                    threshold: float = 0.5, tsne_max_points: int = 2000,
+                    scoring: evaluation.Scoring = evaluation.Scoring()) -> CnnEvaluation:
+    """Score the validation and test splits with every chunk model, write predictions
+    (``predictions/val/`` and ``predictions/``) and results rows.
 
     ``videos``: the index rows with ``video_id, label, split, n_faces``; the methods are
     those of :func:`chunk_predictions`, each at frame and video level.
@@ -518,13 +520,15 @@ def evaluate_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
     cfg = TrainConfig(**manifest["config"])
     test = videos[videos["split"] == "test"].reset_index(drop=True)
     models = [cnn.load_model(run.root / c["model"]) for c in manifest["chunk_models"]]
-    scored = chunk_predictions(models, cfg.arch, store, test, cfg.batch_size, aggregation,
-                               threshold)
-    for method, (v, f) in scored.items():
-        evaluation.write_predictions(run, method, v, f)
+    val = videos[videos["split"] == "val"].reset_index(drop=True)
+    for split, part in (("val", val), ("test", test)):
+        scored = chunk_predictions(models, cfg.arch, store, part, cfg.batch_size, aggregation,
+                                   threshold)
+        for method, (v, f) in scored.items():
+            evaluation.write_predictions(run, method, v, f, split=split)
     methods = list(scored)
     evaluation.retire_methods(run, f"cnn/{cfg.arch}", methods)
-    results = pd.concat([evaluation.score_method(run, m, threshold) for m in methods],
+    results = pd.concat([evaluation.score_method(run, m, threshold, scoring) for m in methods],
                         ignore_index=True)
 
     sample = FaceBatches(store, test, cfg.batch_size, max_faces=tsne_max_points, seed=cfg.seed)

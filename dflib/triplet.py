@@ -422,13 +422,17 @@ def evaluate_classifiers(run: RunPaths, space: str, names: Sequence[str], x_trai
                          y_train: np.ndarray, x_test: np.ndarray, test_frames: pd.DataFrame,
                          test_videos: pd.DataFrame, aggregation: str = "mean",
                          threshold: float = 0.5, seed: int = 0,
-                         progress: bool = True) -> pd.DataFrame:
-    """Fit each classifier on training frames, score the test frames, write predictions
-    ``<space>/<name>`` (frames and videos) and upsert their results rows; return the rows.
+                         progress: bool = True, x_val: np.ndarray | None = None,
+                         val_frames: pd.DataFrame | None = None,
+                         val_videos: pd.DataFrame | None = None,
+                         scoring: evaluation.Scoring = evaluation.Scoring()) -> pd.DataFrame:
+    """Fit each classifier on training frames, score the validation (when given) and test
+    frames, write predictions ``<space>/<name>`` (frames and videos) and upsert their
+    results rows; return the rows.
 
-    ``test_frames`` (``video_id, frame_idx, label``) is aligned with ``x_test``;
-    ``test_videos`` is the test split of the index, so a test video without faces still
-    gets its row (scored 0.5, status ``no_face``).
+    ``test_frames`` (``video_id, frame_idx, label``) is aligned with ``x_test``, and
+    ``val_frames`` with ``x_val``; ``test_videos`` and ``val_videos`` are those splits of
+    the index, so a video without faces still gets its row (scored 0.5, status ``no_face``).
     """
     if not _has_both_classes(np.asarray(y_train)):
         raise ValueError(f"{space}: the training frames lack a class; classifiers need both")
@@ -438,12 +442,16 @@ def evaluate_classifiers(run: RunPaths, space: str, names: Sequence[str], x_trai
         method = f"{space}/{name}"
         clf = make_classifier(name, seed=seed, n_train=len(y_train)).fit(x_train, y_train)
         save_classifier(run, method, clf)
-        frames = test_frames.loc[:, ["video_id", "frame_idx", "label"]].assign(
-            score=fake_probability(clf, x_test) if len(x_test) else np.zeros(0))
-        videos = evaluation.video_predictions(frames, test_videos, rule=aggregation,
-                                              threshold=threshold)
-        evaluation.write_predictions(run, method, videos, frames)
-        rows.append(evaluation.score_method(run, method, threshold=threshold))
+        splits = [("test", x_test, test_frames, test_videos)]
+        if x_val is not None:
+            splits.append(("val", x_val, val_frames, val_videos))
+        for split, x, keys, index in splits:
+            frames = keys.loc[:, ["video_id", "frame_idx", "label"]].assign(
+                score=fake_probability(clf, x) if len(x) else np.zeros(0))
+            videos = evaluation.video_predictions(frames, index, rule=aggregation,
+                                                  threshold=threshold)
+            evaluation.write_predictions(run, method, videos, frames, split=split)
+        rows.append(evaluation.score_method(run, method, threshold, scoring))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -463,7 +471,8 @@ class StageResult:
 
 
 def run_stage(run: RunPaths, videos: pd.DataFrame, params: Mapping[str, Any], seed: int = 0,
-              progress: bool = True) -> StageResult:
+              progress: bool = True,
+              scoring: evaluation.Scoring = evaluation.Scoring()) -> StageResult:
     """Stage 07: train the triplet network on training-split FaceNet embeddings (validation
     split for early stopping), then fit and score the classifiers on the raw embeddings
     (``facenet/<clf>``) and on the triplet embeddings (``triplet/<clf>``).
@@ -484,14 +493,18 @@ def run_stage(run: RunPaths, videos: pd.DataFrame, params: Mapping[str, Any], se
                      margin=params["margin"], patience=params["patience"],
                      dropout=params["dropout"], seed=seed, verbose=2 if progress else 0)
     z_train, z_test = transform(training.model, x[tr]), transform(training.model, x[te])
+    z_val = transform(training.model, x[va])
     test_frames = frames[te].reset_index(drop=True)
     test_videos = videos[videos["split"] == "test"]
     common = {"names": params["classifiers"], "y_train": y[tr], "test_frames": test_frames,
               "test_videos": test_videos, "aggregation": params["aggregation"],
-              "threshold": params["threshold"], "seed": seed, "progress": progress}
+              "threshold": params["threshold"], "seed": seed, "progress": progress,
+              "val_frames": frames[va].reset_index(drop=True),
+              "val_videos": videos[videos["split"] == "val"], "scoring": scoring}
     results = pd.concat([
-        evaluate_classifiers(run, "facenet", x_train=x[tr], x_test=x[te], **common),
-        evaluate_classifiers(run, "triplet", x_train=z_train, x_test=z_test, **common),
+        evaluate_classifiers(run, "facenet", x_train=x[tr], x_test=x[te], x_val=x[va], **common),
+        evaluate_classifiers(run, "triplet", x_train=z_train, x_test=z_test, x_val=z_val,
+                             **common),
     ], ignore_index=True)
     return StageResult(manifest, training, counts, results, test_frames, x[te], z_test)
 
