@@ -24,8 +24,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     profile = config.load(args.profile)
     runner.select_stages(args.stages)  # refuse unknown stage names before any work
+    if args.seeds is not None and min(args.seeds) < 0:
+        raise config.ProfileError(f"--seeds: {min(args.seeds)} is below the minimum 0")
     try:
-        root = runner.run_profile(profile, args.stages, log_output=not args.quiet)
+        if args.seeds is not None:
+            root = runner.run_seeds(profile, args.seeds, args.stages, log_output=not args.quiet)
+        else:
+            root = runner.run_profile(profile, args.stages, log_output=not args.quiet)
     except runner.StageFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -114,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stages", nargs="+", metavar="STAGE",
                      help=f"subset of stages ({', '.join(s.name for s in config.STAGES)})")
     run.add_argument("--quiet", action="store_true", help="don't stream notebook output")
+    run.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
+                     help="run the profile once per seed into <run>-s<seed>/ and write "
+                          "<run>/tables/results_seeds.csv (mean and standard deviation)")
     run.set_defaults(func=_cmd_run)
 
     check = sub.add_parser("check", help="validate a profile and its data folder only")
@@ -131,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "1 when a video could not be read, 2 on bad arguments.")
     pred.add_argument("videos", nargs="+", metavar="VIDEO")
     pred.add_argument("--run", required=True, help="the run folder, e.g. outputs/demo")
-    pred.add_argument("--method", help="detector name (default: the run's best video AUC)")
+    pred.add_argument("--method", help="detector name (default: the run's best validation "
+                                       "video AUC)")
     pred.add_argument("--threshold", type=float,
                       help="fake above this (default: the method's threshold_val, chosen on "
                            "the run's validation split)")

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from . import evaluation, io, synth
@@ -398,3 +399,22 @@ def group_summary(by_group: pd.DataFrame, metric: str = "auc", decimals: int = 2
     table.columns = [f"{c} ({counts.loc[c, 'n_pos']} fake / {counts.loc[c, 'n_neg']} real)"
                      for c in table.columns]
     return table.reset_index()
+
+
+SEED_METRICS = ("acc", "balanced_acc", "auc", "eer", "ap", "balanced_acc_val", "ece", "brier")
+
+
+def seed_summary(tables: Mapping[int, pd.DataFrame]) -> pd.DataFrame:
+    """``results.csv`` tables of one profile run with several seeds (seed -> table) as one
+    row per (method, level): ``n_seeds`` that scored it, then ``<metric>_mean`` and
+    ``<metric>_std`` (sample standard deviation; NaN with one seed) of :data:`SEED_METRICS`."""
+    long = pd.concat([t.assign(seed=s) for s, t in tables.items()], ignore_index=True)
+    grouped = long.groupby(["method", "level"], sort=False)
+    out = grouped["seed"].nunique().rename("n_seeds").to_frame()
+    for metric in SEED_METRICS:
+        out[f"{metric}_mean"] = grouped[metric].mean()
+        out[f"{metric}_std"] = grouped[metric].std(ddof=1)
+    out = out.reset_index()
+    order = paper_table(out.assign(val_split_auc=np.nan)).set_index(["level", "method"]).index
+    out = out.set_index(["level", "method"]).loc[order].reset_index()
+    return out[["method", "level", *out.columns[2:]]].round(evaluation.RESULT_DECIMALS)
