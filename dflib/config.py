@@ -74,7 +74,7 @@ RNN_HEADS = ("lstm", "bilstm", "temporal_max", "gru")
 # Method names the detectors write (DESIGN.md "Method names"); which of them a run has is
 # known only once it is trained, their form is known up front.
 DETECTOR_NAME = re.compile(
-    rf"cnn/({'|'.join(CNN_ARCHS)})(/chunk\d+|/boosted|/boosted_mean)?|c3d|conv3d"
+    rf"cnn/({'|'.join(CNN_ARCHS)})(/chunk\d+|/boosted|/boosted_mean)?|c3d|conv3d_light|conv3d"
     rf"|rnn/({'|'.join(RNN_HEADS)})|(facenet|triplet)/({'|'.join(CLASSIFIERS)})")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow")
@@ -169,8 +169,9 @@ STAGES: tuple[Stage, ...] = (
         "tsne_max_points": Field(int, 2000, "faces drawn in the t-SNE figures", min=10),
     }),
     Stage("train_c3d", "04_train_c3d.ipynb", {
-        "models": Field(list, ["c3d", "conv3d"], "3D CNNs: c3d (classic C3D) and conv3d "
-                        "(a light variant)", item=str, choices=("c3d", "conv3d")),
+        "models": Field(list, ["c3d", "conv3d"], "3D CNNs: c3d (classic C3D), conv3d (the "
+                        "original study's conv3d_model) and conv3d_light (a light variant)",
+                        item=str, choices=("c3d", "conv3d", "conv3d_light")),
         "clip_len": Field(int, 16, "consecutive sampled faces per clip; shorter videos repeat "
                           "their last face", min=1),
         "clip_size": Field(int, 112, "crop side; faces are resized to 128x171 scaled by "
@@ -241,10 +242,11 @@ STAGE_BY_NAME: Mapping[str, Stage] = MappingProxyType({s.name: s for s in STAGES
 # reach those stages' notebooks with the shared keys (see :meth:`Profile.stage_parameters`).
 EVALUATION_SECTION = "evaluation"
 EVALUATION: Mapping[str, Field] = MappingProxyType({
-    "threshold_rule": Field(str, "eer", "how each method's operating threshold threshold_val "
-                            "is chosen on its validation predictions: fixed (the stage's "
-                            "threshold), eer (false positive rate = false negative rate) or "
-                            "youden (largest TPR - FPR)", choices=("fixed", "eer", "youden")),
+    "threshold_rule": Field(str, "eer", "how threshold_val, the operating threshold of each "
+                            "method, is chosen on its validation predictions: fixed (the "
+                            "threshold of its stage), eer (where false positive and false "
+                            "negative rates meet) or youden (largest TPR - FPR)",
+                            choices=("fixed", "eer", "youden")),
     "bootstrap_resamples": Field(int, 2000, "stratified bootstrap resamples of the 95 % "
                                  "intervals (0: no intervals); seeded from seed", min=0),
     "confidence": Field(float, 0.95, "coverage of the bootstrap and DeLong intervals",
@@ -347,7 +349,7 @@ def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str,
         for i, method in enumerate(sections["robustness"]["methods"]):
             if not DETECTOR_NAME.fullmatch(method):
                 raise ProfileError(f"robustness.methods[{i}]: {method!r} is not a detector name "
-                                   "(cnn/<arch>[/chunk<i>|/boosted|/boosted_mean], c3d, conv3d, "
+                                   "(cnn/<arch>[/chunk<i>|/boosted|/boosted_mean], c3d, conv3d, conv3d_light, "
                                    f"rnn/<head>, facenet/<classifier>, triplet/<classifier>; "
                                    f"classifiers: {', '.join(CLASSIFIERS)})")
     arch = sections["train_cnn"]["arch"]

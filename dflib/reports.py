@@ -149,7 +149,7 @@ def method_family(method: str) -> str:
     head, _, rest = method.partition("/")
     if head == "cnn":
         return "boosted" if rest.rsplit("/", 1)[-1].startswith("boosted") else "frame CNN"
-    if head in ("c3d", "conv3d", "rnn"):
+    if head in ("c3d", "conv3d", "conv3d_light", "rnn"):
         return "temporal"
     return {"facenet": "FaceNet", "triplet": "triplet"}.get(head, "other")
 

@@ -2,7 +2,7 @@
 
 Two families see time, as in the paper's comparison with frame classifiers:
 
-* **Clip models** (``c3d``, ``conv3d``) read clips of ``clip_len`` consecutive sampled
+* **Clip models** (``c3d``, ``conv3d``, ``conv3d_light``) read clips of ``clip_len`` consecutive sampled
   faces from the face store. As in C3D, each face is resized to ``128 x 171`` (scaled
   with ``clip_size``: ``clip_size * 128/112`` by ``clip_size * 171/112``), training takes
   one random ``clip_size`` square crop and a random horizontal flip for the whole clip,
@@ -41,7 +41,12 @@ from .config import RNN_HEADS
 from .faces import store_name, store_path
 from .paths import RunPaths
 
-CLIP_MODELS = ("c3d", "conv3d")
+CLIP_MODELS = ("c3d", "conv3d", "conv3d_light")
+# Part of each clip model's record, so a model saved under a name before its layers
+# changed (conv3d was the light variant) is retrained, not reused.
+CLIP_ARCHITECTURES = {"c3d": "C3D 64-128-256x2-512x2-512x2, fc 2048x2",
+                      "conv3d": "conv3d_model 64-128-128-256-256, fc 2048x2, L2 5e-3",
+                      "conv3d_light": "32-64-128 with batch normalisation, GAP, fc 128"}
 # C3D's frame size (Tran et al. 2015): resize to 128 x 171, crop 112 x 112.
 C3D_RESIZE = (128, 171)
 C3D_CROP = 112
@@ -177,8 +182,33 @@ def build_c3d(clip_len: int, clip_size: int, dropout: float = 0.5) -> keras.Mode
     return keras.Model(inputs, outputs, name="c3d")
 
 
+CONV3D_L2 = 5e-3
+
+
 def build_conv3d(clip_len: int, clip_size: int, dropout: float = 0.5) -> keras.Model:
-    """A light 3D CNN: three 3x3x3 conv blocks (32, 64, 128 filters) with batch
+    """The original study's ``conv3d_model``: five 3x3x3 convolutions of 64, 128, 128, 256
+    and 256 filters, each followed by a max pool, the first over space only (its (2, 2, 1)
+    in the script's height-width-time layout), the others 2x2x2 as in C3D; two fully
+    connected layers of 2048 with dropout, a 2-way softmax, and L2 5e-3 on every kernel.
+    Pools pad ("same") so short clips and small crops keep at least one cell."""
+    reg = keras.regularizers.L2(CONV3D_L2)
+    inputs = keras.Input((clip_len, clip_size, clip_size, 3), name="clips")
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(inputs)
+    for i, filters in enumerate((64, 128, 128, 256, 256), start=1):
+        x = layers.Conv3D(filters, 3, padding="same", activation="relu",
+                          kernel_regularizer=reg, name=f"conv{i}")(x)
+        x = layers.MaxPooling3D((1, 2, 2) if i == 1 else 2, padding="same", name=f"pool{i}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for fc in (1, 2):
+        x = layers.Dense(2048, activation="relu", kernel_regularizer=reg, name=f"fc{fc}")(x)
+        x = layers.Dropout(dropout, name=f"dropout{fc}")(x)
+    outputs = layers.Dense(2, activation="softmax", kernel_regularizer=reg,
+                           name=cnn.PREDICTIONS_LAYER)(x)
+    return keras.Model(inputs, outputs, name="conv3d")
+
+
+def build_conv3d_light(clip_len: int, clip_size: int, dropout: float = 0.5) -> keras.Model:
+    """A light 3D CNN, not the original study's: three 3x3x3 conv blocks (32, 64, 128 filters) with batch
     normalisation, global average pooling, Dense 128, dropout, 2-way softmax: about 1 %
     of C3D's weights, and batch normalisation makes plain SGD from scratch converge faster."""
     inputs = keras.Input((clip_len, clip_size, clip_size, 3), name="clips")
@@ -192,12 +222,13 @@ def build_conv3d(clip_len: int, clip_size: int, dropout: float = 0.5) -> keras.M
     x = layers.Dense(128, activation="relu", name="fc")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(2, activation="softmax", name=cnn.PREDICTIONS_LAYER)(x)
-    return keras.Model(inputs, outputs, name="conv3d")
+    return keras.Model(inputs, outputs, name="conv3d_light")
 
 
 def build_clip_model(name: str, clip_len: int, clip_size: int, dropout: float = 0.5) -> keras.Model:
-    """``c3d`` or ``conv3d`` for clips ``float32 0-255 [T, c, c, 3]``; not compiled."""
-    builders = {"c3d": build_c3d, "conv3d": build_conv3d}
+    """``c3d``, ``conv3d`` or ``conv3d_light`` for clips ``float32 0-255 [T, c, c, 3]``;
+    not compiled."""
+    builders = {"c3d": build_c3d, "conv3d": build_conv3d, "conv3d_light": build_conv3d_light}
     if name not in builders:
         raise ValueError(f"unknown clip model {name!r}; choose one of {CLIP_MODELS}")
     return builders[name](clip_len, clip_size, dropout)
@@ -530,7 +561,8 @@ def clip_config(model: str, shared: Mapping[str, Any],
     """Everything that decides a clip model."""
     keys = ("clip_len", "clip_size", "epochs", "batch_size", "learning_rate", "momentum",
             "patience", "dropout", "class_weight")
-    return {"model": model, "img_size": shared["img_size"], "seed": shared["seed"],
+    return {"model": model, "architecture": CLIP_ARCHITECTURES[model],
+            "img_size": shared["img_size"], "seed": shared["seed"],
             **{k: section[k] for k in keys}}
 
 

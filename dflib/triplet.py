@@ -1,8 +1,10 @@
 """The paper's metric-learning detector: a semi-hard triplet network on FaceNet embeddings,
 then classic classifiers in the raw (512-d) and the learned (64-d) space.
 
-* :func:`semi_hard_triplet_loss` is TensorFlow-Addons' semi-hard loss (which the original
-  study used) written with ``keras.ops``, so it runs on the TensorFlow and torch backends.
+* :func:`semi_hard_triplet_loss` is TensorFlow 1.x contrib's semi-hard loss
+  (``tf.contrib.losses.metric_learning.triplet_semihard_loss``, which the original study
+  used: squared Euclidean distances; TensorFlow-Addons' later port defaults to plain L2)
+  written with ``keras.ops``, so it runs on the TensorFlow and torch backends.
 * :class:`BalancedBatches` makes every batch hold both classes, so every batch has
   triplets to mine.
 * :func:`build_mlp` is the original 512 -> 256 -> 256 -> 128 -> 64 network, with its
@@ -55,16 +57,17 @@ def pairwise_squared_distances(x: Any) -> Any:
 
 
 def semi_hard_triplet_loss(labels: Any, embeddings: Any, margin: float = 1.0) -> Any:
-    """Semi-hard triplet loss of one batch (TensorFlow-Addons' semantics, squared distances).
+    """Semi-hard triplet loss of one batch (TensorFlow 1.x contrib's semantics, squared
+    distances).
 
     For every anchor-positive pair (a != p, same label) the negative is the closest one
     farther from the anchor than the positive (``d_an > d_ap``, semi-hard); when no
     negative is that far, the farthest negative. The loss is
     ``max(d_ap - d_an + margin, 0)`` averaged over the anchor-positive pairs.
 
-    Where TFA's formula is undefined or meaningless, this one is 0, never NaN: a batch
-    without positive pairs (TFA divides by 0) and the pairs of an anchor that has no
-    negative at all (a one-class batch: TFA charges ``margin + d_ap``; here there is no
+    Where the contrib formula is undefined or meaningless, this one is 0, never NaN: a batch
+    without positive pairs (it divides by 0) and the pairs of an anchor that has no
+    negative at all (a one-class batch: it charges ``margin + d_ap``; here there is no
     triplet, so no loss). Memory ``b^3`` booleans: fine for the paper's 256, heavy past 1024.
     """
     x = ops.cast(embeddings, "float32")
@@ -172,7 +175,7 @@ def build_mlp(input_dim: int = 512, dropout: float = 0.1) -> keras.Model:
     """The original triplet network, ``input -> 256 -> 256 -> 128 -> 64``, ReLU, dropout.
 
     The 64-d output is linear and not L2-normalised, as in the original (a plain Dense 64
-    under TFA's loss); with squared distances the loss stays finite without normalising,
+    under the semi-hard loss); with squared distances the loss stays finite without normalising,
     and classifiers downstream standardise their inputs where they need it.
 
     One addition: a ``Normalization`` layer (adapted on the training embeddings by
