@@ -699,8 +699,9 @@ def train_heads(store: training.FaceSource, videos: pd.DataFrame, run: RunPaths,
                 shared: Mapping[str, Any], section: Mapping[str, Any],
                 threshold: float = 0.5, verbose: int = 2,
                 scoring: evaluation.Scoring = evaluation.Scoring()) -> TemporalResult:
-    """Sequence features from the run's latest frame CNN, then every head of
-    ``section["models"]`` trained (or reused) and scored as ``rnn/<head>``.
+    """Sequence features from the run's latest frame CNN (chunk 0), then every head of
+    ``section["models"]`` trained (or reused) on chunk 0's training videos and scored as
+    ``rnn/<head>``.
 
     Adam on whole videos (one sequence each); a head whose record shows the same
     configuration and the same features is not retrained.
@@ -709,8 +710,13 @@ def train_heads(store: training.FaceSource, videos: pd.DataFrame, run: RunPaths,
     seq_len = section["seq_len"]
     table = extract_sequence_features(store, videos, run, manifest, seq_len,
                                       section["batch_size"])
-    origin = {"arch": manifest["arch"], "cnn_finished_at": manifest["finished_at"]}
-    train, val = training.split_videos(videos)
+    # The features come from chunk 0's CNN, which trained on every real training video and
+    # a share of the fakes: heads trained on all training videos would learn "the CNN has
+    # seen this video" as "real". They train on chunk 0's videos only, all seen alike.
+    origin = {"arch": manifest["arch"], "cnn_finished_at": manifest["finished_at"],
+              "train_videos": "chunk 0"}
+    _, val = training.split_videos(videos)
+    train = training.chunk_videos(videos, manifest, 0)
     test = videos[videos["split"] == "test"].reset_index(drop=True)
     train_seq, val_seq, test_seq = (load_sequences(run, manifest["arch"], v, seq_len)
                                     for v in (train, val, test))

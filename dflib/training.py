@@ -298,6 +298,20 @@ def _chunk_record(chunk: int, videos: pd.DataFrame) -> _Chunk:
                   n_fake=int((videos["label"] == 1).sum()), n_faces=int(videos["n_faces"].sum()))
 
 
+def chunk_videos(videos: pd.DataFrame, manifest: Mapping[str, Any], chunk: int = 0) -> pd.DataFrame:
+    """The training videos chunk ``chunk`` of a completed training (``manifest``) was fitted
+    on, drawn again from the same index, chunk count and seed; an error when the index has
+    changed since (the chunk would not be the same)."""
+    train, _ = split_videos(videos)
+    config = manifest["config"]
+    part = balanced_chunks(train, n_chunks(train, config["chunks"]), config["seed"])[chunk]
+    if len(part) != manifest["chunk_models"][chunk]["n_videos"]:
+        raise ValueError(f"chunk {chunk} of the {manifest['arch']} training had "
+                         f"{manifest['chunk_models'][chunk]['n_videos']} videos, the index now "
+                         f"gives {len(part)}: rerun stage 'train_cnn'")
+    return part.reset_index(drop=True)
+
+
 def plan_chunks(videos: pd.DataFrame, chunks: int, seed: int) -> pd.DataFrame:
     """The chunks ``train_chunks`` will train, one row each: videos, reals, fakes, faces."""
     train, _ = split_videos(videos)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import cnn, evaluation, io, temporal
+from dflib import cnn, evaluation, io, temporal, training
 from dflib.faces import store_path
 from dflib.paths import RunPaths
 
@@ -228,8 +228,13 @@ def test_rnn_stage_extracts_features_once_and_keeps_every_test_video(tiny_run):
     folder = run.models / "cnn" / "ef0"
     folder.mkdir(parents=True)
     model.save(folder / "chunk0.keras")
+    train = videos[videos["split"] == "train"]
+    chunk0 = training.balanced_chunks(train, training.n_chunks(train, 3), 0)[0]
+    assert 0 < len(chunk0) < len(train)
     io.write_text(json.dumps({"arch": "ef0", "complete": True, "finished_at": 1.0,
-                              "chunk_models": [{"model": "models/cnn/ef0/chunk0.keras"}]}),
+                              "config": {"chunks": 3, "seed": 0},
+                              "chunk_models": [{"model": "models/cnn/ef0/chunk0.keras",
+                                                "n_videos": len(chunk0)}]}),
                   folder / "manifest.json")
     section = {"models": ["lstm"], "seq_len": 4, "epochs": 1, "batch_size": 4,
                "learning_rate": 1e-3, "patience": 1, "dropout": 0.5, "class_weight": True}
@@ -238,6 +243,8 @@ def test_rnn_stage_extracts_features_once_and_keeps_every_test_video(tiny_run):
     with np.load(temporal.features_dir(run, "ef0") / "tr0.npz") as z:
         assert z["features"].shape == (4, temporal.FEATURE_DIM)  # the first seq_len faces
     assert result.methods == ["rnn/lstm"]
+    # the heads train on chunk 0's videos only: the CNN saw every one of them
+    assert result.records["rnn/lstm"].n_train == len(chunk0)
     rows = result.predictions["rnn/lstm"].set_index("video_id")
     assert rows.loc["te_none", "status"] == evaluation.STATUS_NO_FACE
     assert rows.loc["te_short", "n_frames"] == 2 and rows.loc["te_long", "n_frames"] == 4
