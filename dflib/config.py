@@ -150,7 +150,8 @@ STAGES: tuple[Stage, ...] = (
         "scheduler": Field(str, "", "Dask scheduler address; empty starts a local cluster"),
     }),
     Stage("train_cnn", "02_train_cnn.ipynb", {
-        "arch": Field(str, "xception", "frame CNN backbone", choices=CNN_ARCHS),
+        "arch": Field(str, "xception", "frame CNN backbone (nasnet is NASNetMobile; the original "
+                      "study's nasnet is NASNetLarge, nasnet_large here)", choices=CNN_ARCHS),
         "weights": Field(str, "imagenet", "backbone weights: imagenet, none, or a weights file"),
         "epochs": Field(int, 50, "maximum epochs per chunk model", min=1),
         "batch_size": Field(int, 32, "faces per training batch", min=1),
