@@ -242,12 +242,13 @@ STAGE_BY_NAME: Mapping[str, Stage] = MappingProxyType({s.name: s for s in STAGES
 # The ``evaluation`` section: how every stage that scores detectors scores them. Its keys
 # reach those stages' notebooks with the shared keys (see :meth:`Profile.stage_parameters`).
 EVALUATION_SECTION = "evaluation"
+THRESHOLD_RULES = ("fixed", "eer", "youden")
 EVALUATION: Mapping[str, Field] = MappingProxyType({
     "threshold_rule": Field(str, "eer", "how threshold_val, the operating threshold of each "
                             "method, is chosen on its validation predictions: fixed (the "
                             "threshold of its stage), eer (where false positive and false "
                             "negative rates meet) or youden (largest TPR - FPR)",
-                            choices=("fixed", "eer", "youden")),
+                            choices=THRESHOLD_RULES),
     "bootstrap_resamples": Field(int, 2000, "stratified bootstrap resamples of the 95 % "
                                  "intervals (0: no intervals); seeded from seed", min=0),
     "confidence": Field(float, 0.95, "coverage of the bootstrap and DeLong intervals",

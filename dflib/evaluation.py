@@ -35,6 +35,7 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from .config import EVALUATION, THRESHOLD_RULES
 from .io import atomic_write, write_csv
 from .paths import RunPaths
 
@@ -65,8 +66,8 @@ AT_THRESHOLD_VAL = ("acc", "balanced_acc", "precision", "recall", "f1")
 INTERVAL_METRICS = ("auc", "ap", "eer", "balanced_acc")
 INTERVAL_COLUMNS = tuple(f"{m}_{end}" for m in INTERVAL_METRICS for end in ("low", "high"))
 EVIDENCE_FLOATS = ("threshold_val", *(f"{m}_val" for m in AT_THRESHOLD_VAL), *INTERVAL_COLUMNS)
-RESULT_FLOATS = (*METRIC_FLOATS[:8], "balanced_acc", *EVIDENCE_FLOATS, "ece", "brier",
-                 "val_split_auc")
+RESULT_FLOATS = ("acc", "precision", "recall", "f1", "auc", "eer", "ap", "logloss",
+                 "balanced_acc", *EVIDENCE_FLOATS, "ece", "brier", "val_split_auc")
 RESULT_COLUMNS = ("method", "level", *METRIC_COUNTS, "n_no_face", *RESULT_FLOATS)
 RESULT_DECIMALS = 6
 LOGLOSS_EPS = 1e-7
@@ -296,7 +297,6 @@ def roc_points(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, float]
 
 
 ECE_BINS = 15
-THRESHOLD_RULES = ("fixed", "eer", "youden")
 
 
 def expected_calibration_error(labels: Any, scores: Any, bins: int = ECE_BINS) -> float:
@@ -331,9 +331,9 @@ class Scoring:
     ``evaluation``): the rule that picks ``threshold_val`` on validation predictions, the
     stratified bootstrap's resamples (0: no intervals) and confidence, and its seed."""
 
-    threshold_rule: str = "eer"
-    resamples: int = 2000
-    confidence: float = 0.95
+    threshold_rule: str = EVALUATION["threshold_rule"].default
+    resamples: int = EVALUATION["bootstrap_resamples"].default
+    confidence: float = EVALUATION["confidence"].default
     seed: int = 0
 
     def __post_init__(self) -> None:
