@@ -124,7 +124,9 @@ def _data_section(run: RunPaths) -> str:
         counts = (videos.assign(**{"class": videos["label"].map({0: "real", 1: "fake"})})
                   .pivot_table(index="split", columns="class", values="video_id",
                                aggfunc="count", fill_value=0)
-                  .reindex([s for s in reports.SPLIT_ORDER if s in set(videos["split"])]))
+                  .reindex(index=[s for s in reports.SPLIT_ORDER if s in set(videos["split"])],
+                           columns=["real", "fake"], fill_value=0))
+        counts.columns.name = None
         counts["videos"] = counts.sum(axis=1)
         parts.append(counts.reset_index().to_html(index=False, border=0))
     else:
