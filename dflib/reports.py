@@ -326,7 +326,7 @@ def comparisons(run: RunPaths, confidence: float = 0.95) -> pd.DataFrame:
     """``tables/comparisons.csv`` rows: DeLong's paired test of video AUC on the same test
     videos for every pair of :func:`comparison_pairs` (``delta_auc`` = method - reference)."""
     results = evaluation.results_table(run)
-    methods = [m for m in paper_table(results).query("level == 'video'")["method"]]
+    methods = list(paper_table(results).query("level == 'video'")["method"])
     rows = []
     for method, reference, question in comparison_pairs(
             methods, evaluation.chosen_method(results)):
