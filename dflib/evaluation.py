@@ -368,9 +368,10 @@ def validation_threshold(labels: Any, scores: Any, rule: str, fixed: float = 0.5
         return float(fixed)
     distinct = np.unique(s)
     candidates = np.unique(np.clip(np.r_[0.0, (distinct[1:] + distinct[:-1]) / 2, 1.0], 0, 1))
-    called = s[None, :] > candidates[:, None]
-    tpr = (called & (y == 1)).sum(axis=1) / (y == 1).sum()
-    fpr = (called & (y == 0)).sum(axis=1) / (y == 0).sum()
+    fakes, reals = np.sort(s[y == 1]), np.sort(s[y == 0])
+    # share of each class scored above each candidate (fake if score > t)
+    tpr = 1 - np.searchsorted(fakes, candidates, side="right") / fakes.size
+    fpr = 1 - np.searchsorted(reals, candidates, side="right") / reals.size
     badness = np.abs((1 - tpr) - fpr) if rule == "eer" else -(tpr - fpr)
     best = np.flatnonzero(np.isclose(badness, badness.min(), rtol=0, atol=1e-12))
     return float(candidates[best[np.argmin(np.abs(candidates[best] - fixed))]])
