@@ -44,8 +44,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     profile = config.load(args.profile)
     runner.select_stages(args.stages)  # refuse unknown stage names before any work
+    if args.seeds is not None and min(args.seeds) < 0:
+        raise config.ProfileError(f"--seeds: {min(args.seeds)} is below the minimum 0")
     try:
-        root = runner.run_profile(profile, args.stages, log_output=not args.quiet)
+        if args.seeds is not None:
+            root = runner.run_seeds(profile, args.seeds, args.stages, log_output=not args.quiet)
+        else:
+            root = runner.run_profile(profile, args.stages, log_output=not args.quiet)
     except (runner.StageFailed, runner.RunLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -145,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stages", nargs="+", metavar="STAGE",
                      help=f"subset of stages ({', '.join(s.name for s in config.STAGES)})")
     run.add_argument("--quiet", action="store_true", help="don't stream notebook output")
+    run.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
+                     help="run the profile once per seed into <run>-s<seed>/ and write "
+                          "<run>/tables/results_seeds.csv (mean and standard deviation)")
     run.set_defaults(func=_cmd_run)
 
     check = sub.add_parser("check", help="validate a profile, its data folder and its splits")
@@ -164,9 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a video, an image (.jpg, .png, ...; frame-level detectors), or a "
                       "folder of them (scored recursively, in sorted order)")
     pred.add_argument("--run", required=True, help="the run folder, e.g. outputs/demo")
-    pred.add_argument("--method", help="detector name (default: the run's best video AUC)")
+    pred.add_argument("--method", help="detector name (default: the run's best validation "
+                                       "video AUC)")
     pred.add_argument("--threshold", type=float,
-                      help="fake above this (default: the method's own threshold)")
+                      help="fake above this (default: the method's threshold_val, chosen on "
+                           "the run's validation split)")
     pred.add_argument("--frames-csv", type=Path, metavar="FILE",
                       help="also write per-frame scores (frame-level methods)")
     pred.set_defaults(func=_cmd_predict)

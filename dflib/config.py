@@ -75,7 +75,7 @@ RNN_HEADS = ("lstm", "bilstm", "temporal_max", "gru")
 # Method names the detectors write (docs/design.md, "Contracts"); which of them a run has is
 # known only once it is trained, their form is known up front.
 DETECTOR_NAME = re.compile(
-    rf"cnn/({'|'.join(CNN_ARCHS)})(/chunk\d+|/boosted|/boosted_mean)?|c3d|conv3d"
+    rf"cnn/({'|'.join(CNN_ARCHS)})(/chunk\d+|/boosted|/boosted_mean)?|c3d|conv3d_light|conv3d"
     rf"|rnn/({'|'.join(RNN_HEADS)})|(facenet|triplet)/({'|'.join(CLASSIFIERS)})")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow")
@@ -156,7 +156,8 @@ STAGES: tuple[Stage, ...] = (
         "scheduler": Field(str, "", "Dask scheduler address; empty starts a local cluster"),
     }),
     Stage("train_cnn", "02_train_cnn.ipynb", {
-        "arch": Field(str, "xception", "frame CNN backbone", choices=CNN_ARCHS),
+        "arch": Field(str, "xception", "frame CNN backbone (nasnet is NASNetMobile; the original "
+                      "study's nasnet is NASNetLarge, nasnet_large here)", choices=CNN_ARCHS),
         "weights": Field(str, "imagenet", "backbone weights: imagenet, none, or a weights file"),
         "epochs": Field(int, 50, "maximum epochs per chunk model", min=1),
         "batch_size": Field(int, 32, "faces per training batch", min=1),
@@ -175,8 +176,9 @@ STAGES: tuple[Stage, ...] = (
         "tsne_max_points": Field(int, 2000, "faces drawn in the t-SNE figures", min=10),
     }),
     Stage("train_c3d", "04_train_c3d.ipynb", {
-        "models": Field(list, ["c3d", "conv3d"], "3D CNNs: c3d (classic C3D) and conv3d "
-                        "(a light variant)", item=str, choices=("c3d", "conv3d")),
+        "models": Field(list, ["c3d", "conv3d"], "3D CNNs: c3d (classic C3D), conv3d (the "
+                        "original study's conv3d_model) and conv3d_light (a light variant)",
+                        item=str, choices=("c3d", "conv3d", "conv3d_light")),
         "clip_len": Field(int, 16, "consecutive sampled faces per clip; shorter videos repeat "
                           "their last face", min=1),
         "clip_size": Field(int, 112, "crop side; faces are resized to 128x171 scaled by "
@@ -243,6 +245,31 @@ STAGES: tuple[Stage, ...] = (
 
 STAGE_BY_NAME: Mapping[str, Stage] = MappingProxyType({s.name: s for s in STAGES})
 
+# The ``evaluation`` section: how every stage that scores detectors scores them. Its keys
+# reach those stages' notebooks with the shared keys (see :meth:`Profile.stage_parameters`).
+EVALUATION_SECTION = "evaluation"
+THRESHOLD_RULES = ("fixed", "eer", "youden")
+EVALUATION: Mapping[str, Field] = MappingProxyType({
+    "threshold_rule": Field(str, "eer", "how threshold_val, the operating threshold of each "
+                            "method, is chosen on its validation predictions: fixed (the "
+                            "threshold of its stage), eer (where false positive and false "
+                            "negative rates meet) or youden (largest TPR - FPR)",
+                            choices=THRESHOLD_RULES),
+    "bootstrap_resamples": Field(int, 2000, "stratified bootstrap resamples of the 95 % "
+                                 "intervals (0: no intervals); seeded from seed", min=0),
+    "confidence": Field(float, 0.95, "coverage of the bootstrap and DeLong intervals",
+                        min=0.5, max=0.999),
+})
+SCORING_STAGES = ("evaluate_cnn", "train_c3d", "train_rnn", "train_triplet", "robustness",
+                  "report")
+
+
+def stage_fields(stage: str) -> dict[str, Field]:
+    """Every parameter a stage's notebook receives: shared keys, the ``evaluation`` keys
+    for the stages that score detectors, then the stage's own section."""
+    scoring = EVALUATION if stage in SCORING_STAGES else {}
+    return {**SHARED, **scoring, **STAGE_BY_NAME[stage].fields}
+
 
 def _unknown(key: str, allowed: Sequence[str]) -> ProfileError:
     leaf = key.rsplit(".", 1)[-1]
@@ -275,8 +302,9 @@ class Profile:
     sections: Mapping[str, Mapping[str, Any]]
 
     def stage_parameters(self, stage: str) -> dict[str, Any]:
-        """The flat parameters a stage's notebook receives."""
-        return {**self.shared, **self.sections[stage]}
+        """The flat parameters a stage's notebook receives (see :func:`stage_fields`)."""
+        scoring = self.sections[EVALUATION_SECTION] if stage in SCORING_STAGES else {}
+        return {**self.shared, **scoring, **self.sections[stage]}
 
     @property
     def run(self) -> paths.RunPaths:
@@ -293,15 +321,17 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_data: bool
     if not isinstance(raw, Mapping):
         raise ProfileError(f"{source}: expected a mapping of keys, got {type(raw).__name__}")
     try:
-        shared_raw = {k: v for k, v in raw.items() if k not in STAGE_BY_NAME}
+        shared_raw = {k: v for k, v in raw.items()
+                      if k not in STAGE_BY_NAME and k != EVALUATION_SECTION}
         shared = _check_section("", shared_raw, SHARED, required=("run_name", "dataset", "data_root"))
         _check_run_name(shared["run_name"])
         sections = {}
-        for stage in STAGES:
-            section = raw.get(stage.name) or {}
+        for name, fields in [(s.name, s.fields) for s in STAGES] + [(EVALUATION_SECTION,
+                                                                       EVALUATION)]:
+            section = raw.get(name) or {}
             if not isinstance(section, Mapping):
-                raise ProfileError(f"{stage.name}: expected a mapping, got {section!r}")
-            sections[stage.name] = _check_section(f"{stage.name}.", section, stage.fields)
+                raise ProfileError(f"{name}: expected a mapping, got {section!r}")
+            sections[name] = _check_section(f"{name}.", section, fields)
         _check_across(shared, sections, list(STAGE_BY_NAME) if stages is None else stages)
         if check_data:
             check_outputs_dir(shared)
@@ -341,7 +371,7 @@ def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str,
         for i, method in enumerate(sections["robustness"]["methods"]):
             if not DETECTOR_NAME.fullmatch(method):
                 raise ProfileError(f"robustness.methods[{i}]: {method!r} is not a detector name "
-                                   "(cnn/<arch>[/chunk<i>|/boosted|/boosted_mean], c3d, conv3d, "
+                                   "(cnn/<arch>[/chunk<i>|/boosted|/boosted_mean], c3d, conv3d, conv3d_light, "
                                    f"rnn/<head>, facenet/<classifier>, triplet/<classifier>; "
                                    f"classifiers: {', '.join(CLASSIFIERS)})")
     arch = sections["train_cnn"]["arch"]
@@ -443,6 +473,8 @@ def from_namespace(stage: str, namespace: Mapping[str, Any], check_data: bool = 
     stage_fields = STAGE_BY_NAME[stage].fields
     raw: dict[str, Any] = {k: namespace[k] for k in SHARED if k in namespace}
     raw[stage] = {k: namespace[k] for k in stage_fields if k in namespace}
+    if stage in SCORING_STAGES:
+        raw[EVALUATION_SECTION] = {k: namespace[k] for k in EVALUATION if k in namespace}
     return validate(raw, source=f"notebook parameters ({stage})", check_data=check_data,
                     stages=[stage])
 
@@ -455,7 +487,8 @@ def run_settings(run: paths.RunPaths) -> dict[str, Any]:
     saved = yaml.safe_load(target.read_text(encoding="utf-8")) if target.is_file() else {}
     settings = {k: f.default for k, f in SHARED.items()}
     settings.update({k: v for k, v in (saved or {}).items() if k in SHARED})
-    for stage in STAGES:
-        settings[stage.name] = {**{k: f.default for k, f in stage.fields.items()},
-                                **((saved or {}).get(stage.name) or {})}
+    for name, fields in [(s.name, s.fields) for s in STAGES] + [(EVALUATION_SECTION,
+                                                                   EVALUATION)]:
+        settings[name] = {**{k: f.default for k, f in fields.items()},
+                          **((saved or {}).get(name) or {})}
     return settings

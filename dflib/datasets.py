@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import unicodedata
 from dataclasses import dataclass
 from importlib import resources
@@ -170,6 +171,20 @@ def _celebdf_listed(root: Path) -> list[tuple[str, int]]:
     return listed
 
 
+_CELEBDF_CLIP = re.compile(r"Celeb-(?:real/id(\d+)|synthesis/id(\d+)_id\d+)_(\d+)\.\w+")
+
+
+def celebdf_source_clip(rel: str) -> str | None:
+    """The source clip of a Celeb-DF video, ``id<target>_<clip>``: a real ``Celeb-real/
+    id0_0003.mp4`` and the fakes made from it, ``Celeb-synthesis/id0_id<k>_0003.mp4``, share
+    it, so the validation split never holds a clip whose real or fake trained the model.
+    None for YouTube-real and other names (their own group)."""
+    match = _CELEBDF_CLIP.fullmatch(rel)
+    if match is None:
+        return None
+    return f"id{match.group(1) or match.group(2)}_{match.group(3)}"
+
+
 def _celebdf_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], list[Row]]:
     listed = _celebdf_listed(root)
     listed_set = {rel for rel, _ in listed}
@@ -185,7 +200,7 @@ def _celebdf_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], 
         for video in found:
             rel = f"{folder}/{video.name}"
             if rel not in listed_set:
-                rows.append(_row(rel, label, folder))
+                rows.append(_row(rel, label, folder, _group=celebdf_source_clip(rel)))
     return rows, missing
 
 

@@ -49,13 +49,14 @@ def trained_methods(run: RunPaths) -> list[str]:
 
 
 def best_method(run: RunPaths) -> str:
-    """The method with the highest video-level AUC (ties: the first in the table)."""
-    table = evaluation.results_table(run)
-    video = table[(table["level"] == "video") & table["auc"].notna()]
-    if video.empty:
-        raise FileNotFoundError(f"{run.results_csv}: no video-level AUC to choose a method by; "
-                                "run the study first or name one with --method")
-    return str(video.loc[video["auc"].idxmax(), "method"])
+    """The method with the highest video-level AUC on the validation split (ties: the
+    first in the table); the test split plays no part in the choice."""
+    method = evaluation.chosen_method(evaluation.results_table(run))
+    if method is None:
+        raise FileNotFoundError(f"{run.results_csv}: no video-level validation AUC to choose a "
+                                "method by (no validation split, or the study has not run); "
+                                "name one with --method")
+    return method
 
 
 def method_threshold(settings: Mapping[str, Any], method: str) -> float:
@@ -64,6 +65,16 @@ def method_threshold(settings: Mapping[str, Any], method: str) -> float:
     section = {"cnn": "evaluate_cnn", "facenet": "train_triplet",
                "triplet": "train_triplet"}.get(family(method))
     return float(settings[section]["threshold"]) if section else 0.5
+
+
+def operating_threshold(run: RunPaths, method: str) -> float:
+    """The threshold ``dflib predict`` applies: the method's video-level ``threshold_val``
+    (chosen on validation), or its stage's threshold when the results table has none."""
+    table = evaluation.results_table(run)
+    row = table[(table["method"] == method) & (table["level"] == "video")]
+    if len(row) and pd.notna(row["threshold_val"].iloc[0]):
+        return float(row["threshold_val"].iloc[0])
+    return method_threshold(config.run_settings(run), method)
 
 
 def score_methods(run: RunPaths, methods: Sequence[str], store: training.FaceSource,

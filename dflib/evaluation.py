@@ -12,19 +12,30 @@ Prediction files live under ``predictions/``: ``<name>.csv`` (one row per test v
 ``<name>_frames.csv`` (one row per scored frame), where ``<name>`` is the method name with
 ``/`` written as ``__`` (``cnn/xception/boosted`` -> ``cnn__xception__boosted.csv``).
 ``tables/results.csv`` holds one row per (method, level) computed from those files.
+Validation-split predictions of the same detectors live under ``predictions/val/`` with
+the same names and columns; they choose each method's operating threshold
+(``threshold_val``) and the best method (``val_split_auc``), never the test split.
+
+Intervals are percentile intervals of a stratified bootstrap written here with NumPy
+(``scipy.stats.bootstrap`` resamples the pooled set, so a resample can lose a class):
+reals and fakes are resampled separately, whole videos at a time (a frame-level row
+resamples videos with all their frames). Paired AUC comparisons use DeLong's test.
 """
 
 from __future__ import annotations
 
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from .config import EVALUATION, THRESHOLD_RULES
 from .io import atomic_write, write_csv
 from .paths import RunPaths
 
@@ -47,8 +58,17 @@ VIDEO_COLUMNS = ("video_id", "label", "score", "pred", "n_frames", "status")
 FRAME_COLUMNS = ("video_id", "frame_idx", "label", "score")
 
 METRIC_COUNTS = ("n", "n_pos", "n_neg")
-METRIC_FLOATS = ("acc", "precision", "recall", "f1", "auc", "eer", "ap", "logloss")
-RESULT_COLUMNS = ("method", "level", *METRIC_COUNTS, "n_no_face", *METRIC_FLOATS)
+METRIC_FLOATS = ("acc", "precision", "recall", "f1", "auc", "eer", "ap", "logloss",
+                 "balanced_acc", "ece", "brier")
+# Test metrics recomputed at the threshold chosen on validation: column ``<metric>_val``.
+AT_THRESHOLD_VAL = ("acc", "balanced_acc", "precision", "recall", "f1")
+# Metrics with a bootstrap interval: columns ``<metric>_low`` and ``<metric>_high``.
+INTERVAL_METRICS = ("auc", "ap", "eer", "balanced_acc")
+INTERVAL_COLUMNS = tuple(f"{m}_{end}" for m in INTERVAL_METRICS for end in ("low", "high"))
+EVIDENCE_FLOATS = ("threshold_val", *(f"{m}_val" for m in AT_THRESHOLD_VAL), *INTERVAL_COLUMNS)
+RESULT_FLOATS = ("acc", "precision", "recall", "f1", "auc", "eer", "ap", "logloss",
+                 "balanced_acc", *EVIDENCE_FLOATS, "ece", "brier", "val_split_auc")
+RESULT_COLUMNS = ("method", "level", *METRIC_COUNTS, "n_no_face", *RESULT_FLOATS)
 RESULT_DECIMALS = 6
 LOGLOSS_EPS = 1e-7
 
@@ -213,9 +233,12 @@ def metrics(labels: Any, scores: Any, threshold: float = 0.5) -> dict[str, float
     ``n, n_pos, n_neg`` and ``acc, precision, recall, f1`` (at ``score > threshold``; a
     ratio with a zero denominator is 0, like sklearn's ``zero_division=0``), ``auc``
     (ties count one half), ``eer`` (see :func:`equal_error_rate`), ``ap`` (sklearn's
-    step-wise average precision) and ``logloss`` (natural log, scores clipped to
-    [1e-7, 1 - 1e-7]). A set with one class gets NaN auc, eer and ap and one warning
-    naming the missing class; an empty set gets NaN everywhere and one warning.
+    step-wise average precision), ``logloss`` (natural log, scores clipped to
+    [1e-7, 1 - 1e-7]), ``balanced_acc`` (mean of the recalls of fakes and reals at the
+    threshold), ``ece`` (see :func:`expected_calibration_error`) and ``brier`` (mean
+    squared difference of score and label). A set with one class gets NaN auc, eer, ap
+    and balanced_acc and one warning naming the missing class; an empty set gets NaN
+    everywhere and one warning.
     """
     y, s = _checked(labels, scores)
     n, n_pos = int(y.size), int(y.sum())
@@ -233,13 +256,16 @@ def metrics(labels: Any, scores: Any, threshold: float = 0.5) -> dict[str, float
     out["recall"] = _ratio(tp, tp + fn)
     out["f1"] = _ratio(2 * tp, 2 * tp + fp + fn)
     if _one_class(y, stacklevel=3):
-        out |= {"auc": float("nan"), "eer": float("nan"), "ap": float("nan")}
+        out |= {k: float("nan") for k in ("auc", "eer", "ap", "balanced_acc")}
     else:
         out["auc"] = float(roc_auc_score(y, s))
         out["eer"] = equal_error_rate(y, s)
         out["ap"] = float(average_precision_score(y, s))
+        out["balanced_acc"] = (out["recall"] + int((~pred & (y == 0)).sum()) / (n - n_pos)) / 2
     p = np.clip(s, LOGLOSS_EPS, 1 - LOGLOSS_EPS)
     out["logloss"] = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    out["ece"] = expected_calibration_error(y, s)
+    out["brier"] = float(np.mean((s - y) ** 2))
     return {k: out[k] for k in (*METRIC_COUNTS, *METRIC_FLOATS)}
 
 
@@ -270,6 +296,222 @@ def roc_points(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, float]
     return fpr, tpr, float(roc_auc_score(y, s))
 
 
+ECE_BINS = 15
+
+
+def expected_calibration_error(labels: Any, scores: Any, bins: int = ECE_BINS) -> float:
+    """Expected calibration error over ``bins`` equal-width bins of [0, 1] (a score of
+    exactly 1 falls in the last): the share-weighted mean of |fake rate - mean score|
+    per bin. NaN on an empty set."""
+    y, s = _checked(labels, scores)
+    if y.size == 0:
+        return float("nan")
+    which = np.minimum((s * bins).astype(int), bins - 1)
+    gap = np.bincount(which, weights=y - s, minlength=bins)
+    return float(np.abs(gap).sum() / y.size)
+
+
+def reliability_bins(labels: Any, scores: Any, bins: int = ECE_BINS) -> pd.DataFrame:
+    """Per equal-width score bin: ``lower, upper, n, mean_score, fake_rate`` (NaN where a
+    bin is empty), the points of a reliability diagram and of :func:`expected_calibration_error`."""
+    y, s = _checked(labels, scores)
+    which = np.minimum((s * bins).astype(int), bins - 1)
+    n = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_score = np.bincount(which, weights=s, minlength=bins) / n
+        fake_rate = np.bincount(which, weights=y, minlength=bins) / n
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    return pd.DataFrame({"lower": edges[:-1], "upper": edges[1:], "n": n,
+                         "mean_score": mean_score, "fake_rate": fake_rate})
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How results rows are scored beyond the point metrics (profile section
+    ``evaluation``): the rule that picks ``threshold_val`` on validation predictions, the
+    stratified bootstrap's resamples (0: no intervals) and confidence, and its seed."""
+
+    threshold_rule: str = EVALUATION["threshold_rule"].default
+    resamples: int = EVALUATION["bootstrap_resamples"].default
+    confidence: float = EVALUATION["confidence"].default
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.threshold_rule not in THRESHOLD_RULES:
+            raise ValueError(f"threshold rule {self.threshold_rule!r}: choose one of "
+                             f"{', '.join(THRESHOLD_RULES)}")
+
+    @classmethod
+    def of(cls, shared: Mapping[str, Any], section: Mapping[str, Any]) -> "Scoring":
+        """From a profile's shared keys (the seed) and its ``evaluation`` section."""
+        return cls(section["threshold_rule"], section["bootstrap_resamples"],
+                   section["confidence"], shared["seed"])
+
+
+def validation_threshold(labels: Any, scores: Any, rule: str, fixed: float = 0.5) -> float:
+    """The operating threshold (fake if ``score > t``) that ``rule`` picks on validation
+    predictions: ``fixed`` returns ``fixed``; ``eer`` the threshold where the false
+    positive and false negative rates are closest; ``youden`` the one with the largest
+    TPR - FPR. Candidates are the midpoints between consecutive distinct scores and the
+    two ends 0 and 1; ties go to the candidate nearest ``fixed``. A validation set that is
+    empty or lacks a class gives ``fixed`` and a warning.
+    """
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"threshold rule {rule!r}: choose one of {', '.join(THRESHOLD_RULES)}")
+    y, s = _checked(labels, scores)
+    if rule == "fixed":
+        return float(fixed)
+    if y.size == 0 or y.min() == y.max():
+        what = "no videos" if y.size == 0 else f"only {'fake' if y.min() else 'real'} videos"
+        warnings.warn(f"the validation predictions have {what}: threshold_val falls back to "
+                      f"the fixed threshold {fixed}", stacklevel=2)
+        return float(fixed)
+    distinct = np.unique(s)
+    candidates = np.unique(np.clip(np.r_[0.0, (distinct[1:] + distinct[:-1]) / 2, 1.0], 0, 1))
+    fakes, reals = np.sort(s[y == 1]), np.sort(s[y == 0])
+    # share of each class scored above each candidate (fake if score > t)
+    tpr = 1 - np.searchsorted(fakes, candidates, side="right") / fakes.size
+    fpr = 1 - np.searchsorted(reals, candidates, side="right") / reals.size
+    badness = np.abs((1 - tpr) - fpr) if rule == "eer" else -(tpr - fpr)
+    best = np.flatnonzero(np.isclose(badness, badness.min(), rtol=0, atol=1e-12))
+    return float(candidates[best[np.argmin(np.abs(candidates[best] - fixed))]])
+
+
+def stratified_counts(cluster_labels: np.ndarray, resamples: int,
+                      rng: np.random.Generator) -> np.ndarray:
+    """``[resamples, n_clusters]`` multiplicities of a stratified bootstrap: each resample
+    draws, with replacement, as many real clusters from the reals and as many fake clusters
+    from the fakes as there are, so every resample keeps both classes and their counts."""
+    labels = np.asarray(cluster_labels, dtype=int)
+    counts = np.zeros((resamples, labels.size), dtype=np.int64)
+    for cls in (0, 1):
+        members = np.flatnonzero(labels == cls)
+        m = members.size
+        if m == 0:
+            continue
+        draws = rng.integers(0, m, size=(resamples, m)) + m * np.arange(resamples)[:, None]
+        counts[:, members] = np.bincount(draws.ravel(), minlength=resamples * m).reshape(
+            resamples, m)
+    return counts
+
+
+def weighted_metrics(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray,
+                     threshold: float = 0.5) -> dict[str, np.ndarray]:
+    """AUC, AP, EER and balanced accuracy of each row of ``weights`` (``[b, n]`` sample
+    multiplicities), vectorised; row ``k`` equals :func:`metrics` on the set that repeats
+    sample ``i`` ``weights[k, i]`` times (each row needs both classes)."""
+    y = np.asarray(labels, dtype=float)
+    s = np.asarray(scores, dtype=float)
+    w = np.atleast_2d(np.asarray(weights, dtype=float))
+    order = np.argsort(-s, kind="stable")
+    s_sorted, y_sorted = s[order], y[order]
+    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+    ws = w[:, order]
+    pos = np.add.reduceat(ws * y_sorted, starts, axis=1)  # fake weight per distinct score
+    neg = np.add.reduceat(ws * (1 - y_sorted), starts, axis=1)
+    tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
+    n_pos, n_neg = tp[:, -1:], fp[:, -1:]
+    auc = ((neg * (tp - pos + 0.5 * pos)).sum(axis=1) / (n_pos * n_neg)[:, 0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+    ap = (pos * precision).sum(axis=1) / n_pos[:, 0]
+    fpr = np.hstack([np.zeros_like(n_neg), fp / n_neg])
+    fnr = np.hstack([np.ones_like(n_pos), 1 - tp / n_pos])
+    d = fnr - fpr
+    i = np.argmax(d <= 0, axis=1)  # the last point has d = -1, the first d = 1
+    rows = np.arange(len(d))
+    d0, d1, f0, f1 = d[rows, i - 1], d[rows, i], fpr[rows, i - 1], fpr[rows, i]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        eer = np.where(d1 == 0, f1, f0 + d0 / (d0 - d1) * (f1 - f0))
+    called = s > threshold
+    tpr_t = (w * (y * called)).sum(axis=1) / n_pos[:, 0]
+    tnr_t = (w * ((1 - y) * ~called)).sum(axis=1) / n_neg[:, 0]
+    return {"auc": auc, "ap": ap, "eer": eer, "balanced_acc": (tpr_t + tnr_t) / 2}
+
+
+def bootstrap_intervals(labels: Any, scores: Any, clusters: Any = None, threshold: float = 0.5,
+                        scoring: Scoring = Scoring()) -> dict[str, float]:
+    """Percentile intervals (``<metric>_low``, ``<metric>_high`` for :data:`INTERVAL_METRICS`)
+    from a stratified bootstrap of ``scoring.resamples`` resamples seeded by ``scoring.seed``.
+
+    ``clusters`` (one id per sample, e.g. the video of each frame) makes whole clusters the
+    resampled unit; by default each sample is its own. NaN when a class is missing, the
+    set is empty or ``resamples`` is 0.
+    """
+    y, s = _checked(labels, scores)
+    nan = {c: float("nan") for c in INTERVAL_COLUMNS}
+    if scoring.resamples == 0 or y.size == 0 or y.min() == y.max():
+        return nan
+    ids = np.arange(y.size) if clusters is None else np.asarray(clusters).astype(str)
+    _, first, codes = np.unique(ids, return_index=True, return_inverse=True)
+    cluster_labels = y[first]
+    if (y != cluster_labels[codes]).any():
+        raise ValueError("bootstrap clusters mix real and fake samples")
+    rng = np.random.default_rng(scoring.seed)
+    # blocks of resamples keep [block, n] weight matrices small for frame-level sets
+    block = max(1, min(scoring.resamples, 2_000_000 // max(1, y.size)))
+    parts: dict[str, list[np.ndarray]] = {m: [] for m in INTERVAL_METRICS}
+    for start in range(0, scoring.resamples, block):
+        counts = stratified_counts(cluster_labels, min(block, scoring.resamples - start), rng)
+        for m, values in weighted_metrics(y, s, counts[:, codes], threshold).items():
+            parts[m].append(values)
+    alpha = (1 - scoring.confidence) / 2
+    out = {}
+    for m in INTERVAL_METRICS:
+        low, high = np.quantile(np.concatenate(parts[m]), [alpha, 1 - alpha])
+        out[f"{m}_low"], out[f"{m}_high"] = float(low), float(high)
+    return out
+
+
+def result_row(labels: Any, scores: Any, threshold: float = 0.5,
+               threshold_val: float | None = None, clusters: Any = None,
+               scoring: Scoring = Scoring()) -> dict[str, float]:
+    """Every metric of a results row: :func:`metrics` at ``threshold``, the same
+    classification metrics at ``threshold_val`` (``<metric>_val``; ``threshold`` when None)
+    and the bootstrap intervals (:func:`bootstrap_intervals`)."""
+    row = metrics(labels, scores, threshold)
+    t_val = threshold if threshold_val is None else float(threshold_val)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the same set warned once just above
+        at_val = metrics(labels, scores, t_val)
+    row |= {"threshold_val": t_val, **{f"{m}_val": at_val[m] for m in AT_THRESHOLD_VAL}}
+    return row | bootstrap_intervals(labels, scores, clusters, threshold, scoring)
+
+
+def delong_components(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong's structural components of one scorer: ``V10[i]`` = share of reals that
+    fake ``i`` outranks (ties one half), ``V01[j]`` = share of fakes that outrank real
+    ``j``; their means are both the AUC."""
+    y, s = _checked(labels, scores)
+    psi = (s[y == 1][:, None] > s[y == 0][None, :]) + 0.5 * (s[y == 1][:, None] == s[y == 0][None, :])
+    return psi.mean(axis=1), psi.mean(axis=0)
+
+
+def delong_test(labels: Any, scores_a: Any, scores_b: Any,
+                confidence: float = 0.95) -> dict[str, float]:
+    """DeLong, DeLong & Clarke-Pearson (1988): ``delta_auc`` = AUC(a) - AUC(b) on the same
+    samples, its normal-approximation interval (``delta_low, delta_high``), the two-sided
+    ``p_value`` and ``n``. NaN when a class is missing; identical scorers give p = 1."""
+    y = _labels(labels, "labels")
+    nan = {"delta_auc": float("nan"), "delta_low": float("nan"), "delta_high": float("nan"),
+           "p_value": float("nan"), "n": int(y.size)}
+    if y.size == 0 or y.min() == y.max():
+        return nan
+    (a10, a01), (b10, b01) = delong_components(y, scores_a), delong_components(y, scores_b)
+    delta = float(a10.mean() - b10.mean())
+    d10, d01 = a10 - b10, a01 - b01
+    var = (d10.var(ddof=1) if d10.size > 1 else 0.0) / d10.size + \
+        (d01.var(ddof=1) if d01.size > 1 else 0.0) / d01.size
+    z = stats.norm.ppf(1 - (1 - confidence) / 2)
+    if var <= 0:
+        p = 1.0 if delta == 0 else 0.0
+    else:
+        p = float(2 * stats.norm.sf(abs(delta) / np.sqrt(var)))
+    half = z * np.sqrt(max(var, 0.0))
+    return {"delta_auc": delta, "delta_low": delta - half, "delta_high": delta + half,
+            "p_value": p, "n": int(y.size)}
+
+
 def _checked(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
     """Labels as 0/1 ints and scores as probabilities, or a ValueError saying what is wrong."""
     y = _labels(labels, "labels")
@@ -285,8 +527,8 @@ def _one_class(y: np.ndarray, stacklevel: int) -> bool:
     """Warn (once) and return True when ``y`` lacks a class; ranking metrics need both."""
     missing = [name for cls, name in ((1, "fake (1)"), (0, "real (0)")) if not (y == cls).any()]
     if y.size and missing:
-        warnings.warn(f"no {missing[0]} examples in the evaluation set: auc, eer and ap are "
-                      "undefined (NaN)", stacklevel=stacklevel)
+        warnings.warn(f"no {missing[0]} examples in the evaluation set: auc, eer, ap and "
+                      "balanced_acc are undefined (NaN)", stacklevel=stacklevel)
         return True
     return False
 
@@ -327,21 +569,29 @@ def method_from_filename(name: str) -> str:
     return method
 
 
-def prediction_paths(run: RunPaths, method: str) -> tuple[Path, Path]:
-    """``(videos_csv, frames_csv)`` of a method under the run's ``predictions/``."""
+SPLITS = ("test", "val")
+
+
+def prediction_paths(run: RunPaths, method: str, split: str = "test") -> tuple[Path, Path]:
+    """``(videos_csv, frames_csv)`` of a method under the run's ``predictions/`` (test
+    split) or ``predictions/val/`` (validation split)."""
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: choose test or val")
     stem = method_filename(method)
-    return run.predictions / f"{stem}.csv", run.predictions / f"{stem}{FRAMES_SUFFIX}.csv"
+    folder = run.predictions if split == "test" else run.predictions / "val"
+    return folder / f"{stem}.csv", folder / f"{stem}{FRAMES_SUFFIX}.csv"
 
 
 def write_predictions(run: RunPaths, method: str, videos: pd.DataFrame,
-                      frames: pd.DataFrame | None = None) -> tuple[Path, Path | None]:
-    """Check and write a method's video (and frame) predictions atomically.
+                      frames: pd.DataFrame | None = None,
+                      split: str = "test") -> tuple[Path, Path | None]:
+    """Check and write a method's video (and frame) predictions of ``split`` atomically.
 
     ``videos`` needs ``video_id, label, score, pred, n_frames``; a missing ``status`` is
     derived from ``n_frames`` (0 -> ``no_face``). Contract columns come first, extras
     follow. Writing without frames removes a stale frames file of an earlier run.
     """
-    video_csv, frames_csv = prediction_paths(run, method)
+    video_csv, frames_csv = prediction_paths(run, method, split)
     _require(videos, VIDEO_COLUMNS[:-1], f"{method} video predictions")
     if "status" not in videos:
         videos = videos.assign(status=np.where(videos["n_frames"] > 0, STATUS_OK, STATUS_NO_FACE))
@@ -356,11 +606,13 @@ def write_predictions(run: RunPaths, method: str, videos: pd.DataFrame,
     return video_csv, frames_csv
 
 
-def read_predictions(run: RunPaths, method: str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """``(videos, frames)`` of a method; frames is None when it wrote none."""
-    video_csv, frames_csv = prediction_paths(run, method)
+def read_predictions(run: RunPaths, method: str,
+                     split: str = "test") -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """``(videos, frames)`` of a method on ``split``; frames is None when it wrote none."""
+    video_csv, frames_csv = prediction_paths(run, method, split)
     if not video_csv.exists():
-        raise FileNotFoundError(f"no predictions for method {method!r}: {video_csv} is missing")
+        raise FileNotFoundError(f"no {split} predictions for method {method!r}: "
+                                f"{video_csv} is missing")
     videos = pd.read_csv(video_csv, dtype={"video_id": str, "status": str})
     frames = pd.read_csv(frames_csv, dtype={"video_id": str}) if frames_csv.exists() else None
     return videos, frames
@@ -379,24 +631,40 @@ def _contract_first(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- results table
 
-def score_method(run: RunPaths, method: str, threshold: float = 0.5) -> pd.DataFrame:
+def score_method(run: RunPaths, method: str, threshold: float = 0.5,
+                 scoring: Scoring = Scoring(),
+                 thresholds_val: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Score a method's prediction files and upsert its rows into ``tables/results.csv``.
 
     Levels ``video`` and, when a frames file exists, ``frame``. ``n_no_face`` counts the
     videos scored by the prior (status ``no_face`` or ``failed``). Metrics come from the
     scores (``score > threshold``), not the stored ``pred``, so every method is held to
-    one rule. The method's old rows are replaced, rows are sorted by method and level,
-    and floats are written with 6 decimals so equal inputs give byte-identical files.
-    Stages run one after another; two processes upserting at once could lose a row.
-    Returns the method's new rows.
+    one rule. Each level's ``threshold_val`` comes from the method's validation
+    predictions of that level (``scoring.threshold_rule``), unless ``thresholds_val``
+    (level -> threshold) gives it; ``val_split_auc`` is the AUC on those predictions (NaN
+    without them); intervals come from :func:`bootstrap_intervals` over videos. The
+    method's old rows are replaced, rows are sorted by method and level, and floats are
+    written with 6 decimals so equal inputs give byte-identical files. Stages run one
+    after another; two processes upserting at once could lose a row. Returns the
+    method's new rows.
     """
     videos, frames = read_predictions(run, method)
-    rows = [{"method": method, "level": "video",
-             "n_no_face": int((videos["status"] != STATUS_OK).sum()),
-             **metrics(videos["label"], videos["score"], threshold)}]
-    if frames is not None:
-        rows.append({"method": method, "level": "frame",
-                     **metrics(frames["label"], frames["score"], threshold)})
+    val = _validation(run, method) if thresholds_val is None else {}
+    levels = [("video", videos)] + ([("frame", frames)] if frames is not None else [])
+    rows = []
+    for level, table in levels:
+        if thresholds_val is not None:
+            t_val, val_auc = thresholds_val.get(level, threshold), float("nan")
+        else:
+            t_val, val_auc = _from_validation(val.get(level), scoring.threshold_rule, threshold,
+                                              method)
+        row = {"method": method, "level": level,
+               **result_row(table["label"], table["score"], threshold, t_val,
+                            table["video_id"], scoring),
+               "val_split_auc": val_auc}
+        if level == "video":
+            row["n_no_face"] = int((table["status"] != STATUS_OK).sum())
+        rows.append(row)
     new = _normalise(pd.DataFrame(rows, columns=list(RESULT_COLUMNS)))
     old = results_table(run)
     kept = old[old["method"] != method]
@@ -405,6 +673,43 @@ def score_method(run: RunPaths, method: str, threshold: float = 0.5) -> pd.DataF
     atomic_write(run.results_csv, lambda p: table.to_csv(
         p, index=False, float_format=f"%.{RESULT_DECIMALS}f", lineterminator="\n"))
     return new
+
+
+def _validation(run: RunPaths, method: str) -> dict[str, pd.DataFrame]:
+    """A method's validation predictions by level; empty when it wrote none."""
+    try:
+        videos, frames = read_predictions(run, method, "val")
+    except FileNotFoundError:
+        return {}
+    return {"video": videos, **({"frame": frames} if frames is not None else {})}
+
+
+def _from_validation(table: pd.DataFrame | None, rule: str, fixed: float,
+                     method: str) -> tuple[float, float]:
+    """``(threshold_val, val_split_auc)`` of one level's validation predictions."""
+    if table is None:
+        if rule != "fixed":
+            warnings.warn(f"{method}: no validation predictions, so threshold_val is the "
+                          f"fixed threshold {fixed}", stacklevel=3)
+        return fixed, float("nan")
+    y, s = table["label"], table["score"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # validation_threshold says it once, below
+        auc = metrics(y, s)["auc"]
+    return validation_threshold(y, s, rule, fixed), auc
+
+
+def chosen_method(results: pd.DataFrame, level: str = "video",
+                  among: Sequence[str] | None = None) -> str | None:
+    """The method with the highest ``val_split_auc`` at ``level`` (of ``among`` when given),
+    ties to the first in table order: the study's choice, made on validation, never on
+    test. None when no method has a validation AUC."""
+    rows = results[(results["level"] == level) & results["val_split_auc"].notna()]
+    if among is not None:
+        rows = rows[rows["method"].isin(list(among))]
+    if rows.empty:
+        return None
+    return str(rows.loc[rows["val_split_auc"].astype(float).idxmax(), "method"])
 
 
 def retire_methods(run: RunPaths, family: str, current: Sequence[str]) -> list[str]:
@@ -422,8 +727,9 @@ def retire_methods(run: RunPaths, family: str, current: Sequence[str]) -> list[s
         atomic_write(run.results_csv, lambda p: kept.to_csv(
             p, index=False, float_format=f"%.{RESULT_DECIMALS}f", lineterminator="\n"))
         for method in stale:
-            for path in prediction_paths(run, method):
-                path.unlink(missing_ok=True)
+            for split in SPLITS:
+                for path in prediction_paths(run, method, split):
+                    path.unlink(missing_ok=True)
     return stale
 
 
@@ -436,11 +742,11 @@ def results_table(run: RunPaths) -> pd.DataFrame:
 
 def _normalise(table: pd.DataFrame) -> pd.DataFrame:
     """Fixed dtypes and rounding, so a table read back equals the table written."""
-    table = table.loc[:, list(RESULT_COLUMNS)].copy()
+    table = table.reindex(columns=list(RESULT_COLUMNS))  # an older run lacks newer columns
     for c in ("method", "level"):
         table[c] = table[c].astype(str)
     for c in (*METRIC_COUNTS, "n_no_face"):
         table[c] = table[c].astype("Int64")  # counts stay integers; frame rows have no n_no_face
-    for c in METRIC_FLOATS:
+    for c in RESULT_FLOATS:
         table[c] = table[c].astype(float).round(RESULT_DECIMALS)
     return table

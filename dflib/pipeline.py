@@ -19,7 +19,7 @@ import pandas as pd
 from . import config, datasets, io, paths, reports
 
 if TYPE_CHECKING:  # heavy (TensorFlow, torch) modules are imported inside the stages
-    from . import embeddings, robustness, temporal, training, triplet
+    from . import embeddings, evaluation, robustness, temporal, training, triplet
 
 
 def read_dataset(profile: config.Profile) -> datasets.IndexResult:
@@ -137,7 +137,8 @@ def train_triplet(profile: config.Profile, progress: bool = True) -> "triplet.St
     videos = cnn_videos(run)
     with _scoring(run, videos, "train_triplet"):
         result = triplet.run_stage(run, videos, profile.sections["train_triplet"],
-                                   seed=profile.shared["seed"], progress=progress)
+                                   seed=profile.shared["seed"], progress=progress,
+                                   scoring=scoring(profile))
     # A video with faces but no readable embedding file (the embedding stage failed it, or
     # the file broke since) added nothing to training or scoring: a failure here too.
     problems = embeddings.check_embeddings(run, videos).to_numpy()
@@ -147,6 +148,13 @@ def train_triplet(profile: config.Profile, progress: bool = True) -> "triplet.St
     outcomes.loc[lost, "detail"] = problems[lost]
     reports.stage_summary(run, "train_triplet", outcomes)
     return result
+
+
+def scoring(profile: config.Profile) -> "evaluation.Scoring":
+    """How the scoring stages score detectors: the profile's ``evaluation`` section and seed."""
+    from . import evaluation
+
+    return evaluation.Scoring.of(profile.shared, profile.sections[config.EVALUATION_SECTION])
 
 
 def cnn_videos(run: paths.RunPaths) -> pd.DataFrame:
@@ -228,7 +236,7 @@ def evaluate_cnn(profile: config.Profile) -> "training.CnnEvaluation":
         result = training.evaluate_chunks(
             faces.FaceStore(run), videos, run, training.latest_manifest(run),
             aggregation=p["aggregation"], threshold=p["threshold"],
-            tsne_max_points=p["tsne_max_points"])
+            tsne_max_points=p["tsne_max_points"], scoring=scoring(profile))
     reports.stage_summary(run, "evaluate_cnn", face_outcomes(videos[videos["split"] == "test"]))
     return result
 
@@ -242,7 +250,8 @@ def train_c3d(profile: config.Profile, verbose: int = 2) -> "temporal.TemporalRe
     videos = cnn_videos(run)
     with _scoring(run, videos, "train_c3d"):
         result = temporal.train_clip_models(faces.FaceStore(run), videos, run, profile.shared,
-                                            profile.sections["train_c3d"], verbose=verbose)
+                                            profile.sections["train_c3d"], verbose=verbose,
+                                            scoring=scoring(profile))
     reports.stage_summary(run, "train_c3d", face_outcomes(videos))
     return result
 
@@ -256,7 +265,8 @@ def train_rnn(profile: config.Profile, verbose: int = 2) -> "temporal.TemporalRe
     videos = cnn_videos(run)
     with _scoring(run, videos, "train_rnn"):
         result = temporal.train_heads(faces.FaceStore(run), videos, run, profile.shared,
-                                      profile.sections["train_rnn"], verbose=verbose)
+                                      profile.sections["train_rnn"], verbose=verbose,
+                                      scoring=scoring(profile))
     outcomes = face_outcomes(videos)
     failed = outcomes["video_id"].isin(
         result.features.loc[result.features["status"] == "failed", "video_id"])
@@ -280,4 +290,4 @@ def compression_robustness(profile: config.Profile,
     return robustness.run_robustness(
         run, test, p["crfs"], p["methods"] or detectors.trained_methods(run),
         faces.store_settings(run, device=shared["device"]), preset=p["preset"],
-        progress=progress)
+        progress=progress, scoring=scoring(profile))

@@ -224,29 +224,96 @@ def clip_figure(clips: np.ndarray, labels: np.ndarray, max_frames: int = 8) -> p
     return _image_grid(images, titles, cols=max(1, clips.shape[1]))
 
 
-def robustness_figure(table: pd.DataFrame, metric: str = "auc") -> plt.Figure:
-    """``metric`` against the H.264 CRF of the re-encoded test videos, one line per method
-    (colour by family); the value on the videos as shipped is drawn at the left, apart."""
+def family_colour(family: str) -> tuple:
+    """One colour per family of :data:`dflib.reports.FAMILIES`, the same in every figure."""
+    from .reports import FAMILIES
+
+    colours = plt.get_cmap("tab10").colors
+    return colours[FAMILIES.index(family) % len(colours)] if family in FAMILIES else "black"
+
+
+def robustness_figure(table: pd.DataFrame, chosen: dict[str, str],
+                      metric: str = "auc") -> plt.Figure:
+    """``metric`` against the H.264 CRF of the re-encoded test videos: one line per family
+    (``chosen``: family -> its validation-chosen method) with its bootstrap interval as a
+    band when the table has ``<metric>_low``/``_high``; the value on the videos as shipped
+    is drawn at the left. The full table has every method."""
     from .robustness import ORIGINAL
 
-    families = list(dict.fromkeys(table["family"]))
-    colours = dict(zip(families, plt.get_cmap("tab10").colors))
     crfs = sorted(c for c in table["crf"].unique() if c != ORIGINAL)
     # x positions: "original" first, then the CRFs evenly spaced (they are labels, not a scale)
     xpos = {ORIGINAL: 0, **{c: i + 1 for i, c in enumerate(crfs)}}
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    styles = ("-", "--", ":", "-.")
-    for i, (method, rows) in enumerate(table.groupby("method", sort=False)):
-        rows = rows.sort_values("crf")
-        fam = rows["family"].iloc[0]
-        ax.plot([xpos[c] for c in rows["crf"]], rows[metric], marker="o", ms=3, lw=1.2,
-                color=colours[fam], ls=styles[i % len(styles)], label=method)
+    for family, method in chosen.items():
+        rows = table[table["method"] == method].sort_values("crf")
+        if rows.empty:
+            continue
+        x = [xpos[c] for c in rows["crf"]]
+        colour = family_colour(family)
+        ax.plot(x, rows[metric], marker="o", ms=4, lw=1.6, color=colour,
+                label=f"{family}: {method}")
+        if {f"{metric}_low", f"{metric}_high"} <= set(rows.columns):
+            ax.fill_between(x, rows[f"{metric}_low"], rows[f"{metric}_high"], color=colour,
+                            alpha=0.15, lw=0)
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax.set_xticks(range(len(crfs) + 1), ["original", *(f"CRF {c}" for c in crfs)])
-    ax.set(ylabel=f"video-level {metric.upper()}", ylim=(0, 1.02),
-           title="Detectors on re-encoded test videos (H.264)")
-    ax.legend(fontsize=6, ncol=2 if table["method"].nunique() > 12 else 1,
-              loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.set(ylabel=f"video-level {metric.upper()} (95 % band)", ylim=(0, 1.02),
+           title="Each family's validation-chosen detector on re-encoded test videos")
+    ax.title.set_fontsize(10)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def forest_figure(table: pd.DataFrame, metric: str = "auc") -> plt.Figure:
+    """Video-level ``metric`` of every method with its 95 % interval, one row per method in
+    the order of ``table`` (:func:`dflib.reports.paper_table` rows of one level), coloured
+    by family; the validation-chosen method (``chosen``) is starred, chance is dotted."""
+    from .reports import FAMILIES
+
+    rows = table.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(6.4, 0.8 + 0.26 * max(1, len(rows))))
+    y = np.arange(len(rows))[::-1]
+    for yi, row in zip(y, rows.itertuples()):
+        value = getattr(row, metric)
+        low, high = getattr(row, f"{metric}_low"), getattr(row, f"{metric}_high")
+        colour = family_colour(row.family)
+        if pd.notna(low) and pd.notna(high):
+            ax.plot([low, high], [yi, yi], color=colour, lw=1.6)
+        ax.plot(value, yi, "*" if row.chosen else "o", color=colour, ms=10 if row.chosen else 5)
+    labels = [f"{m} ★" if c else m for m, c in zip(rows["method"], rows["chosen"])]
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.axvline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set(xlim=(0, 1.02), xlabel=f"video-level {metric.upper()} on the test split, 95 % "
+           "stratified bootstrap interval", ylim=(-0.7, len(rows) - 0.3))
+    ax.xaxis.label.set_fontsize(8)
+    handles = [plt.Line2D([], [], color=family_colour(f), marker="o", lw=1.6, label=f)
+               for f in FAMILIES if f in set(rows["family"])]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set_title("★ chosen on validation AUC", fontsize=8, loc="right")
+    fig.tight_layout()
+    return fig
+
+
+def reliability_figure(predictions: dict[str, tuple[str, pd.DataFrame]]) -> plt.Figure:
+    """Reliability diagrams, one panel per family (``predictions``: family -> (method, its
+    test video predictions)): the fake rate against the mean score in 15 equal-width bins,
+    marker area by the number of videos, ECE in the title; the diagonal is calibrated."""
+    from . import evaluation
+
+    n = max(1, len(predictions))
+    fig, axes = plt.subplots(1, n, squeeze=False, sharey=True, figsize=(2.9 * n, 3.3))
+    for ax, (family, (method, table)) in zip(axes.flat, predictions.items()):
+        bins = evaluation.reliability_bins(table["label"], table["score"])
+        bins = bins[bins["n"] > 0]
+        ece = evaluation.expected_calibration_error(table["label"], table["score"])
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+        ax.plot(bins["mean_score"], bins["fake_rate"], color="tab:blue", lw=1)
+        ax.scatter(bins["mean_score"], bins["fake_rate"], s=12 + 200 * bins["n"] / len(table),
+                   color="tab:blue", alpha=0.7, zorder=3)
+        ax.set(xlim=(0, 1), ylim=(-0.02, 1.02), xlabel="mean score (P fake)")
+        ax.set_title(f"{family}: {method}\nECE {ece:.3f}, {len(table)} videos", fontsize=8)
+    axes.flat[0].set_ylabel("share of fakes")
     fig.tight_layout()
     return fig
 

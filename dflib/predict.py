@@ -83,7 +83,8 @@ class Prediction:
 
 
 def check_method(run: RunPaths, method: str | None, want_frames: bool = False) -> str:
-    """The method to use (the run's best by video AUC when None), checked against the run."""
+    """The method to use (the run's best by validation video AUC when None), checked
+    against the run."""
     trained = detectors.trained_methods(run)
     if not trained:
         raise FileNotFoundError(f"{run.results_csv}: the run has no scored detector; "
@@ -102,7 +103,8 @@ def predict_videos(videos: Sequence[str | Path], run: RunPaths, method: str,
                    threshold: float | None = None) -> Prediction:
     """Extract and score each video or image with ``method`` (see :func:`check_method`).
 
-    ``threshold`` defaults to the one the method was evaluated with. Records hold
+    ``threshold`` defaults to the method's ``threshold_val`` (chosen on the run's
+    validation split; :func:`dflib.detectors.operating_threshold`). Records hold
     ``path``, ``kind`` (``video`` or ``image``), ``status`` (``ok``, ``no_face`` or
     ``error``), ``method``, ``fake_probability`` and ``label`` (None without a face),
     ``threshold``, ``frames_sampled``, ``faces_found``, ``n_faces`` (the most faces of
@@ -113,7 +115,7 @@ def predict_videos(videos: Sequence[str | Path], run: RunPaths, method: str,
     settings = config.run_settings(run)
     extraction = faces.store_settings(run, device=settings["device"])
     extractor = faces.FaceExtractor.from_params(extraction.extractor)
-    threshold = detectors.method_threshold(settings, method) if threshold is None else threshold
+    threshold = detectors.operating_threshold(run, method) if threshold is None else threshold
     frame_level = detectors.family(method) in FRAME_LEVEL
     records: list[dict[str, Any]] = []
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}

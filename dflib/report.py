@@ -1,9 +1,12 @@
 """A run's self-contained HTML report: ``report/index.html`` and the rendered notebooks.
 
-``index.html`` shows the run's name, profile and environment, the results in the paper's
-layout (with the published figures where the profile runs the paper's setting), every
-other table, every figure (copied into ``report/figures/``) and links to the executed
-notebooks rendered by nbconvert into ``report/notebooks/``. The index uses no scripts and
+``index.html`` opens with what a reader came for: the data (videos per split and class,
+the weights the networks started from), the results in the paper's layout with their
+intervals and the method chosen on validation (with the published figures where the
+profile runs the paper's setting), the forest plot and the paired comparisons; then every
+other figure (copied into ``report/figures/``) and table, links to the executed notebooks
+rendered by nbconvert into ``report/notebooks/``, and last, folded, the profile and the
+environment. The index uses no scripts and
 no remote resources; the rendered notebooks embed their images and styles, so the folder
 reads offline and can be moved as a whole.
 """
@@ -21,6 +24,8 @@ from . import config, evaluation, io, reports
 from .paths import RunPaths
 
 FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg")
+LEAD_FIGURES = ("fig_forest_auc.png",)  # shown with the comparisons, before the others
+LEAD_TABLES = ("comparisons.csv",)
 
 _STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 80em; color: #222; }
@@ -29,6 +34,8 @@ th, td { padding: 0.2em 0.6em; border-bottom: 1px solid #ddd; text-align: right;
 th { background: #f3f3f3; }
 pre { background: #f7f7f7; padding: 0.8em; font-size: 0.85em; overflow-x: auto; }
 figure { display: inline-block; margin: 0 1em 1.5em 0; vertical-align: top; }
+details { margin-bottom: 1em; }
+summary { cursor: pointer; font-weight: bold; }
 figure img { max-width: 38em; }
 figcaption { font-size: 0.85em; color: #555; }
 """
@@ -63,8 +70,11 @@ def build_report(run: RunPaths) -> Path:
     out = report_dir(run)
     pages = _render_notebooks(run, out / "notebooks")
     figures = _copy_figures(run, out / "figures")
-    sections = [_header(run), _results_section(run), _tables_section(run),
-                _figures_section(figures), _notebooks_section(pages)]
+    first = [f for f in figures if f.name in LEAD_FIGURES]
+    sections = [_header(run), _data_section(run), _results_section(run),
+                _evidence_section(run, first),
+                _figures_section([f for f in figures if f not in first]), _tables_section(run),
+                _notebooks_section(pages), _provenance_section(run)]
     name = html.escape(run.root.name)
     page = (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>Run {name}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
@@ -102,19 +112,47 @@ def _remove_others(folder: Path, keep: list[Path]) -> None:
 
 
 def _header(run: RunPaths) -> str:
-    profile_path = run.root / "profile.yaml"
-    profile = (f"<pre>{html.escape(profile_path.read_text(encoding='utf-8'))}</pre>"
-               if profile_path.is_file() else "<p>No <code>profile.yaml</code> in the run.</p>")
-    env_path = run.root / "environment.json"
-    if env_path.is_file():
-        env = json.loads(env_path.read_text(encoding="utf-8"))
-        environment = pd.DataFrame({"package": list(env), "version": list(env.values())}) \
-            .to_html(index=False, border=0)
-    else:
-        environment = "<p>No <code>environment.json</code> in the run.</p>"
     return (f"<h1>Run <code>{html.escape(run.root.name)}</code></h1>\n"
-            f"<p>Folder: <code>{html.escape(str(run.root))}</code></p>\n"
-            f"<h2>Profile</h2>\n{profile}\n<h2>Environment</h2>\n{environment}")
+            f"<p>Folder: <code>{html.escape(str(run.root))}</code></p>")
+
+
+def _data_section(run: RunPaths) -> str:
+    """Videos per split and class, and the weights every network started from."""
+    parts = ["<h2>Data</h2>"]
+    if run.videos_csv.is_file():
+        videos = pd.read_csv(run.videos_csv, keep_default_na=False, dtype={"video_id": str})
+        counts = (videos.assign(**{"class": videos["label"].map({0: "real", 1: "fake"})})
+                  .pivot_table(index="split", columns="class", values="video_id",
+                               aggfunc="count", fill_value=0)
+                  .reindex(index=[s for s in reports.SPLIT_ORDER if s in set(videos["split"])],
+                           columns=["real", "fake"], fill_value=0))
+        counts.columns.name = None
+        counts["videos"] = counts.sum(axis=1)
+        parts.append(counts.reset_index().to_html(index=False, border=0))
+    else:
+        parts.append("<p>No <code>index/videos.csv</code> yet.</p>")
+    weights = _weights_used(run)
+    if weights:
+        parts.append("<p>Weights used: " + "; ".join(
+            f"{html.escape(k)}: <code>{html.escape(v)}</code>" for k, v in weights.items())
+            + ".</p>")
+    return "\n".join(parts)
+
+
+def _weights_used(run: RunPaths) -> dict[str, str]:
+    """What each network started from, from the stage manifests (``weights_used`` of each
+    frame-CNN training, ``used`` of the FaceNet embeddings)."""
+    out = {}
+    for path in sorted((run.models / "cnn").glob("*/manifest.json")):
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        out[f"frame CNN {manifest.get('arch', path.parent.name)}"] = \
+            str(manifest.get("weights_used", "unknown"))
+    facenet = run.features / "facenet" / "manifest.json"
+    if facenet.is_file():
+        manifest = json.loads(facenet.read_text(encoding="utf-8"))
+        out["FaceNet"] = f"{manifest.get('used', 'unknown')} (requested " \
+            f"{manifest.get('requested', 'unknown')})"
+    return out
 
 
 def _results_section(run: RunPaths) -> str:
@@ -122,13 +160,37 @@ def _results_section(run: RunPaths) -> str:
         return "<h2>Results</h2>\n<p>No <code>tables/results.csv</code> yet.</p>"
     published = reports.published_results(config.run_settings(run))
     table = reports.paper_table(evaluation.results_table(run), published)
-    note = ("<p>Video level first, then frame level; best value of each metric per level "
-            "in bold (lowest for eer and logloss). Fake is the positive class.</p>")
+    note = ("<p>Video level first, then frame level; fake is the positive class. AUC, EER, AP "
+            "and balanced accuracy carry their 95 % stratified bootstrap interval in brackets "
+            "(reals and fakes resampled separately, whole videos at a time). "
+            "<code>acc</code> and <code>balanced_acc</code> call a video fake above 0.5, "
+            "<code>balanced_acc_val</code> above <code>threshold_val</code>, the threshold "
+            "chosen on each method's validation predictions. The method in bold with "
+            f"{reports.CHOSEN_MARK} is the one with the highest AUC on the <b>validation</b> "
+            "split (<code>val_split_auc</code>), the default of <code>dflib predict</code>; "
+            "the test split chooses nothing. Methods whose intervals overlap are not ranked "
+            "by these numbers.</p>")
     return f"<h2>Results</h2>\n{note}\n{reports.format_paper_table(table, 'html')}"
 
 
+def _evidence_section(run: RunPaths, figures: list[Path]) -> str:
+    parts = ["<h2>Forest plot and paired comparisons</h2>"]
+    parts += [f"<figure><img src=\"figures/{html.escape(f.name)}\" alt=\"{html.escape(f.name)}\">"
+              f"<figcaption>{html.escape(f.name)}</figcaption></figure>" for f in figures]
+    path = run.tables / "comparisons.csv"
+    if path.is_file():
+        parts.append("<p>DeLong's paired test on the same test videos: <code>delta_auc</code> "
+                     "= AUC(method) − AUC(reference), its 95 % interval and two-sided p-value; "
+                     "an interval containing 0 means no detectable difference.</p>")
+        parts.append(pd.read_csv(path).round(3).to_html(index=False, na_rep="–", border=0))
+    elif not figures:
+        parts.append("<p>Not made yet (stage <code>report</code>).</p>")
+    return "\n".join(parts)
+
+
 def _tables_section(run: RunPaths) -> str:
-    paths = (sorted(p for p in run.tables.glob("*.csv") if p != run.results_csv)
+    paths = (sorted(p for p in run.tables.glob("*.csv")
+                    if p != run.results_csv and p.name not in LEAD_TABLES)
              if run.tables.is_dir() else [])
     parts = ["<h2>Tables</h2>"]
     for path in paths:
@@ -156,3 +218,21 @@ def _notebooks_section(pages: list[Path]) -> str:
                       f"{html.escape(p.stem)}</a></li>" for p in pages)
     return f"<h2>Notebooks</h2>\n<ul>\n{items}\n</ul>" if pages else \
         "<h2>Notebooks</h2>\n<p>No executed notebooks.</p>"
+
+
+def _provenance_section(run: RunPaths) -> str:
+    """The profile and the environment, folded: there for reproducing, not for reading."""
+    profile_path = run.root / "profile.yaml"
+    profile = (f"<pre>{html.escape(profile_path.read_text(encoding='utf-8'))}</pre>"
+               if profile_path.is_file() else "<p>No <code>profile.yaml</code> in the run.</p>")
+    env_path = run.root / "environment.json"
+    if env_path.is_file():
+        env = json.loads(env_path.read_text(encoding="utf-8"))
+        environment = pd.DataFrame({"package": list(env), "version": list(env.values())}) \
+            .to_html(index=False, border=0)
+    else:
+        environment = "<p>No <code>environment.json</code> in the run.</p>"
+    return (f"<h2>Profile and environment</h2>\n<details><summary>Profile "
+            f"(<code>profile.yaml</code>)</summary>\n{profile}\n</details>\n"
+            f"<details><summary>Environment (<code>environment.json</code>)</summary>\n"
+            f"{environment}\n</details>")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import html
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from . import evaluation, io, synth
@@ -127,13 +129,19 @@ def read_failures(run: RunPaths) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- paper-style results
 
-METRICS = ("acc", "precision", "recall", "f1", "auc", "eer", "ap", "logloss")
-LOWER_IS_BETTER = frozenset({"eer", "logloss"})
+# The columns of the paper-style table: point metrics at 0.5, then at threshold_val, then
+# calibration and the validation AUC that chose the marked method; ``<m>_low``/``<m>_high``
+# of the metrics with intervals follow in the saved table and print as one cell.
+METRICS = ("acc", "balanced_acc", "auc", "eer", "ap", "threshold_val", "balanced_acc_val",
+           "ece", "brier", "val_split_auc")
+WITH_INTERVALS = tuple(m for m in METRICS if m in evaluation.INTERVAL_METRICS)
 LEVELS = ("video", "frame")
 FAMILIES = ("frame CNN", "boosted", "temporal", "FaceNet", "triplet", "other")
 OURS = "this run"
 PUBLISHED = "published (Kumar et al. 2020)"
-PAPER_COLUMNS = ["level", "family", "method", "source", "n", *METRICS]
+PAPER_COLUMNS = ["level", "family", "method", "source", "chosen", "n", *METRICS,
+                 *(f"{m}_{end}" for m in WITH_INTERVALS for end in ("low", "high"))]
+CHOSEN_MARK = "✓"
 
 
 def method_family(method: str) -> str:
@@ -141,7 +149,7 @@ def method_family(method: str) -> str:
     head, _, rest = method.partition("/")
     if head == "cnn":
         return "boosted" if rest.rsplit("/", 1)[-1].startswith("boosted") else "frame CNN"
-    if head in ("c3d", "conv3d", "rnn"):
+    if head in ("c3d", "conv3d", "conv3d_light", "rnn"):
         return "temporal"
     return {"facenet": "FaceNet", "triplet": "triplet"}.get(head, "other")
 
@@ -155,10 +163,16 @@ def paper_table(results: pd.DataFrame, published: pd.DataFrame | None = None) ->
     """``results.csv`` rows in the paper's order: video level first, then frame level;
     within a level by family (frame CNN, boosted, temporal, FaceNet, triplet), methods in
     natural order, and ``published`` rows (see :func:`published_results`) after ours in
-    their family. Columns ``PAPER_COLUMNS``; ``source`` says whose number it is."""
-    ours = results.assign(family=results["method"].map(method_family), source=OURS)
+    their family. Columns ``PAPER_COLUMNS``; ``source`` says whose number it is and
+    ``chosen`` marks each level's method of highest validation AUC
+    (:func:`dflib.evaluation.chosen_method`), the study's pick; test numbers pick nothing."""
+    chosen = {level: evaluation.chosen_method(results, level) for level in LEVELS}
+    ours = results.assign(family=results["method"].map(method_family), source=OURS,
+                          chosen=[chosen.get(lv) == m for m, lv in
+                                  zip(results["method"], results["level"])])
     parts = [ours, published] if published is not None and len(published) else [ours]
-    table = pd.concat(parts, ignore_index=True)[PAPER_COLUMNS]
+    table = pd.concat(parts, ignore_index=True).reindex(columns=PAPER_COLUMNS)
+    table["chosen"] = table["chosen"].fillna(False).astype(bool)
     unknown = sorted(set(table["level"]) - set(LEVELS))
     if unknown:
         raise ValueError(f"results table: unknown level {unknown[0]!r} (expected video, frame)")
@@ -169,21 +183,6 @@ def paper_table(results: pd.DataFrame, published: pd.DataFrame | None = None) ->
         "method": table["method"].map(_natural)})
     order = key.sort_values(["level", "family", "source", "method"], kind="stable").index
     return table.loc[order].reset_index(drop=True)
-
-
-def best_mask(table: pd.DataFrame) -> pd.DataFrame:
-    """True where a metric is the best of its level among this run's rows (highest, or
-    lowest for eer and logloss; ties all marked). Published rows are never marked."""
-    mask = pd.DataFrame(False, index=table.index, columns=list(METRICS))
-    ours = table["source"] == OURS if "source" in table else pd.Series(True, table.index)
-    for level in LEVELS:
-        rows = ours & (table["level"] == level)
-        for metric in METRICS:
-            values = table.loc[rows, metric].astype(float)
-            if values.notna().any():
-                best = values.min() if metric in LOWER_IS_BETTER else values.max()
-                mask.loc[values.index[values == best], metric] = True
-    return mask
 
 
 # (dataset rule, level, family, method, metric, value) of Kumar et al. (IWBF 2020) and
@@ -222,29 +221,37 @@ def published_results(profile: Mapping[str, Any]) -> pd.DataFrame:
     rows = [{"level": level, "family": family, "method": method, "source": PUBLISHED,
              metric: value}
             for rule, level, family, method, metric, value in _PUBLISHED if rule == setting]
-    table = pd.DataFrame(rows, columns=PAPER_COLUMNS)
+    table = pd.DataFrame(rows, columns=PAPER_COLUMNS).assign(chosen=False)
     table["n"] = table["n"].astype("Int64")
-    return table.astype({m: float for m in METRICS})
+    return table.astype({c: float for c in PAPER_COLUMNS[6:]})
 
 
 def format_paper_table(table: pd.DataFrame, fmt: str = "markdown",
                        decimals: int = 3) -> str:
-    """``table`` (from :func:`paper_table`) as a markdown or HTML table with each level's
-    best values in bold; the ``source`` column only when published rows are present."""
+    """``table`` (from :func:`paper_table`) as a markdown or HTML table: AUC, EER, AP and
+    balanced accuracy with their 95 % interval in brackets, the validation-chosen method
+    of each level marked and in bold; the ``source`` column only when published rows are
+    present."""
     if fmt not in ("markdown", "html"):
         raise ValueError(f"format {fmt!r}: choose markdown or html")
-    mask = best_mask(table)
-    columns = [c for c in PAPER_COLUMNS if c != "source" or (table["source"] != OURS).any()]
+    columns = [c for c in PAPER_COLUMNS[:6 + len(METRICS)]
+               if c != "source" or (table["source"] != OURS).any()]
     cells = table[columns].astype(object).where(table[columns].notna(), "–")
     for metric in METRICS:
         cells[metric] = [v if v == "–" else f"{v:.{decimals}f}" for v in cells[metric]]
+    for metric in WITH_INTERVALS:
+        low, high = table[f"{metric}_low"], table[f"{metric}_high"]
+        cells[metric] = [f"{v} [{lo:.{decimals - 1}f}, {hi:.{decimals - 1}f}]"
+                         if v != "–" and pd.notna(lo) and pd.notna(hi) else v
+                         for v, lo, hi in zip(cells[metric], low, high)]
     cells["n"] = cells["n"].astype(str)
+    cells["chosen"] = [CHOSEN_MARK if c is True else "" for c in table["chosen"]]
     if fmt == "html":
         cells = cells.map(lambda v: html.escape(str(v)))
     strong = ("<b>", "</b>") if fmt == "html" else ("**", "**")
-    for metric in METRICS:
-        cells.loc[mask[metric], metric] = [f"{strong[0]}{v}{strong[1]}"
-                                            for v in cells.loc[mask[metric], metric]]
+    picked = table["chosen"].to_numpy(dtype=bool)
+    cells.loc[picked, "method"] = [f"{strong[0]}{v}{strong[1]}"
+                                   for v in cells.loc[picked, "method"]]
     if fmt == "html":
         return cells.to_html(index=False, escape=False, classes="results", border=0)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -267,3 +274,147 @@ def roc_predictions(run: RunPaths, level: str = "video") -> dict[str, pd.DataFra
                                     f"predictions/ has no frame file for it")
         out[method] = videos if level == "video" else frames
     return out
+
+
+# --------------------------------------------------------------------------- evidence
+
+COMPARISON_COLUMNS = ["method", "reference", "delta_auc", "delta_low", "delta_high",
+                      "p_value", "n", "question"]
+GROUP_METRICS = ("auc", "ap", "eer", "balanced_acc")
+GROUP_COLUMNS = ["method", "level", "group_kind", "group", "n", "n_pos", "n_neg",
+                 *(c for m in GROUP_METRICS for c in (m, f"{m}_low", f"{m}_high")),
+                 "balanced_acc_val", "ece", "brier"]
+
+
+def family_choices(results: pd.DataFrame, methods: Sequence[str] | None = None,
+                   level: str = "video") -> dict[str, str]:
+    """Each family's method of highest validation AUC (of ``methods`` when given), in
+    :data:`FAMILIES` order: the one line per family that the figures draw."""
+    rows = results[results["level"] == level]
+    names = [m for m in rows["method"] if methods is None or m in methods]
+    out = {}
+    for family in FAMILIES:
+        members = [m for m in names if method_family(m) == family]
+        chosen = evaluation.chosen_method(results, level, among=members) if members else None
+        if chosen is not None:
+            out[family] = chosen
+    return out
+
+
+def comparison_pairs(methods: Sequence[str], chosen: str | None) -> list[tuple[str, str, str]]:
+    """``(method, reference, question)`` of the paired comparisons the paper's claims rest
+    on: each ``triplet/<clf>`` against ``facenet/<clf>`` (does the metric space help?),
+    each ``cnn/<arch>/boosted*`` against ``cnn/<arch>`` (does bagging help?), and every
+    method against the validation-chosen one."""
+    present = set(methods)
+    pairs = []
+    for m in methods:
+        head, _, rest = m.partition("/")
+        if head == "triplet" and f"facenet/{rest}" in present:
+            pairs.append((m, f"facenet/{rest}", "metric space: triplet vs raw FaceNet embeddings"))
+        if head == "cnn" and rest.rsplit("/", 1)[-1].startswith("boosted"):
+            single = f"cnn/{rest.split('/', 1)[0]}"
+            if single in present:
+                pairs.append((m, single, "bagging: chunk ensemble vs chunk 0"))
+    if chosen is not None:
+        pairs += [(m, chosen, "against the method chosen on validation")
+                  for m in methods if m != chosen]
+    return pairs
+
+
+def comparisons(run: RunPaths, confidence: float = 0.95) -> pd.DataFrame:
+    """``tables/comparisons.csv`` rows: DeLong's paired test of video AUC on the same test
+    videos for every pair of :func:`comparison_pairs` (``delta_auc`` = method - reference)."""
+    results = evaluation.results_table(run)
+    methods = list(paper_table(results).query("level == 'video'")["method"])
+    rows = []
+    for method, reference, question in comparison_pairs(
+            methods, evaluation.chosen_method(results)):
+        a, _ = evaluation.read_predictions(run, method)
+        b, _ = evaluation.read_predictions(run, reference)
+        both = a.merge(b, on="video_id", suffixes=("", "_ref"))
+        if len(both) != len(a) or (both["label"] != both["label_ref"]).any():
+            raise ValueError(f"{method} and {reference} were not scored on the same test videos")
+        rows.append({"method": method, "reference": reference,
+                     **evaluation.delong_test(both["label"], both["score"], both["score_ref"],
+                                              confidence), "question": question})
+    table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    return table.round({c: evaluation.RESULT_DECIMALS for c in COMPARISON_COLUMNS[2:6]})
+
+
+def results_by_group(run: RunPaths, scoring: evaluation.Scoring = evaluation.Scoring()
+                     ) -> pd.DataFrame:
+    """``tables/results_by_group.csv``: every video-level method's metrics (with intervals)
+    on each manipulation method (its fakes against all test reals) and each compression
+    (``unknown`` where the index has none), from :func:`dflib.evaluation.result_row` at the
+    method's own ``threshold_val``."""
+    index = pd.read_csv(run.videos_csv, keep_default_na=False, dtype={"video_id": str})
+    test = index[index["split"] == "test"].set_index("video_id")
+    results = evaluation.results_table(run)
+    video = results[results["level"] == "video"].set_index("method")
+    rows = []
+    for method in paper_table(results).query("level == 'video'")["method"]:
+        t_val = video.loc[method, "threshold_val"]
+        pred, _ = evaluation.read_predictions(run, method)
+        pred = pred.join(test[["method", "compression"]].rename(
+            columns={"method": "manipulation"}), on="video_id")
+        pred["compression"] = pred["compression"].replace("", "unknown").fillna("unknown")
+        groups = [("manipulation", m, (pred["label"] == 0) | (pred["manipulation"] == m))
+                  for m in sorted(pred.loc[pred["label"] == 1, "manipulation"].dropna().unique())]
+        groups += [("compression", c, pred["compression"] == c)
+                   for c in sorted(pred["compression"].unique())]
+        for kind, name, keep in groups:
+            part = pred[keep]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a one-class group gets NaN, said in README
+                row = evaluation.result_row(part["label"], part["score"],
+                                            threshold_val=None if pd.isna(t_val) else t_val,
+                                            scoring=scoring)
+            rows.append({"method": method, "level": "video", "group_kind": kind,
+                         "group": name, **row})
+    table = pd.DataFrame(rows, columns=GROUP_COLUMNS)
+    return table.round({c: evaluation.RESULT_DECIMALS for c in GROUP_COLUMNS[7:]})
+
+
+def family_predictions(run: RunPaths) -> dict[str, tuple[str, pd.DataFrame]]:
+    """Family -> (its validation-chosen method, that method's test video predictions), for
+    :func:`dflib.plots.reliability_figure`."""
+    choices = family_choices(evaluation.results_table(run))
+    return {family: (method, evaluation.read_predictions(run, method)[0])
+            for family, method in choices.items()}
+
+
+def group_summary(by_group: pd.DataFrame, metric: str = "auc", decimals: int = 2) -> pd.DataFrame:
+    """:func:`results_by_group` as one row per method and one column per group
+    (``manipulation: faceswap``, ``compression: c40``), each cell ``value [low, high]``."""
+    cells = [f"{v:.{decimals}f} [{lo:.{decimals}f}, {hi:.{decimals}f}]" if pd.notna(lo)
+             else ("–" if pd.isna(v) else f"{v:.{decimals}f}")
+             for v, lo, hi in zip(by_group[metric], by_group[f"{metric}_low"],
+                                  by_group[f"{metric}_high"])]
+    wide = by_group.assign(column=by_group["group_kind"] + ": " + by_group["group"].astype(str),
+                           cell=cells)
+    order = list(dict.fromkeys(wide["method"]))
+    table = wide.pivot(index="method", columns="column", values="cell").reindex(order)
+    counts = wide.drop_duplicates("column").set_index("column")
+    table.columns = [f"{c} ({counts.loc[c, 'n_pos']} fake / {counts.loc[c, 'n_neg']} real)"
+                     for c in table.columns]
+    return table.reset_index()
+
+
+SEED_METRICS = ("acc", "balanced_acc", "auc", "eer", "ap", "balanced_acc_val", "ece", "brier")
+
+
+def seed_summary(tables: Mapping[int, pd.DataFrame]) -> pd.DataFrame:
+    """``results.csv`` tables of one profile run with several seeds (seed -> table) as one
+    row per (method, level): ``n_seeds`` that scored it, then ``<metric>_mean`` and
+    ``<metric>_std`` (sample standard deviation; NaN with one seed) of :data:`SEED_METRICS`."""
+    long = pd.concat([t.assign(seed=s) for s, t in tables.items()], ignore_index=True)
+    grouped = long.groupby(["method", "level"], sort=False)
+    out = grouped["seed"].nunique().rename("n_seeds").to_frame()
+    for metric in SEED_METRICS:
+        out[f"{metric}_mean"] = grouped[metric].mean()
+        out[f"{metric}_std"] = grouped[metric].std(ddof=1)
+    out = out.reset_index()
+    order = paper_table(out.assign(val_split_auc=np.nan)).set_index(["level", "method"]).index
+    out = out.set_index(["level", "method"]).loc[order].reset_index()
+    return out[["method", "level", *out.columns[2:]]].round(evaluation.RESULT_DECIMALS)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,8 +25,8 @@ from . import evaluation, faces, io, reports
 from .config import X264_PRESETS
 from .paths import RunPaths, resolve
 
-TABLE_COLUMNS = ["method", "family", "crf", "n", "n_no_face", "auc", "acc", "eer", "ap",
-                 "logloss"]
+TABLE_COLUMNS = ["method", "family", "crf", "n", "n_no_face", "auc", "auc_low", "auc_high",
+                 "acc", "balanced_acc", "balanced_acc_val", "eer", "ap", "logloss", "ece"]
 ORIGINAL = -1  # the crf of the rows scored on the videos as the dataset ships them
 
 
@@ -84,9 +84,11 @@ class RobustnessResult:
 
 def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
                    methods: Sequence[str], extraction: faces.StoreSettings,
-                   preset: str = "medium", progress: bool = True) -> RobustnessResult:
+                   preset: str = "medium", progress: bool = True,
+                   scoring: evaluation.Scoring = evaluation.Scoring()) -> RobustnessResult:
     """Re-encode ``test`` (index rows) at each CRF, extract faces with ``extraction`` (the
-    run's own: :func:`dflib.faces.store_settings`), score ``methods``.
+    run's own: :func:`dflib.faces.store_settings`), score ``methods``, each at its own
+    ``threshold_val`` of ``results.csv`` (chosen on the clean validation videos).
 
     Rows with ``crf`` = :data:`ORIGINAL` repeat each method's own video-level results on
     the same videos, the reference the CRFs are read against. A video that ffmpeg cannot
@@ -99,7 +101,8 @@ def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
     if unknown:
         raise ValueError(f"robustness.methods: {unknown[0]!r} has no results in "
                          f"{run.results_csv} (trained: {', '.join(detectors.trained_methods(run))})")
-    rows = [_original_rows(run, methods, test)]
+    thresholds = _thresholds_val(run)
+    rows = [_original_rows(run, methods, test, thresholds, scoring)]
     failures = []
     for crf in crfs:
         sub = crf_run(run, crf).ensure()
@@ -124,7 +127,8 @@ def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
                                          progress=progress)
         for method, (v, f) in scored.items():
             evaluation.write_predictions(sub, method, v, f)
-            rows.append(_rows(evaluation.score_method(sub, method), crf))
+            rows.append(_rows(evaluation.score_method(
+                sub, method, scoring=scoring, thresholds_val=thresholds.get(method, {})), crf))
     table = pd.concat(rows, ignore_index=True)[TABLE_COLUMNS].round(evaluation.RESULT_DECIMALS)
     io.write_csv(table, run.tables / "robustness.csv")
     failed = pd.DataFrame(failures, columns=["video_id", "reason"])
@@ -142,15 +146,29 @@ def _rows(results: pd.DataFrame, crf: int) -> pd.DataFrame:
     return video.assign(crf=crf, family=video["method"].map(reports.method_family))
 
 
-def _original_rows(run: RunPaths, methods: Sequence[str], test: pd.DataFrame) -> pd.DataFrame:
+def _thresholds_val(run: RunPaths) -> dict[str, dict[str, float]]:
+    """``method -> level -> threshold_val`` of the run's results table."""
+    table = evaluation.results_table(run)
+    out: dict[str, dict[str, float]] = {}
+    for row in table.itertuples():
+        if pd.notna(row.threshold_val):
+            out.setdefault(row.method, {})[row.level] = float(row.threshold_val)
+    return out
+
+
+def _original_rows(run: RunPaths, methods: Sequence[str], test: pd.DataFrame,
+                   thresholds: Mapping[str, Mapping[str, float]],
+                   scoring: evaluation.Scoring) -> pd.DataFrame:
     """Each method's own test predictions restricted to ``test``, scored the same way."""
     ids = set(test["video_id"].astype(str))
     rows = []
     for method in methods:
         videos, _ = evaluation.read_predictions(run, method)
         videos = videos[videos["video_id"].isin(ids)]
-        m = evaluation.metrics(videos["label"], videos["score"])
-        rows.append({"method": method, "n": len(videos),
+        m = evaluation.result_row(videos["label"], videos["score"],
+                                  threshold_val=thresholds.get(method, {}).get("video"),
+                                  scoring=scoring)
+        rows.append({"method": method,
                      "n_no_face": int((videos["status"] == evaluation.STATUS_NO_FACE).sum()),
                      **m})
     return _rows(pd.DataFrame(rows).assign(level="video"), ORIGINAL)

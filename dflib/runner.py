@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
 import platform
 import sys
+from types import MappingProxyType
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -171,3 +173,32 @@ def mark_interrupted(notebook: Path) -> None:
         "never ran; `dflib run` again resumes the run.",
         metadata={"tags": [INTERRUPTED_TAG]}))
     io.write_text(nbformat.writes(nb), notebook)
+
+
+SEEDS_TABLE = "results_seeds.csv"
+
+
+def seed_profile(profile: config.Profile, seed: int) -> config.Profile:
+    """``profile`` with ``seed`` and the run folder ``<run_name>-s<seed>``."""
+    shared = {**profile.shared, "seed": config.SHARED["seed"].check("--seeds", seed),
+              "run_name": f"{profile.shared['run_name']}-s{seed}"}
+    return dataclasses.replace(profile, shared=MappingProxyType(shared))
+
+
+def run_seeds(profile: config.Profile, seeds: Sequence[int], stages: Sequence[str] | None = None,
+              log_output: bool = True) -> Path:
+    """Run ``profile`` once per seed (:func:`seed_profile`), then write
+    ``<run>/tables/results_seeds.csv``: each method's mean and standard deviation over the
+    seeds (:func:`dflib.reports.seed_summary`). Returns ``<run>/``."""
+    from . import evaluation, reports
+
+    tables = {}
+    for seed in dict.fromkeys(seeds):
+        run = seed_profile(profile, seed)
+        print(f"[dflib] seed {seed}: {run.run.root}", flush=True)
+        run_profile(run, stages, log_output)
+        tables[seed] = evaluation.results_table(run.run)
+    base = profile.run.ensure()
+    io.write_csv(reports.seed_summary(tables), base.tables / SEEDS_TABLE)
+    print(f"[dflib] {len(tables)} seeds: {base.tables / SEEDS_TABLE}", flush=True)
+    return base.root

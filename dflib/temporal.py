@@ -2,7 +2,7 @@
 
 Two families see time, as in the paper's comparison with frame classifiers:
 
-* **Clip models** (``c3d``, ``conv3d``) read clips of ``clip_len`` consecutive sampled
+* **Clip models** (``c3d``, ``conv3d``, ``conv3d_light``) read clips of ``clip_len`` consecutive sampled
   faces from the face store. As in C3D, each face is resized to ``128 x 171`` (scaled
   with ``clip_size``: ``clip_size * 128/112`` by ``clip_size * 171/112``), training takes
   one random ``clip_size`` square crop and a random horizontal flip for the whole clip,
@@ -41,7 +41,12 @@ from .config import RNN_HEADS
 from .faces import store_inputs, store_name, store_path
 from .paths import RunPaths
 
-CLIP_MODELS = ("c3d", "conv3d")
+CLIP_MODELS = ("c3d", "conv3d", "conv3d_light")
+# Part of each clip model's record, so a model saved under a name before its layers
+# changed (conv3d was the light variant) is retrained, not reused.
+CLIP_ARCHITECTURES = {"c3d": "C3D 64-128-256x2-512x2-512x2, fc 2048x2",
+                      "conv3d": "conv3d_model 64-128-128-256-256, fc 2048x2, L2 5e-3",
+                      "conv3d_light": "32-64-128 with batch normalisation, GAP, fc 128"}
 # C3D's frame size (Tran et al. 2015): resize to 128 x 171, crop 112 x 112.
 C3D_RESIZE = (128, 171)
 C3D_CROP = 112
@@ -177,8 +182,33 @@ def build_c3d(clip_len: int, clip_size: int, dropout: float = 0.5) -> keras.Mode
     return keras.Model(inputs, outputs, name="c3d")
 
 
+CONV3D_L2 = 5e-3
+
+
 def build_conv3d(clip_len: int, clip_size: int, dropout: float = 0.5) -> keras.Model:
-    """A light 3D CNN: three 3x3x3 conv blocks (32, 64, 128 filters) with batch
+    """The original study's ``conv3d_model``: five 3x3x3 convolutions of 64, 128, 128, 256
+    and 256 filters, each followed by a max pool, the first over space only (its (2, 2, 1)
+    in the script's height-width-time layout), the others 2x2x2 as in C3D; two fully
+    connected layers of 2048 with dropout, a 2-way softmax, and L2 5e-3 on every kernel.
+    Pools pad ("same") so short clips and small crops keep at least one cell."""
+    reg = keras.regularizers.L2(CONV3D_L2)
+    inputs = keras.Input((clip_len, clip_size, clip_size, 3), name="clips")
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(inputs)
+    for i, filters in enumerate((64, 128, 128, 256, 256), start=1):
+        x = layers.Conv3D(filters, 3, padding="same", activation="relu",
+                          kernel_regularizer=reg, name=f"conv{i}")(x)
+        x = layers.MaxPooling3D((1, 2, 2) if i == 1 else 2, padding="same", name=f"pool{i}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for fc in (1, 2):
+        x = layers.Dense(2048, activation="relu", kernel_regularizer=reg, name=f"fc{fc}")(x)
+        x = layers.Dropout(dropout, name=f"dropout{fc}")(x)
+    outputs = layers.Dense(2, activation="softmax", kernel_regularizer=reg,
+                           name=cnn.PREDICTIONS_LAYER)(x)
+    return keras.Model(inputs, outputs, name="conv3d")
+
+
+def build_conv3d_light(clip_len: int, clip_size: int, dropout: float = 0.5) -> keras.Model:
+    """A light 3D CNN, not the original study's: three 3x3x3 conv blocks (32, 64, 128 filters) with batch
     normalisation, global average pooling, Dense 128, dropout, 2-way softmax: about 1 %
     of C3D's weights, and batch normalisation makes plain SGD from scratch converge faster."""
     inputs = keras.Input((clip_len, clip_size, clip_size, 3), name="clips")
@@ -192,12 +222,13 @@ def build_conv3d(clip_len: int, clip_size: int, dropout: float = 0.5) -> keras.M
     x = layers.Dense(128, activation="relu", name="fc")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(2, activation="softmax", name=cnn.PREDICTIONS_LAYER)(x)
-    return keras.Model(inputs, outputs, name="conv3d")
+    return keras.Model(inputs, outputs, name="conv3d_light")
 
 
 def build_clip_model(name: str, clip_len: int, clip_size: int, dropout: float = 0.5) -> keras.Model:
-    """``c3d`` or ``conv3d`` for clips ``float32 0-255 [T, c, c, 3]``; not compiled."""
-    builders = {"c3d": build_c3d, "conv3d": build_conv3d}
+    """``c3d``, ``conv3d`` or ``conv3d_light`` for clips ``float32 0-255 [T, c, c, 3]``;
+    not compiled."""
+    builders = {"c3d": build_c3d, "conv3d": build_conv3d, "conv3d_light": build_conv3d_light}
     if name not in builders:
         raise ValueError(f"unknown clip model {name!r}; choose one of {CLIP_MODELS}")
     return builders[name](clip_len, clip_size, dropout)
@@ -536,15 +567,18 @@ def clip_config(model: str, shared: Mapping[str, Any],
     """Everything that decides a clip model."""
     keys = ("clip_len", "clip_size", "epochs", "batch_size", "learning_rate", "momentum",
             "patience", "dropout", "class_weight")
-    return {"model": model, "img_size": shared["img_size"], "seed": shared["seed"],
+    return {"model": model, "architecture": CLIP_ARCHITECTURES[model],
+            "img_size": shared["img_size"], "seed": shared["seed"],
             **{k: section[k] for k in keys}}
 
 
 def train_clip_models(store: training.FaceSource, videos: pd.DataFrame, run: RunPaths,
                       shared: Mapping[str, Any], section: Mapping[str, Any],
-                      threshold: float = 0.5, verbose: int = 2) -> TemporalResult:
-    """Train (or reuse) every clip model of ``section["models"]``, score the test split,
-    write predictions and results rows under the model's name (``c3d``, ``conv3d``).
+                      threshold: float = 0.5, verbose: int = 2,
+                      scoring: evaluation.Scoring = evaluation.Scoring()) -> TemporalResult:
+    """Train (or reuse) every clip model of ``section["models"]``, score the validation
+    and test splits, write predictions and results rows under the model's name (``c3d``,
+    ``conv3d``).
 
     ``videos``: the index with ``video_id, label, split, n_faces``. SGD with Nesterov
     momentum, as C3D was trained; a model whose record shows the same configuration is
@@ -583,8 +617,9 @@ def train_clip_models(store: training.FaceSource, videos: pd.DataFrame, run: Run
         else:
             print(f"{name}: {record.model} exists with this configuration, skipped")
         records[name] = record
+        evaluate_clip_model(store, val, run, record, threshold, "val")
         predictions[name] = evaluate_clip_model(store, test, run, record, threshold)
-    return _finish(run, CLIP_MODELS, records, predictions, threshold)
+    return _finish(run, CLIP_MODELS, records, predictions, threshold, scoring=scoring)
 
 
 def clip_predictions(model: keras.Model, config: Mapping[str, Any], store: training.FaceSource,
@@ -604,23 +639,25 @@ def clip_predictions(model: keras.Model, config: Mapping[str, Any], store: train
     return rows
 
 
-def evaluate_clip_model(store: training.FaceSource, test: pd.DataFrame, run: RunPaths,
-                        record: ModelRecord, threshold: float = 0.5) -> pd.DataFrame:
-    """Score the test split with a saved clip model and write ``predictions/<method>.csv``
-    (see :func:`clip_predictions`)."""
-    rows = clip_predictions(load_model(run.root / record.model), record.config, store, test,
+def evaluate_clip_model(store: training.FaceSource, videos: pd.DataFrame, run: RunPaths,
+                        record: ModelRecord, threshold: float = 0.5,
+                        split: str = "test") -> pd.DataFrame:
+    """Score ``videos`` (one split) with a saved clip model and write its predictions
+    (``predictions/<method>.csv``, or under ``predictions/val/``; see :func:`clip_predictions`)."""
+    rows = clip_predictions(load_model(run.root / record.model), record.config, store, videos,
                             threshold)
-    evaluation.write_predictions(run, record.method, rows)
+    evaluation.write_predictions(run, record.method, rows, split=split)
     return rows
 
 
 def _finish(run: RunPaths, families: Sequence[str], records: dict[str, ModelRecord],
             predictions: dict[str, pd.DataFrame], threshold: float,
-            features: pd.DataFrame | None = None) -> TemporalResult:
+            features: pd.DataFrame | None = None,
+            scoring: evaluation.Scoring = evaluation.Scoring()) -> TemporalResult:
     methods = [r.method for r in records.values()]
     for family in families:
         evaluation.retire_methods(run, family, methods)
-    results = pd.concat([evaluation.score_method(run, m, threshold) for m in methods],
+    results = pd.concat([evaluation.score_method(run, m, threshold, scoring) for m in methods],
                         ignore_index=True) if methods else evaluation.results_table(run).iloc[:0]
     return TemporalResult(run.root, methods, {r.method: r for r in records.values()}, results,
                           {records[k].method: v for k, v in predictions.items()}, features)
@@ -671,9 +708,11 @@ def _features(model: keras.Model, faces: np.ndarray, batch_size: int) -> np.ndar
 
 def train_heads(store: training.FaceSource, videos: pd.DataFrame, run: RunPaths,
                 shared: Mapping[str, Any], section: Mapping[str, Any],
-                threshold: float = 0.5, verbose: int = 2) -> TemporalResult:
-    """Sequence features from the run's latest frame CNN, then every head of
-    ``section["models"]`` trained (or reused) and scored as ``rnn/<head>``.
+                threshold: float = 0.5, verbose: int = 2,
+                scoring: evaluation.Scoring = evaluation.Scoring()) -> TemporalResult:
+    """Sequence features from the run's latest frame CNN (chunk 0), then every head of
+    ``section["models"]`` trained (or reused) on chunk 0's training videos and scored as
+    ``rnn/<head>``.
 
     Adam on whole videos (one sequence each); a head whose record shows the same
     configuration and the same features is not retrained.
@@ -682,8 +721,13 @@ def train_heads(store: training.FaceSource, videos: pd.DataFrame, run: RunPaths,
     seq_len = section["seq_len"]
     table = extract_sequence_features(store, videos, run, manifest, seq_len,
                                       section["batch_size"])
-    origin = {"arch": manifest["arch"], "cnn_finished_at": manifest["finished_at"]}
-    train, val = training.split_videos(videos)
+    # The features come from chunk 0's CNN, which trained on every real training video and
+    # a share of the fakes: heads trained on all training videos would learn "the CNN has
+    # seen this video" as "real". They train on chunk 0's videos only, all seen alike.
+    origin = {"arch": manifest["arch"], "cnn_finished_at": manifest["finished_at"],
+              "train_videos": "chunk 0"}
+    _, val = training.split_videos(videos)
+    train = training.chunk_videos(videos, manifest, 0)
     test = videos[videos["split"] == "test"].reset_index(drop=True)
     train_seq, val_seq, test_seq = (load_sequences(run, manifest["arch"], v, seq_len)
                                     for v in (train, val, test))
@@ -712,8 +756,11 @@ def train_heads(store: training.FaceSource, videos: pd.DataFrame, run: RunPaths,
                 patience=section["patience"], class_weight=weights, verbose=verbose)
         else:
             print(f"rnn/{head}: {record.model} exists with this configuration, skipped")
-        rows = head_predictions(load_model(run.root / record.model), test_seq, test,
-                                section["batch_size"], threshold)
+        model = load_model(run.root / record.model)
+        evaluation.write_predictions(run, record.method, head_predictions(
+            model, val_seq, val, section["batch_size"], threshold),
+            split="val")
+        rows = head_predictions(model, test_seq, test, section["batch_size"], threshold)
         evaluation.write_predictions(run, record.method, rows)
         records[head], predictions[head] = record, rows
-    return _finish(run, ("rnn",), records, predictions, threshold, table)
+    return _finish(run, ("rnn",), records, predictions, threshold, table, scoring)

@@ -300,6 +300,20 @@ def _chunk_record(chunk: int, videos: pd.DataFrame) -> _Chunk:
                   n_fake=int((videos["label"] == 1).sum()), n_faces=int(videos["n_faces"].sum()))
 
 
+def chunk_videos(videos: pd.DataFrame, manifest: Mapping[str, Any], chunk: int = 0) -> pd.DataFrame:
+    """The training videos chunk ``chunk`` of a completed training (``manifest``) was fitted
+    on, drawn again from the same index, chunk count and seed; an error when the index has
+    changed since (the chunk would not be the same)."""
+    train, _ = split_videos(videos)
+    config = manifest["config"]
+    part = balanced_chunks(train, n_chunks(train, config["chunks"]), config["seed"])[chunk]
+    if len(part) != manifest["chunk_models"][chunk]["n_videos"]:
+        raise ValueError(f"chunk {chunk} of the {manifest['arch']} training had "
+                         f"{manifest['chunk_models'][chunk]['n_videos']} videos, the index now "
+                         f"gives {len(part)}: rerun stage 'train_cnn'")
+    return part.reset_index(drop=True)
+
+
 def plan_chunks(videos: pd.DataFrame, chunks: int, seed: int) -> pd.DataFrame:
     """The chunks ``train_chunks`` will train, one row each: videos, reals, fakes, faces."""
     train, _ = split_videos(videos)
@@ -521,8 +535,10 @@ class CnnEvaluation:
 
 def evaluate_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
                     manifest: Mapping[str, Any], aggregation: str = "mean",
-                    threshold: float = 0.5, tsne_max_points: int = 2000) -> CnnEvaluation:
-    """Score the test split with every chunk model, write predictions and results rows.
+                    threshold: float = 0.5, tsne_max_points: int = 2000,
+                    scoring: evaluation.Scoring = evaluation.Scoring()) -> CnnEvaluation:
+    """Score the validation and test splits with every chunk model, write predictions
+    (``predictions/val/`` and ``predictions/``) and results rows.
 
     ``videos``: the index rows with ``video_id, label, split, n_faces``; the methods are
     those of :func:`chunk_predictions`, each at frame and video level.
@@ -538,13 +554,15 @@ def evaluate_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
                              f"on {len(leaked)} video(s) now in the test split ({leaked[0]}"
                              f"{', ...' if len(leaked) > 1 else ''}); rerun stage train_cnn")
     models = [cnn.load_model(run.root / c["model"]) for c in manifest["chunk_models"]]
-    scored = chunk_predictions(models, cfg.arch, store, test, cfg.batch_size, aggregation,
-                               threshold)
-    for method, (v, f) in scored.items():
-        evaluation.write_predictions(run, method, v, f)
+    val = videos[videos["split"] == "val"].reset_index(drop=True)
+    for split, part in (("val", val), ("test", test)):
+        scored = chunk_predictions(models, cfg.arch, store, part, cfg.batch_size, aggregation,
+                                   threshold)
+        for method, (v, f) in scored.items():
+            evaluation.write_predictions(run, method, v, f, split=split)
     methods = list(scored)
     evaluation.retire_methods(run, f"cnn/{cfg.arch}", methods)
-    results = pd.concat([evaluation.score_method(run, m, threshold) for m in methods],
+    results = pd.concat([evaluation.score_method(run, m, threshold, scoring) for m in methods],
                         ignore_index=True)
 
     sample = FaceBatches(store, test, cfg.batch_size, max_faces=tsne_max_points, seed=cfg.seed)

@@ -1,8 +1,10 @@
 """The paper's metric-learning detector: a semi-hard triplet network on FaceNet embeddings,
 then classic classifiers in the raw (512-d) and the learned (64-d) space.
 
-* :func:`semi_hard_triplet_loss` is TensorFlow-Addons' semi-hard loss (which the original
-  study used) written with ``keras.ops``, so it runs on the TensorFlow and torch backends.
+* :func:`semi_hard_triplet_loss` is TensorFlow 1.x contrib's semi-hard loss
+  (``tf.contrib.losses.metric_learning.triplet_semihard_loss``, which the original study
+  used: squared Euclidean distances; TensorFlow-Addons' later port defaults to plain L2)
+  written with ``keras.ops``, so it runs on the TensorFlow and torch backends.
 * :class:`BalancedBatches` makes every batch hold both classes, so every batch has
   triplets to mine.
 * :func:`build_mlp` is the original 512 -> 256 -> 256 -> 128 -> 64 network, with its
@@ -55,16 +57,17 @@ def pairwise_squared_distances(x: Any) -> Any:
 
 
 def semi_hard_triplet_loss(labels: Any, embeddings: Any, margin: float = 1.0) -> Any:
-    """Semi-hard triplet loss of one batch (TensorFlow-Addons' semantics, squared distances).
+    """Semi-hard triplet loss of one batch (TensorFlow 1.x contrib's semantics, squared
+    distances).
 
     For every anchor-positive pair (a != p, same label) the negative is the closest one
     farther from the anchor than the positive (``d_an > d_ap``, semi-hard); when no
     negative is that far, the farthest negative. The loss is
     ``max(d_ap - d_an + margin, 0)`` averaged over the anchor-positive pairs.
 
-    Where TFA's formula is undefined or meaningless, this one is 0, never NaN: a batch
-    without positive pairs (TFA divides by 0) and the pairs of an anchor that has no
-    negative at all (a one-class batch: TFA charges ``margin + d_ap``; here there is no
+    Where the contrib formula is undefined or meaningless, this one is 0, never NaN: a batch
+    without positive pairs (it divides by 0) and the pairs of an anchor that has no
+    negative at all (a one-class batch: it charges ``margin + d_ap``; here there is no
     triplet, so no loss). Memory ``b^3`` booleans: fine for the paper's 256, heavy past 1024.
     """
     x = ops.cast(embeddings, "float32")
@@ -172,7 +175,7 @@ def build_mlp(input_dim: int = 512, dropout: float = 0.1) -> keras.Model:
     """The original triplet network, ``input -> 256 -> 256 -> 128 -> 64``, ReLU, dropout.
 
     The 64-d output is linear and not L2-normalised, as in the original (a plain Dense 64
-    under TFA's loss); with squared distances the loss stays finite without normalising,
+    under the semi-hard loss); with squared distances the loss stays finite without normalising,
     and classifiers downstream standardise their inputs where they need it.
 
     One addition: a ``Normalization`` layer (adapted on the training embeddings by
@@ -427,13 +430,17 @@ def evaluate_classifiers(run: RunPaths, space: str, names: Sequence[str], x_trai
                          y_train: np.ndarray, x_test: np.ndarray, test_frames: pd.DataFrame,
                          test_videos: pd.DataFrame, aggregation: str = "mean",
                          threshold: float = 0.5, seed: int = 0,
-                         progress: bool = True) -> pd.DataFrame:
-    """Fit each classifier on training frames, score the test frames, write predictions
-    ``<space>/<name>`` (frames and videos) and upsert their results rows; return the rows.
+                         progress: bool = True, x_val: np.ndarray | None = None,
+                         val_frames: pd.DataFrame | None = None,
+                         val_videos: pd.DataFrame | None = None,
+                         scoring: evaluation.Scoring = evaluation.Scoring()) -> pd.DataFrame:
+    """Fit each classifier on training frames, score the validation (when given) and test
+    frames, write predictions ``<space>/<name>`` (frames and videos) and upsert their
+    results rows; return the rows.
 
-    ``test_frames`` (``video_id, frame_idx, label``) is aligned with ``x_test``;
-    ``test_videos`` is the test split of the index, so a test video without faces still
-    gets its row (scored 0.5, status ``no_face``).
+    ``test_frames`` (``video_id, frame_idx, label``) is aligned with ``x_test``, and
+    ``val_frames`` with ``x_val``; ``test_videos`` and ``val_videos`` are those splits of
+    the index, so a video without faces still gets its row (scored 0.5, status ``no_face``).
     """
     if not _has_both_classes(np.asarray(y_train)):
         raise ValueError(f"{space}: the training frames lack a class; classifiers need both")
@@ -443,12 +450,16 @@ def evaluate_classifiers(run: RunPaths, space: str, names: Sequence[str], x_trai
         method = f"{space}/{name}"
         clf = make_classifier(name, seed=seed, n_train=len(y_train)).fit(x_train, y_train)
         save_classifier(run, method, clf)
-        frames = test_frames.loc[:, ["video_id", "frame_idx", "label"]].assign(
-            score=fake_probability(clf, x_test) if len(x_test) else np.zeros(0))
-        videos = evaluation.video_predictions(frames, test_videos, rule=aggregation,
-                                              threshold=threshold)
-        evaluation.write_predictions(run, method, videos, frames)
-        rows.append(evaluation.score_method(run, method, threshold=threshold))
+        splits = [("test", x_test, test_frames, test_videos)]
+        if x_val is not None:
+            splits.append(("val", x_val, val_frames, val_videos))
+        for split, x, keys, index in splits:
+            frames = keys.loc[:, ["video_id", "frame_idx", "label"]].assign(
+                score=fake_probability(clf, x) if len(x) else np.zeros(0))
+            videos = evaluation.video_predictions(frames, index, rule=aggregation,
+                                                  threshold=threshold)
+            evaluation.write_predictions(run, method, videos, frames, split=split)
+        rows.append(evaluation.score_method(run, method, threshold, scoring))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -468,7 +479,8 @@ class StageResult:
 
 
 def run_stage(run: RunPaths, videos: pd.DataFrame, params: Mapping[str, Any], seed: int = 0,
-              progress: bool = True) -> StageResult:
+              progress: bool = True,
+              scoring: evaluation.Scoring = evaluation.Scoring()) -> StageResult:
     """Stage 07: train the triplet network on training-split FaceNet embeddings (validation
     split for early stopping), then fit and score the classifiers on the raw embeddings
     (``facenet/<clf>``) and on the triplet embeddings (``triplet/<clf>``).
@@ -491,14 +503,18 @@ def run_stage(run: RunPaths, videos: pd.DataFrame, params: Mapping[str, Any], se
                      inputs={role: frames.loc[split == role, "video_id"].unique()
                              for role in ("train", "val")})
     z_train, z_test = transform(training.model, x[tr]), transform(training.model, x[te])
+    z_val = transform(training.model, x[va])
     test_frames = frames[te].reset_index(drop=True)
     test_videos = videos[videos["split"] == "test"]
     common = {"names": params["classifiers"], "y_train": y[tr], "test_frames": test_frames,
               "test_videos": test_videos, "aggregation": params["aggregation"],
-              "threshold": params["threshold"], "seed": seed, "progress": progress}
+              "threshold": params["threshold"], "seed": seed, "progress": progress,
+              "val_frames": frames[va].reset_index(drop=True),
+              "val_videos": videos[videos["split"] == "val"], "scoring": scoring}
     results = pd.concat([
-        evaluate_classifiers(run, "facenet", x_train=x[tr], x_test=x[te], **common),
-        evaluate_classifiers(run, "triplet", x_train=z_train, x_test=z_test, **common),
+        evaluate_classifiers(run, "facenet", x_train=x[tr], x_test=x[te], x_val=x[va], **common),
+        evaluate_classifiers(run, "triplet", x_train=z_train, x_test=z_test, x_val=z_val,
+                             **common),
     ], ignore_index=True)
     return StageResult(manifest, training, counts, results, test_frames, x[te], z_test)
 

@@ -45,6 +45,13 @@ def test_run_refuses_unknown_stage_before_work(tmp_path, capsys):
     assert not (tmp_path / "outputs").exists()
 
 
+def test_run_refuses_a_negative_seed_before_work(tmp_path, capsys):
+    profile = write_profile(tmp_path)
+    assert cli.main(["run", str(profile), "--seeds", "0", "-1"]) == 2
+    assert "--seeds: -1 is below the minimum 0" in capsys.readouterr().err
+    assert not (tmp_path / "outputs").exists()
+
+
 def test_module_entry_point(tmp_path):
     out = subprocess.run([sys.executable, "-m", "dflib", "check", str(write_profile(tmp_path, seed=-3))],
                          capture_output=True, text=True, cwd=paths.PROJECT_ROOT)

@@ -38,6 +38,9 @@ def test_defaults_fill_missing_keys(minimal):
     (lambda p: p.update(train_cnn={"epochs": -1}), "train_cnn.epochs: -1 is below the minimum 1"),
     (lambda p: p.update(robustness={"crfs": [23, 52]}), "robustness.crfs[1]: 52 is above the maximum 51"),
     (lambda p: p.update(train_cnn={"arch": "vgg"}), "train_cnn.arch: 'vgg' is not allowed (allowed: xception"),
+    (lambda p: p.update(evaluation={"threshold_rule": "f1"}),
+     "evaluation.threshold_rule: 'f1' is not allowed (allowed: fixed, eer, youden)"),
+    (lambda p: p.update(evaluation={"bootstrap": 10}), "unknown key 'evaluation.bootstrap'"),
 ])
 def test_bad_values_are_named(minimal, mutate, needle):
     mutate(minimal)
@@ -150,3 +153,22 @@ def test_run_name_is_one_plain_folder_name(minimal, name):
     assert str(err.value).startswith(f"p.yaml: run_name: {name!r} is not a plain folder name")
     minimal["run_name"] = "celebdf-2026_run.1"
     assert config.validate(minimal).run.root.name == "celebdf-2026_run.1"
+
+
+def test_evaluation_keys_reach_the_scoring_stages_only(minimal):
+    minimal["evaluation"] = {"threshold_rule": "youden", "bootstrap_resamples": 50}
+    profile = config.validate(minimal)
+    assert profile.sections["evaluation"]["confidence"] == 0.95
+    for stage in config.STAGES:
+        params = profile.stage_parameters(stage.name)
+        assert set(params) == set(config.stage_fields(stage.name))
+        assert ("threshold_rule" in params) == (stage.name in config.SCORING_STAGES)
+    assert profile.stage_parameters("report")["threshold_rule"] == "youden"
+    # a notebook's parameters carry them back into the same section
+    again = config.from_namespace("train_rnn", profile.stage_parameters("train_rnn"))
+    assert again.sections["evaluation"]["bootstrap_resamples"] == 50
+
+
+def test_evaluation_keys_collide_with_no_other_parameter():
+    names = [k for s in config.STAGES for k in s.fields] + list(config.SHARED)
+    assert not set(config.EVALUATION) & set(names)

@@ -45,6 +45,21 @@ def make_celebdf(root: Path, listing: list[str] = CELEB_LIST) -> Path:
     return root
 
 
+def test_celebdf_validation_is_split_by_source_clip(tmp_path: Path) -> None:
+    """A real clip and the fakes made from it never sit on both sides of train / val."""
+    root = make_celebdf(tmp_path)
+    touch(root, *(f"Celeb-synthesis/id0_id2_{i:04d}.mp4" for i in range(10)))
+    assert datasets.celebdf_source_clip("Celeb-synthesis/id0_id2_0003.mp4") == "id0_0003"
+    assert datasets.celebdf_source_clip("Celeb-real/id0_0003.mp4") == "id0_0003"
+    assert datasets.celebdf_source_clip("YouTube-real/00003.mp4") is None
+    for seed in range(5):
+        videos = build_index("celebdf", root, seed=seed, val_fraction=0.3).videos
+        fit = videos[videos["split"] != "test"]
+        clip = fit["video_id"].map(lambda v: datasets.celebdf_source_clip(f"{v}.mp4") or v)
+        assert (fit.groupby(clip)["split"].nunique() == 1).all(), seed
+        assert (fit["split"] == "val").any()
+
+
 def test_celebdf_converts_the_inverted_flag_and_lists_the_test_split(tmp_path: Path) -> None:
     videos = build_index("celebdf", make_celebdf(tmp_path)).videos
     assert list(videos.columns[:7]) == datasets.INDEX_COLUMNS

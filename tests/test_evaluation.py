@@ -423,3 +423,178 @@ def test_every_score_figure_draws_on_an_empty_or_one_class_split(labels, tmp_pat
     assert said in [t.get_text() for t in figures[0].axes[0].texts]
     fpr, tpr, auc = ev.roc_points(table["label"], table["score"])
     assert len(fpr) == len(tpr) == 0 and math.isnan(auc)
+
+
+# --------------------------------------------------------------------------- evidence
+
+def _all_stratified_resamples(labels):
+    """Every ordered stratified resample of a tiny set, as multiplicities: each class's
+    n_c draws from its n_c members, all n_c ** n_c sequences equally likely."""
+    import itertools
+
+    labels = np.asarray(labels)
+    per_class = []
+    for cls in (0, 1):
+        members = np.flatnonzero(labels == cls)
+        per_class.append([np.bincount(members[list(draw)], minlength=labels.size)
+                          for draw in itertools.product(range(members.size),
+                                                        repeat=members.size)])
+    return np.array([a + b for a in per_class[0] for b in per_class[1]])
+
+
+TINY_LABELS = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+TINY_SCORES = np.array([0.1, 0.4, 0.55, 0.7, 0.4, 0.6, 0.8, 0.9])  # one tie across classes
+
+
+def test_weighted_metrics_equal_metrics_on_every_materialised_resample():
+    counts = _all_stratified_resamples(TINY_LABELS)
+    assert len(counts) == 4 ** 4 * 4 ** 4
+    sample = counts[::97]  # every 97th of the 65,536, materialised one by one below
+    fast = ev.weighted_metrics(TINY_LABELS, TINY_SCORES, sample, threshold=0.5)
+    for k, c in enumerate(sample):
+        brute = ev.metrics(np.repeat(TINY_LABELS, c), np.repeat(TINY_SCORES, c))
+        for m in ev.INTERVAL_METRICS:
+            assert fast[m][k] == pytest.approx(brute[m], abs=1e-12), (m, c)
+
+
+def test_stratified_bootstrap_interval_matches_brute_force_enumeration():
+    counts = _all_stratified_resamples(TINY_LABELS)
+    exact = ev.weighted_metrics(TINY_LABELS, TINY_SCORES, counts)
+    got = ev.bootstrap_intervals(TINY_LABELS, TINY_SCORES,
+                                 scoring=ev.Scoring(resamples=20000, seed=3))
+    for m in ev.INTERVAL_METRICS:
+        low, high = np.quantile(exact[m], [0.025, 0.975])
+        # the exact distribution is discrete (AUC in steps of 1/32): one step of slack
+        assert got[f"{m}_low"] == pytest.approx(low, abs=0.035), m
+        assert got[f"{m}_high"] == pytest.approx(high, abs=0.035), m
+
+
+def test_stratified_counts_keep_each_class_size():
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1, 1, 0, 1])
+    counts = ev.stratified_counts(labels, 500, rng)
+    assert (counts[:, labels == 0].sum(axis=1) == 2).all()
+    assert (counts[:, labels == 1].sum(axis=1) == 3).all()
+
+
+def test_frame_bootstrap_resamples_videos():
+    # one frame per video: the video bootstrap and the frame bootstrap are the same draw
+    scoring = ev.Scoring(resamples=300, seed=1)
+    by_sample = ev.bootstrap_intervals(TINY_LABELS, TINY_SCORES, scoring=scoring)
+    by_video = ev.bootstrap_intervals(TINY_LABELS, TINY_SCORES,
+                                      clusters=[f"v{i}" for i in range(8)], scoring=scoring)
+    assert by_sample == by_video
+    # two frames of one video never split: a video is drawn with all its frames
+    frames = ev.bootstrap_intervals(np.repeat(TINY_LABELS, 2), np.repeat(TINY_SCORES, 2),
+                                    clusters=np.repeat(np.arange(8), 2), scoring=scoring)
+    assert frames["auc_low"] == pytest.approx(by_video["auc_low"])
+    with pytest.raises(ValueError, match="mix real and fake"):
+        ev.bootstrap_intervals([0, 1], [0.2, 0.8], clusters=["a", "a"], scoring=scoring)
+
+
+def test_intervals_nan_for_one_class_or_no_resamples():
+    assert all(math.isnan(v) for v in ev.bootstrap_intervals([1, 1], [0.2, 0.8]).values())
+    assert all(math.isnan(v) for v in ev.bootstrap_intervals(
+        TINY_LABELS, TINY_SCORES, scoring=ev.Scoring(resamples=0)).values())
+
+
+def test_delong_hand_worked_example():
+    # fakes .9 .6 .4, reals .5 .3: V10 = [1, 1, 1/2], V01 = [2/3, 1], AUC 5/6.
+    # Against a constant scorer (AUC 1/2, components all 1/2, no variance):
+    # var = var(V10)/3 + var(V01)/2 = (1/12)/3 + (1/18)/2 = 1/18, z = (1/3)/sqrt(1/18) = sqrt 2
+    labels, a = [1, 1, 1, 0, 0], [0.9, 0.6, 0.4, 0.5, 0.3]
+    v10, v01 = ev.delong_components(labels, a)
+    np.testing.assert_allclose(v10, [1, 1, 0.5])
+    np.testing.assert_allclose(v01, [2 / 3, 1])
+    out = ev.delong_test(labels, a, [0.5] * 5)
+    assert out["delta_auc"] == pytest.approx(1 / 3)
+    assert out["p_value"] == pytest.approx(2 * (1 - 0.9213503964748574), abs=1e-9)  # Phi(sqrt 2)
+    half = 1.959963984540054 * math.sqrt(1 / 18)
+    assert (out["delta_low"], out["delta_high"]) == pytest.approx((1 / 3 - half, 1 / 3 + half))
+    assert out["n"] == 5
+
+
+def test_delong_components_against_double_loop_and_symmetry():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 30)
+    y[:2] = [0, 1]
+    a, b = rng.random(30).round(1), rng.random(30).round(1)  # rounding makes ties
+    v10, v01 = ev.delong_components(y, a)
+    pos, neg = a[y == 1], a[y == 0]
+    loop10 = [np.mean([1.0 if p > q else 0.5 if p == q else 0.0 for q in neg]) for p in pos]
+    loop01 = [np.mean([1.0 if p > q else 0.5 if p == q else 0.0 for p in pos]) for q in neg]
+    np.testing.assert_allclose(v10, loop10)
+    np.testing.assert_allclose(v01, loop01)
+    ab, ba = ev.delong_test(y, a, b), ev.delong_test(y, b, a)
+    assert ab["delta_auc"] == pytest.approx(-ba["delta_auc"])
+    assert ab["p_value"] == pytest.approx(ba["p_value"])
+    same = ev.delong_test(y, a, a)
+    assert same["delta_auc"] == 0 and same["p_value"] == 1.0
+    assert math.isnan(ev.delong_test([1, 1], [0.2, 0.3], [0.1, 0.9])["p_value"])
+
+
+def test_ece_and_brier_by_hand():
+    # bins of width 1/15: .02 and .05 share bin 0 (fake rate 1/2, mean score .035),
+    # .95 is alone in bin 14 (fake rate 1, mean .95): ECE = 2/3*.465 + 1/3*.05
+    m = ev.metrics([0, 1, 1], [0.02, 0.05, 0.95])
+    assert m["ece"] == pytest.approx(2 / 3 * 0.465 + 1 / 3 * 0.05)
+    assert m["brier"] == pytest.approx((0.02 ** 2 + 0.95 ** 2 + 0.05 ** 2) / 3)
+    # recall of fakes 1/2 (.95 > .5), of reals 1 -> balanced accuracy 3/4
+    assert m["balanced_acc"] == pytest.approx(0.75)
+    bins = ev.reliability_bins([0, 1, 1], [0.02, 0.05, 0.95])
+    assert bins["n"].sum() == 3 and bins.loc[0, "fake_rate"] == 0.5
+
+
+@pytest.mark.parametrize("rule, expected", [("fixed", 0.5), ("eer", 0.35), ("youden", 0.35)])
+def test_validation_threshold_rules(rule, expected):
+    # reals .1 .3, fakes .4 .8: every cut between .3 and .4 separates them; the midpoint
+    # .35 is the candidate there
+    assert ev.validation_threshold([0, 0, 1, 1], [0.1, 0.3, 0.4, 0.8], rule) == \
+        pytest.approx(expected)
+
+
+def test_validation_threshold_falls_back_with_one_warning():
+    for labels in ([1, 1], []):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            t = ev.validation_threshold(labels, [0.7, 0.9][:len(labels)], "eer")
+        assert t == 0.5 and len(caught) == 1 and "falls back" in str(caught[0].message)
+
+
+def _scored(run, method, test_labels, val_labels, scores):
+    n = len(scores)
+    table = lambda labels: pd.DataFrame({  # noqa: E731
+        "video_id": [f"v{i}" for i in range(n)], "label": labels, "score": scores,
+        "pred": (np.asarray(scores) > 0.5).astype(int), "n_frames": 1})
+    ev.write_predictions(run, method, table(test_labels))
+    ev.write_predictions(run, method, table(val_labels), split="val")
+    return ev.score_method(run, method).set_index("level").loc["video"]
+
+
+def test_threshold_val_never_reads_the_test_split(run):
+    scores = [0.1, 0.2, 0.3, 0.6, 0.7, 0.9]
+    val = [0, 0, 1, 1, 1, 1]  # on validation, the cut between .2 and .3 separates
+    first = _scored(run, "c3d", [0, 0, 0, 1, 1, 1], val, scores)
+    flipped = _scored(run, "c3d", [1, 1, 1, 0, 0, 0], val, scores)
+    assert first["threshold_val"] == flipped["threshold_val"] == pytest.approx(0.25)
+    assert first["auc"] != flipped["auc"] and first["acc_val"] != flipped["acc_val"]
+    # ... and the validation labels do move it
+    moved = _scored(run, "c3d", [0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 1, 1], scores)
+    assert moved["threshold_val"] == pytest.approx(0.65)
+    assert first["val_split_auc"] == 1.0
+
+
+def test_results_row_has_every_evidence_column(run):
+    row = _scored(run, "c3d", [0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 1, 1],
+                  [0.1, 0.2, 0.3, 0.6, 0.7, 0.9])
+    for column in (*ev.EVIDENCE_FLOATS, "balanced_acc", "ece", "brier", "val_split_auc"):
+        assert not pd.isna(row[column]), column
+    assert row["auc_low"] <= row["auc"] <= row["auc_high"]
+
+
+def test_chosen_method_follows_validation_auc_not_test_auc():
+    results = pd.DataFrame({"method": ["a", "b", "c"], "level": "video",
+                            "auc": [0.9, 0.6, 0.7], "val_split_auc": [0.6, 0.8, np.nan]})
+    assert ev.chosen_method(results) == "b"
+    assert ev.chosen_method(results, among=["a", "c"]) == "a"
+    assert ev.chosen_method(results.assign(val_split_auc=np.nan)) is None

@@ -110,11 +110,36 @@ def test_predict_without_a_run_folder_says_so(tmp_path, capsys):
     assert "results.csv not found" in capsys.readouterr().err
 
 
-def test_default_method_is_the_best_video_auc(smoke_run):
+def test_default_method_is_the_best_validation_auc(smoke_run):
     run = RunPaths(smoke_run)
     table = evaluation.results_table(run)
     video = table[table["level"] == "video"]
-    assert predict.check_method(run, None) == video.loc[video["auc"].idxmax(), "method"]
+    assert predict.check_method(run, None) == video.loc[video["val_split_auc"].idxmax(), "method"]
+
+
+def test_default_method_and_threshold_follow_validation_not_test(tmp_path):
+    run = RunPaths(tmp_path / "run")
+    labels = [0, 0, 0, 1, 1, 1]
+    ranked, shuffled = [0.1, 0.2, 0.3, 0.7, 0.8, 0.9], [0.7, 0.2, 0.8, 0.1, 0.9, 0.3]
+    # c3d ranks the test videos perfectly and validation badly; conv3d the other way round
+    for method, test, val in (("c3d", ranked, shuffled), ("conv3d", shuffled, ranked)):
+        for split, scores in (("test", test), ("val", val)):
+            evaluation.write_predictions(run, method, pd.DataFrame({
+                "video_id": [f"v{i}" for i in range(6)], "label": labels, "score": scores,
+                "pred": 0, "n_frames": 1}), split=split)
+        evaluation.score_method(run, method)
+    table = evaluation.results_table(run).set_index("method")
+    assert table.loc["c3d", "auc"] == 1.0 and table.loc["conv3d", "val_split_auc"] == 1.0
+    assert predict.check_method(run, None) == "conv3d"
+    # conv3d's validation scores separate between .3 and .7: threshold_val .5 (eer)
+    assert detectors.operating_threshold(run, "conv3d") == table.loc["conv3d", "threshold_val"]
+    assert table.loc["conv3d", "threshold_val"] == pytest.approx(0.5)
+    # other validation scores, a cut between .3 and .35: the default threshold follows
+    evaluation.write_predictions(run, "conv3d", pd.DataFrame({
+        "video_id": [f"v{i}" for i in range(6)], "label": labels,
+        "score": [0.1, 0.2, 0.3, 0.35, 0.8, 0.9], "pred": 0, "n_frames": 1}), split="val")
+    evaluation.score_method(run, "conv3d")
+    assert detectors.operating_threshold(run, "conv3d") == pytest.approx(0.325)
 
 
 # --------------------------------------------------------------------------- robustness

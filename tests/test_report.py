@@ -56,6 +56,13 @@ def test_build_report_is_self_contained(tmp_path):
     rendered = (index.parent / "notebooks" / "03_evaluate_cnn.html").read_text()
     assert "Evaluate the CNN" in rendered and "42" in rendered
     assert "http" not in page  # nothing remote in the index
+    # what a reader came for first; the profile and environment last, folded
+    order = [page.index(h) for h in ("<h2>Data</h2>", "<h2>Results</h2>",
+                                     "<h2>Forest plot and paired comparisons</h2>",
+                                     "<h2>Figures</h2>", "<h2>Notebooks</h2>",
+                                     "<h2>Profile and environment</h2>")]
+    assert order == sorted(order)
+    assert page.index("<details>") > order[-1] and "demo_generate: false" in page[order[-1]:]
 
 
 def test_rebuild_drops_what_left_the_run(tmp_path):

@@ -11,9 +11,12 @@ from dflib.paths import RunPaths
 
 
 def results(rows: list[tuple]) -> pd.DataFrame:
-    """A results table from (method, level, acc, auc, eer) rows; other metrics constant."""
-    table = pd.DataFrame(rows, columns=["method", "level", "acc", "auc", "eer"])
-    return table.assign(n=24, precision=0.5, recall=0.5, f1=0.5, ap=0.5, logloss=0.7)
+    """A results table from (method, level, acc, auc, eer[, val_split_auc]) rows; other
+    metrics constant."""
+    rows = [(*r, np.nan) if len(r) == 5 else r for r in rows]
+    table = pd.DataFrame(rows, columns=["method", "level", "acc", "auc", "eer", "val_split_auc"])
+    return table.assign(n=24, precision=0.5, recall=0.5, f1=0.5, ap=0.5, logloss=0.7,
+                        auc_low=table["auc"] - 0.1, auc_high=table["auc"] + 0.05)
 
 
 def test_method_families():
@@ -44,16 +47,16 @@ def test_paper_table_orders_levels_families_and_chunks():
         reports.paper_table(results([("c3d", "clip", 0.5, 0.5, 0.5)]))
 
 
-def test_best_mask_per_level_direction_ties_and_nan():
+def test_chosen_mark_follows_validation_auc_per_level_not_test():
     table = reports.paper_table(results([
-        ("cnn/a", "video", 0.75, 0.60, 0.30), ("cnn/b", "video", 0.75, 0.70, 0.40),
-        ("c3d", "video", 0.50, np.nan, 0.20), ("cnn/a", "frame", 0.90, 0.55, 0.45)]))
-    mask = reports.best_mask(table).set_index(table["method"] + "@" + table["level"])
-    assert list(mask.columns) == list(reports.METRICS)
-    assert mask["acc"].to_dict() == {"cnn/a@video": True, "cnn/b@video": True,
-                                     "c3d@video": False, "cnn/a@frame": True}
-    assert mask.loc[["cnn/b@video", "cnn/a@frame"], "auc"].all() and mask["auc"].sum() == 2
-    assert mask["eer"][mask["eer"]].index.tolist() == ["c3d@video", "cnn/a@frame"]  # lower
+        ("cnn/a", "video", 0.75, 0.90, 0.30, 0.60), ("cnn/b", "video", 0.75, 0.70, 0.40, 0.80),
+        ("c3d", "video", 0.50, np.nan, 0.20), ("cnn/a", "frame", 0.90, 0.55, 0.45, 0.52)]))
+    chosen = table.set_index(table["method"] + "@" + table["level"])["chosen"]
+    assert chosen.to_dict() == {"cnn/a@video": False, "cnn/b@video": True,
+                                "c3d@video": False, "cnn/a@frame": True}
+    md = reports.format_paper_table(table)
+    assert "| **cnn/b** | ✓ |" in md and "| cnn/a | |" in md.replace("|  |", "| |")
+    assert "0.900 [0.80, 0.95]" in md  # the interval printed beside the AUC
 
 
 def raw_profile(name: str) -> dict:
@@ -93,14 +96,13 @@ def test_published_rows_stand_beside_ours_unmarked_and_formatted():
     assert list(zip(table["method"], table["source"] == reports.OURS)) == [
         ("cnn/xception", True), ("cnn/xception", False), ("cnn/xception/boosted", True),
         ("cnn/xception/boosted", False), ("triplet/sgd", True), ("triplet", False)]
-    mask = reports.best_mask(table)
-    assert not mask[table["source"] != reports.OURS].any().any()
-    assert mask.loc[2, "acc"] and mask.loc[4, "auc"]  # ours, although published is higher
+    assert not table["chosen"].any()  # no validation AUC: nothing is chosen, nothing bold
     md = reports.format_paper_table(table)
-    assert md.splitlines()[0].startswith("| level | family | method | source | n | acc")
-    assert "| **0.820** |" in md and "| 0.980 |" in md and "published (Kumar et al. 2020)" in md
+    assert md.splitlines()[0].startswith("| level | family | method | source | chosen | n | acc")
+    assert "| 0.820 |" in md and "| 0.980 |" in md and "published (Kumar et al. 2020)" in md
     page = reports.format_paper_table(table, "html", decimals=2)
-    assert "<b>0.82</b>" in page and "<td>0.99</td>" in page and "<td>–</td>" in page
+    assert "<td>0.82</td>" in page and "<td>0.99</td>" in page and "<td>–</td>" in page
+    assert "<b>" not in page
     alone = reports.format_paper_table(reports.paper_table(ours))
     assert "source" not in alone.splitlines()[0]
 
@@ -126,3 +128,79 @@ def test_roc_predictions_load_every_scored_method(tmp_path):
     assert list(frame) == ["cnn/ef0"] and len(frame["cnn/ef0"]) == 8
     with pytest.raises(ValueError, match="level 'clip'"):
         reports.roc_predictions(run, "clip")
+
+
+def evidence_run(tmp_path) -> RunPaths:
+    """A run with test and validation predictions of four methods and an index that names
+    each fake's manipulation and each video's compression."""
+    run = RunPaths(tmp_path / "run").ensure()
+    rng = np.random.default_rng(0)
+    n = 16
+    labels = np.array([0] * 6 + [1] * 10)
+    index = pd.DataFrame({
+        "video_id": [f"t{i}" for i in range(n)] + [f"v{i}" for i in range(n)],
+        "path": "x.mp4", "label": np.r_[labels, labels], "split": ["test"] * n + ["val"] * n,
+        "dataset": "celebdf",
+        "method": (["real"] * 6 + ["faceswap", "selfblend"] * 5) * 2,
+        "compression": ["c23", "c40"] * n})
+    index.to_csv(run.videos_csv, index=False)
+    for k, method in enumerate(("cnn/ef0", "cnn/ef0/boosted", "facenet/sgd", "triplet/sgd")):
+        for split, prefix in (("test", "t"), ("val", "v")):
+            scores = np.clip(labels * (0.2 + 0.1 * k) + rng.random(n) * 0.7, 0, 1).round(3)
+            evaluation.write_predictions(run, method, pd.DataFrame({
+                "video_id": [f"{prefix}{i}" for i in range(n)], "label": labels,
+                "score": scores, "pred": (scores > 0.5).astype(int), "n_frames": 4}),
+                split=split)
+        evaluation.score_method(run, method, scoring=evaluation.Scoring(resamples=200))
+    return run
+
+
+def test_comparisons_pair_the_papers_questions_and_use_delong(tmp_path):
+    run = evidence_run(tmp_path)
+    table = reports.comparisons(run)
+    assert list(table.columns) == reports.COMPARISON_COLUMNS
+    pairs = set(zip(table["method"], table["reference"]))
+    assert {("triplet/sgd", "facenet/sgd"), ("cnn/ef0/boosted", "cnn/ef0")} <= pairs
+    chosen = evaluation.chosen_method(evaluation.results_table(run))
+    assert {(m, chosen) for m in ("cnn/ef0", "cnn/ef0/boosted", "facenet/sgd", "triplet/sgd")
+            if m != chosen} <= pairs
+    row = table[(table["method"] == "triplet/sgd") & (table["reference"] == "facenet/sgd")].iloc[0]
+    a, _ = evaluation.read_predictions(run, "triplet/sgd")
+    b, _ = evaluation.read_predictions(run, "facenet/sgd")
+    expected = evaluation.delong_test(a["label"], a["score"], b["score"])
+    assert row["p_value"] == pytest.approx(expected["p_value"], abs=1e-6)
+    assert row["n"] == 16 and row["delta_low"] <= row["delta_auc"] <= row["delta_high"]
+
+
+def test_results_by_group_scores_each_manipulation_against_all_reals(tmp_path):
+    run = evidence_run(tmp_path)
+    table = reports.results_by_group(run, evaluation.Scoring(resamples=100))
+    assert list(table.columns) == reports.GROUP_COLUMNS
+    one = table[table["method"] == "cnn/ef0"].set_index(["group_kind", "group"])
+    assert one.loc[("manipulation", "faceswap"), ["n_pos", "n_neg"]].tolist() == [5, 6]
+    assert one.loc[("compression", "c40"), ["n_pos", "n_neg"]].tolist() == [5, 3]
+    pred, _ = evaluation.read_predictions(run, "cnn/ef0")
+    swap = pred[pred["video_id"].isin([f"t{i}" for i in list(range(6)) + [6, 8, 10, 12, 14]])]
+    assert one.loc[("manipulation", "faceswap"), "auc"] == pytest.approx(
+        evaluation.metrics(swap["label"], swap["score"])["auc"], abs=1e-6)
+    wide = reports.group_summary(table)
+    assert wide.columns[1].startswith("compression: c23 (")
+
+
+def test_evidence_figures_draw_one_entry_per_method_or_family(tmp_path):
+    run = evidence_run(tmp_path)
+    results = evaluation.results_table(run)
+    video = reports.paper_table(results).query("level == 'video'")
+    forest = plots.forest_figure(video)
+    labels = [t.get_text() for t in forest.axes[0].get_yticklabels()]
+    assert len(labels) == 4 and sum(label.endswith("★") for label in labels) == 1
+    plots.save_fig(forest, run, "fig_forest_auc")
+    by_family = reports.family_predictions(run)
+    assert list(by_family) == ["frame CNN", "boosted", "FaceNet", "triplet"]
+    plots.save_fig(plots.reliability_figure(by_family), run, "fig_reliability")
+    table = pd.concat([results.query("level == 'video'").assign(crf=c) for c in (-1, 23, 40)])
+    table["family"] = table["method"].map(reports.method_family)
+    chosen = reports.family_choices(results, list(table["method"]))
+    fig = plots.robustness_figure(table, chosen)
+    assert len(fig.axes[0].get_lines()) == 4 + 1  # a line per family and the chance line
+    plots.save_fig(fig, run, "fig_robustness_auc")

@@ -82,3 +82,28 @@ def test_ctrl_c_during_a_run_says_where_in_one_line_and_marks_the_notebook(tmp_p
     assert runner.INTERRUPTED_TAG in executed.cells[0].metadata.tags
     statuses = [c.metadata.papermill["status"] for c in executed.cells[1:]]
     assert statuses[-1] == "pending"  # the last cells never ran
+
+
+def test_seeds_run_once_per_seed_and_summarise(tiny_profile, monkeypatch):
+    """``--seeds``: one run folder per seed with that seed; the summary table beside them
+    (the index stage only here: results.csv comes from the scoring stages)."""
+    from dflib import evaluation
+
+    tables = {0: pd.DataFrame({"method": ["c3d"], "level": ["video"], "auc": [0.6]}),
+              2: pd.DataFrame({"method": ["c3d"], "level": ["video"], "auc": [0.8]})}
+    monkeypatch.setattr(evaluation, "results_table", lambda run: tables[
+        int(run.root.name.rsplit("-s", 1)[1])].reindex(columns=list(evaluation.RESULT_COLUMNS)))
+    root = runner.run_seeds(tiny_profile, [0, 2, 0], ["index"], log_output=False)
+    for seed in (0, 2):
+        saved = yaml_load(root.parent / f"tiny-s{seed}" / "profile.yaml")
+        assert saved["seed"] == seed and saved["run_name"] == f"tiny-s{seed}"
+    summary = pd.read_csv(root / "tables" / runner.SEEDS_TABLE)
+    row = summary.iloc[0]
+    assert (row["method"], row["n_seeds"]) == ("c3d", 2)
+    assert row["auc_mean"] == pytest.approx(0.7) and row["auc_std"] == pytest.approx(0.141421, abs=1e-6)
+
+
+def yaml_load(path):
+    import yaml
+
+    return yaml.safe_load(path.read_text())

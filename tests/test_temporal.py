@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import cnn, evaluation, io, temporal
+from dflib import cnn, evaluation, io, temporal, training
 from dflib.faces import store_path
 from dflib.paths import RunPaths
 
@@ -149,7 +149,7 @@ def test_save_and_reload_give_identical_predictions(tmp_path):
     x, lengths = temporal.pad_sequences([sequence(3), sequence(6)], 6, feature_dim=8)
     inputs = temporal.Sequences(np.array(["a", "b"]), np.array([0, 1]), x, lengths).inputs
     clips = RNG.uniform(0, 255, (2, 4, 16, 16, 3)).astype(np.float32)
-    for model, x in ((head, inputs), (temporal.build_clip_model("conv3d", 4, 16), clips)):
+    for model, x in ((head, inputs), (temporal.build_clip_model("conv3d_light", 4, 16), clips)):
         path = tmp_path / f"{model.name}.keras"
         model.save(path)
         np.testing.assert_array_equal(temporal.load_model(path).predict(x, verbose=0),
@@ -193,7 +193,7 @@ def tiny_run(tmp_path):
     return run, DictStore(arrays), index(COUNTS)
 
 
-CLIP_SECTION = {"models": ["conv3d"], "clip_len": 4, "clip_size": 16, "epochs": 1,
+CLIP_SECTION = {"models": ["conv3d_light"], "clip_len": 4, "clip_size": 16, "epochs": 1,
                 "batch_size": 4, "learning_rate": 0.005, "momentum": 0.9, "patience": 1,
                 "dropout": 0.5, "class_weight": True}
 SHARED = {"seed": 0, "img_size": 32}
@@ -202,19 +202,19 @@ SHARED = {"seed": 0, "img_size": 32}
 def test_clip_stage_keeps_every_test_video_and_skips_finished_models(tiny_run):
     run, store, videos = tiny_run
     result = temporal.train_clip_models(store, videos, run, SHARED, CLIP_SECTION, verbose=0)
-    rows = result.predictions["conv3d"].set_index("video_id")
+    rows = result.predictions["conv3d_light"].set_index("video_id")
     assert set(rows.index) == {"te_long", "te_real", "te_short", "te_none"}
     assert rows.loc["te_none", "status"] == evaluation.STATUS_NO_FACE
     assert bool(rows.loc["te_short", "padded"]) and rows.loc["te_short", "n_samples"] == 1
     assert rows.loc["te_long", "n_samples"] == 2 and rows.loc["te_long", "n_frames"] == 6
     table = evaluation.results_table(run)
-    assert list(table.loc[table["method"] == "conv3d", "level"]) == ["video"]
-    assert set(result.logs) == {"conv3d"}
-    model_file = run.root / result.records["conv3d"].model
+    assert list(table.loc[table["method"] == "conv3d_light", "level"]) == ["video"]
+    assert set(result.logs) == {"conv3d_light"}
+    model_file = run.root / result.records["conv3d_light"].model
     stamp = model_file.stat().st_mtime_ns
     again = temporal.train_clip_models(store, videos, run, SHARED, CLIP_SECTION, verbose=0)
     assert model_file.stat().st_mtime_ns == stamp  # not retrained
-    pd.testing.assert_frame_equal(again.predictions["conv3d"], result.predictions["conv3d"])
+    pd.testing.assert_frame_equal(again.predictions["conv3d_light"], result.predictions["conv3d_light"])
 
 
 def test_a_changed_split_retrains_the_clip_model_and_says_why(tiny_run, capsys):
@@ -241,8 +241,13 @@ def test_rnn_stage_extracts_features_once_and_keeps_every_test_video(tiny_run):
     folder = run.models / "cnn" / "ef0"
     folder.mkdir(parents=True)
     model.save(folder / "chunk0.keras")
+    train = videos[videos["split"] == "train"]
+    chunk0 = training.balanced_chunks(train, training.n_chunks(train, 3), 0)[0]
+    assert 0 < len(chunk0) < len(train)
     io.write_text(json.dumps({"arch": "ef0", "complete": True, "finished_at": 1.0,
-                              "chunk_models": [{"model": "models/cnn/ef0/chunk0.keras"}]}),
+                              "config": {"chunks": 3, "seed": 0},
+                              "chunk_models": [{"model": "models/cnn/ef0/chunk0.keras",
+                                                "n_videos": len(chunk0)}]}),
                   folder / "manifest.json")
     section = {"models": ["lstm"], "seq_len": 4, "epochs": 1, "batch_size": 4,
                "learning_rate": 1e-3, "patience": 1, "dropout": 0.5, "class_weight": True}
@@ -251,6 +256,8 @@ def test_rnn_stage_extracts_features_once_and_keeps_every_test_video(tiny_run):
     with np.load(temporal.features_dir(run, "ef0") / "tr0.npz") as z:
         assert z["features"].shape == (4, temporal.FEATURE_DIM)  # the first seq_len faces
     assert result.methods == ["rnn/lstm"]
+    # the heads train on chunk 0's videos only: the CNN saw every one of them
+    assert result.records["rnn/lstm"].n_train == len(chunk0)
     rows = result.predictions["rnn/lstm"].set_index("video_id")
     assert rows.loc["te_none", "status"] == evaluation.STATUS_NO_FACE
     assert rows.loc["te_short", "n_frames"] == 2 and rows.loc["te_long", "n_frames"] == 4
@@ -273,3 +280,15 @@ def test_clip_counts_follow_the_short_video_rule():
     assert counts.loc[("train", 0)].tolist() == [20, len(temporal.clip_windows(20, 8)), 0, 0]
     assert counts.loc[("train", 1)].tolist() == [3, 1, 1, 0]
     assert counts.loc[("test", 1)].tolist() == [0, 0, 0, 1]
+
+
+def test_conv3d_is_the_original_studys_conv3d_model():
+    model = temporal.build_clip_model("conv3d", 16, 112)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv3D)]
+    assert [c.filters for c in convs] == [64, 128, 128, 256, 256]
+    assert model.get_layer("pool1").pool_size == (1, 2, 2)  # space only, as (2, 2, 1) in HWT
+    assert [model.get_layer(f"fc{i}").units for i in (1, 2)] == [2048, 2048]
+    assert all(float(layer.kernel_regularizer.l2) == pytest.approx(5e-3)
+               for layer in (*convs, model.get_layer("fc1"), model.get_layer("fc2")))
+    light = temporal.build_clip_model("conv3d_light", 16, 112)
+    assert light.count_params() < model.count_params() / 20

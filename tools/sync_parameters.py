@@ -17,7 +17,7 @@ def parameters_source(stage: config.Stage, smoke: config.Profile) -> str:
     """One annotated literal per parameter, in schema order, with its help as comment."""
     values = smoke.stage_parameters(stage.name)
     lines = [HEADER]
-    for key, field in {**config.SHARED, **stage.fields}.items():
+    for key, field in config.stage_fields(stage.name).items():
         kind = field.kind if isinstance(field.kind, type) else field.kind[0]
         name = f"list[{field.item.__name__}]" if kind is list else kind.__name__
         lines.append(f"{key}: {name} = {values[key]!r}  # {field.help}")
