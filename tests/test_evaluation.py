@@ -416,7 +416,7 @@ def test_every_score_figure_draws_on_an_empty_or_one_class_split(labels, tmp_pat
                    plots.roc_family_figure(predictions),
                    plots.tsne_figure(np.zeros((len(labels), 512)), np.zeros((len(labels), 512)),
                                      np.asarray(labels)),
-                   plots.robustness_figure(robust)]
+                   plots.robustness_figure(robust, {"temporal": "c3d"})]
     for i, fig in enumerate(figures):
         assert plots.save_fig(fig, run, f"fig_{i}").stat().st_size > 0
     said = "no videos to score" if not labels else "one class only: no ROC curve"
