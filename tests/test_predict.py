@@ -227,8 +227,9 @@ def test_predict_scores_a_folder_recursively_with_images_and_names_an_audio_only
     assert sound["status"] == "error"
     assert sound["reason"] == f"{folder / 'sound.mp4'}: an audio track but no video track"
     scores = pd.read_csv(frames_csv)
-    in_video = scores.query("path == @str(clip) and frame_idx == 0")["score"].iloc[0]
-    assert image["fake_probability"] == pytest.approx(in_video, abs=1e-5)
+    in_video = scores.loc[(scores["path"] == str(clip)) & (scores["frame_idx"] == 0), "score"]
+    assert len(in_video) == 1
+    assert image["fake_probability"] == pytest.approx(in_video.iloc[0], abs=1e-5)
 
 
 @pytest.mark.parametrize("method", ["c3d", "rnn/lstm"])
