@@ -151,13 +151,39 @@ def test_a_store_that_disagrees_with_the_summary_is_an_error():
         ds[0]
 
 
-def test_augmentation_keeps_shape_changes_pixels_and_is_seeded():
-    x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
-    a = np.asarray(training.augmentation(seed=5)(x, training=True))
-    b = np.asarray(training.augmentation(seed=5)(x, training=True))
-    assert a.shape == x.shape and not np.allclose(a, x)
+def test_augmentation_keeps_shape_and_dtype_changes_pixels_and_is_seeded():
+    x = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    aug = training.PAPER_AUGMENTATION
+    a = aug(x, np.random.default_rng(5))
+    b = aug(x, np.random.default_rng(5))
+    assert a.shape == x.shape and a.dtype == x.dtype and not np.array_equal(a, x)
     np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(np.asarray(training.augmentation(5)(x, training=False)), x)
+    assert not np.array_equal(aug(x, np.random.default_rng(6)), a)
+
+
+def test_augmentation_transforms_are_the_paper_ones():
+    still = training.Augmentation(rotation_deg=0, zoom=0, shift=0, shear=0, flip=False)
+    x = np.random.default_rng(0).integers(0, 256, (3, 9, 9, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(still(x, np.random.default_rng(0)), x)
+    mirrored = training.Augmentation(rotation_deg=0, zoom=0, shift=0, shear=0, flip=True)
+    out = mirrored(x, np.random.default_rng(1))
+    flips = [np.array_equal(o, f[:, ::-1]) or np.array_equal(o, f) for o, f in zip(out, x)]
+    assert all(flips)
+    # Every matrix keeps within the paper's ranges: |rotation| <= 30 degrees, zoom 0.85-1.15.
+    m = training.PAPER_AUGMENTATION.matrices(500, 64, np.random.default_rng(2))
+    scale = np.sqrt(np.abs(np.linalg.det(m[:, :, :2])))
+    assert m.shape == (500, 2, 3) and scale.min() > 0.84 and scale.max() < 1.16
+    assert np.abs(m[:, :, 2] - 31.5 + m[:, :, :2] @ np.full(2, 31.5)).max() <= 0.2 * 64
+
+
+def test_augmented_batches_do_not_depend_on_the_order_they_are_made_in():
+    videos = video_table(2, 2, faces_each=4)
+    ds = training.FaceBatches(MemoryStore(videos), videos, batch_size=4, shuffle=True, seed=3,
+                              augment=training.PAPER_AUGMENTATION)
+    forward = [ds[i][0] for i in range(len(ds))]
+    backward = [ds[i][0] for i in reversed(range(len(ds)))][::-1]
+    for a, b in zip(forward, backward):
+        np.testing.assert_array_equal(a, b)
 
 
 # --------------------------------------------------------------------------- end to end
