@@ -181,6 +181,21 @@ def test_cascade_finds_the_boxes_facenet_pytorch_finds(extractor):
         np.testing.assert_allclose(got[:, 4], want[:, 4], atol=0.02)
 
 
+def test_pyramid_resized_by_torch_finds_the_same_faces(extractor):
+    """The GPU path builds the pyramid with torch on the networks' device; on CPU tensors
+    it must find the faces OpenCV's pyramid finds, boxes within resampling round-off."""
+    frames = [paste(paste(canvas(640, 360), 150, 400, 60), 90, 40 + 10 * i, 150)
+              for i in range(2)] + [canvas(640, 360)]
+    args = (frames, extractor.mtcnn, 40, [0.6, 0.7, 0.7], 0.709)
+    opencv = mtcnn.detect(*args, resize_on_device=False)
+    torch_levels = mtcnn.detect(*args, resize_on_device=True)
+    assert [len(b) for b in torch_levels] == [len(b) for b in opencv] == [2, 2, 0]
+    for got, want in zip(torch_levels[:2], opencv[:2]):
+        got, want = got[np.argsort(got[:, 0])], want[np.argsort(want[:, 0])]
+        assert all(iou(g, w) > 0.9 for g, w in zip(got, want))
+        np.testing.assert_allclose(got[:, 4], want[:, 4], atol=0.02)
+
+
 def test_confirm_keeps_a_face_near_its_proposal_and_drops_one_that_left(extractor):
     frame = paste(canvas(640, 360), 150, 300, 100)
     found = mtcnn.detect([frame], extractor.mtcnn, 40, [0.6, 0.7, 0.7], 0.709)[0]
