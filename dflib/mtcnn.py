@@ -18,18 +18,21 @@ import cv2
 import numpy as np
 
 # Recorded in every face store file: stores cut by another cascade are redone.
-CASCADE_VERSION = "dflib-mtcnn-1"
+CASCADE_VERSION = "dflib-mtcnn-2"
 _PNET_STRIDE, _PNET_CELL = 2, 12
 _RNET_SIZE, _ONET_SIZE = 24, 48
 _NET_BATCH = 512  # candidate crops per RNet/ONet call, bounding memory on crowded frames
 
 
-def pyramid_scales(height: int, width: int, min_face: float, factor: float) -> list[float]:
-    """Scales at which PNet's 12-pixel window covers faces from ``min_face`` pixels up."""
+def pyramid_scales(height: int, width: int, min_face: float, factor: float,
+                   max_face: float | None = None) -> list[float]:
+    """Scales at which PNet's 12-pixel window covers faces from ``min_face`` pixels up
+    (to ``max_face`` pixels when it is given, else to the image's short side)."""
     scale = 12.0 / min_face
     side = min(height, width) * scale
+    smallest = 12.0 / max_face if max_face else 0.0
     scales = []
-    while side >= 12:
+    while side >= 12 and scale >= smallest:
         scales.append(scale)
         scale *= factor
         side *= factor
@@ -38,14 +41,16 @@ def pyramid_scales(height: int, width: int, min_face: float, factor: float) -> l
 
 def detect(frames: Sequence[np.ndarray], nets: Any, min_face: float,
            thresholds: Sequence[float], factor: float,
-           resize_on_device: bool | None = None) -> list[np.ndarray]:
+           resize_on_device: bool | None = None,
+           max_face: float | None = None) -> list[np.ndarray]:
     """Face boxes ``[n, 5]`` (x1, y1, x2, y2, probability) of each RGB uint8 frame.
 
     ``frames`` share one size; ``nets`` is a facenet-pytorch ``MTCNN`` (its ``pnet``,
     ``rnet``, ``onet`` and ``device`` are used). ``resize_on_device``: build the pyramid
     with torch on the networks' device (frames uploaded once) instead of OpenCV on the
     CPU; by default on a GPU only, where a 1080p pyramid resized on the CPU and copied
-    level by level costs more than PNet itself.
+    level by level costs more than PNet itself. ``max_face`` ends the pyramid at faces of
+    that many pixels (a search near a known face needs only the levels near its size).
     """
     if not frames:
         return []
@@ -55,7 +60,7 @@ def detect(frames: Sequence[np.ndarray], nets: Any, min_face: float,
         resize_on_device = torch.device(nets.device).type != "cpu"
     with torch.inference_mode():
         boxes, owner = _proposals(frames, nets, min_face, thresholds[0], factor,
-                                  resize_on_device)
+                                  resize_on_device, max_face)
         return _last_stages(frames, nets, boxes, owner, thresholds)
 
 
@@ -168,12 +173,13 @@ def _pyramid(frames: Sequence[np.ndarray], scales: Sequence[float], device: Any,
 
 
 def _proposals(frames: Sequence[np.ndarray], nets: Any, min_face: float, threshold: float,
-               factor: float, resize_on_device: bool = False) -> tuple[np.ndarray, np.ndarray]:
+               factor: float, resize_on_device: bool = False, max_face: float | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Stage one: PNet over the image pyramid, boxes merged across scales and calibrated."""
     height, width = frames[0].shape[:2]
     found: list[np.ndarray] = []
     owners: list[np.ndarray] = []
-    scales = pyramid_scales(height, width, min_face, factor)
+    scales = pyramid_scales(height, width, min_face, factor, max_face)
     for scale, level in zip(scales, _pyramid(frames, scales, nets.device, resize_on_device)):
         offsets, probs = nets.pnet(level)
         face = probs[:, 1].float().cpu().numpy()

@@ -403,8 +403,16 @@ def fit_and_save(model: keras.Model, final: Path, log: Path, record: Any, data: 
     os.replace(partial, final)
 
 
+def _fit_chunk_task(store: FaceSource, i: int, part: pd.DataFrame, val: pd.DataFrame,
+                    run: RunPaths, cfg: TrainConfig, verbose: int) -> dict[str, Any]:
+    """One chunk on a Dask worker: the same :func:`_fit_chunk` as the sequential path, with
+    the validation batches rebuilt there, so the model and its files are the same."""
+    val_data = FaceBatches(store, val, cfg.batch_size) if val["n_faces"].sum() > 0 else None
+    return asdict(_fit_chunk(store, i, part, val_data, run, cfg, verbose))
+
+
 def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: TrainConfig,
-                 verbose: int = 2) -> dict[str, Any]:
+                 verbose: int = 2, workers: int = 0, scheduler: str = "") -> dict[str, Any]:
     """Train one model per balanced chunk and return the manifest (also written to disk).
 
     ``videos``: the index rows with ``video_id, label, split, n_faces``. Each chunk's
@@ -414,6 +422,10 @@ def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: Tr
     A rerun with the same configuration skips the chunks already done; a different
     configuration retrains every chunk. The manifest records the weights each chunk
     actually used (``none`` where ImageNet weights could not be downloaded).
+
+    The chunks are independent: with ``workers > 0`` (a local Dask cluster) or a
+    ``scheduler`` address they train in parallel, one chunk per worker, each seeded as in
+    the sequential path, so the models and their predictions are the same.
     """
     train, val = split_videos(videos)
     parts = balanced_chunks(train, n_chunks(train, cfg.chunks), cfg.seed)
@@ -432,17 +444,35 @@ def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: Tr
     if val_data is None:
         warnings.warn("no validation faces: early stopping and checkpoints follow the "
                       "training loss", stacklevel=2)
+    todo = []
     for i, part in enumerate(parts):
         if i in done and chunk_model_path(run, cfg.arch, i).exists():
             manifest["chunk_models"].append(done[i])
             print(f"chunk {i}: {chunk_model_path(run, cfg.arch, i).name} exists, skipped")
             continue
+        todo.append((i, part))
+    for i, part in todo:
         print(f"chunk {i} of {len(parts)}: {len(part)} videos "
               f"({int((part['label'] == 0).sum())} real, {int(part['label'].sum())} fake), "
               f"{int(part['n_faces'].sum())} faces", flush=True)
-        manifest["chunk_models"].append(asdict(_fit_chunk(store, i, part, val_data, run, cfg,
-                                                          verbose)))
-        _write_manifest(run, manifest)
+        if not (workers > 0 or scheduler):
+            manifest["chunk_models"].append(asdict(_fit_chunk(store, i, part, val_data, run,
+                                                              cfg, verbose)))
+            _write_manifest(run, manifest)
+    if todo and (workers > 0 or scheduler):
+        from distributed import as_completed
+
+        from .cluster import dask_client
+
+        with dask_client(workers, scheduler) as client:
+            futures = [client.submit(_fit_chunk_task, store, i, part, val, run, cfg, verbose,
+                                     pure=False) for i, part in todo]
+            for fut in as_completed(futures):
+                record = fut.result()
+                print(f"chunk {record['chunk']}: trained on a Dask worker", flush=True)
+                manifest["chunk_models"].append(record)
+                _write_manifest(run, manifest)
+    manifest["chunk_models"].sort(key=lambda c: c["chunk"])
     manifest["complete"] = True
     manifest["finished_at"] = time.time()
     _write_manifest(run, manifest)

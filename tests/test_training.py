@@ -305,3 +305,29 @@ def test_same_seed_same_models(tmp_path, monkeypatch):
         weights.append(model.get_weights())
     for wa, wb in zip(*weights):
         np.testing.assert_array_equal(wa, wb)
+
+
+@pytest.mark.slow
+def test_chunks_trained_on_two_dask_workers_give_the_sequential_predictions(smoke_run, tmp_path):
+    """The smoke run trained its chunk models one after the other; the same profile with
+    ``train_cnn.workers: 2`` trains them on a local Dask cluster, one chunk per worker
+    process, from a copy of the run's index and face store: same predictions, byte for byte."""
+    import shutil
+
+    import yaml
+
+    raw = yaml.safe_load((smoke_run / "profile.yaml").read_text(encoding="utf-8"))
+    raw["train_cnn"] = {**raw["train_cnn"], "workers": 2}
+    profile = config.validate({**raw, "outputs_dir": str(tmp_path)}, check_data=False,
+                              stages=("train_cnn", "evaluate_cnn"))
+    for folder in ("index", "faces"):
+        shutil.copytree(smoke_run / folder, profile.run.root / folder)
+    manifest = pipeline.train_cnn(profile, verbose=0)
+    assert manifest["complete"] and manifest["chunks"] >= 2
+    assert [c["chunk"] for c in manifest["chunk_models"]] == list(range(manifest["chunks"]))
+    pipeline.evaluate_cnn(profile)
+    ours = sorted(p.name for p in profile.run.predictions.glob("cnn__*.csv"))
+    assert ours and ours == sorted(p.name for p in (smoke_run / "predictions").glob("cnn__*.csv"))
+    for name in ours:
+        assert (profile.run.predictions / name).read_bytes() == (
+            smoke_run / "predictions" / name).read_bytes(), name
