@@ -8,9 +8,11 @@ minority videos (bagging), and the chunk models are combined at test time (boost
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import random
 import sys
 import threading
 import time
@@ -18,7 +20,7 @@ import warnings
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 import cv2
 import keras
@@ -58,6 +60,22 @@ def seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
         # warn_only: an op without a deterministic kernel warns instead of stopping a run.
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@contextlib.contextmanager
+def private_default_seeds(seed: int) -> Iterator[None]:
+    """Keras draws the seed of every unseeded initializer and dropout layer from Python's
+    global ``random``, which any other thread of the process may draw from at the same time
+    (a Dask worker's event loop does): a model built inside this block draws those seeds
+    from a stream of its own, so it is the same model in any process, sequential or not."""
+    from keras.src.random import seed_generator
+
+    shared = seed_generator.python_random
+    seed_generator.python_random = random.Random(seed)
+    try:
+        yield
+    finally:
+        seed_generator.python_random = shared
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -356,7 +374,9 @@ def _fit_chunk(store: FaceSource, i: int, part: pd.DataFrame, val_data: FaceBatc
     record.model = str(final.relative_to(run.root))
     record.log = str(chunk_log_path(run, cfg.arch, i).relative_to(run.root))
     seed_everything(cfg.seed + i)
-    model, record.weights_used = cnn.build_model(cfg.arch, cfg.img_size, cfg.weights, cfg.dropout)
+    with private_default_seeds(cfg.seed + i):
+        model, record.weights_used = cnn.build_model(cfg.arch, cfg.img_size, cfg.weights,
+                                                     cfg.dropout)
     model.compile(optimizer=keras.optimizers.Nadam(cfg.learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     data = FaceBatches(store, part, cfg.batch_size, shuffle=True, seed=cfg.seed + i,

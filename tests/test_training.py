@@ -4,6 +4,7 @@ tiny end-to-end train/resume/evaluate run on a face store written in the store f
 from __future__ import annotations
 
 import json
+import os
 
 import keras
 import numpy as np
@@ -208,12 +209,12 @@ def write_run(root, videos: pd.DataFrame) -> RunPaths:
     return run
 
 
-def profile_for(run: RunPaths) -> config.Profile:
+def profile_for(run: RunPaths, **train_cnn: object) -> config.Profile:
     return config.validate({
         "run_name": run.root.name, "dataset": "celebdf", "data_root": "unused",
         "outputs_dir": str(run.root.parent), "img_size": SIZE, "seed": 0,
         "train_cnn": {"arch": "ef0", "weights": "none", "epochs": 2, "batch_size": 8,
-                      "patience": 1, "chunks": 0, "class_weight": True},
+                      "patience": 1, "chunks": 0, "class_weight": True, **train_cnn},
         "evaluate_cnn": {"tsne_max_points": 12},
     }, check_data=False, stages=("train_cnn", "evaluate_cnn"))
 
@@ -308,26 +309,38 @@ def test_same_seed_same_models(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_chunks_trained_on_two_dask_workers_give_the_sequential_predictions(smoke_run, tmp_path):
-    """The smoke run trained its chunk models one after the other; the same profile with
-    ``train_cnn.workers: 2`` trains them on a local Dask cluster, one chunk per worker
-    process, from a copy of the run's index and face store: same predictions, byte for byte."""
-    import shutil
+def test_chunks_trained_on_two_dask_workers_give_the_sequential_predictions(
+        tmp_path, monkeypatch):
+    """The same chunks trained one after the other in this process and on a Dask cluster
+    of two worker processes (reached by its scheduler address, as a remote cluster is):
+    the same chunk models, so the same predictions, byte for byte."""
+    import sys
 
-    import yaml
+    import cloudpickle
+    from distributed import Client, LocalCluster
 
-    raw = yaml.safe_load((smoke_run / "profile.yaml").read_text(encoding="utf-8"))
-    raw["train_cnn"] = {**raw["train_cnn"], "workers": 2}
-    profile = config.validate({**raw, "outputs_dir": str(tmp_path)}, check_data=False,
-                              stages=("train_cnn", "evaluate_cnn"))
-    for folder in ("index", "faces"):
-        shutil.copytree(smoke_run / folder, profile.run.root / folder)
-    manifest = pipeline.train_cnn(profile, verbose=0)
-    assert manifest["complete"] and manifest["chunks"] >= 2
-    assert [c["chunk"] for c in manifest["chunk_models"]] == list(range(manifest["chunks"]))
-    pipeline.evaluate_cnn(profile)
-    ours = sorted(p.name for p in profile.run.predictions.glob("cnn__*.csv"))
-    assert ours and ours == sorted(p.name for p in (smoke_run / "predictions").glob("cnn__*.csv"))
-    for name in ours:
-        assert (profile.run.predictions / name).read_bytes() == (
-            smoke_run / "predictions" / name).read_bytes(), name
+    monkeypatch.setattr(cnn, "build_model", tiny_model)
+    videos = pd.concat([video_table(2, 4, "train"), video_table(1, 1, "val"),
+                        video_table(2, 2, "test")], ignore_index=True)
+    sequential, parallel = (write_run(tmp_path / name, videos) for name in ("seq", "dask"))
+    pipeline.train_cnn(profile_for(sequential), verbose=0)
+    pipeline.evaluate_cnn(profile_for(sequential))
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tiny_model, by value
+    try:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            client.run(lambda: setattr(cnn, "build_model", tiny_model))
+            manifest = pipeline.train_cnn(
+                profile_for(parallel, scheduler=cluster.scheduler_address), verbose=0)
+            pids = set(client.run(os.getpid).values())
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert os.getpid() not in pids and len(pids) == 2
+    assert manifest["complete"] and [c["chunk"] for c in manifest["chunk_models"]] == [0, 1]
+    pipeline.evaluate_cnn(profile_for(parallel))
+    names = sorted(p.name for p in sequential.predictions.glob("cnn__*.csv"))
+    assert names and names == sorted(p.name for p in parallel.predictions.glob("cnn__*.csv"))
+    for name in names:
+        assert (parallel.predictions / name).read_bytes() == (
+            sequential.predictions / name).read_bytes(), name
