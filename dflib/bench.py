@@ -37,10 +37,13 @@ from .video import VideoError, probe, read_frames, sample_indices
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 EXTRACT_COLUMNS = ["footage", "resolution", "device", "settings", "videos", "frames",
-                   "decode_fps", "baseline_fps", "dflib_fps", "speedup", "baseline_faces",
+                   "decode_fps", "baseline_fps", "dflib_fps", "speedup", "dflib_to_decode",
+                   "baseline_faces",
                    "dflib_faces", "agreement", "mean_iou"]
 PARALLEL_COLUMNS = ["workers", "videos", "frames", "repeats", "seconds", "seconds_min",
                     "seconds_max", "frames_per_s", "speedup"]
+FEED_COLUMNS = ["feed", "augment", "workers", "samples", "feed_per_s", "train_step_per_s",
+                "ratio"]
 MEMORY_COLUMNS = ["scale", "videos", "faces", "store_mb", "rss_before_fit_mb", "peak_rss_mb",
                   "seconds", "peak_ratio"]
 # The original study's crop: 160 px faces with a 40 px margin (docs/reference.md).
@@ -181,7 +184,8 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
                   ) -> pd.DataFrame:
     """One row per entry of ``paths`` (a video or a folder of videos): dflib's detector
     settings, frames/s of decoding, the baseline and dflib (both include decoding),
-    dflib's speed-up, the frames with a face per method, agreement and mean IoU (see
+    dflib's speed-up over the baseline and its rate as a share of decoding alone (1 would
+    mean detection costs nothing beyond the decoder), the frames with a face per method, agreement and mean IoU (see
     :func:`compare_boxes`).
 
     ``params`` overrides the profile's FaceExtractor defaults. An unreadable video or
@@ -218,13 +222,15 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
         agreement, mean_iou = compare_boxes(base, fast_boxes)
         baseline_fps = n / sum(r["baseline_s"] for r in results)
         dflib_fps = n / sum(r["dflib_s"] for r in results)
+        decode_fps = n / sum(r["decode_s"] for r in results)
         resolutions = sorted({r["resolution"] for r in results})
         rows.append({
             "footage": str(group), "resolution": ", ".join(resolutions), "device": device,
             "settings": settings, "videos": len(results), "frames": n,
-            "decode_fps": n / sum(r["decode_s"] for r in results),
+            "decode_fps": decode_fps,
             "baseline_fps": baseline_fps, "dflib_fps": dflib_fps,
             "speedup": dflib_fps / baseline_fps,
+            "dflib_to_decode": dflib_fps / decode_fps,
             "baseline_faces": sum(b is not None for b in base),
             "dflib_faces": sum(b is not None for b in fast_boxes),
             "agreement": agreement, "mean_iou": mean_iou})
@@ -403,3 +409,120 @@ def format_table(table: pd.DataFrame) -> str:
     """The table as printed by ``dflib bench``: three significant digits, no exponents."""
     return table.to_string(index=False,
                            float_format=lambda v: f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}")
+
+
+# --------------------------------------------------------------------------- train feed
+
+def _feed_rate(data: Any, workers: int) -> tuple[int, float]:
+    """``(samples, samples/s)`` of one pass over every batch of ``data``, made by
+    ``workers`` threads as Keras' PyDataset workers make them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data[0]  # warm the reader (imports, first file) outside the timing
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        samples = sum(len(x) for x, _ in pool.map(data.__getitem__, range(len(data))))
+    return samples, samples / (time.perf_counter() - start)
+
+
+def _step_rate(model: Any, x: Any, y: np.ndarray, steps: int) -> float:
+    """Samples/s of the model's own training step on one batch, after one warm-up step."""
+    model.train_on_batch(x, y)
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    return steps * len(y) / (time.perf_counter() - start)
+
+
+def bench_train_feed(run: str | Path | None = None, videos: int = 40, faces_per_video: int = 25,
+                     img_size: int = 160, arch: str = "xception", batch_size: int = 32,
+                     workers: Sequence[int] = (1, 2), steps: int = 3, clip_len: int = 16,
+                     clip_size: int = 112, seq_len: int = 25,
+                     progress: bool = True) -> pd.DataFrame:
+    """Samples/s that the training feeds deliver against the rate of the model's own
+    training step on this machine, in one run; ``ratio`` above 1 means the feed keeps up.
+
+    Faces: :class:`~dflib.training.FaceBatches` with the paper's augmentation off and on,
+    against ``arch`` at ``img_size``. Clips: :class:`~dflib.temporal.ClipBatches` (random
+    crop and flip) against C3D. Sequences: the recurrent heads' in-memory feature arrays
+    against a BiLSTM head. The faces come from ``run``'s face store (its ``img_size``), or
+    from a generated store of random faces of ``img_size`` px.
+    """
+    import keras
+
+    from . import cnn, temporal, training
+
+    with tempfile.TemporaryDirectory(prefix="dflib-bench-") as tmp:
+        if run is None:
+            table = write_face_store(Path(tmp), videos, faces_per_video, img_size)
+            store = FaceStore(RunPaths(Path(tmp)))
+        else:
+            store = FaceStore(RunPaths(Path(run)))
+            table = store.summary()
+            table = table[table["n_faces"] > 0].merge(
+                pd.read_csv(RunPaths(Path(run)).videos_csv, dtype={"video_id": str})[
+                    ["video_id", "label"]], on="video_id")
+            img_size = int(store.load(str(table["video_id"].iloc[0]))[0].shape[1])
+        training.seed_everything(0)
+        rows: list[dict[str, Any]] = []
+
+        def measure(kind: str, augment: str, model_rate: float, make: Any) -> None:
+            for w in tqdm(workers, desc=f"train-feed {kind} {augment}", unit="run",
+                          disable=not progress, leave=False):
+                samples, rate = _feed_rate(make(), w)
+                rows.append({"feed": kind, "augment": augment, "workers": w,
+                             "samples": samples, "feed_per_s": rate,
+                             "train_step_per_s": model_rate})
+
+        face_model, _ = cnn.build_model(arch, img_size, "none")
+        face_model.compile(optimizer=keras.optimizers.Nadam(0.002),
+                           loss="sparse_categorical_crossentropy")
+        x, y = training.FaceBatches(store, table, batch_size)[0]
+        face_rate = _step_rate(face_model, x, y, steps)
+        del face_model
+        for augment in (None, training.PAPER_AUGMENTATION):
+            measure(f"faces {img_size} px ({arch})", "on" if augment else "off", face_rate,
+                    lambda: training.FaceBatches(store, table, batch_size, shuffle=True,
+                                                 seed=0, augment=augment))
+
+        clip_model = temporal.build_clip_model("c3d", clip_len, clip_size)
+        clip_model.compile(optimizer=keras.optimizers.SGD(0.005),
+                           loss="sparse_categorical_crossentropy")
+        clip_batch = max(1, batch_size // 4)
+        x, y = temporal.ClipBatches(store, table, clip_len, clip_size, clip_batch)[0]
+        clip_rate = _step_rate(clip_model, x, y, steps)
+        del clip_model
+        measure(f"clips {clip_len}x{clip_size} px (c3d)", "on", clip_rate,
+                lambda: temporal.ClipBatches(store, table, clip_len, clip_size, clip_batch,
+                                             shuffle=True, augment=True))
+
+        rng = np.random.default_rng(0)
+        sequences = temporal.Sequences(
+            table["video_id"].to_numpy(), table["label"].to_numpy(),
+            rng.standard_normal((len(table), seq_len, temporal.FEATURE_DIM), dtype=np.float32),
+            np.minimum(table["n_faces"].to_numpy(), seq_len))
+        head = temporal.build_head("bilstm")
+        head.compile(optimizer=keras.optimizers.Adam(0.001),
+                     loss="sparse_categorical_crossentropy")
+        first = slice(0, batch_size)
+        seq_rate = _step_rate(head, {k: v[first] for k, v in sequences.inputs.items()},
+                              sequences.labels[first], steps)
+        measure(f"sequences {seq_len}x{temporal.FEATURE_DIM} (bilstm)", "off", seq_rate,
+                lambda: _ArrayBatches(sequences.inputs, sequences.labels, batch_size))
+    table = pd.DataFrame(rows, columns=FEED_COLUMNS[:-1])
+    table["ratio"] = table["feed_per_s"] / table["train_step_per_s"]
+    return table
+
+
+class _ArrayBatches:
+    """Batches of in-memory arrays, as Keras slices them for ``fit(x, y, batch_size)``."""
+
+    def __init__(self, x: dict[str, np.ndarray], y: np.ndarray, batch_size: int) -> None:
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def __getitem__(self, i: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        rows = slice(i * self.batch_size, (i + 1) * self.batch_size)
+        return {k: v[rows] for k, v in self.x.items()}, self.y[rows]

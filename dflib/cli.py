@@ -128,6 +128,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     elif args.bench == "parallel":
         table = bench.bench_parallel(args.paths, args.frames, args.workers, args.device,
                                      overrides, repeats=args.repeats)
+    elif args.bench == "train-feed":
+        table = bench.bench_train_feed(args.run, args.videos, args.faces_per_video,
+                                       args.img_size, args.arch, args.batch_size, args.workers,
+                                       args.steps, args.clip_len, args.clip_size, args.seq_len)
     else:
         table = bench.bench_train_memory(args.videos, args.faces_per_video, args.scale,
                                          args.img_size, args.arch, args.batch_size)
@@ -209,6 +213,23 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--arch", default="ef0")
     memory.add_argument("--batch-size", type=int, default=32)
     memory.add_argument("--out", type=Path, metavar="CSV", help="also write the table here")
+    feed = bench_sub.add_parser("train-feed", help="samples/s of the training feeds (faces "
+                                "with augmentation off and on, clips, sequences) against the "
+                                "model's own training step, as a ratio")
+    feed.add_argument("--run", type=Path, help="read this run's face store (default: a "
+                      "generated store of random faces)")
+    feed.add_argument("--videos", type=int, default=40, help="videos of the generated store")
+    feed.add_argument("--faces-per-video", type=int, default=25)
+    feed.add_argument("--img-size", type=int, default=160, help="faces of the generated store")
+    feed.add_argument("--arch", default="xception", help="frame CNN whose step is timed")
+    feed.add_argument("--batch-size", type=int, default=32)
+    feed.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                      help="feed threads (Keras PyDataset workers)")
+    feed.add_argument("--steps", type=int, default=3, help="timed training steps per model")
+    feed.add_argument("--clip-len", type=int, default=16)
+    feed.add_argument("--clip-size", type=int, default=112)
+    feed.add_argument("--seq-len", type=int, default=25)
+    feed.add_argument("--out", type=Path, metavar="CSV", help="also write the table here")
     footage = bench_sub.add_parser("footage", help="write 720p and small-face 1080p videos "
                                    "to benchmark on")
     footage.add_argument("out_dir")

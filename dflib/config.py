@@ -168,6 +168,10 @@ STAGES: tuple[Stage, ...] = (
         "class_weight": Field(bool, False, "weight classes by frequency (single-model runs)"),
         "augment": Field(bool, True, "the paper's augmentation (rotation, zoom, shift, shear, flip)"),
         "dropout": Field(float, 0.5, "dropout before the softmax", min=0.0, max=0.95),
+        "workers": Field(int, 0, "Dask workers training chunk models in parallel, one chunk "
+                         "each (0: one after the other in this process)", min=0),
+        "scheduler": Field(str, "", "Dask scheduler address for chunk training; empty starts "
+                           "a local cluster of `workers` processes"),
     }),
     Stage("evaluate_cnn", "03_evaluate_cnn.ipynb", {
         "aggregation": Field(str, "mean", "frame scores to a video score",

@@ -51,6 +51,10 @@ CHOICE_VERSION = "gap-track-cut-1"  # in the store settings: stores chosen other
 # The coarse, downscaled detection pass looks for faces of at least this many detector
 # pixels (MTCNN's own default); smaller ones are left to the full-resolution pass.
 DETECT_MIN_FACE_PX = 20
+# A key frame after the first is searched first in a square of NEAR_REGION times the side
+# of the face the key frame before it kept, resized so that face spans NEAR_FACE_PX.
+NEAR_REGION = 4.0
+NEAR_FACE_PX = 48.0
 # Constructor arguments of FaceExtractor, read from a profile's (flat) stage parameters.
 EXTRACTOR_KEYS = ("img_size", "margin", "min_face_size", "thresholds", "factor", "selection",
                   "detect_max_side", "redetect_every", "crop", "batch_size", "device")
@@ -191,7 +195,8 @@ class FaceExtractor:
                     since = 0
                 key_of[i] = keys[-1]
                 since += 1
-            for i, det in zip(keys, self._search([frames[i] for i in keys])):
+            for i, det in zip(keys, self._search_keys([frames[i] for i in keys],
+                                                       [cuts[i] for i in keys])):
                 detections[i] = det
             key_set = set(keys)
             followers = [i for i in members if i not in key_set and len(detections[key_of[i]])]
@@ -229,13 +234,65 @@ class FaceExtractor:
             return kept[np.argmax((kept[:, 2] - kept[:, 0]) * (kept[:, 3] - kept[:, 1]))], "largest"
         return kept[np.argmax(kept[:, 4])], "probability"
 
-    def _search(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+    def _search_keys(self, frames: list[np.ndarray], cuts: list[bool]) -> list[np.ndarray]:
+        """Key frames of one size, in order: the first searched in full; each later one
+        first near the face the one before it kept (:meth:`_search_near`), in full only
+        where none is found there or the picture cut (``cuts``), with a coarse pass scaled
+        to the faces seen so far. With ``redetect_every`` 1 every frame is searched in
+        full, as the paper did."""
+        if self.redetect_every == 1:
+            return self._search(frames)
+        detections: list[np.ndarray] = []
+        last: np.ndarray | None = None
+        sides: list[float] = []
+        for frame, cut in zip(frames, cuts):
+            if cut:
+                last = None  # another shot: the last face says nothing about where to look
+            det = self._search_near(frame, last) if last is not None else np.empty((0, 5))
+            if len(det) == 0:
+                det = self._search([frame], min(sides) if sides else None)[0]
+            if len(det):
+                last = self._choose(det, last)[0]
+                sides.append(float(max(last[2] - last[0], last[3] - last[1])))
+            detections.append(det)
+        return detections
+
+    def _search_near(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """Faces in a square of ``NEAR_REGION`` times the side of ``box`` around its centre,
+        resized so that a face of that size spans ``NEAR_FACE_PX`` detector pixels, over
+        the pyramid levels of faces from half to twice its size only."""
+        height, width = frame.shape[:2]
+        side = float(max(box[2] - box[0], box[3] - box[1], 1.0))
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        half = NEAR_REGION * side / 2
+        x1, y1 = int(max(cx - half, 0)), int(max(cy - half, 0))
+        x2, y2 = int(min(cx + half, width)), int(min(cy + half, height))
+        scale = min(1.0, NEAR_FACE_PX / side)
+        min_face = max(self.min_face_size * scale, DETECT_MIN_FACE_PX / 2, scale * side / 2)
+        if x2 - x1 < 2 * min_face or y2 - y1 < 2 * min_face:
+            return np.empty((0, 5))
+        region = frame[y1:y2, x1:x2]
+        size = (max(1, round((x2 - x1) * scale)), max(1, round((y2 - y1) * scale)))
+        if scale < 1.0:
+            region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+        boxes = mtcnn.detect([np.ascontiguousarray(region)], self.mtcnn, min_face,
+                             self.thresholds, self.factor, max_face=2 * scale * side)[0]
+        boxes[:, [0, 2]] = boxes[:, [0, 2]] * ((x2 - x1) / size[0]) + x1
+        boxes[:, [1, 3]] = boxes[:, [1, 3]] * ((y2 - y1) / size[1]) + y1
+        return boxes
+
+    def _search(self, frames: list[np.ndarray], known_side: float | None = None
+                ) -> list[np.ndarray]:
         """Full detection of frames of one size: the coarse pass, then full resolution
-        for the frames where it found nothing."""
+        for the frames where it found nothing. ``known_side``: the smallest face (frame
+        pixels) found in this video so far; the coarse pass then sees the frame at least
+        large enough for a face of half that size to keep ``DETECT_MIN_FACE_PX``."""
         if not frames:
             return []
         height, width = frames[0].shape[:2]
         scale = self.detect_scale(width, height)
+        if known_side:
+            scale = min(1.0, max(scale, 2 * DETECT_MIN_FACE_PX / known_side))
         detections = self._detect(frames, scale)
         if scale < 1.0:
             missed = [i for i, det in enumerate(detections) if len(det) == 0]
@@ -564,16 +621,12 @@ def _dask_task(video_id: str, path: str, target: str, params: dict[str, Any], n:
 def _run_dask(jobs: list[tuple[str, str, Path, str]], extractor: FaceExtractor, n: int,
               strategy: str, every_k: int, workers: int, scheduler: str,
               progress: bool) -> dict[str, str]:
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
 
-    if scheduler:
-        cluster, client = None, Client(scheduler)
-    else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
-        client = Client(cluster)
+    from .cluster import dask_client
+
     errors: dict[str, str] = {}
-    try:
+    with dask_client(workers, scheduler) as client:
         futures = {client.submit(_dask_task, vid, path, str(target), extractor.params, n,
                                  strategy, every_k, config, pure=False): vid
                    for vid, path, target, config in jobs}
@@ -585,10 +638,6 @@ def _run_dask(jobs: list[tuple[str, str, Path, str]], extractor: FaceExtractor, 
                 err = f"{type(exc).__name__}: {exc}".splitlines()[0]
             if err:
                 errors[futures[fut]] = err
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
     return errors
 
 

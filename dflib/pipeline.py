@@ -219,7 +219,9 @@ def train_cnn(profile: config.Profile, verbose: int = 2) -> dict:
     run = profile.run.ensure()
     cfg = training.TrainConfig.from_sections(profile.shared, profile.sections["train_cnn"])
     videos = cnn_videos(run)
-    manifest = training.train_chunks(faces.FaceStore(run), videos, run, cfg, verbose)
+    section = profile.sections["train_cnn"]
+    manifest = training.train_chunks(faces.FaceStore(run), videos, run, cfg, verbose,
+                                     workers=section["workers"], scheduler=section["scheduler"])
     reports.stage_summary(run, "train_cnn", face_outcomes(videos[videos["split"] != "test"]))
     return manifest
 

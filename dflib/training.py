@@ -8,17 +8,21 @@ minority videos (bagging), and the chunk models are combined at test time (boost
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import random
 import sys
+import threading
 import time
 import warnings
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 
+import cv2
 import keras
 import numpy as np
 import pandas as pd
@@ -28,12 +32,6 @@ from .faces import store_inputs
 from .paths import RunPaths
 
 LABELS = (0, 1)  # 0 = real, 1 = fake (docs/design.md)
-
-# The paper's augmentation (Keras ImageDataGenerator settings of the original code).
-ROTATION_DEG = 30.0
-ZOOM = 0.15
-SHIFT = 0.2
-SHEAR = 0.15
 
 
 class FaceSource(Protocol):
@@ -65,24 +63,72 @@ def seed_everything(seed: int) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+@contextlib.contextmanager
+def private_default_seeds(seed: int) -> Iterator[None]:
+    """Keras draws the seed of every unseeded initializer and dropout layer from Python's
+    global ``random``, which any other thread of the process may draw from at the same time
+    (a Dask worker's event loop does): a model built inside this block draws those seeds
+    from a stream of its own, so it is the same model in any process, sequential or not."""
+    from keras.src.random import seed_generator
+
+    shared = seed_generator.python_random
+    seed_generator.python_random = random.Random(seed)
+    try:
+        yield
+    finally:
+        seed_generator.python_random = shared
+
+
 # --------------------------------------------------------------------------- augmentation
 
-def augmentation(seed: int = 0) -> keras.Sequential:
-    """The paper's augmentation: rotation 30 degrees, zoom 0.15, shifts 0.2, shear 0.15,
-    horizontal flip, with edges filled by the nearest pixel (ImageDataGenerator's default).
+@dataclass(frozen=True)
+class Augmentation:
+    """The paper's augmentation (the Keras ImageDataGenerator settings of the original code):
+    rotation up to 30 degrees, zoom 0.15 on each axis, shifts 0.2 of the side, shear 0.15,
+    horizontal flip, edges filled by the nearest pixel.
 
+    As ImageDataGenerator did, each face gets one affine transform composed of all of
+    them and is resampled once (OpenCV, bilinear), so augmenting costs one warp per face.
     ImageDataGenerator read ``shear_range`` in degrees, so the original 0.15 was a
-    negligible 0.15 degree shear; RandomShear reads 0.15 as a fraction of the image
-    (about 8.5 degrees), the intent of "shear 0.15".
+    negligible 0.15 degree shear; here 0.15 is the shear factor (about 8.5 degrees), the
+    intent of "shear 0.15". The random draws come from the generator passed in, so a
+    batch's augmentation depends on its seed only, not on which worker made it.
     """
-    fill = {"fill_mode": "nearest"}
-    return keras.Sequential([
-        keras.layers.RandomRotation(ROTATION_DEG / 360.0, seed=seed, **fill),
-        keras.layers.RandomZoom((-ZOOM, ZOOM), (-ZOOM, ZOOM), seed=seed + 1, **fill),
-        keras.layers.RandomTranslation(SHIFT, SHIFT, seed=seed + 2, **fill),
-        keras.layers.RandomShear(SHEAR, SHEAR, seed=seed + 3, **fill),
-        keras.layers.RandomFlip("horizontal", seed=seed + 4),
-    ], name="augmentation")
+
+    rotation_deg: float = 30.0
+    zoom: float = 0.15
+    shift: float = 0.2
+    shear: float = 0.15
+    flip: bool = True
+
+    def matrices(self, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` random 2x3 affine matrices for ``size`` x ``size`` images, about the centre."""
+        angle = np.deg2rad(rng.uniform(-self.rotation_deg, self.rotation_deg, n))
+        zoom = rng.uniform(1 - self.zoom, 1 + self.zoom, (n, 2))
+        shift = rng.uniform(-self.shift, self.shift, (n, 2)) * size
+        shear = rng.uniform(-self.shear, self.shear, n)
+        mirror = np.where(rng.random(n) < 0.5, -1.0, 1.0) if self.flip else np.ones(n)
+        cos, sin = np.cos(angle), np.sin(angle)
+        rotate = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)
+        sheared = rotate @ np.stack([np.stack([np.ones(n), shear], -1),
+                                     np.stack([np.zeros(n), np.ones(n)], -1)], -2)
+        # Scaling the columns: zoom per axis, and a mirror of the x axis.
+        linear = sheared * (zoom * np.stack([mirror, np.ones(n)], -1))[:, None, :]
+        centre = np.full(2, (size - 1) / 2.0)
+        offset = centre + shift - linear @ centre
+        return np.concatenate([linear, offset[:, :, None]], axis=2)
+
+    def __call__(self, faces: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``faces [b, S, S, 3]`` (any dtype OpenCV warps) transformed, same shape and dtype."""
+        size = faces.shape[1]
+        out = np.empty_like(faces)
+        for j, m in enumerate(self.matrices(len(faces), size, rng)):
+            out[j] = cv2.warpAffine(faces[j], m, (size, size), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REPLICATE)
+        return out
+
+
+PAPER_AUGMENTATION = Augmentation()
 
 
 # --------------------------------------------------------------------------- streaming
@@ -96,13 +142,17 @@ class FaceBatches(keras.utils.PyDataset):
     cuts them into windows of ``cache_videos`` videos and shuffles the faces inside each
     window: a batch mixes many videos, yet every video is read once per epoch.
     ``max_faces`` keeps a seeded random subset of the faces (for t-SNE).
-    ``augment`` (a layer) is applied to every batch in training mode.
+    ``augment`` (an :class:`Augmentation`) transforms every batch, seeded by ``seed``, the
+    epoch and the batch index, so it does not depend on the order batches are made in.
     """
 
     def __init__(self, store: FaceSource, videos: pd.DataFrame, batch_size: int, *,
-                 shuffle: bool = False, seed: int = 0, augment: keras.Layer | None = None,
-                 cache_videos: int = 64, max_faces: int | None = None) -> None:
-        super().__init__()
+                 shuffle: bool = False, seed: int = 0, augment: Augmentation | None = None,
+                 cache_videos: int = 64, max_faces: int | None = None,
+                 workers: int = 1) -> None:
+        # Threads, not processes: OpenCV's warps and NumPy's copies release the GIL, and
+        # every batch is a pure function of its index, so workers never change a batch.
+        super().__init__(workers=workers, use_multiprocessing=False)
         if batch_size < 1 or cache_videos < 1:
             raise ValueError("batch_size and cache_videos must be at least 1")
         videos = videos[videos["n_faces"] > 0]
@@ -119,6 +169,7 @@ class FaceBatches(keras.utils.PyDataset):
                                                               replace=False))
             self._video, self._face = self._video[keep], self._face[keep]
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache_lock = threading.Lock()
         self.epoch = 0
         self._order = self._epoch_order()
 
@@ -150,17 +201,18 @@ class FaceBatches(keras.utils.PyDataset):
         self._order = self._epoch_order()
 
     def _arrays(self, v: int) -> tuple[np.ndarray, np.ndarray]:
-        if v in self._cache:
-            self._cache.move_to_end(v)
-            return self._cache[v]
-        faces, frame_idx = self.store.load(self.video_ids[v])
-        if len(faces) != self.n_faces[v] or len(frame_idx) != len(faces):
-            raise ValueError(f"video {self.video_ids[v]!r}: the store holds {len(faces)} faces, "
-                             f"the face summary says {self.n_faces[v]}")
-        self._cache[v] = (faces, np.asarray(frame_idx))
-        if len(self._cache) > self.cache_videos:
-            self._cache.popitem(last=False)
-        return self._cache[v]
+        with self._cache_lock:
+            if v in self._cache:
+                self._cache.move_to_end(v)
+                return self._cache[v]
+            faces, frame_idx = self.store.load(self.video_ids[v])
+            if len(faces) != self.n_faces[v] or len(frame_idx) != len(faces):
+                raise ValueError(f"video {self.video_ids[v]!r}: the store holds {len(faces)} "
+                                 f"faces, the face summary says {self.n_faces[v]}")
+            entry = self._cache[v] = (faces, np.asarray(frame_idx))
+            if len(self._cache) > self.cache_videos:
+                self._cache.popitem(last=False)
+            return entry
 
     def _rows(self, i: int) -> np.ndarray:
         if not 0 <= i < len(self):
@@ -170,10 +222,9 @@ class FaceBatches(keras.utils.PyDataset):
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         rows = self._rows(i)
         x = np.stack([self._arrays(v)[0][f] for v, f in zip(self._video[rows], self._face[rows])])
-        x = x.astype(np.float32)
         if self.augment is not None:
-            x = keras.ops.convert_to_numpy(self.augment(x, training=True))
-        return x, self.labels[self._video[rows]]
+            x = self.augment(x, np.random.default_rng([self.seed, self.epoch, i]))
+        return x.astype(np.float32), self.labels[self._video[rows]]
 
     def keys(self, i: int) -> pd.DataFrame:
         """``video_id, frame_idx, label`` of batch ``i``'s faces, in batch order."""
@@ -341,11 +392,13 @@ def _fit_chunk(store: FaceSource, i: int, part: pd.DataFrame, val_data: FaceBatc
     record.model = str(final.relative_to(run.root))
     record.log = str(chunk_log_path(run, cfg.arch, i).relative_to(run.root))
     seed_everything(cfg.seed + i)
-    model, record.weights_used = cnn.build_model(cfg.arch, cfg.img_size, cfg.weights, cfg.dropout)
+    with private_default_seeds(cfg.seed + i):
+        model, record.weights_used = cnn.build_model(cfg.arch, cfg.img_size, cfg.weights,
+                                                     cfg.dropout)
     model.compile(optimizer=keras.optimizers.Nadam(cfg.learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     data = FaceBatches(store, part, cfg.batch_size, shuffle=True, seed=cfg.seed + i,
-                       augment=augmentation(cfg.seed + i) if cfg.augment else None)
+                       augment=PAPER_AUGMENTATION if cfg.augment else None)
     weights = class_weights(part) if cfg.class_weight else None
     record.class_weight = {str(c): w for c, w in (weights or {}).items()}
     fit_and_save(model, final, run.root / record.log, record, data, validation=val_data,
@@ -388,8 +441,17 @@ def fit_and_save(model: keras.Model, final: Path, log: Path, record: Any, data: 
     os.replace(partial, final)
 
 
+def _fit_chunk_task(store: FaceSource, i: int, part: pd.DataFrame, val: pd.DataFrame,
+                    run: RunPaths, cfg: TrainConfig, made_from: dict[str, Any],
+                    verbose: int) -> dict[str, Any]:
+    """One chunk on a Dask worker: the same :func:`_fit_chunk` as the sequential path, with
+    the validation batches rebuilt there, so the model and its files are the same."""
+    val_data = FaceBatches(store, val, cfg.batch_size) if val["n_faces"].sum() > 0 else None
+    return asdict(_fit_chunk(store, i, part, val_data, run, cfg, made_from, verbose))
+
+
 def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: TrainConfig,
-                 verbose: int = 2) -> dict[str, Any]:
+                 verbose: int = 2, workers: int = 0, scheduler: str = "") -> dict[str, Any]:
     """Train one model per balanced chunk and return the manifest (also written to disk).
 
     ``videos``: the index rows with ``video_id, label, split, n_faces``. Each chunk's
@@ -401,6 +463,10 @@ def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: Tr
     digests); a rerun reuses a finished chunk only when that is unchanged, and says in one
     line why it retrains one otherwise. The manifest records the weights each chunk
     actually used (``none`` where ImageNet weights could not be downloaded).
+
+    The chunks are independent: with ``workers > 0`` (a local Dask cluster) or a
+    ``scheduler`` address they train in parallel, one chunk per worker, each seeded as in
+    the sequential path, so the models and their predictions are the same.
     """
     train, val = split_videos(videos)
     parts = balanced_chunks(train, n_chunks(train, cfg.chunks), cfg.seed)
@@ -420,6 +486,7 @@ def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: Tr
     if val_data is None:
         warnings.warn("no validation faces: early stopping and checkpoints follow the "
                       "training loss", stacklevel=2)
+    todo = []
     for i, part in enumerate(parts):
         made_from = io.made_from(config, {
             "train": {v: inputs["train"][v] for v in part["video_id"].astype(str)},
@@ -431,12 +498,29 @@ def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: Tr
                 print(f"chunk {i}: {chunk_model_path(run, cfg.arch, i).name} exists, skipped")
                 continue
             print(f"chunk {i}: {stale}, retraining")
+        todo.append((i, part, made_from))
+    for i, part, made_from in todo:
         print(f"chunk {i} of {len(parts)}: {len(part)} videos "
               f"({int((part['label'] == 0).sum())} real, {int(part['label'].sum())} fake), "
               f"{int(part['n_faces'].sum())} faces", flush=True)
-        manifest["chunk_models"].append(asdict(_fit_chunk(store, i, part, val_data, run, cfg,
-                                                          made_from, verbose)))
-        _write_manifest(run, manifest)
+        if not (workers > 0 or scheduler):
+            manifest["chunk_models"].append(asdict(_fit_chunk(store, i, part, val_data, run,
+                                                              cfg, made_from, verbose)))
+            _write_manifest(run, manifest)
+    if todo and (workers > 0 or scheduler):
+        from distributed import as_completed
+
+        from .cluster import dask_client
+
+        with dask_client(workers, scheduler) as client:
+            futures = [client.submit(_fit_chunk_task, store, i, part, val, run, cfg, made_from,
+                                     verbose, pure=False) for i, part, made_from in todo]
+            for fut in as_completed(futures):
+                record = fut.result()
+                print(f"chunk {record['chunk']}: trained on a Dask worker", flush=True)
+                manifest["chunk_models"].append(record)
+                _write_manifest(run, manifest)
+    manifest["chunk_models"].sort(key=lambda c: c["chunk"])
     manifest["complete"] = True
     manifest["finished_at"] = time.time()
     _write_manifest(run, manifest)

@@ -53,8 +53,9 @@ def test_extract_bench_table_csv_and_agreement(videos, tmp_path, capsys):
     assert len(table) == 1  # the missing folder gives no row; the broken video is left out
     row = table.iloc[0]
     assert (row["videos"], row["frames"], row["resolution"]) == (4, 4 * FRAMES, "320x240")
-    for col in ("decode_fps", "baseline_fps", "dflib_fps", "speedup"):
+    for col in ("decode_fps", "baseline_fps", "dflib_fps", "speedup", "dflib_to_decode"):
         assert row[col] > 0
+    assert row["dflib_to_decode"] == pytest.approx(row["dflib_fps"] / row["decode_fps"])
     assert row["baseline_faces"] > 0
     assert row["agreement"] >= 0.9
     assert row["mean_iou"] >= 0.8
@@ -93,3 +94,21 @@ def test_train_memory_table():
     assert (table["rss_before_fit_mb"] > 0).all()
     assert table["peak_ratio"].iloc[0] == 1.0
     assert table["store_mb"].iloc[1] > table["store_mb"].iloc[0]
+
+
+@pytest.mark.slow
+def test_train_feed_table(tmp_path, capsys):
+    out = tmp_path / "feed.csv"
+    rc = cli.main(["bench", "train-feed", "--videos", "4", "--faces-per-video", "4",
+                   "--img-size", "32", "--arch", "ef0", "--batch-size", "4", "--workers", "1",
+                   "2", "--steps", "1", "--clip-len", "4", "--clip-size", "16", "--seq-len",
+                   "4", "--out", str(out)])
+    assert rc == 0 and "ratio" in capsys.readouterr().out
+    table = pd.read_csv(out)
+    assert list(table.columns) == bench.FEED_COLUMNS
+    # faces without and with augmentation, clips, sequences; each at 1 and 2 workers
+    assert len(table) == 8 and table["workers"].tolist() == [1, 2] * 4
+    assert table["augment"].tolist() == ["off", "off", "on", "on", "on", "on", "off", "off"]
+    assert table["samples"].tolist()[:4] == [16] * 4  # every face, once per pass
+    assert (table["feed_per_s"] > 0).all() and (table["train_step_per_s"] > 0).all()
+    assert table["ratio"].tolist() == (table["feed_per_s"] / table["train_step_per_s"]).tolist()

@@ -202,6 +202,21 @@ def test_cascade_finds_the_boxes_facenet_pytorch_finds(extractor):
         np.testing.assert_allclose(got[:, 4], want[:, 4], atol=0.02)
 
 
+def test_pyramid_resized_by_torch_finds_the_same_faces(extractor):
+    """The GPU path builds the pyramid with torch on the networks' device; on CPU tensors
+    it must find the faces OpenCV's pyramid finds, boxes within resampling round-off."""
+    frames = [paste(paste(canvas(640, 360), 150, 400, 60), 90, 40 + 10 * i, 150)
+              for i in range(2)] + [canvas(640, 360)]
+    args = (frames, extractor.mtcnn, 40, [0.6, 0.7, 0.7], 0.709)
+    opencv = mtcnn.detect(*args, resize_on_device=False)
+    torch_levels = mtcnn.detect(*args, resize_on_device=True)
+    assert [len(b) for b in torch_levels] == [len(b) for b in opencv] == [2, 2, 0]
+    for got, want in zip(torch_levels[:2], opencv[:2]):
+        got, want = got[np.argsort(got[:, 0])], want[np.argsort(want[:, 0])]
+        assert all(iou(g, w) > 0.9 for g, w in zip(got, want))
+        np.testing.assert_allclose(got[:, 4], want[:, 4], atol=0.02)
+
+
 def test_confirm_keeps_a_face_near_its_proposal_and_drops_one_that_left(extractor):
     frame = paste(canvas(640, 360), 150, 300, 100)
     found = mtcnn.detect([frame], extractor.mtcnn, 40, [0.6, 0.7, 0.7], 0.709)[0]
@@ -220,15 +235,40 @@ def test_only_every_nth_frame_is_searched_and_lost_faces_are_searched_again(monk
     frames.append(canvas(640, 360))
     searched: list[int] = []
     search = FaceExtractor._search
-    monkeypatch.setattr(FaceExtractor, "_search", lambda self, batch: searched.append(
-        len(batch)) or search(self, batch))
+    monkeypatch.setattr(FaceExtractor, "_search", lambda self, batch, *known: searched.append(
+        len(batch)) or search(self, batch, *known))
     tracked = FaceExtractor.from_params({**PARAMS, "redetect_every": 3}).extract(frames)
     every = FaceExtractor.from_params({**PARAMS, "redetect_every": 1}).extract(frames)
-    assert searched == [2, 1, 6]  # key frames, then frame 5; then every frame
+    # key frame 0 in full (key frame 3 finds the face near frame 0's), then frame 5; then
+    # every frame in full
+    assert searched == [1, 1, 6]
     assert [f.reason for f in tracked] == [f.reason for f in every] == [""] * 5 + ["no_face"]
     # The head jumps 8 px a frame here; on real footage the boxes agree more closely
     # (dflib bench extract reports the IoU with the original per-frame pipeline).
     assert all(iou(t.box, e.box) > 0.8 for t, e in zip(tracked[:5], every[:5]))
+
+
+def test_key_frames_are_searched_near_the_last_face_and_in_full_when_it_is_not_there(
+        monkeypatch):
+    """A small face in a large frame: key frame 0 is searched in full, the next key frames
+    near the face the one before kept; after a jump across the frame, the region holds no
+    face and that key frame is searched in full again. No face is lost."""
+    xs = [1200, 1212, 1224, 1236, 200, 212]
+    frames = [paste(canvas(1920, 1080), 64, x, 500) for x in xs]
+    calls: list[str] = []
+    search, near = FaceExtractor._search, FaceExtractor._search_near
+    monkeypatch.setattr(FaceExtractor, "_search", lambda self, batch, *known: calls.append(
+        "full") or search(self, batch, *known))
+    monkeypatch.setattr(FaceExtractor, "_search_near", lambda self, frame, box: calls.append(
+        "near") or near(self, frame, box))
+    found = FaceExtractor.from_params({**PARAMS, "detect_max_side": 320,
+                                       "redetect_every": 1 + 1}).extract(frames)
+    # keys 0, 2, 4: full, near (found), near (the face jumped away: none), full
+    assert calls[:4] == ["full", "near", "near", "full"]
+    every = FaceExtractor.from_params({**PARAMS, "detect_max_side": 320,
+                                       "redetect_every": 1}).extract(frames)
+    assert all(f.face is not None for f in found)
+    assert all(iou(f.box, e.box) > 0.8 for f, e in zip(found, every))
 
 
 def test_selection_largest_or_most_probable(extractor):

@@ -4,6 +4,7 @@ tiny end-to-end train/resume/evaluate run on a face store written in the store f
 from __future__ import annotations
 
 import json
+import os
 
 import keras
 import numpy as np
@@ -151,13 +152,39 @@ def test_a_store_that_disagrees_with_the_summary_is_an_error():
         ds[0]
 
 
-def test_augmentation_keeps_shape_changes_pixels_and_is_seeded():
-    x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
-    a = np.asarray(training.augmentation(seed=5)(x, training=True))
-    b = np.asarray(training.augmentation(seed=5)(x, training=True))
-    assert a.shape == x.shape and not np.allclose(a, x)
+def test_augmentation_keeps_shape_and_dtype_changes_pixels_and_is_seeded():
+    x = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    aug = training.PAPER_AUGMENTATION
+    a = aug(x, np.random.default_rng(5))
+    b = aug(x, np.random.default_rng(5))
+    assert a.shape == x.shape and a.dtype == x.dtype and not np.array_equal(a, x)
     np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(np.asarray(training.augmentation(5)(x, training=False)), x)
+    assert not np.array_equal(aug(x, np.random.default_rng(6)), a)
+
+
+def test_augmentation_transforms_are_the_paper_ones():
+    still = training.Augmentation(rotation_deg=0, zoom=0, shift=0, shear=0, flip=False)
+    x = np.random.default_rng(0).integers(0, 256, (3, 9, 9, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(still(x, np.random.default_rng(0)), x)
+    mirrored = training.Augmentation(rotation_deg=0, zoom=0, shift=0, shear=0, flip=True)
+    out = mirrored(x, np.random.default_rng(1))
+    flips = [np.array_equal(o, f[:, ::-1]) or np.array_equal(o, f) for o, f in zip(out, x)]
+    assert all(flips)
+    # Every matrix keeps within the paper's ranges: |rotation| <= 30 degrees, zoom 0.85-1.15.
+    m = training.PAPER_AUGMENTATION.matrices(500, 64, np.random.default_rng(2))
+    scale = np.sqrt(np.abs(np.linalg.det(m[:, :, :2])))
+    assert m.shape == (500, 2, 3) and scale.min() > 0.84 and scale.max() < 1.16
+    assert np.abs(m[:, :, 2] - 31.5 + m[:, :, :2] @ np.full(2, 31.5)).max() <= 0.2 * 64
+
+
+def test_augmented_batches_do_not_depend_on_the_order_they_are_made_in():
+    videos = video_table(2, 2, faces_each=4)
+    ds = training.FaceBatches(MemoryStore(videos), videos, batch_size=4, shuffle=True, seed=3,
+                              augment=training.PAPER_AUGMENTATION)
+    forward = [ds[i][0] for i in range(len(ds))]
+    backward = [ds[i][0] for i in reversed(range(len(ds)))][::-1]
+    for a, b in zip(forward, backward):
+        np.testing.assert_array_equal(a, b)
 
 
 # --------------------------------------------------------------------------- end to end
@@ -182,12 +209,12 @@ def write_run(root, videos: pd.DataFrame) -> RunPaths:
     return run
 
 
-def profile_for(run: RunPaths) -> config.Profile:
+def profile_for(run: RunPaths, **train_cnn: object) -> config.Profile:
     return config.validate({
         "run_name": run.root.name, "dataset": "celebdf", "data_root": "unused",
         "outputs_dir": str(run.root.parent), "img_size": SIZE, "seed": 0,
         "train_cnn": {"arch": "ef0", "weights": "none", "epochs": 2, "batch_size": 8,
-                      "patience": 1, "chunks": 0, "class_weight": True},
+                      "patience": 1, "chunks": 0, "class_weight": True, **train_cnn},
         "evaluate_cnn": {"tsne_max_points": 12},
     }, check_data=False, stages=("train_cnn", "evaluate_cnn"))
 
@@ -323,3 +350,41 @@ def test_a_changed_split_retrains_and_no_model_trained_on_a_test_video_is_scored
     io.write_csv(index, run.videos_csv)
     pipeline.train_cnn(profile, verbose=0)
     assert "moved to another split" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_chunks_trained_on_two_dask_workers_give_the_sequential_predictions(
+        tmp_path, monkeypatch):
+    """The same chunks trained one after the other in this process and on a Dask cluster
+    of two worker processes (reached by its scheduler address, as a remote cluster is):
+    the same chunk models, so the same predictions, byte for byte."""
+    import sys
+
+    import cloudpickle
+    from distributed import Client, LocalCluster
+
+    monkeypatch.setattr(cnn, "build_model", tiny_model)
+    videos = pd.concat([video_table(2, 4, "train"), video_table(1, 1, "val"),
+                        video_table(2, 2, "test")], ignore_index=True)
+    sequential, parallel = (write_run(tmp_path / name, videos) for name in ("seq", "dask"))
+    pipeline.train_cnn(profile_for(sequential), verbose=0)
+    pipeline.evaluate_cnn(profile_for(sequential))
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tiny_model, by value
+    try:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            client.run(lambda: setattr(cnn, "build_model", tiny_model))
+            manifest = pipeline.train_cnn(
+                profile_for(parallel, scheduler=cluster.scheduler_address), verbose=0)
+            pids = set(client.run(os.getpid).values())
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert os.getpid() not in pids and len(pids) == 2
+    assert manifest["complete"] and [c["chunk"] for c in manifest["chunk_models"]] == [0, 1]
+    pipeline.evaluate_cnn(profile_for(parallel))
+    names = sorted(p.name for p in sequential.predictions.glob("cnn__*.csv"))
+    assert names and names == sorted(p.name for p in parallel.predictions.glob("cnn__*.csv"))
+    for name in names:
+        assert (parallel.predictions / name).read_bytes() == (
+            sequential.predictions / name).read_bytes(), name
