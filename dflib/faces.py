@@ -51,8 +51,8 @@ CHOICE_VERSION = "gap-track-cut-1"  # in the store settings: stores chosen other
 # The coarse, downscaled detection pass looks for faces of at least this many detector
 # pixels (MTCNN's own default); smaller ones are left to the full-resolution pass.
 DETECT_MIN_FACE_PX = 20
-# A key frame after the first is searched first in a square of NEAR_REGION times the side
-# of the face the key frame before it kept, resized so that face spans NEAR_FACE_PX.
+# A key frame after the first is searched first around the faces the key frame before it
+# counted (NEAR_REGION face sides across around each), resized so a face spans NEAR_FACE_PX.
 NEAR_REGION = 4.0
 NEAR_FACE_PX = 48.0
 # Constructor arguments of FaceExtractor, read from a profile's (flat) stage parameters.
@@ -243,30 +243,33 @@ class FaceExtractor:
         if self.redetect_every == 1:
             return self._search(frames)
         detections: list[np.ndarray] = []
-        last: np.ndarray | None = None
+        last: np.ndarray | None = None  # the faces the last key frame counted
         sides: list[float] = []
         for frame, cut in zip(frames, cuts):
             if cut:
-                last = None  # another shot: the last face says nothing about where to look
+                last = None  # another shot: the last faces say nothing about where to look
             det = self._search_near(frame, last) if last is not None else np.empty((0, 5))
             if len(det) == 0:
                 det = self._search([frame], min(sides) if sides else None)[0]
             if len(det):
-                last = self._choose(det, last)[0]
-                sides.append(float(max(last[2] - last[0], last[3] - last[1])))
+                last = similar_faces(det)
+                sides.append(float(np.maximum(last[:, 2] - last[:, 0],
+                                              last[:, 3] - last[:, 1]).min()))
             detections.append(det)
         return detections
 
-    def _search_near(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray:
-        """Faces in a square of ``NEAR_REGION`` times the side of ``box`` around its centre,
-        resized so that a face of that size spans ``NEAR_FACE_PX`` detector pixels, over
-        the pyramid levels of faces from half to twice its size only."""
+    def _search_near(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Faces around ``boxes`` (the faces a key frame before counted): the box around
+        them grown by ``(NEAR_REGION - 1) / 2`` face sides on each side, resized so that a
+        face of their size spans ``NEAR_FACE_PX`` detector pixels, over the pyramid levels
+        of faces from half to twice that size only."""
         height, width = frame.shape[:2]
-        side = float(max(box[2] - box[0], box[3] - box[1], 1.0))
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        half = NEAR_REGION * side / 2
-        x1, y1 = int(max(cx - half, 0)), int(max(cy - half, 0))
-        x2, y2 = int(min(cx + half, width)), int(min(cy + half, height))
+        side = float(max(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]).max(),
+                         1.0))
+        grow = (NEAR_REGION - 1) / 2 * side
+        x1, y1 = int(max(boxes[:, 0].min() - grow, 0)), int(max(boxes[:, 1].min() - grow, 0))
+        x2 = int(min(boxes[:, 2].max() + grow, width))
+        y2 = int(min(boxes[:, 3].max() + grow, height))
         scale = min(1.0, NEAR_FACE_PX / side)
         min_face = max(self.min_face_size * scale, DETECT_MIN_FACE_PX / 2, scale * side / 2)
         if x2 - x1 < 2 * min_face or y2 - y1 < 2 * min_face:
@@ -374,12 +377,18 @@ class FaceExtractor:
         x1, y1, x2, y2, prob = (float(v) for v in best)
         height, width = frame.shape[:2]
         face = self._cut(frame, x1, y1, x2, y2)
-        kept = det[det[:, 4] >= det[:, 4].max() - PROB_GAP]
-        sides = np.maximum(kept[:, 2] - kept[:, 0], kept[:, 3] - kept[:, 1])
-        n_faces = int((sides >= sides.max() / 2).sum())
+        n_faces = len(similar_faces(det))
         box = (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
                min(max(x2, 0.0), width), min(max(y2, 0.0), height))
         return FrameFace(face, box, prob, len(det), "", rule, n_faces, cut)
+
+
+def similar_faces(det: np.ndarray) -> np.ndarray:
+    """The detections ``[n, 5]`` that count as faces of a frame: within ``PROB_GAP`` of
+    its most probable one and at least half the side of the largest of those."""
+    kept = det[det[:, 4] >= det[:, 4].max() - PROB_GAP]
+    sides = np.maximum(kept[:, 2] - kept[:, 0], kept[:, 3] - kept[:, 1])
+    return kept[sides >= sides.max() / 2]
 
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:

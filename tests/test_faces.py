@@ -259,8 +259,8 @@ def test_key_frames_are_searched_near_the_last_face_and_in_full_when_it_is_not_t
     search, near = FaceExtractor._search, FaceExtractor._search_near
     monkeypatch.setattr(FaceExtractor, "_search", lambda self, batch, *known: calls.append(
         "full") or search(self, batch, *known))
-    monkeypatch.setattr(FaceExtractor, "_search_near", lambda self, frame, box: calls.append(
-        "near") or near(self, frame, box))
+    monkeypatch.setattr(FaceExtractor, "_search_near", lambda self, frame, boxes: calls.append(
+        "near") or near(self, frame, boxes))
     found = FaceExtractor.from_params({**PARAMS, "detect_max_side": 320,
                                        "redetect_every": 1 + 1}).extract(frames)
     # keys 0, 2, 4: full, near (found), near (the face jumped away: none), full
@@ -334,8 +334,11 @@ def share_on_target(extractor: FaceExtractor, monkeypatch) -> tuple[float, list]
     should be (its box centre inside that face's region), with the hand reported by the
     cascade wherever it is visible."""
     detect, confirm = mtcnn.detect, mtcnn.confirm
-    monkeypatch.setattr(mtcnn, "detect", lambda frames, *a: [
-        with_hand(f, b) for f, b in zip(frames, detect(frames, *a))])
+    monkeypatch.setattr(mtcnn, "detect", lambda frames, *a, **kw: [
+        with_hand(f, b) for f, b in zip(frames, detect(frames, *a, **kw))])
+    # The hand is injected in whole-frame pixels, so key frames are searched whole here,
+    # not in a region around the last face (which would see the hand elsewhere).
+    monkeypatch.setattr(FaceExtractor, "_search_near", lambda self, frame, box: np.empty((0, 5)))
     monkeypatch.setattr(mtcnn, "confirm", lambda frames, nets, props, th: [
         with_hand(f, b, p) for f, b, p in zip(frames, confirm(frames, nets, props, th), props)])
     frames, targets = distractor_footage()
