@@ -161,6 +161,9 @@ STAGES: tuple[Stage, ...] = (
         "class_weight": Field(bool, False, "weight classes by frequency (single-model runs)"),
         "augment": Field(bool, True, "the paper's augmentation (rotation, zoom, shift, shear, flip)"),
         "dropout": Field(float, 0.5, "dropout before the softmax", min=0.0, max=0.95),
+        "bn_recalibration_batches": Field(int, 16, "training batches that re-estimate the "
+                                          "BatchNorm statistics before each validation "
+                                          "(0 = keep Keras' moving averages)", min=0),
     }),
     Stage("evaluate_cnn", "03_evaluate_cnn.ipynb", {
         "aggregation": Field(str, "mean", "frame scores to a video score",
@@ -198,9 +201,12 @@ STAGES: tuple[Stage, ...] = (
     }),
     Stage("embed_faces", "06_embed_faces.ipynb", {
         "pretrained": Field(str, "vggface2", "InceptionResnetV1 weights; when they cannot be "
-                            "had, a seeded random initialisation is used and reported",
-                            choices=("vggface2", "casia-webface", "none")),
+                            "had, dlib's face-recognition network, else a seeded random "
+                            "initialisation, is used and reported",
+                            choices=("vggface2", "casia-webface", "dlib", "none")),
         "batch_size": Field(int, 64, "faces per FaceNet batch", min=1),
+        "max_faces_per_video": Field(int, 0, "embed at most this many of a video's stored "
+                                     "faces, evenly spread (0 = all)", min=0),
     }),
     Stage("train_triplet", "07_train_triplet.ipynb", {
         "epochs": Field(int, 20, "maximum epochs of the triplet network", min=1),

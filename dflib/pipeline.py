@@ -91,7 +91,8 @@ def embed_faces(profile: config.Profile, progress: bool = True) -> "embeddings.E
     run = profile.run.ensure()
     result = embeddings.run_embedding(
         run, pretrained=p["pretrained"], batch_size=p["batch_size"],
-        seed=profile.shared["seed"], device=profile.shared["device"], progress=progress)
+        seed=profile.shared["seed"], device=profile.shared["device"],
+        max_faces_per_video=p["max_faces_per_video"], progress=progress)
     table = result.videos
     no_face = table["status"].isin(["embedded", "skipped"]) & (table["n_faces"] == 0)
     outcome = np.select([table["status"] == "failed", table["status"] == "no_store", no_face],
