@@ -124,6 +124,10 @@ STAGES: tuple[Stage, ...] = (
         "demo_frames": Field(int, 32, "demo: frames per video", min=4),
         "demo_width": Field(int, 320, "demo: frame width in pixels", min=96),
         "demo_height": Field(int, 240, "demo: frame height in pixels", min=96),
+        "demo_test_fraction": Field(float, 0.3, "demo: share of each identity's fakes in the "
+                                    "test list", min=0.01, max=0.99),
+        "demo_test_fraction_real": Field(float, 0.3, "demo: share of each identity's real "
+                                         "videos in the test list", min=0.01, max=0.99),
     }),
     Stage("faces", "01_extract_faces.ipynb", {
         "sampling": Field(str, "first", "which frames: first N (paper), N evenly spaced, every k-th",

@@ -33,7 +33,9 @@ def build_index(profile: config.Profile) -> datasets.IndexResult:
         synth.generate(root, seed=shared["seed"], identities=p["demo_identities"],
                        real_per_identity=p["demo_real_per_identity"],
                        fake_per_identity=p["demo_fake_per_identity"], frames=p["demo_frames"],
-                       width=p["demo_width"], height=p["demo_height"])
+                       width=p["demo_width"], height=p["demo_height"],
+                       test_fraction=p["demo_test_fraction"],
+                       test_fraction_real=p["demo_test_fraction_real"])
     config.check_data_root(shared, p)
     options = {"seed": shared["seed"], "val_fraction": p["val_fraction"],
                "max_videos_per_class": p["max_videos_per_class"],
