@@ -124,10 +124,10 @@ STAGES: tuple[Stage, ...] = (
         "demo_frames": Field(int, 32, "demo: frames per video", min=4),
         "demo_width": Field(int, 320, "demo: frame width in pixels", min=96),
         "demo_height": Field(int, 240, "demo: frame height in pixels", min=96),
-        "demo_test_fraction": Field(float, 0.3, "demo: share of each identity's fakes in the "
+        "demo_test_fraction": Field(float, 0.3, "demo: share of the fakes of each identity in the "
                                     "test list", min=0.01, max=0.99),
-        "demo_test_fraction_real": Field(float, 0.3, "demo: share of each identity's real "
-                                         "videos in the test list", min=0.01, max=0.99),
+        "demo_test_fraction_real": Field(float, 0.3, "demo: share of the real videos of each "
+                                         "identity in the test list", min=0.01, max=0.99),
     }),
     Stage("faces", "01_extract_faces.ipynb", {
         "sampling": Field(str, "first", "which frames: first N (paper), N evenly spaced, every k-th",
@@ -167,7 +167,7 @@ STAGES: tuple[Stage, ...] = (
         "dropout": Field(float, 0.5, "dropout before the softmax", min=0.0, max=0.95),
         "bn_recalibration_batches": Field(int, 16, "training batches that re-estimate the "
                                           "BatchNorm statistics before each validation "
-                                          "(0 = keep Keras' moving averages)", min=0),
+                                          "(0 keeps the moving averages of Keras)", min=0),
     }),
     Stage("evaluate_cnn", "03_evaluate_cnn.ipynb", {
         "aggregation": Field(str, "mean", "frame scores to a video score",
@@ -209,8 +209,8 @@ STAGES: tuple[Stage, ...] = (
                             "initialisation, is used and reported",
                             choices=("vggface2", "casia-webface", "dlib", "none")),
         "batch_size": Field(int, 64, "faces per FaceNet batch", min=1),
-        "max_faces_per_video": Field(int, 0, "embed at most this many of a video's stored "
-                                     "faces, evenly spread (0 = all)", min=0),
+        "max_faces_per_video": Field(int, 0, "embed at most this many stored faces of each "
+                                     "video, evenly spread (0 keeps all)", min=0),
     }),
     Stage("train_triplet", "07_train_triplet.ipynb", {
         "epochs": Field(int, 20, "maximum epochs of the triplet network", min=1),
