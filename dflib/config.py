@@ -127,6 +127,10 @@ STAGES: tuple[Stage, ...] = (
         "demo_frames": Field(int, 32, "demo: frames per video", min=4),
         "demo_width": Field(int, 320, "demo: frame width in pixels", min=96),
         "demo_height": Field(int, 240, "demo: frame height in pixels", min=96),
+        "demo_test_fraction": Field(float, 0.3, "demo: share of the fakes of each identity in the "
+                                    "test list", min=0.01, max=0.99),
+        "demo_test_fraction_real": Field(float, 0.3, "demo: share of the real videos of each "
+                                         "identity in the test list", min=0.01, max=0.99),
     }),
     Stage("faces", "01_extract_faces.ipynb", {
         "sampling": Field(str, "first", "which frames: first N (paper), N evenly spaced, every k-th",
@@ -172,6 +176,9 @@ STAGES: tuple[Stage, ...] = (
                          "each (0: one after the other in this process)", min=0),
         "scheduler": Field(str, "", "Dask scheduler address for chunk training; empty starts "
                            "a local cluster of `workers` processes"),
+        "bn_recalibration_batches": Field(int, 16, "training batches that re-estimate the "
+                                          "BatchNorm statistics before each validation "
+                                          "(0 keeps the moving averages of Keras)", min=0),
     }),
     Stage("evaluate_cnn", "03_evaluate_cnn.ipynb", {
         "aggregation": Field(str, "mean", "frame scores to a video score",
@@ -210,9 +217,12 @@ STAGES: tuple[Stage, ...] = (
     }),
     Stage("embed_faces", "06_embed_faces.ipynb", {
         "pretrained": Field(str, "vggface2", "InceptionResnetV1 weights; when they cannot be "
-                            "had, a seeded random initialisation is used and reported",
-                            choices=("vggface2", "casia-webface", "none")),
+                            "had, dlib's face-recognition network, else a seeded random "
+                            "initialisation, is used and reported",
+                            choices=("vggface2", "casia-webface", "dlib", "none")),
         "batch_size": Field(int, 64, "faces per FaceNet batch", min=1),
+        "max_faces_per_video": Field(int, 0, "embed at most this many stored faces of each "
+                                     "video, evenly spread (0 keeps all)", min=0),
     }),
     Stage("train_triplet", "07_train_triplet.ipynb", {
         "epochs": Field(int, 20, "maximum epochs of the triplet network", min=1),

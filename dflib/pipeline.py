@@ -54,7 +54,9 @@ def build_index(profile: config.Profile) -> datasets.IndexResult:
         synth.generate(root, seed=shared["seed"], identities=p["demo_identities"],
                        real_per_identity=p["demo_real_per_identity"],
                        fake_per_identity=p["demo_fake_per_identity"], frames=p["demo_frames"],
-                       width=p["demo_width"], height=p["demo_height"])
+                       width=p["demo_width"], height=p["demo_height"],
+                       test_fraction=p["demo_test_fraction"],
+                       test_fraction_real=p["demo_test_fraction_real"])
     config.check_data_root(shared, p)
     result = read_dataset(profile)
     run = profile.run.ensure()
@@ -114,7 +116,8 @@ def embed_faces(profile: config.Profile, progress: bool = True) -> "embeddings.E
     run = profile.run.ensure()
     result = embeddings.run_embedding(
         run, pretrained=p["pretrained"], batch_size=p["batch_size"],
-        seed=profile.shared["seed"], device=profile.shared["device"], progress=progress)
+        seed=profile.shared["seed"], device=profile.shared["device"],
+        max_faces_per_video=p["max_faces_per_video"], progress=progress)
     table = result.videos
     no_face = table["status"].isin(["embedded", "skipped"]) & (table["n_faces"] == 0)
     outcome = np.select([table["status"] == "failed", table["status"] == "no_store", no_face],

@@ -2,11 +2,14 @@
 
 Faces come from two public-domain photos that installed packages ship (matplotlib's Grace
 Hopper, scikit-image's astronaut); further identities are derived from them (mirrored,
-stretched, skin tone shifted). Real videos put an identity on a generated background
-under camera motion, lighting drift and sensor noise; fakes first replace the face
-(``faceswap`` from another identity, or ``selfblend`` with a perturbed copy of itself)
-through a feathered mask, with colour and resolution mismatch and per-frame flicker, then
-go through the same camera, lighting, noise and H.264 encoding as real videos.
+face shape warped around the landmarks, skin tone, hair colour, glasses, age). Real
+videos put an identity on a generated background under camera motion, lighting drift and
+sensor noise. A fake is made from one of its target's real videos, as Celeb-DF's are: the
+same scene, camera path, lighting, sensor noise, length, frame rate and CRF, with the face
+replaced (``faceswap`` from another identity, or ``selfblend`` with a perturbed copy of
+itself) through a feathered mask, with colour and resolution mismatch and per-frame
+flicker. Outside the face region a fake and its real video are the same pixels before
+encoding, so nothing but the face tells the classes apart.
 
 Layout under ``out_dir``::
 
@@ -42,11 +45,11 @@ PARAMS = "synth_params.json"
 TEST_LIST = "List_of_testing_videos.txt"
 FOLDERS = ("Celeb-real", "YouTube-real", "Celeb-synthesis")
 MANIFEST_COLUMNS = ["path", "label", "identity", "source_identity", "method", "compression",
-                    "crf"]
+                    "crf", "scene"]
 METHODS = ("faceswap", "selfblend")
 
 # Bump when the rendering changes, so folders made by an older version are regenerated.
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 _CRF_HIGH_PROB = 0.25  # share of videos encoded at CRF 40 (c40); the rest at CRF 23 (c23)
 _YOUTUBE_SHARE = 0.25  # share of real videos placed in YouTube-real/
 # Sprite geometry, in units of the face box height: the face box centre sits at
@@ -118,6 +121,7 @@ class _Video:
     source_identity: int
     method: str
     crf: int
+    scene: str  # the real video whose scene (background, camera, light, noise) it films
 
 
 # --- source photos and identities ---------------------------------------------------------
@@ -179,35 +183,106 @@ def _photos() -> tuple[_Photo, ...]:
     return tuple(photos)
 
 
+def _warp_face(rgba: np.ndarray, landmarks: np.ndarray, box: np.ndarray,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Reshape the head: a smooth displacement around the face (wider or narrower face and
+    jaw, longer or shorter face, eyes further apart or closer), landmarks moved with it."""
+    fh = box[3] - box[1]
+    centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+    width, length, jaw, eyes = rng.uniform(-0.12, 0.12, 4)
+
+    def shift(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        u, v = (x - centre[0]) / fh, (y - centre[1]) / fh
+        near = np.exp(-(u ** 2 + v ** 2) / 0.6)  # fades out over about a face height
+        dx = (width * u + jaw * u * np.clip(v, 0, None) + eyes * u * np.exp(-(v + 0.2) ** 2 / 0.02))
+        return dx * near * fh, length * v * near * fh
+
+    h, w = rgba.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    dx, dy = shift(xx, yy)
+    # Small displacements: sampling at p - d(p) inverts p -> p + d(p) closely enough.
+    warped = cv2.remap(rgba, xx - dx.astype(np.float32), yy - dy.astype(np.float32),
+                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    lx, ly = shift(landmarks[:, 0], landmarks[:, 1])
+    return warped, landmarks + np.stack([lx, ly], axis=1)
+
+
+def _restyle(rgba: np.ndarray, landmarks: np.ndarray, box: np.ndarray,
+             rng: np.random.Generator) -> np.ndarray:
+    """Skin tone, hair colour, age (greyer hair, flatter skin), clothes colour and,
+    sometimes, glasses."""
+    rgb, alpha = rgba[..., :3], rgba[..., 3]
+    fh = box[3] - box[1]
+    eye_y = landmarks[:2, 1].mean()
+    lab = cv2.cvtColor(np.ascontiguousarray(rgb) / 255.0, cv2.COLOR_RGB2LAB)
+    lab[..., 0] *= rng.uniform(0.8, 1.12)
+    lab[..., 1] += rng.uniform(-6.0, 12.0)
+    lab[..., 2] += rng.uniform(-10.0, 14.0)
+    # Hair: the cut-out above the brows and beside the face, feathered.
+    h, w = alpha.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx = (box[0] + box[2]) / 2
+    inner = ((xx - cx) / (0.42 * fh)) ** 2 + ((yy - (eye_y + 0.25 * fh)) / (0.6 * fh)) ** 2 < 1
+    hair = ((alpha > 0.5) & ~inner & (yy < eye_y + 0.5 * fh)).astype(np.float32)
+    hair = cv2.GaussianBlur(hair, (0, 0), 0.04 * fh)[..., None]
+    age = rng.uniform(0, 1)
+    tone = np.array([rng.uniform(15, 75), rng.uniform(-4, 14), rng.uniform(-4, 30)])
+    tone = tone + age ** 2 * (np.array([80.0, 0.0, 0.0]) - tone)  # grey with age
+    hair_lab = lab.copy()
+    hair_lab[..., 0] = tone[0] + 0.5 * (lab[..., 0] - lab[..., 0].mean())
+    hair_lab[..., 1:] = tone[1:]
+    lab = lab + hair * (hair_lab - lab)
+    if age > 0.5:  # older skin: less contrast and saturation inside the face
+        lab[..., 1:] *= 1 - 0.3 * (age - 0.5)
+    rgb = np.clip(cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_LAB2RGB) * 255.0, 0, 255)
+    # Clothes: another hue and saturation below the chin.
+    body = cv2.GaussianBlur(((alpha > 0.5) & (yy > box[3] + 0.15 * fh)).astype(np.float32),
+                            (0, 0), 0.05 * fh)[..., None]
+    hsv = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = (hsv[..., 0] + rng.uniform(0, 360)) % 360
+    hsv[..., 1] *= rng.uniform(0.3, 1.0)
+    rgb = rgb + body * (cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0 - rgb)
+    if rng.random() < 0.35:  # glasses: two rims and a bridge across the eye landmarks
+        colour = tuple(float(c) for c in rng.uniform(10, 90, 3))
+        thick = max(1, round(0.025 * fh))
+        half = np.linalg.norm(landmarks[1] - landmarks[0]) * 0.32
+        for eye in landmarks[:2]:
+            cv2.ellipse(rgb, tuple(int(v) for v in np.round(eye)),
+                        (round(half), round(0.75 * half)), 0, 0, 360, colour, thick)
+        inner_l = landmarks[0] + (round(half), 0)
+        inner_r = landmarks[1] - (round(half), 0)
+        cv2.line(rgb, tuple(int(v) for v in np.round(inner_l)),
+                 tuple(int(v) for v in np.round(inner_r)), colour, thick)
+    return np.dstack([rgb, alpha]).astype(np.float32)
+
+
 @functools.lru_cache(maxsize=None)
-def _sprite(identity: int, face_px: int) -> _Sprite:
-    """Identity ``identity`` cut out with a face box ``face_px`` high.
+def _derived(identity: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Identity ``identity`` at its photo's resolution: RGBA, landmarks, face box, mirror.
 
     Identities 0 and 1 are the photos as they are; identity i >= 2 derives from photo
-    i % 2 with its own mirror flag, horizontal stretch and skin tone (independent of the
-    dataset seed, so an identity looks the same in every dataset).
+    i % 2 with its own mirror flag, face shape, skin tone, hair, age and glasses (drawn
+    independently of the dataset seed, so an identity looks the same in every dataset).
     """
     photo = _photos()[identity % 2]
+    rgba = np.dstack([photo.rgb.astype(np.float32), photo.alpha])
+    if identity < 2:
+        return rgba, photo.landmarks, photo.box, False
     rng = np.random.default_rng([0x1D, identity])
-    derived = identity >= 2
-    mirror = derived and (identity // 2) % 2 == 1
-    stretch = rng.uniform(0.88, 1.12) if derived else 1.0
+    rgba, landmarks = _warp_face(rgba, photo.landmarks, photo.box, rng)
+    return _restyle(rgba, landmarks, photo.box, rng), landmarks, photo.box, (identity // 2) % 2 == 1
 
-    rgb = photo.rgb.astype(np.float32)
-    if derived:
-        lab = cv2.cvtColor(rgb / 255.0, cv2.COLOR_RGB2LAB)
-        lab[..., 0] *= rng.uniform(0.82, 1.12)
-        lab[..., 1] += rng.uniform(-6.0, 12.0)
-        lab[..., 2] += rng.uniform(-10.0, 14.0)
-        rgb = np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255.0, 0, 255)
 
-    x0, y0, x1, y1 = photo.box
+@functools.lru_cache(maxsize=None)
+def _sprite(identity: int, face_px: int) -> _Sprite:
+    """Identity ``identity`` (:func:`_derived`) cut out with a face box ``face_px`` high."""
+    source, photo_landmarks, box, mirror = _derived(identity)
+    x0, y0, x1, y1 = box
     scale = face_px / (y1 - y0)
-    size = (max(round(photo.rgb.shape[1] * scale * stretch), 1),
-            max(round(photo.rgb.shape[0] * scale), 1))
-    rgba = cv2.resize(np.dstack([rgb, photo.alpha]), size, interpolation=cv2.INTER_AREA)
-    landmarks = photo.landmarks * (scale * stretch, scale)
-    centre = np.array([(x0 + x1) / 2 * scale * stretch, (y0 + y1) / 2 * scale])
+    size = (max(round(source.shape[1] * scale), 1), max(round(source.shape[0] * scale), 1))
+    rgba = cv2.resize(source, size, interpolation=cv2.INTER_AREA)
+    landmarks = photo_landmarks * scale
+    centre = np.array([(x0 + x1) / 2 * scale, (y0 + y1) / 2 * scale])
     if mirror:
         rgba = rgba[:, ::-1]
         landmarks[:, 0] = size[0] - 1 - landmarks[:, 0]
@@ -375,10 +450,16 @@ def _affine(scale: float, angle_deg: float, about: np.ndarray, to: np.ndarray) -
 
 def _render(video: _Video, seed: int, frames: int, width: int,
             height: int) -> Iterator[np.ndarray]:
-    """Yield the uint8 RGB frames of one video, drawn from its own seeded generator."""
-    rng = np.random.default_rng([seed, zlib.crc32(video.path.encode())])
+    """Yield the uint8 RGB frames of one video.
+
+    The scene (background, placement, camera path, lighting, sensor noise) comes from a
+    generator seeded by ``video.scene``, the face replacement from one seeded by the
+    video's own path: a fake repeats its real video's frames except inside the face.
+    """
+    rng = np.random.default_rng([seed, zlib.crc32(video.scene.encode())])
+    fake_rng = np.random.default_rng([seed, zlib.crc32(video.path.encode()), 1])
     sprite = _sprite(video.identity, round(_FACE_SHARE * height))
-    paste = _plan_paste(video, sprite, rng) if video.label == 1 else None
+    paste = _plan_paste(video, sprite, fake_rng) if video.label == 1 else None
     background = _background(rng, width, height)
     fp = sprite.face_px
     face_centre = np.array([_SPRITE_W / 2, _SPRITE_TOP]) * fp
@@ -404,7 +485,8 @@ def _render(video: _Video, seed: int, frames: int, width: int,
                          frame_centre + pan * u + wobble * s[1:3])
         sway = _affine(1.0, sway_deg * s[3], face_centre, face_centre + sway_px * s[1:3])
         person = (camera @ place @ sway)[:2]
-        layer = _paste_frame(paste, sprite.rgba, rng) if paste is not None else sprite.rgba
+        layer = (_paste_frame(paste, sprite.rgba, fake_rng) if paste is not None
+                 else sprite.rgba)
         fg = cv2.warpAffine(layer, person, (width, height), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT)
         bg = cv2.warpAffine(background, camera[:2], (width, height), flags=cv2.INTER_LINEAR,
@@ -469,36 +551,45 @@ def _plan(seed: int, identities: int, real_per_identity: int,
         else:
             path = f"Celeb-real/id{i}_{celeb_k[i]:04d}.mp4"
             celeb_k[i] += 1
-        videos.append(_Video(path, 0, i, i, "real", crf()))
+        videos.append(_Video(path, 0, i, i, "real", crf(), path))
+    own_reals = {t: [v for v in videos if v.identity == t] for t in range(identities)}
     for t in range(identities):
         methods = [METHODS[k % 2] for k in range(fake_per_identity)]
         rng.shuffle(methods)
         # Cycle through the other identities so each target gets faces from many sources.
         others = [s for s in range(identities) if s != t]
         sources = rng.permutation(others).tolist() * (fake_per_identity // len(others) + 1)
+        # Each fake films one of the target's real videos (in turn, from a seeded start),
+        # with that video's scene and CRF, as Celeb-DF's fakes are made from its real ones.
+        scenes = np.roll(np.arange(len(own_reals[t])), int(rng.integers(len(own_reals[t]))))
         for k, method in enumerate(methods):
             s = sources.pop() if method == "faceswap" else t
             path = f"Celeb-synthesis/id{t}_id{s}_{k:04d}.mp4"
-            videos.append(_Video(path, 1, t, s, method, crf()))
+            scene = own_reals[t][scenes[k % len(scenes)]]
+            videos.append(_Video(path, 1, t, s, method, scene.crf, scene.path))
     return videos
 
 
-def _test_list(videos: list[_Video], seed: int, test_fraction: float) -> list[_Video]:
-    """About ``test_fraction`` of each (identity, class) group, at least one of each kept out."""
+def _test_list(videos: list[_Video], seed: int, test_fraction: float,
+               test_fraction_real: float) -> list[_Video]:
+    """About ``test_fraction`` of each identity's fakes and ``test_fraction_real`` of its
+    real videos (Celeb-DF's test list holds a larger share of the real ones), at least one
+    of each group kept out."""
     rng = np.random.default_rng([seed, 0x7E57])
     chosen: list[_Video] = []
     for identity in sorted({v.identity for v in videos}):
-        for label in (0, 1):
+        for label, fraction in ((0, test_fraction_real), (1, test_fraction)):
             group = sorted((v for v in videos if v.identity == identity and v.label == label),
                            key=lambda v: v.path)
-            n = min(max(round(test_fraction * len(group)), 1), len(group) - 1)
+            n = min(max(round(fraction * len(group)), 1), len(group) - 1)
             if n > 0:
                 chosen += [group[j] for j in rng.choice(len(group), n, replace=False)]
     return sorted(chosen, key=lambda v: v.path)
 
 
 def _check_args(identities: int, real_per_identity: int, fake_per_identity: int, frames: int,
-                width: int, height: int, fps: int, test_fraction: float) -> None:
+                width: int, height: int, fps: int, test_fraction: float,
+                test_fraction_real: float) -> None:
     if identities < 2:
         raise ValueError(f"identities: need at least 2 (faceswap needs another face), "
                          f"got {identities}")
@@ -510,8 +601,10 @@ def _check_args(identities: int, real_per_identity: int, fake_per_identity: int,
     for name, value in (("width", width), ("height", height)):
         if value < 64 or value % 2:
             raise ValueError(f"{name}: must be even and at least 64 (H.264 yuv420p), got {value}")
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction: must be between 0 and 1, got {test_fraction}")
+    for name, value in (("test_fraction", test_fraction),
+                        ("test_fraction_real", test_fraction_real)):
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"{name}: must be between 0 and 1, got {value}")
 
 
 def _own_files(out: Path) -> list[Path]:
@@ -537,20 +630,25 @@ def folder_problem(out_dir: str | Path) -> str | None:
 
 def generate(out_dir: str | Path, seed: int = 0, identities: int = 6, real_per_identity: int = 4,
              fake_per_identity: int = 10, frames: int = 32, width: int = 320, height: int = 240,
-             fps: int = 15, test_fraction: float = 0.3, progress: bool = True) -> pd.DataFrame:
+             fps: int = 15, test_fraction: float = 0.3, test_fraction_real: float | None = None,
+             progress: bool = True) -> pd.DataFrame:
     """Write the demo dataset in the Celeb-DF v2 layout under ``out_dir``; return its manifest.
 
-    The manifest (``MANIFEST_COLUMNS``: label 1 = fake) is written last; a folder that holds
+    ``test_fraction`` of the fakes and ``test_fraction_real`` of the real videos (default:
+    the same) go to the test list. The manifest (``MANIFEST_COLUMNS``: label 1 = fake;
+    ``scene``: the real video a fake was made from) is written last; a folder that holds
     it and the same parameters is returned as it is. A partial folder from the same
     parameters resumes (videos already there are kept); other parameters regenerate it.
     """
+    if test_fraction_real is None:
+        test_fraction_real = test_fraction
     _check_args(identities, real_per_identity, fake_per_identity, frames, width, height, fps,
-                test_fraction)
+                test_fraction, test_fraction_real)
     out = Path(out_dir)
     params = {"format": _FORMAT_VERSION, "seed": seed, "identities": identities,
               "real_per_identity": real_per_identity, "fake_per_identity": fake_per_identity,
               "frames": frames, "width": width, "height": height, "fps": fps,
-              "test_fraction": test_fraction}
+              "test_fraction": test_fraction, "test_fraction_real": test_fraction_real}
     params_file, manifest_file = out / PARAMS, out / MANIFEST
     problem = folder_problem(out)
     if problem:
@@ -575,12 +673,12 @@ def generate(out_dir: str | Path, seed: int = 0, identities: int = 6, real_per_i
                     video.crf)
 
     # Celeb-DF writes 1 = real in its test list (the inverse of dflib's labels).
-    lines = [f"{1 - v.label} {v.path}" for v in _test_list(videos, seed, test_fraction)]
+    lines = [f"{1 - v.label} {v.path}" for v in _test_list(videos, seed, test_fraction, test_fraction_real)]
     write_text("\n".join(lines) + "\n", out / TEST_LIST)
     manifest = pd.DataFrame(
         [{"path": v.path, "label": v.label, "identity": v.identity,
           "source_identity": v.source_identity, "method": v.method,
-          "compression": f"c{v.crf}", "crf": v.crf} for v in videos],
+          "compression": f"c{v.crf}", "crf": v.crf, "scene": v.scene} for v in videos],
         columns=MANIFEST_COLUMNS).sort_values("path", ignore_index=True)
     write_csv(manifest, manifest_file)
     return pd.read_csv(manifest_file)

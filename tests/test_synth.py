@@ -256,3 +256,56 @@ def test_check_refuses_a_demo_folder_the_generator_may_not_write(tmp_path):
     with pytest.raises(config.ProfileError, match="index.demo_generate: .*celebdf layout"):
         config.validate({"run_name": "r", "dataset": "folder", "data_root": str(tmp_path / "x"),
                          "index": {"demo_generate": True}})
+
+
+# --------------------------------------------------------------------------- no shortcut
+
+SHORTCUT = dict(identities=4, real_per_identity=6, fake_per_identity=6, frames=8, width=160,
+                height=128)
+
+
+def _video_properties(path: Path) -> list[float]:
+    """What a detector could read without looking at the face: file size, bitrate, length,
+    frame rate, and the mean colour and noise of the frame border around the person."""
+    cap = cv2.VideoCapture(str(path))
+    fps, n = cap.get(cv2.CAP_PROP_FPS), cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    frames = _frames(path)
+    cap.release()
+    size = path.stat().st_size
+    h, w = frames[0].shape[:2]
+    # The face (and the whole head) stays inside the central region in every video.
+    border = np.ones((h, w), bool)
+    border[int(0.05 * h):, int(0.2 * w):int(0.8 * w)] = False
+    stack = np.stack(frames).astype(np.float32)
+    colour = stack[:, border].mean(axis=(0, 1))
+    residual = stack - np.stack([cv2.GaussianBlur(f, (0, 0), 1.5) for f in stack])
+    noise = residual[:, border].std()
+    return [size, 8 * size * fps / max(n, 1), n / fps, fps, *colour, noise]
+
+
+def test_no_shortcut_outside_the_face(tmp_path):
+    """A classifier on video properties unrelated to the face is at chance: cross-validated
+    AUC whose stratified-bootstrap 95 % interval contains 0.5. Folds keep a real video and
+    the fakes made from it together (as a detector meets them: a scene it never saw)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    manifest = synth.generate(tmp_path / "demo", seed=SEED, progress=False, **SHORTCUT)
+    assert manifest["scene"].isin(manifest.loc[manifest["label"] == 0, "path"]).all()
+    x = np.array([_video_properties(tmp_path / "demo" / p) for p in manifest["path"]])
+    y = manifest["label"].to_numpy()
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    score = cross_val_predict(clf, x, y, groups=manifest["scene"], method="predict_proba",
+                              cv=StratifiedGroupKFold(5, shuffle=True, random_state=0))[:, 1]
+    rng = np.random.default_rng(0)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    boots = [roc_auc_score(y[idx], score[idx]) for idx in
+             (np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+              for _ in range(2000))]
+    low, high = np.percentile(boots, [2.5, 97.5])
+    assert low <= 0.5 <= high, (roc_auc_score(y, score), low, high)
+    # Both classes carry the same compression mix, lengths and frame rates.
+    assert (manifest.groupby("label")["crf"].agg(set).map(frozenset).nunique() == 1)

@@ -388,3 +388,27 @@ def test_chunks_trained_on_two_dask_workers_give_the_sequential_predictions(
     for name in names:
         assert (parallel.predictions / name).read_bytes() == (
             sequential.predictions / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_a_trained_chunk_model_separates_its_training_faces_in_inference_mode(tmp_path):
+    """The real EfficientNetB0 after a few dozen steps: with Keras' moving averages alone
+    its BatchNorm statistics stay near their initial values and inference mode gives every
+    face the same P(fake); the recalibrated statistics are those the network trained with."""
+    from sklearn.metrics import roc_auc_score
+
+    videos = pd.concat([video_table(4, 4, "train", faces_each=6),
+                        video_table(1, 1, "val", faces_each=6)], ignore_index=True)
+    run = write_run(tmp_path, videos)
+    profile = config.validate({
+        "run_name": run.root.name, "dataset": "celebdf", "data_root": "unused",
+        "outputs_dir": str(run.root.parent), "img_size": SIZE, "seed": 0,
+        "train_cnn": {"arch": "ef0", "weights": "none", "epochs": 3, "batch_size": 8,
+                      "patience": 3, "chunks": 1, "augment": False},
+    }, check_data=False, stages=("train_cnn",))
+    manifest = pipeline.train_cnn(profile, verbose=0)
+    model = cnn.load_model(run.root / manifest["chunk_models"][0]["model"])
+    train = videos[videos["split"] == "train"]
+    scores = training.score_faces([model], training.FaceBatches(faces.FaceStore(run), train, 16))
+    assert scores["score0"].std() > 0.05  # not one constant for every face
+    assert roc_auc_score(scores["label"], scores["score0"]) > 0.9
