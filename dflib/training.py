@@ -539,8 +539,8 @@ def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: Tr
     actually used (``none`` where ImageNet weights could not be downloaded).
 
     The chunks are independent: with ``workers > 0`` (a local Dask cluster) or a
-    ``scheduler`` address they train in parallel, one chunk per worker, each seeded as in
-    the sequential path, so the models and their predictions are the same.
+    ``scheduler`` address they train in parallel, one chunk per worker, each seeded and
+    built as in the sequential path, with the same files, records and resume behaviour.
     """
     train, val = split_videos(videos)
     parts = balanced_chunks(train, n_chunks(train, cfg.chunks), cfg.seed)
