@@ -220,14 +220,14 @@ def test_clip_stage_keeps_every_test_video_and_skips_finished_models(tiny_run):
 def test_a_changed_split_retrains_the_clip_model_and_says_why(tiny_run, capsys):
     run, store, videos = tiny_run
     first = temporal.train_clip_models(store, videos, run, SHARED, CLIP_SECTION, verbose=0)
-    assert set(first.records["conv3d"].made_from["inputs"]["train"]) == {
+    assert set(first.records["conv3d_light"].made_from["inputs"]["train"]) == {
         f"tr{i}" for i in range(6)}
     moved = videos.assign(split=np.where(videos["video_id"] == "tr0", "test", videos["split"]))
     capsys.readouterr()
     again = temporal.train_clip_models(store, moved, run, SHARED, CLIP_SECTION, verbose=0)
-    assert "conv3d: trained on other videos (1 removed), retraining" in capsys.readouterr().out
-    assert "tr0" not in again.records["conv3d"].made_from["inputs"]["train"]
-    assert "tr0" in set(again.predictions["conv3d"]["video_id"])
+    assert "conv3d_light: trained on other videos (1 removed), retraining" in capsys.readouterr().out
+    assert "tr0" not in again.records["conv3d_light"].made_from["inputs"]["train"]
+    assert "tr0" in set(again.predictions["conv3d_light"]["video_id"])
 
 
 def test_rnn_stage_extracts_features_once_and_keeps_every_test_video(tiny_run):
