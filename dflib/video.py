@@ -58,13 +58,19 @@ def set_decoder_threads(n: int) -> None:
     _decoder_threads = max(0, int(n))
 
 
-def _open(path: str | Path) -> cv2.VideoCapture:
-    """Open ``path`` for decoding or raise :class:`VideoError` saying why it can't be."""
+def _existing_file(path: str | Path) -> Path:
+    """``path`` as a Path, or :class:`VideoError` when it is missing or empty."""
     p = Path(path)
     if not p.is_file():
         raise VideoError(p, "file not found")
     if p.stat().st_size == 0:
         raise VideoError(p, "zero-byte file")
+    return p
+
+
+def _open(path: str | Path) -> cv2.VideoCapture:
+    """Open ``path`` for decoding or raise :class:`VideoError` saying why it can't be."""
+    p = _existing_file(path)
     cap = (cv2.VideoCapture(str(p), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, _decoder_threads])
            if _decoder_threads else cv2.VideoCapture(str(p)))
     if not cap.isOpened():
@@ -80,11 +86,7 @@ def _open(path: str | Path) -> cv2.VideoCapture:
 
 def read_image(path: str | Path) -> np.ndarray:
     """A still image as an RGB uint8 array, or :class:`VideoError` saying why it can't be read."""
-    p = Path(path)
-    if not p.is_file():
-        raise VideoError(p, "file not found")
-    if p.stat().st_size == 0:
-        raise VideoError(p, "zero-byte file")
+    p = _existing_file(path)
     bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
     if bgr is None:
         raise VideoError(p, "not an image (the decoder cannot read it)")

@@ -59,6 +59,17 @@ def test_module_entry_point(tmp_path):
     assert out.stderr.strip().endswith("seed: -3 is below the minimum 0")
 
 
+def hold_run_lock(root) -> subprocess.Popen:
+    """Another process holding ``root``'s run lock, as a running `dflib run` does."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from dflib import runner\nwith runner.run_lock(Path(sys.argv[1])):\n"
+         "    print('locked', flush=True); time.sleep(60)", str(root)],
+        stdout=subprocess.PIPE, text=True, cwd=paths.PROJECT_ROOT)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
 def test_a_second_run_on_the_same_run_folder_stops_at_once_naming_the_holder(tmp_path, capsys):
     """The first run holds the folder; the second gets one line with the folder and the
     first one's PID; once the holder is killed (kill -9), its lock blocks no one."""
@@ -66,13 +77,8 @@ def test_a_second_run_on_the_same_run_folder_stops_at_once_naming_the_holder(tmp
 
     profile = write_profile(tmp_path)
     root = tmp_path / "outputs" / "t"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from dflib import runner\nwith runner.run_lock(Path(sys.argv[1])):\n"
-         "    print('locked', flush=True); time.sleep(60)", str(root)],
-        stdout=subprocess.PIPE, text=True, cwd=paths.PROJECT_ROOT)
+    holder = hold_run_lock(root)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         assert cli.main(["run", str(profile), "--quiet"]) == 1
         err = capsys.readouterr().err.strip()
         assert err == (f"error: {root}: in use by another dflib run (PID {holder.pid}); "
@@ -146,13 +152,8 @@ def test_a_notebook_run_by_hand_during_a_run_stops_and_deletes_nothing(tmp_path)
     from dflib import runner
 
     root = tmp_path / "outputs" / "t"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from dflib import runner\nwith runner.run_lock(Path(sys.argv[1])):\n"
-         "    print('locked', flush=True); time.sleep(60)", str(root)],
-        stdout=subprocess.PIPE, text=True, cwd=paths.PROJECT_ROOT)
+    holder = hold_run_lock(root)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         being_written = root / "faces" / "store" / ".v.npz.abc.part"
         being_written.parent.mkdir(parents=True)
         being_written.write_bytes(b"half")
