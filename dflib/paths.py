@@ -85,6 +85,11 @@ class RunPaths:
     def notebooks(self) -> Path:
         return self.root / "notebooks"
 
+    def kernel_log(self, stage: str) -> Path:
+        """The stage kernel's own stderr (native library logs, its start-up and shutdown
+        messages); cell outputs are in the executed notebook."""
+        return self.logs / f"kernel_{stage}.log"
+
     @property
     def failures_csv(self) -> Path:
         return self.root / "failures.csv"

@@ -24,6 +24,7 @@ KEY_PACKAGES = ("dflib", "tensorflow", "keras", "torch", "torchvision", "facenet
 
 LOCK_FILE = ".dflib-run.lock"
 HOLDER_ENV = "DFLIB_RUN_HOLDER"  # PID of the dflib run whose stage kernels these are
+KERNEL_NAME = "python3"
 INTERRUPTED_TAG = "dflib-interrupted"  # the banner cell of an interrupted stage's notebook
 
 
@@ -132,17 +133,19 @@ def _run_locked(profile: config.Profile, selected: Sequence[config.Stage],
     for stage in selected:
         output = run.notebooks / stage.notebook
         print(f"[dflib] stage {stage.name}: {stage.notebook} -> {output}", flush=True)
+        kernel_log = run.kernel_log(stage.name)
         try:
             papermill.execute_notebook(
                 str(paths.NOTEBOOKS_DIR / stage.notebook), str(output),
                 parameters=profile.stage_parameters(stage.name), cwd=str(paths.NOTEBOOKS_DIR),
-                kernel_name="python3", progress_bar=False, log_output=log_output)
+                kernel_name=KERNEL_NAME, km=logged_kernel_manager(kernel_log),
+                progress_bar=False, log_output=log_output)
         except papermill.PapermillExecutionError as exc:
             if exc.ename == "KeyboardInterrupt":  # the kernel itself was interrupted
                 mark_interrupted(output)
                 raise Interrupted(stage.name) from None
             raise StageFailed(f"stage {stage.name} failed ({exc.ename}: {exc.evalue}); "
-                              f"see {output}") from None
+                              f"see {output} (kernel log: {kernel_log})") from None
         except KeyboardInterrupt:
             mark_interrupted(output)
             raise Interrupted(stage.name) from None
@@ -153,6 +156,21 @@ def _run_locked(profile: config.Profile, selected: Sequence[config.Stage],
     except KeyboardInterrupt:
         raise Interrupted("report (rendering report/index.html)") from None
     return run.root
+
+
+def logged_kernel_manager(log: Path):
+    """A kernel manager whose kernel writes its own stderr to ``log`` (appended): TensorFlow's
+    native logs and the messages of a kernel shut down mid-reply (after Ctrl-C) stay out of
+    the terminal, which keeps the run's own lines readable."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("ab") as stream:  # the kernel holds its own copy of the descriptor
+                await super()._async_launch_kernel(kernel_cmd, stderr=stream, **kw)
+
+    return LoggedKernelManager(kernel_name=KERNEL_NAME)
 
 
 def mark_interrupted(notebook: Path) -> None:
