@@ -144,6 +144,11 @@ STAGES: tuple[Stage, ...] = (
         "factor": Field(float, 0.709, "MTCNN image-pyramid scale factor", min=0.1, max=0.95),
         "selection": Field(str, "largest", "which face to keep when several are found",
                            choices=("largest", "probability")),
+        "multi_face": Field(str, "single", "frames with several faces: single scores the face "
+                            "chosen by selection; max also stores every face at least half "
+                            "the size of the largest and scores a frame by its most fake face "
+                            "(training and clip models use the chosen face)",
+                            choices=("single", "max")),
         "crop": Field(str, "square", "crop geometry: a square around the face centre (square, "
                       "no distortion) or the box plus margin stretched to a square (stretch, "
                       "facenet-pytorch and the paper)", choices=("square", "stretch")),

@@ -194,9 +194,7 @@ def _score_embeddings(run: RunPaths, methods: list[str], store: training.FaceSou
     blocks, tables = [np.zeros((0, embeddings.embedding_dim(model)), np.float32)], []
     for vid, label in tqdm(list(zip(videos["video_id"].astype(str), videos["label"])),
                            desc="facenet", unit="video", disable=not progress):
-        faces, frame_idx = store.load(vid)
-        keep = embeddings.subsample(len(faces), max_faces)  # the faces stage 06 embedded
-        faces, frame_idx = faces[keep], np.asarray(frame_idx)[keep]
+        faces, frame_idx, _ = embeddings.faces_to_embed(store, vid, max_faces)
         blocks.append(embeddings.embed(model, faces, batch_size))
         tables.append(pd.DataFrame({"video_id": vid, "frame_idx": np.asarray(frame_idx, int),
                                     "label": int(label)}))
@@ -210,8 +208,8 @@ def _score_embeddings(run: RunPaths, methods: list[str], store: training.FaceSou
     for m in methods:
         space = spaces[m.split("/", 1)[0]]
         clf = triplet.load_classifier(run, m)
-        f = frames.assign(score=triplet.fake_probability(clf, space) if len(space)
-                          else np.zeros(0))
+        f = evaluation.max_per_frame(frames.assign(
+            score=triplet.fake_probability(clf, space) if len(space) else np.zeros(0)))
         out[m] = (evaluation.video_predictions(f, videos, section["aggregation"],
                                                section["threshold"]), f)
     return out

@@ -282,6 +282,20 @@ def subsample(n: int, max_faces: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n - 1, max_faces)).astype(int))
 
 
+def faces_to_embed(store: Any, video_id: str, max_faces_per_video: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The faces stage 06 embeds of one video: an evenly spread subset of the frames'
+    chosen faces (:func:`subsample`) with the other faces of those frames that a
+    ``faces.multi_face: max`` store holds. Returns ``faces, frame_idx, chosen`` (whether
+    each face is its frame's chosen one)."""
+    faces, frame_idx = store.load(video_id, every_face=True)
+    frame_idx = np.asarray(frame_idx)
+    chosen = ~pd.Series(frame_idx).duplicated().to_numpy()  # the chosen face comes first
+    first = np.flatnonzero(chosen)
+    keep = np.isin(frame_idx, frame_idx[first[subsample(len(first), max_faces_per_video)]])
+    return faces[keep], frame_idx[keep], chosen[keep]
+
+
 def _file_config(weights: str, run: RunPaths, video_id: str,
                  max_faces_per_video: int = 0) -> str | None:
     """What an embedding file depends on: the weights, the face subset and the face store
@@ -331,18 +345,17 @@ def run_embedding(run: RunPaths, pretrained: str = "vggface2", batch_size: int =
         elif config is None:
             status, reason = "failed", f"{store_path(run, vid)}: unreadable store file"
         elif io.npz_made_with(target, config):
-            status, n = "skipped", len(subsample(int(video.n_faces), max_faces_per_video))
+            with np.load(target) as z:
+                status, n = "skipped", len(z["frame_idx"])
         else:
             try:
-                faces, frame_idx = store.load(vid)
+                faces, frame_idx, chosen = faces_to_embed(store, vid, max_faces_per_video)
             except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
                 status = "failed"
                 reason = f"{store_path(run, vid)}: {type(exc).__name__}: {exc}".splitlines()[0]
             else:
-                keep = subsample(len(faces), max_faces_per_video)
-                faces, frame_idx = faces[keep], np.asarray(frame_idx)[keep]
                 io.write_npz(target, emb=embed(model, faces, batch_size), frame_idx=frame_idx,
-                             video_id=np.array(vid), config=np.array(config))
+                             chosen=chosen, video_id=np.array(vid), config=np.array(config))
                 n = len(faces)
         if status in ("no_store", "failed"):
             target.unlink(missing_ok=True)  # an outdated file must not be read as this one
@@ -390,8 +403,9 @@ def load_embeddings(run: RunPaths, videos: pd.DataFrame) -> tuple[np.ndarray, pd
     """Stack the stored embeddings of ``videos`` (rows of the index).
 
     Returns ``X float32 [n, dim]`` (the manifest's ``dim``) and a frame table (one row per face, aligned with X):
-    ``video_id, frame_idx`` plus the index columns ``label, split`` and ``method`` when
-    present. A video without an embedding file or without faces adds no rows; an
+    ``video_id, frame_idx``, ``chosen`` (the frame's chosen face, not one of the other
+    faces of a ``faces.multi_face: max`` store) plus the index columns ``label, split``
+    and ``method`` when present. A video without an embedding file or without faces adds no rows; an
     unreadable file adds none either, with a warning (the stage summary counts it failed).
     """
     dim = int(read_manifest(run).get("dim", DIM))
@@ -404,13 +418,14 @@ def load_embeddings(run: RunPaths, videos: pd.DataFrame) -> tuple[np.ndarray, pd
         try:
             with np.load(target) as z:
                 emb, frame_idx = z["emb"], z["frame_idx"]
+                chosen = z["chosen"] if "chosen" in z.files else np.ones(len(emb), bool)
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             warnings.warn(f"{target}: unreadable embedding file, left out "
                           f"({type(exc).__name__}: {exc})".splitlines()[0], stacklevel=2)
             continue
         blocks.append(emb.astype(np.float32, copy=False))
         tables.append(pd.DataFrame({"video_id": str(video["video_id"]), "frame_idx": frame_idx,
-                                    **{c: video[c] for c in keep}}))
+                                    "chosen": chosen, **{c: video[c] for c in keep}}))
     frames = (pd.concat(tables, ignore_index=True) if tables
-              else pd.DataFrame(columns=["video_id", "frame_idx", *keep]))
+              else pd.DataFrame(columns=["video_id", "frame_idx", "chosen", *keep]))
     return np.concatenate(blocks), frames

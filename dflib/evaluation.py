@@ -163,6 +163,19 @@ def video_predictions(frames: pd.DataFrame, videos: pd.DataFrame, rule: str = "m
                         status=np.where(n_frames > 0, STATUS_OK, unseen))
 
 
+def max_per_frame(frames: pd.DataFrame) -> pd.DataFrame:
+    """One row per ``(video_id, frame_idx)``: a frame scored on several faces (``faces.
+    multi_face: max``) takes each score column's maximum, the most fake face (SBI's rule);
+    a table with one face per frame is returned as it is."""
+    keys = ["video_id", "frame_idx"]
+    if not frames.duplicated(keys).any():
+        return frames
+    rest = [c for c in frames.columns if c not in keys]
+    return frames.groupby(keys, sort=False, as_index=False).agg(
+        {c: "first" if c == "label" or not pd.api.types.is_numeric_dtype(frames[c])
+         else "max" for c in rest})
+
+
 # --------------------------------------------------------------------------- ensembles
 
 def ensemble(predictions: Sequence[pd.DataFrame], how: str,

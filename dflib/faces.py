@@ -28,6 +28,10 @@ from .paths import RunPaths, resolve
 from .video import VideoError, read_image, sample_frames, set_decoder_threads
 
 SELECTIONS = ("largest", "probability")
+# single: one face per frame (the one ``selection`` chose). max: the other faces of the
+# frame (``similar_faces``) are stored too and frame-level detectors score a frame by its
+# most fake face (SBI's rule for footage with several people); models train on the chosen one.
+MULTI_FACES = ("single", "max")
 # square: a square around the box's centre, side the box's longer side plus the margin
 # (faces keep their proportions); stretch: the box plus margin resized to a square, as
 # facenet-pytorch's extract_face (and so the paper) cut them, widening narrow faces.
@@ -57,16 +61,18 @@ NEAR_REGION = 4.0
 NEAR_FACE_PX = 48.0
 # Constructor arguments of FaceExtractor, read from a profile's (flat) stage parameters.
 EXTRACTOR_KEYS = ("img_size", "margin", "min_face_size", "thresholds", "factor", "selection",
-                  "detect_max_side", "redetect_every", "crop", "batch_size", "device")
+                  "detect_max_side", "redetect_every", "crop", "multi_face", "batch_size",
+                  "device")
 # Parameters that change what is stored; a store file made with other values is redone.
 _RESULT_KEYS = ("img_size", "margin", "min_face_size", "thresholds", "factor", "selection",
-                "detect_max_side", "redetect_every", "crop")
+                "detect_max_side", "redetect_every", "crop", "multi_face")
 # What stores written before a key existed were made with (they searched every frame and
 # stretched the box to a square).
-_BEFORE_KEY = {"redetect_every": 1, "crop": "stretch"}
+_BEFORE_KEY = {"redetect_every": 1, "crop": "stretch", "multi_face": "single"}
 INDEX_COLUMNS = ["video_id", "label", "split", "frame_idx", "face", "x1", "y1", "x2", "y2",
                  "prob", "n_detected", "n_faces", "rule", "shot_change", "store_row", "reason"]
-SUMMARY_COLUMNS = ["video_id", "label", "split", "status", "n_sampled", "n_faces", "reason"]
+SUMMARY_COLUMNS = ["video_id", "label", "split", "status", "n_sampled", "n_faces",
+                   "n_other_faces", "reason"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ class FrameFace:
     rule: str = ""  # which rule chose the face (RULES), "" without one
     n_faces: int = 0  # faces at least half the size of the largest, probability gap applied
     shot_change: bool = False  # the picture cut between the previous sampled frame and this
+    others: tuple[np.ndarray, ...] = ()  # multi_face max: crops of the frame's other faces
 
 
 class FaceExtractor:
@@ -106,12 +113,14 @@ class FaceExtractor:
     def __init__(self, img_size: int = 160, margin: int = 40, min_face_size: int = 40,
                  thresholds: Sequence[float] = (0.6, 0.7, 0.7), factor: float = 0.709,
                  selection: str = "largest", detect_max_side: int = 320,
-                 redetect_every: int = 5, crop: str = "square", batch_size: int = 32,
-                 device: str = "auto") -> None:
+                 redetect_every: int = 5, crop: str = "square", multi_face: str = "single",
+                 batch_size: int = 32, device: str = "auto") -> None:
         if selection not in SELECTIONS:
             raise ValueError(f"selection {selection!r} is not one of {SELECTIONS}")
         if crop not in CROPS:
             raise ValueError(f"crop {crop!r} is not one of {CROPS}")
+        if multi_face not in MULTI_FACES:
+            raise ValueError(f"multi_face {multi_face!r} is not one of {MULTI_FACES}")
         if not 0 <= margin < img_size:
             raise ValueError(f"margin {margin} must be at least 0 and below img_size {img_size}")
         if device not in ("auto", "cpu", "cuda"):
@@ -125,6 +134,7 @@ class FaceExtractor:
         self.detect_max_side = int(detect_max_side)
         self.redetect_every = max(1, int(redetect_every))
         self.crop = crop
+        self.multi_face = multi_face
         self.batch_size = max(1, int(batch_size))
         self.device = device
         self._mtcnn: Any = None
@@ -377,10 +387,24 @@ class FaceExtractor:
         x1, y1, x2, y2, prob = (float(v) for v in best)
         height, width = frame.shape[:2]
         face = self._cut(frame, x1, y1, x2, y2)
-        n_faces = len(similar_faces(det))
+        similar = similar_faces(det)
+        others = (tuple(self._cut(frame, *(float(v) for v in d[:4])) for d in similar
+                        if not np.array_equal(d, best))
+                  if self.multi_face == "max" else ())
         box = (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
                min(max(x2, 0.0), width), min(max(y2, 0.0), height))
-        return FrameFace(face, box, prob, len(det), "", rule, n_faces, cut)
+        return FrameFace(face, box, prob, len(det), "", rule, len(similar), cut, others)
+
+
+def with_other_faces(faces: np.ndarray, frame_idx: np.ndarray, other_faces: np.ndarray,
+                     other_frame_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The chosen faces and the other faces of their frames, ordered by frame (the chosen
+    face first in its frame); the chosen ones alone when there are no others."""
+    if len(other_faces) == 0:
+        return faces, frame_idx
+    frames = np.concatenate([frame_idx, other_frame_idx])
+    order = np.argsort(frames, kind="stable")
+    return np.concatenate([faces, other_faces])[order], frames[order]
 
 
 def similar_faces(det: np.ndarray) -> np.ndarray:
@@ -481,10 +505,14 @@ def _record(video_id: str, size: int, sampled: Sequence[int], found: Sequence[Fr
     kept = [f.face for f in found if f.face is not None]
     has_face = np.array([f.face is not None for f in found], dtype=bool)
     sampled_idx = np.asarray(sampled, dtype=np.int64)
+    others = [(i, crop) for i, f in zip(sampled_idx, found) for crop in f.others]
     return {
         "video_id": np.array(video_id),
         "faces": (np.stack(kept) if kept else np.zeros((0, size, size, 3), np.uint8)),
         "frame_idx": sampled_idx[has_face],
+        "other_faces": (np.stack([c for _, c in others]) if others
+                        else np.zeros((0, size, size, 3), np.uint8)),
+        "other_frame_idx": np.array([i for i, _ in others], dtype=np.int64),
         "sampled_idx": sampled_idx,
         "has_face": has_face,
         "boxes": np.array([f.box if f.box else (math.nan,) * 4 for f in found],
@@ -664,13 +692,15 @@ def _video_rows(video: Mapping[str, Any], target: Path, error: str | None
             cuts = z["shot_change"] if "shot_change" in z.files else np.zeros(len(sampled), bool)
             n_faces = (z["frame_faces"] if "frame_faces" in z.files
                        else has_face.astype(np.int32))
+            n_other = len(z["other_frame_idx"]) if "other_frame_idx" in z.files else 0
     else:  # an unexpected error: nothing (or an outdated file) was stored
         status, reason = "failed", error or "no store file"
         sampled, has_face = np.empty(0, np.int64), np.empty(0, bool)
         boxes, probs, n_detected = np.empty((0, 4)), np.empty(0), np.empty(0, np.int32)
         rules, cuts, n_faces = np.empty(0, str), np.empty(0, bool), np.empty(0, np.int32)
+        n_other = 0
     summary = {**base, "status": status, "n_sampled": len(sampled),
-               "n_faces": int(has_face.sum()), "reason": reason}
+               "n_faces": int(has_face.sum()), "n_other_faces": n_other, "reason": reason}
     if len(sampled) == 0:  # a failed video keeps one row, so it never drops out
         frames = pd.DataFrame([{**base, "frame_idx": -1, "face": 0, "x1": math.nan,
                                 "y1": math.nan, "x2": math.nan, "y2": math.nan,
@@ -776,13 +806,19 @@ class FaceStore:
     def __init__(self, run: RunPaths) -> None:
         self.run = run
 
-    def load(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
+    def load(self, video_id: str, every_face: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The faces ``uint8 [k, S, S, 3]`` of one video and their frame indices ``[k]``
-        (``k`` = 0 when the video has no face); reads that video's file only."""
+        (``k`` = 0 when the video has no face); reads that video's file only.
+
+        ``every_face`` adds the other faces a ``multi_face: max`` store holds
+        (:func:`with_other_faces`)."""
         target = store_path(self.run, video_id)
         if not target.is_file():
             raise FileNotFoundError(f"no face store file for video {video_id!r} ({target})")
         with np.load(target) as z:
+            if every_face and "other_faces" in z.files:
+                return with_other_faces(z["faces"], z["frame_idx"], z["other_faces"],
+                                        z["other_frame_idx"])
             return z["faces"], z["frame_idx"]
 
     def check(self, video_id: str, n_faces: int) -> str:

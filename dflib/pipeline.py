@@ -166,12 +166,14 @@ def cnn_videos(run: paths.RunPaths) -> pd.DataFrame:
     ``n_faces`` (0 when none), ``face_status``: ``ok``, ``no_face``, ``failed`` (its
     extraction failed, or it is missing from ``faces/summary.csv``) or ``unreadable`` (its
     store file cannot be read now: it counts 0 faces, so no stage reads it), and
-    ``face_reason``.
+    ``face_reason``; ``n_other_faces``: the other faces a ``faces.multi_face: max`` store
+    holds besides the chosen one of each frame.
     """
     from . import faces
 
     store = faces.FaceStore(run)
-    summary = store.summary()[["video_id", "status", "n_faces", "reason"]].rename(
+    summary = store.summary().reindex(columns=["video_id", "status", "n_faces",
+                                               "n_other_faces", "reason"]).rename(
         columns={"status": "face_status", "reason": "face_reason"})
     videos = load_index(run).merge(summary, on="video_id", how="left")
     absent = videos["face_status"].isna()
@@ -179,13 +181,14 @@ def cnn_videos(run: paths.RunPaths) -> pd.DataFrame:
     videos["face_reason"] = videos["face_reason"].fillna("").where(
         ~absent, "not in faces/summary.csv: rerun stage 'faces'")
     videos["n_faces"] = videos["n_faces"].fillna(0).astype(int)
+    videos["n_other_faces"] = videos["n_other_faces"].fillna(0).astype(int)
     problems = pd.Series([store.check(v, n) if n > 0 else ""
                           for v, n in zip(videos["video_id"], videos["n_faces"])],
                          index=videos.index)
     bad = problems != ""
     videos.loc[bad, "face_status"] = "unreadable"
     videos.loc[bad, "face_reason"] = problems[bad]
-    videos.loc[bad, "n_faces"] = 0
+    videos.loc[bad, ["n_faces", "n_other_faces"]] = 0
     return videos
 
 

@@ -50,7 +50,7 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def _record(path: str | Path, method: str, threshold: float,
+def _record(path: str | Path, method: str, threshold: float, multi_face: str,
             arrays: dict[str, np.ndarray] | None = None, reason: str = "") -> dict[str, Any]:
     """The JSON line of one input before scoring (the one place it is built)."""
     status = STATUS_ERROR if arrays is None else str(arrays["status"])
@@ -60,18 +60,22 @@ def _record(path: str | Path, method: str, threshold: float,
             "frames_sampled": 0 if arrays is None else len(arrays["sampled_idx"]),
             "faces_found": 0 if arrays is None else len(arrays["faces"]),
             "n_faces": 0 if arrays is None else int(arrays["frame_faces"].max(initial=0)),
-            "frames_scored": 0,
+            "multi_face": multi_face, "frames_scored": 0,
             "reason": reason if arrays is None else str(arrays["reason"])}
 
 
 @dataclass(frozen=True)
 class MemoryFaces:
-    """A face source held in memory: ``video_id -> (faces, frame indices)``."""
+    """A face source held in memory: ``video_id ->`` the arrays of its store file."""
 
-    by_video: dict[str, tuple[np.ndarray, np.ndarray]]
+    by_video: dict[str, dict[str, np.ndarray]]
 
-    def load(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
-        return self.by_video[video_id]
+    def load(self, video_id: str, every_face: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        a = self.by_video[video_id]
+        if every_face:
+            return faces.with_other_faces(a["faces"], a["frame_idx"], a["other_faces"],
+                                          a["other_frame_idx"])
+        return a["faces"], a["frame_idx"]
 
 
 @dataclass
@@ -108,8 +112,9 @@ def predict_videos(videos: Sequence[str | Path], run: RunPaths, method: str,
     ``path``, ``kind`` (``video`` or ``image``), ``status`` (``ok``, ``no_face`` or
     ``error``), ``method``, ``fake_probability`` and ``label`` (None without a face),
     ``threshold``, ``frames_sampled``, ``faces_found``, ``n_faces`` (the most faces of
-    similar size seen in one frame: more than 1 says that only one of them was scored),
-    ``frames_scored`` and ``reason``.
+    similar size seen in one frame), ``multi_face`` (the run's ``faces.multi_face``: with
+    ``single`` one face of such a frame is scored, with ``max`` every one and the frame
+    scores as its most fake), ``frames_scored`` and ``reason``.
     An image given to a detector of clips or sequences is an ``error`` saying so.
     """
     settings = config.run_settings(run)
@@ -118,11 +123,11 @@ def predict_videos(videos: Sequence[str | Path], run: RunPaths, method: str,
     threshold = detectors.operating_threshold(run, method) if threshold is None else threshold
     frame_level = detectors.family(method) in FRAME_LEVEL
     records: list[dict[str, Any]] = []
-    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    found: dict[str, dict[str, np.ndarray]] = {}
     for i, path in enumerate(videos):
         vid = f"video{i}"  # the same path may be given twice; ids must not collide
         if input_kind(path) == "image" and not frame_level:
-            records.append(_record(path, method, threshold, reason=(
+            records.append(_record(path, method, threshold, extractor.multi_face, reason=(
                 f"{path}: {method} scores a sequence of faces from a video, not a single "
                 f"image; frame-level detectors ({', '.join(f + '/*' for f in FRAME_LEVEL)}) "
                 "score images")))
@@ -130,14 +135,15 @@ def predict_videos(videos: Sequence[str | Path], run: RunPaths, method: str,
         arrays = (faces.extract_image(vid, path, extractor) if input_kind(path) == "image" else
                   faces.extract_video(vid, path, extractor, extraction.frames_per_video,
                                       extraction.sampling, extraction.every_k))
-        records.append(_record(path, method, threshold, arrays))
+        records.append(_record(path, method, threshold, extractor.multi_face, arrays))
         if str(arrays["status"]) == "ok":
-            found[vid] = (arrays["faces"], arrays["frame_idx"])
+            found[vid] = arrays
     if not found:
         return Prediction(records, None)
     # Labels are unknown; a placeholder satisfies the scoring code and is dropped below.
     table = pd.DataFrame({"video_id": list(found), "label": 0,
-                          "n_faces": [len(f) for f, _ in found.values()]})
+                          "n_faces": [len(a["faces"]) for a in found.values()],
+                          "n_other_faces": [len(a["other_faces"]) for a in found.values()]})
     video_rows, frame_rows = detectors.score_methods(run, [method], MemoryFaces(found),
                                                      table)[method]
     position = {f"video{i}": i for i in range(len(videos))}

@@ -120,9 +120,10 @@ def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
         summary = faces.run_extraction(videos, sub, extraction.extractor,
                                        extraction.frames_per_video, extraction.sampling,
                                        extraction.every_k, progress=progress)
-        videos = videos.merge(summary[["video_id", "n_faces", "status"]].rename(
+        videos = videos.merge(summary[["video_id", "n_faces", "n_other_faces", "status"]].rename(
             columns={"status": "face_status"}), on="video_id", how="left")
-        videos["n_faces"] = videos["n_faces"].fillna(0).astype(int)
+        videos[["n_faces", "n_other_faces"]] = (videos[["n_faces", "n_other_faces"]]
+                                                .fillna(0).astype(int))
         scored = detectors.score_methods(run, methods, faces.FaceStore(sub), videos,
                                          progress=progress)
         for method, (v, f) in scored.items():

@@ -37,7 +37,8 @@ LABELS = (0, 1)  # 0 = real, 1 = fake (docs/design.md)
 class FaceSource(Protocol):
     """What training reads from a face store (``dflib.faces.FaceStore`` is one)."""
 
-    def load(self, video_id: str) -> tuple[np.ndarray, np.ndarray]: ...
+    def load(self, video_id: str, every_face: bool = False
+             ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 # --------------------------------------------------------------------------- seeding
@@ -144,12 +145,14 @@ class FaceBatches(keras.utils.PyDataset):
     ``max_faces`` keeps a seeded random subset of the faces (for t-SNE).
     ``augment`` (an :class:`Augmentation`) transforms every batch, seeded by ``seed``, the
     epoch and the batch index, so it does not depend on the order batches are made in.
+    ``every_face`` also reads the other faces of a ``multi_face: max`` store (counted by
+    the ``n_other_faces`` column of ``videos``): for scoring, never for training.
     """
 
     def __init__(self, store: FaceSource, videos: pd.DataFrame, batch_size: int, *,
                  shuffle: bool = False, seed: int = 0, augment: Augmentation | None = None,
                  cache_videos: int = 64, max_faces: int | None = None,
-                 workers: int = 1) -> None:
+                 workers: int = 1, every_face: bool = False) -> None:
         # Threads, not processes: OpenCV's warps and NumPy's copies release the GIL, and
         # every batch is a pure function of its index, so workers never change a batch.
         super().__init__(workers=workers, use_multiprocessing=False)
@@ -157,10 +160,12 @@ class FaceBatches(keras.utils.PyDataset):
             raise ValueError("batch_size and cache_videos must be at least 1")
         videos = videos[videos["n_faces"] > 0]
         self.store, self.batch_size, self.shuffle, self.seed = store, batch_size, shuffle, seed
-        self.augment, self.cache_videos = augment, cache_videos
+        self.augment, self.cache_videos, self.every_face = augment, cache_videos, every_face
         self.video_ids = videos["video_id"].astype(str).to_numpy()
         self.labels = videos["label"].to_numpy(dtype=np.int64)
         self.n_faces = videos["n_faces"].to_numpy(dtype=np.int64)
+        if every_face and "n_other_faces" in videos.columns:
+            self.n_faces = self.n_faces + videos["n_other_faces"].to_numpy(dtype=np.int64)
         # Flat face index: (video position, face position in that video's array).
         self._video = np.repeat(np.arange(len(self.video_ids)), self.n_faces)
         self._face = np.concatenate([np.arange(n) for n in self.n_faces] or [np.zeros(0, int)])
@@ -205,7 +210,8 @@ class FaceBatches(keras.utils.PyDataset):
             if v in self._cache:
                 self._cache.move_to_end(v)
                 return self._cache[v]
-            faces, frame_idx = self.store.load(self.video_ids[v])
+            faces, frame_idx = (self.store.load(self.video_ids[v], every_face=True)
+                                if self.every_face else self.store.load(self.video_ids[v]))
             if len(faces) != self.n_faces[v] or len(frame_idx) != len(faces):
                 raise ValueError(f"video {self.video_ids[v]!r}: the store holds {len(faces)} "
                                  f"faces, the face summary says {self.n_faces[v]}")
@@ -662,8 +668,11 @@ def chunk_predictions(models: Sequence[keras.Model], arch: str, store: FaceSourc
     chunk model and, with several chunks, by their ensembles, keyed by method name:
     ``cnn/<arch>`` (chunk 0), ``cnn/<arch>/chunk<i>``, ``cnn/<arch>/boosted`` (majority
     vote of the chunk models' calls, the paper's max voting) and ``cnn/<arch>/boosted_mean``
-    (mean probability). Videos without faces keep their row (status ``no_face``)."""
-    frames = score_faces(models, FaceBatches(store, videos, batch_size))
+    (mean probability). Videos without faces keep their row (status ``no_face``).
+    Every face the store holds is scored, a frame by its most fake face (a ``faces.
+    multi_face: max`` store holds several per frame)."""
+    frames = evaluation.max_per_frame(score_faces(
+        models, FaceBatches(store, videos, batch_size, every_face=True)))
     keys = frames[["video_id", "frame_idx", "label"]]
     out: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
     for j in range(len(models)):

@@ -454,8 +454,9 @@ def evaluate_classifiers(run: RunPaths, space: str, names: Sequence[str], x_trai
         if x_val is not None:
             splits.append(("val", x_val, val_frames, val_videos))
         for split, x, keys, index in splits:
-            frames = keys.loc[:, ["video_id", "frame_idx", "label"]].assign(
-                score=fake_probability(clf, x) if len(x) else np.zeros(0))
+            frames = evaluation.max_per_frame(keys.loc[:, ["video_id", "frame_idx", "label"]]
+                                              .assign(score=fake_probability(clf, x) if len(x)
+                                                      else np.zeros(0)))
             videos = evaluation.video_predictions(frames, index, rule=aggregation,
                                                   threshold=threshold)
             evaluation.write_predictions(run, method, videos, frames, split=split)
@@ -493,10 +494,13 @@ def run_stage(run: RunPaths, videos: pd.DataFrame, params: Mapping[str, Any], se
     x, frames = load_embeddings(run, videos)
     y = frames["label"].to_numpy(dtype=np.int64)
     split = frames["split"].to_numpy()
-    counts = (frames.assign(**{"class": frames["label"].map({0: "real", 1: "fake"})})
+    # The network and the classifiers learn from each frame's chosen face; every face of
+    # a validation or test frame is scored (multi_face: max), the frame by its most fake.
+    chosen = frames["chosen"].to_numpy(dtype=bool)
+    counts = (frames[chosen].assign(**{"class": frames["label"].map({0: "real", 1: "fake"})})
               .groupby(["split", "class"]).size().rename("faces").reset_index())
-    tr, va, te = (split == "train"), (split == "val"), (split == "test")
-    training = train(run, x[tr], y[tr], x[va], y[va], epochs=params["epochs"],
+    tr, va, te = (split == "train") & chosen, (split == "val"), (split == "test")
+    training = train(run, x[tr], y[tr], x[va & chosen], y[va & chosen], epochs=params["epochs"],
                      batch_size=params["batch_size"], learning_rate=params["learning_rate"],
                      margin=params["margin"], patience=params["patience"],
                      dropout=params["dropout"], seed=seed, verbose=2 if progress else 0,
@@ -516,7 +520,9 @@ def run_stage(run: RunPaths, videos: pd.DataFrame, params: Mapping[str, Any], se
         evaluate_classifiers(run, "triplet", x_train=z_train, x_test=z_test, x_val=z_val,
                              **common),
     ], ignore_index=True)
-    return StageResult(manifest, training, counts, results, test_frames, x[te], z_test)
+    shown = chosen[te]
+    return StageResult(manifest, training, counts, results,
+                       test_frames[shown].reset_index(drop=True), x[te][shown], z_test[shown])
 
 
 def comparison_table(results: pd.DataFrame, level: str = "video") -> pd.DataFrame:

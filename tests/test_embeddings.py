@@ -225,3 +225,19 @@ def test_max_faces_per_video_embeds_an_even_subset(offline, run):
     assert everything.videos.set_index("video_id").loc["fake/b", "status"] == "embedded"
     np.testing.assert_array_equal(emb.subsample(16, 6), [0, 3, 6, 9, 12, 15])
     np.testing.assert_array_equal(emb.subsample(3, 6), [0, 1, 2])
+
+
+def test_the_faces_embedded_are_a_subset_of_frames_with_every_face_of_each():
+    """``max_faces_per_video`` picks frames (evenly spread); the other faces of a picked
+    frame come with it, marked not chosen."""
+    from dflib.embeddings import faces_to_embed
+    from dflib.predict import MemoryFaces
+
+    chosen = np.arange(6, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 3), np.uint8)
+    others = np.full((2, 4, 4, 3), 99, np.uint8)
+    store = MemoryFaces({"v": {"faces": chosen, "frame_idx": np.arange(0, 60, 10),
+                               "other_faces": others, "other_frame_idx": np.array([20, 40])}})
+    faces, frame_idx, is_chosen = faces_to_embed(store, "v", max_faces_per_video=3)
+    assert frame_idx.tolist() == [0, 20, 20, 50] and is_chosen.tolist() == [True, True, False, True]
+    assert faces[2].max() == 99 and faces[3].max() == 5
+    assert faces_to_embed(store, "v")[1].tolist() == [0, 10, 20, 20, 30, 40, 40, 50]

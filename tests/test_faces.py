@@ -579,3 +579,25 @@ def test_only_a_stream_that_really_ends_early_is_called_truncated(tmp_path, extr
     assert "partial file" in reason and "frames before the cut" in reason
     assert len(arrays["sampled_idx"]) == N_FRAMES  # every sampled frame exists
     assert str(extract_video("w", whole, extractor, N_FRAMES, "even")["reason"]) == ""
+
+
+def test_multi_face_max_stores_the_other_faces_of_each_frame(tmp_path):
+    """``multi_face: max`` keeps every face at least half the size of the largest (a
+    two-person frame: both), the chosen one first in its frame; ``single`` keeps one."""
+    pair = paste(paste(canvas(W, H), 100, 20, 60), 90, 190, 70)
+    [one] = FaceExtractor.from_params(PARAMS).extract([pair])
+    [both] = FaceExtractor.from_params({**PARAMS, "multi_face": "max"}).extract([pair])
+    assert one.others == () and len(both.others) == 1
+    assert both.others[0].shape == both.face.shape and np.array_equal(both.face, one.face)
+    video = write_video(tmp_path / "two.mp4", [pair] * 6)
+    run = RunPaths(tmp_path / "run")
+    run_extraction(pd.DataFrame({"video_id": ["two"], "path": [str(video)], "label": [0],
+                                 "split": ["test"]}), run, {**PARAMS, "multi_face": "max"},
+                   N_FRAMES, "even", 1, progress=False)
+    store = FaceStore(run)
+    chosen, chosen_idx = store.load("two")
+    every, every_idx = store.load("two", every_face=True)
+    assert len(chosen) == N_FRAMES and len(every) == 2 * N_FRAMES
+    assert list(every_idx) == sorted(list(chosen_idx) * 2)
+    np.testing.assert_array_equal(every[::2], chosen)
+    assert store.summary()["n_other_faces"].tolist() == [N_FRAMES]

@@ -78,6 +78,7 @@ def test_predict_cli_scores_a_video_and_reports_a_faceless_and_an_unreadable_one
     assert none["fake_probability"] is None and none["label"] is None
     assert none["faces_found"] == 0 and "no face" in none["reason"]
     assert (ok["n_faces"], none["n_faces"], bad["n_faces"]) == (1, 0, 0)  # one person
+    assert ok["multi_face"] == none["multi_face"] == bad["multi_face"] == "single"
     assert str(broken) in bad["reason"] and f"error: {broken}" in done.stderr
     frames = pd.read_csv(frames_csv)
     assert list(frames.columns) == list(predict.FRAME_COLUMNS)

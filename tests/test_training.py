@@ -423,3 +423,25 @@ def test_a_trained_chunk_model_separates_its_training_faces_in_inference_mode(tm
     assert scores["score0"].std() > 0.05  # not one constant for every face
     # They separate (0.81 on a fresh clone here); before the fix every face scored the same.
     assert roc_auc_score(scores["label"], scores["score0"]) > 0.7
+
+
+def test_every_stored_face_is_scored_and_a_frame_takes_its_most_fake_face():
+    """A frame with a second face (``faces.multi_face: max``) scores as the more fake of
+    the two; a frame with one face as that face; the video as the mean of its frames."""
+    from dflib.predict import MemoryFaces
+
+    dark, bright = np.full((2, 8, 8, 3), 10, np.uint8), np.full((1, 8, 8, 3), 240, np.uint8)
+    store = MemoryFaces({"v": {"faces": dark, "frame_idx": np.array([0, 5]),
+                               "other_faces": bright, "other_frame_idx": np.array([5])}})
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(2, activation="softmax")])
+    # P(fake) = sigmoid(0.02 * mean red level - 2.5): brighter faces look more fake
+    model.layers[-1].set_weights([np.array([[0, 0.02], [0, 0], [0, 0]], np.float32),
+                                  np.array([0, -2.5], np.float32)])
+    videos = pd.DataFrame({"video_id": ["v"], "label": [1], "n_faces": [2],
+                           "n_other_faces": [1]})
+    video_rows, frame_rows = training.chunk_predictions([model], "x", store, videos)["cnn/x"]
+    p = 1 / (1 + np.exp(-(0.02 * np.array([10.0, 240.0]) - 2.5)))
+    assert frame_rows["frame_idx"].tolist() == [0, 5]
+    assert frame_rows["score"].to_numpy() == pytest.approx(p, abs=1e-5)
+    assert video_rows["score"].iloc[0] == pytest.approx(p.mean(), abs=1e-5)
