@@ -6,12 +6,13 @@ faces extracted again with the run's own settings, and scored by the saved detec
 (:mod:`dflib.detectors`, imported only when scoring: it loads torch, which must come
 before TensorFlow in a process). Each CRF is a small run folder of its own,
 ``robustness/crf<NN>/`` (videos, face store, predictions), so a rerun re-encodes and
-re-extracts only what is missing; the table ``tables/robustness.csv`` has one row per
+re-extracts only what is missing or made from another source file or preset; the table ``tables/robustness.csv`` has one row per
 (method, CRF).
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,44 @@ def reencode(source: str | Path, target: str | Path, crf: int, preset: str = "me
             last = (done.stderr.strip().splitlines() or ["ffmpeg failed"])[-1]
             raise EncodeError(f"{source}: cannot re-encode at CRF {crf} ({last})")
     return Path(target)
+
+
+def encoding_record(source: Path, crf: int, preset: str) -> dict[str, object]:
+    """What a re-encoded video is made from: its source file (path, size, modification
+    time), the CRF and the preset; a re-encode is reused only while this is unchanged."""
+    try:
+        stat = source.stat()
+        stamp: dict[str, object] | None = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    except OSError:
+        stamp = None
+    return {"source": str(source), "stat": stamp, "crf": crf, "preset": preset}
+
+
+def record_path(target: Path) -> Path:
+    """The record beside a re-encoded video (:func:`encoding_record`)."""
+    return target.with_suffix(".json")
+
+
+def encoded_from(target: Path) -> dict[str, object] | None:
+    """The record a re-encoded video was made with; None when the video or its record is
+    missing or unreadable (then it is re-encoded)."""
+    if not target.is_file():
+        return None
+    try:
+        return json.loads(record_path(target).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def ensure_reencoded(source: Path, target: Path, crf: int, preset: str) -> bool:
+    """Re-encode ``source`` onto ``target`` unless ``target`` was made from this very
+    source file, CRF and preset (:func:`encoding_record`); True when it encoded."""
+    made_from = encoding_record(source, crf, preset)
+    if encoded_from(target) == made_from:
+        return False
+    reencode(source, target, crf, preset)
+    io.write_text(json.dumps(made_from, sort_keys=True) + "\n", record_path(target))
+    return True
 
 
 def crf_run(run: RunPaths, crf: int) -> RunPaths:
@@ -106,16 +145,19 @@ def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
     failures = []
     for crf in crfs:
         sub = crf_run(run, crf).ensure()
-        encoded = []
+        encoded, redone = [], 0
         for video in tqdm(test.to_dict("records"), desc=f"CRF {crf}", unit="video",
                           disable=not progress):
             target = sub.root / "videos" / f"{faces.store_name(str(video['video_id']))}.mp4"
-            if not target.is_file():
-                try:
-                    reencode(resolve(video["path"]), target, crf, preset)
-                except EncodeError as exc:
-                    failures.append({"video_id": video["video_id"], "reason": str(exc)})
+            existed = target.is_file()
+            try:
+                redone += ensure_reencoded(resolve(video["path"]), target, crf, preset) and existed
+            except EncodeError as exc:
+                failures.append({"video_id": video["video_id"], "reason": str(exc)})
             encoded.append({**video, "path": str(target)})
+        if redone:
+            print(f"CRF {crf}: {redone} re-encoded video(s) redone: their source file or "
+                  "the preset changed")
         videos = pd.DataFrame(encoded, columns=test.columns)
         summary = faces.run_extraction(videos, sub, extraction.extractor,
                                        extraction.frames_per_video, extraction.sampling,

@@ -4,6 +4,7 @@ compression robustness and the run's report, on one smoke run (conftest.smoke_ru
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -173,6 +174,23 @@ def test_unreadable_video_cannot_be_reencoded_and_the_error_names_it(tmp_path):
     with pytest.raises(robustness.EncodeError, match=str(broken)):
         robustness.reencode(broken, tmp_path / "out.mp4", 23)
     assert list(tmp_path.iterdir()) == [broken]  # nothing half-written
+
+
+def test_a_reencode_is_reused_only_while_its_source_and_preset_are_unchanged(tmp_path):
+    """A rerun reuses a re-encoded video made from the same file, CRF and preset; a
+    replaced source file or another preset re-encodes it."""
+    source, target = tmp_path / "clip.mp4", tmp_path / "crf23" / "clip.mp4"
+    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"mp4v"), 8, (64, 48))
+    for i in range(8):
+        writer.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    writer.release()
+    assert robustness.ensure_reencoded(source, target, 23, "ultrafast")
+    assert not robustness.ensure_reencoded(source, target, 23, "ultrafast")
+    assert robustness.ensure_reencoded(source, target, 23, "veryfast")
+    os.utime(source, ns=(1, 1))  # same name, another file as far as a rerun can tell
+    assert robustness.ensure_reencoded(source, target, 23, "veryfast")
+    robustness.record_path(target).write_text("{")  # a record cut short
+    assert robustness.ensure_reencoded(source, target, 23, "veryfast")
 
 
 def test_pick_videos_keeps_both_classes():
