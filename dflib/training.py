@@ -602,7 +602,10 @@ def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: Tr
                 _write_manifest(run, manifest)
     manifest["chunk_models"].sort(key=lambda c: c["chunk"])
     manifest["complete"] = True
-    manifest["finished_at"] = time.time()
+    # finished_at names this training to what reads it (sequence features, recurrent
+    # heads): a rerun that trained nothing keeps it, so they are not redone either.
+    same = not todo and old and old.get("complete") and old.get("chunks") == len(parts)
+    manifest["finished_at"] = old["finished_at"] if same else time.time()
     _write_manifest(run, manifest)
     return manifest
 

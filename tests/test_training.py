@@ -266,6 +266,9 @@ def test_train_resume_and_evaluate_end_to_end(tmp_path, capsys, monkeypatch):
     assert (folder / "chunk0.keras").stat().st_mtime_ns == mtime0
     assert (folder / "chunk1.keras").exists() and not (folder / "chunk1.inprogress.keras").exists()
     assert again["chunk_models"][0] == manifest["chunk_models"][0]
+    assert again["finished_at"] > manifest["finished_at"]  # chunk 1 was trained again
+    # Nothing left to train: the training is the same one, so what reads it is kept too.
+    assert pipeline.train_cnn(profile, verbose=0)["finished_at"] == again["finished_at"]
 
     result = pipeline.evaluate_cnn(profile)
     assert result.methods == ["cnn/ef0", "cnn/ef0/chunk1", "cnn/ef0/boosted",
