@@ -30,12 +30,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import config, io, synth
+from . import config, datasets, io, synth
 from .faces import EXTRACTOR_KEYS, FaceExtractor, FaceStore, run_extraction, store_path
 from .paths import RunPaths
 from .video import VideoError, probe, read_frames, sample_indices
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 EXTRACT_COLUMNS = ["footage", "resolution", "device", "settings", "videos", "frames",
                    "decode_fps", "baseline_fps", "dflib_fps", "speedup", "dflib_to_decode",
                    "baseline_faces",
@@ -71,11 +70,15 @@ def profile_extractor_params(device: str = "auto") -> dict[str, Any]:
 
 
 def find_videos(path: str | Path) -> list[Path]:
-    """``path`` itself, or the videos under a folder (recursively, sorted)."""
+    """``path`` itself, or the videos under a folder by the adapters' scanning rule
+    (:func:`dflib.datasets.scan_folder`: recursive, sorted, hidden entries skipped); an
+    entry it cannot read prints one line on stderr naming it."""
     p = Path(path)
     if p.is_dir():
-        return sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_SUFFIXES
-                      and f.is_file())
+        found, problems = datasets.scan_folder(p, p)
+        for row in problems:
+            print(f"{p / row['_rel']}: {row['reason']}, left out", file=sys.stderr)
+        return found
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file or folder")
     return [p]
@@ -148,7 +151,8 @@ class BaselineExtractor:
 
 def _bench_video(path: Path, n: int, baseline: BaselineExtractor, fast: FaceExtractor
                  ) -> dict[str, Any]:
-    """Time decoding, the baseline and dflib on one video's first ``n`` frames."""
+    """Time decoding, the baseline and dflib on one video's first ``n`` frames (those
+    past the stream's real end are not read: :func:`read_frames` says which were)."""
     info = probe(path)
     wanted = sample_indices(info.n_frames, n, "first")
     start = time.perf_counter()

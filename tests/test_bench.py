@@ -112,3 +112,13 @@ def test_train_feed_table(tmp_path, capsys):
     assert table["samples"].tolist()[:4] == [16] * 4  # every face, once per pass
     assert (table["feed_per_s"] > 0).all() and (table["train_step_per_s"] > 0).all()
     assert table["ratio"].tolist() == (table["feed_per_s"] / table["train_step_per_s"]).tolist()
+
+
+def test_bench_finds_videos_by_the_adapters_rule(tmp_path, capsys):
+    """Hidden folders and files are not benchmarked; a dangling link is named, not lost."""
+    (tmp_path / ".AppleDouble").mkdir()
+    for name in ("a.mp4", ".AppleDouble/a.mp4", "._a.mp4", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    assert bench.find_videos(tmp_path) == [tmp_path / "a.mp4"]
+    assert "gone.mp4" in capsys.readouterr().err
