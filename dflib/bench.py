@@ -39,8 +39,8 @@ EXTRACT_COLUMNS = ["footage", "resolution", "device", "settings", "videos", "fra
                    "decode_fps", "baseline_fps", "dflib_fps", "speedup", "dflib_to_decode",
                    "baseline_faces",
                    "dflib_faces", "agreement", "mean_iou"]
-PARALLEL_COLUMNS = ["workers", "videos", "frames", "repeats", "seconds", "seconds_min",
-                    "seconds_max", "frames_per_s", "speedup"]
+PARALLEL_COLUMNS = ["workers", "decode_ahead", "videos", "frames", "repeats", "seconds",
+                    "seconds_min", "seconds_max", "frames_per_s", "speedup"]
 FEED_COLUMNS = ["feed", "augment", "workers", "samples", "feed_per_s", "train_step_per_s",
                 "ratio"]
 MEMORY_COLUMNS = ["scale", "videos", "faces", "store_mb", "rss_before_fit_mb", "peak_rss_mb",
@@ -246,34 +246,43 @@ def bench_parallel(paths: Sequence[str | Path], frames: int = 25,
                    params: dict[str, Any] | None = None, progress: bool = True,
                    repeats: int = 1) -> pd.DataFrame:
     """Time :func:`run_extraction` over the videos of ``paths`` with each number of Dask
-    workers, each run in a fresh run folder; ``speedup`` is against the first entry. The
-    time includes starting the local cluster and each worker's MTCNN. With ``repeats``
-    above 1 the worker counts take turns, and ``seconds`` is each count's median run (a
-    shared machine's noise moves single runs by a tenth or more)."""
+    workers, each run in a fresh run folder; ``speedup`` is against the first row. The
+    time includes starting the local cluster and each worker's MTCNN. A 0 runs in this
+    process twice: without and with the next video decoded in a thread while the current
+    one is detected (``decode_ahead``). With ``repeats`` above 1 the rows take turns, and
+    ``seconds`` is each row's median run (a shared machine's noise moves single runs by a
+    tenth or more)."""
     videos = [v for p in paths for v in find_videos(p)]
     if not videos:
         raise FileNotFoundError(f"no videos under {', '.join(map(str, paths))}")
     index = pd.DataFrame({"video_id": [str(v) for v in videos], "path": [str(v) for v in videos],
                           "label": 0, "split": "test"})
     extractor = {**profile_extractor_params(resolve_device(device)), **(params or {})}
-    times: dict[int, list[float]] = {n: [] for n in range(len(workers))}
+    runs = [(n, ahead) for n in workers for ahead in ((False, True) if n == 0 else (False,))]
+    if 0 in workers:  # loading MTCNN in this process is not charged to the first row
+        with tempfile.TemporaryDirectory(prefix="dflib-bench-") as tmp:
+            run_extraction(index.iloc[:1], RunPaths(Path(tmp)), extractor, 1, "first", 1,
+                           progress=False)
+    times: dict[int, list[float]] = {k: [] for k in range(len(runs))}
     summaries: dict[int, pd.DataFrame] = {}
     for _ in range(max(1, repeats)):
-        for n, n_workers in enumerate(workers):
+        for k, (n_workers, ahead) in enumerate(runs):
             with tempfile.TemporaryDirectory(prefix="dflib-bench-") as tmp:
                 start = time.perf_counter()
-                summaries[n] = run_extraction(index, RunPaths(Path(tmp)), extractor, frames,
-                                              "first", 1, workers=n_workers, progress=progress)
-                times[n].append(time.perf_counter() - start)
+                summaries[k] = run_extraction(index, RunPaths(Path(tmp)), extractor, frames,
+                                              "first", 1, workers=n_workers, progress=progress,
+                                              decode_in_thread=ahead)
+                times[k].append(time.perf_counter() - start)
     rows = []
-    for n, n_workers in enumerate(workers):
+    for n, (n_workers, ahead) in enumerate(runs):
         summary = summaries[n]
         failed = summary[summary["status"] == "failed"]
         for row in failed.itertuples():
             print(f"error: {row.reason}", file=sys.stderr)
         n_frames = int(summary["n_sampled"].sum())
         seconds = float(np.median(times[n]))
-        rows.append({"workers": n_workers, "videos": len(summary) - len(failed),
+        rows.append({"workers": n_workers, "decode_ahead": ahead,
+                     "videos": len(summary) - len(failed),
                      "frames": n_frames, "repeats": len(times[n]), "seconds": seconds,
                      "seconds_min": min(times[n]), "seconds_max": max(times[n]),
                      "frames_per_s": n_frames / seconds})

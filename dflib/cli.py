@@ -201,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(flag, type=kind, help="FaceExtractor setting (default: the "
                            "profile default, dflib/config.py)")
     parallel.add_argument("--workers", type=int, nargs="+", default=[1, 2],
-                          help="worker counts to time; the speed-up is against the first")
+                          help="worker counts to time (0: in this process, without and with "
+                               "the next video decoded ahead); the speed-up is against the first")
     parallel.add_argument("--repeats", type=int, default=3,
                           help="runs of each worker count, taking turns; the median counts")
     memory = bench_sub.add_parser("train-memory", help="peak RSS of one training epoch at 1x "

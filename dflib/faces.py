@@ -14,9 +14,10 @@ import hashlib
 import json
 import math
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 
 from . import io, mtcnn, reports
 from .paths import RunPaths, resolve
-from .video import VideoError, read_image, sample_frames, set_decoder_threads
+from .video import Sampled, VideoError, read_image, sample_frames, set_decoder_threads
 
 SELECTIONS = ("largest", "probability")
 # single: one face per frame (the one ``selection`` chose). max: the other faces of the
@@ -456,16 +457,21 @@ def summary_csv(run: RunPaths) -> Path:
 
 
 def extract_video(video_id: str, path: str | Path, extractor: FaceExtractor, n: int,
-                  strategy: str = "first", every_k: int = 1) -> dict[str, np.ndarray]:
+                  strategy: str = "first", every_k: int = 1,
+                  decoded: Sampled | VideoError | None = None) -> dict[str, np.ndarray]:
     """Sample, decode and extract the faces of one video: the arrays of its store file.
 
     An unreadable video gives status ``failed`` with the :class:`VideoError` message as
     reason; frames are sampled from those the stream really holds, and the reason says
     when the file is truncated (its stream stops before its container's data).
+    ``decoded``: what :func:`decode_ahead` got for this video, when it was decoded while
+    the detector worked on the one before.
     """
     size = extractor.img_size
     try:
-        sampled = sample_frames(path, n, strategy, every_k)
+        sampled = decoded if decoded is not None else sample_frames(path, n, strategy, every_k)
+        if isinstance(sampled, VideoError):
+            raise sampled
     except VideoError as exc:
         return _record(video_id, size, [], [], "failed", str(exc))
     frames, read, wanted = sampled.frames, sampled.read, sampled.wanted
@@ -618,8 +624,31 @@ def store_settings(run: RunPaths, batch_size: int = 32, device: str = "auto") ->
                             "run stage 'faces' first")
 
 
+def decode_ahead(paths: Sequence[str], n: int, strategy: str, every_k: int
+                 ) -> Iterator[Sampled | VideoError | None]:
+    """Each video's sampled frames, in order, the next one decoded in a thread while the
+    caller works on the current one (OpenCV's decoder releases the GIL): a VideoError
+    where it cannot be read, None where the file is missing. At most two videos' frames
+    are held at once."""
+    def decode(path: str) -> Sampled | VideoError | None:
+        if not Path(path).is_file():
+            return None
+        try:
+            return sample_frames(path, n, strategy, every_k)
+        except VideoError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dflib-decode") as pool:
+        pending = pool.submit(decode, paths[0]) if paths else None
+        for k in range(len(paths)):
+            current = pending.result()
+            pending = pool.submit(decode, paths[k + 1]) if k + 1 < len(paths) else None
+            yield current
+
+
 def _extract_to_store(video_id: str, path: str, target: Path, extractor: FaceExtractor,
-                      n: int, strategy: str, every_k: int, config: str) -> str:
+                      n: int, strategy: str, every_k: int, config: str,
+                      decoded: Sampled | VideoError | None = None) -> str:
     """Write one video's store file; return "" or the error that stopped it.
 
     Bad videos are stored as ``failed`` by :func:`extract_video`. A missing file (a
@@ -629,7 +658,7 @@ def _extract_to_store(video_id: str, path: str, target: Path, extractor: FaceExt
     if not Path(path).is_file():
         return f"{path}: file not found"
     try:
-        record = extract_video(video_id, path, extractor, n, strategy, every_k)
+        record = extract_video(video_id, path, extractor, n, strategy, every_k, decoded)
         io.write_npz(target, **record, config=np.array(config))
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -720,13 +749,16 @@ def _video_rows(video: Mapping[str, Any], target: Path, error: str | None
 
 def run_extraction(videos: pd.DataFrame, run: RunPaths, extractor_params: Mapping[str, Any],
                    frames_per_video: int, sampling: str, every_k: int, workers: int = 0,
-                   scheduler: str = "", progress: bool = True) -> pd.DataFrame:
+                   scheduler: str = "", progress: bool = True,
+                   decode_in_thread: bool = True) -> pd.DataFrame:
     """Extract the faces of every video of the index that has no store file yet.
 
     ``videos`` needs ``video_id, path, label, split``; relative paths are taken from the
     project root. A store file made with other extraction settings is redone. With
     ``workers > 0`` or a ``scheduler`` address, videos run as Dask tasks (each writes
-    its own store file, so resuming works the same). Afterwards ``faces/index.csv``,
+    its own store file, so resuming works the same); in this process the next video is
+    decoded while the current one is detected (``decode_in_thread``, :func:`decode_ahead`).
+    Afterwards ``faces/index.csv``,
     ``faces/summary.csv``, ``tables/summary_faces.csv`` and the stage's rows of
     ``failures.csv`` (no-face and failed videos) are rebuilt from the store files; the
     temporary files of a killed earlier run are removed first. Returns the summary (one
@@ -757,10 +789,14 @@ def run_extraction(videos: pd.DataFrame, run: RunPaths, extractor_params: Mappin
                            workers, scheduler, progress)
     else:
         errors = {}
-        for vid, path, target, file_config in tqdm(jobs, desc="faces", unit="video",
-                                                   disable=not progress):
+        decoded: Iterator[Any] = (decode_ahead([job[1] for job in jobs], frames_per_video,
+                                               sampling, every_k)
+                                  if decode_in_thread else iter([None] * len(jobs)))
+        for (vid, path, target, file_config), frames in tqdm(
+                zip(jobs, decoded), total=len(jobs), desc="faces", unit="video",
+                disable=not progress):
             err = _extract_to_store(vid, path, target, extractor, frames_per_video, sampling,
-                                    every_k, file_config)
+                                    every_k, file_config, frames)
             if err:
                 errors[vid] = err
 

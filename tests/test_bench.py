@@ -62,10 +62,12 @@ def test_extract_bench_table_csv_and_agreement(videos, tmp_path, capsys):
 
 
 def test_parallel_bench_table(videos):
-    # workers 0 runs in this process: the table's format without starting a Dask cluster.
-    table = bench.bench_parallel([videos], frames=2, workers=[0, 0], device="cpu",
+    # workers 0 runs in this process, without and with decoding ahead: the table's format
+    # without starting a Dask cluster.
+    table = bench.bench_parallel([videos], frames=2, workers=[0], device="cpu",
                                  progress=False, repeats=3)
     assert list(table.columns) == bench.PARALLEL_COLUMNS
+    assert table["decode_ahead"].tolist() == [False, True]
     assert table["repeats"].tolist() == [3, 3]
     assert (table["seconds_min"] <= table["seconds"]).all()
     assert (table["seconds"] <= table["seconds_max"]).all()

@@ -601,3 +601,20 @@ def test_multi_face_max_stores_the_other_faces_of_each_frame(tmp_path):
     assert list(every_idx) == sorted(list(chosen_idx) * 2)
     np.testing.assert_array_equal(every[::2], chosen)
     assert store.summary()["n_other_faces"].tolist() == [N_FRAMES]
+
+
+def test_decoding_the_next_video_ahead_stores_the_same_faces(videos, tmp_path):
+    """run_extraction decodes the next video in a thread while the current one is
+    detected: the same store files as one after the other, a bad video still recorded."""
+    stores = {}
+    for ahead in (False, True):
+        run = RunPaths(tmp_path / f"ahead{ahead}")
+        summary = extract(videos, run.root, decode_in_thread=ahead)
+        stores[ahead] = (summary, {v: FaceStore(run).load(v) for v in
+                                   summary.loc[summary["n_faces"] > 0, "video_id"]})
+    pd.testing.assert_frame_equal(stores[False][0], stores[True][0])
+    assert stores[True][0]["status"].tolist() == ["ok", "no_face", "failed", "failed"]
+    assert stores[True][1]
+    for vid, (faces, frame_idx) in stores[False][1].items():
+        np.testing.assert_array_equal(faces, stores[True][1][vid][0])
+        np.testing.assert_array_equal(frame_idx, stores[True][1][vid][1])
