@@ -18,6 +18,21 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 
 
+def _default_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def as_from_a_terminal() -> dict:
+    """Popen arguments that give a child the Ctrl-C handling it has when started from a
+    terminal: a shell that runs the tests in the background (``nohup make test &``) hands
+    SIGINT down ignored, Python then keeps ignoring it, and a Ctrl-C test would wait for
+    an interruption that never comes."""
+    return {"preexec_fn": _default_sigint}
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     """The smoke profile run once from scratch through every notebook (papermill, demo data

@@ -171,7 +171,8 @@ def test_a_notebook_run_by_hand_during_a_run_stops_and_deletes_nothing(tmp_path)
         holder.wait()
 
 
-def test_ctrl_c_during_synth_is_one_line_and_leaves_no_half_written_file(tmp_path):
+def test_ctrl_c_during_synth_is_one_line_and_leaves_no_half_written_file(tmp_path,
+                                                                        as_from_a_terminal):
     """Every command, not only run: Ctrl-C is one line and exit status 130, no traceback."""
     import signal
     import time
@@ -179,7 +180,7 @@ def test_ctrl_c_during_synth_is_one_line_and_leaves_no_half_written_file(tmp_pat
     out = tmp_path / "demo"
     proc = subprocess.Popen([sys.executable, "-m", "dflib", "synth", str(out)],
                             cwd=paths.PROJECT_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, **as_from_a_terminal)
     while not list(out.glob("*/*.mp4")) and proc.poll() is None:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)

@@ -47,7 +47,8 @@ def test_failing_stage_is_named_with_its_notebook(tiny_profile):
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_a_run_says_where_in_one_line_and_marks_the_notebook(tmp_path):
+def test_ctrl_c_during_a_run_says_where_in_one_line_and_marks_the_notebook(tmp_path,
+                                                                          as_from_a_terminal):
     """Ctrl-C (SIGINT) while stage index runs: one line naming the stage, exit status 130,
     and the executed notebook marked interrupted, its unrun cells pending."""
     import signal
@@ -68,7 +69,7 @@ def test_ctrl_c_during_a_run_says_where_in_one_line_and_marks_the_notebook(tmp_p
     notebook = tmp_path / "outputs" / "r" / "notebooks" / "00_build_index.ipynb"
     proc = subprocess.Popen([sys.executable, "-m", "dflib", "run", str(profile), "--quiet"],
                             cwd=paths.PROJECT_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, **as_from_a_terminal)
     while not notebook.exists() and proc.poll() is None:
         time.sleep(0.2)
     time.sleep(3)  # into the stage's cells
