@@ -545,12 +545,7 @@ def _config(extractor: FaceExtractor, n: int, strategy: str, every_k: int) -> st
 def _file_config(config: str, path: str | Path) -> str:
     """``config`` plus the video file's size and modification time: a replaced file (same
     name, new content) makes its store file stale like changed settings do."""
-    try:
-        stat = Path(path).stat()
-        source = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    except OSError:
-        source = None
-    return json.dumps({**json.loads(config), "source": source}, sort_keys=True)
+    return json.dumps({**json.loads(config), "source": io.file_stamp(path)}, sort_keys=True)
 
 
 def _stored_config(target: Path) -> dict[str, Any] | None:

@@ -110,6 +110,16 @@ def record_failures(failures_csv: str | Path, stage: str, rows: pd.DataFrame) ->
 
 # --------------------------------------------------------------------------- provenance
 
+def file_stamp(path: str | Path) -> dict[str, int] | None:
+    """A file's size and modification time, how a rerun tells a replaced input (same name,
+    new content) from the one an artifact was made from; None when it cannot be read."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
 def made_from(settings: Mapping[str, Any],
               inputs: Mapping[str, Mapping[str, str] | Iterable[str]]) -> dict[str, Any]:
     """What an artifact was made from: its ``settings`` and, per role (``train``, ``val``,

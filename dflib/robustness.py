@@ -6,8 +6,8 @@ faces extracted again with the run's own settings, and scored by the saved detec
 (:mod:`dflib.detectors`, imported only when scoring: it loads torch, which must come
 before TensorFlow in a process). Each CRF is a small run folder of its own,
 ``robustness/crf<NN>/`` (videos, face store, predictions), so a rerun re-encodes and
-re-extracts only what is missing or made from another source file or preset; the table ``tables/robustness.csv`` has one row per
-(method, CRF).
+re-extracts only what is missing or made from another source file or preset; the table
+``tables/robustness.csv`` has one row per (method, CRF).
 """
 
 from __future__ import annotations
@@ -57,12 +57,7 @@ def reencode(source: str | Path, target: str | Path, crf: int, preset: str = "me
 def encoding_record(source: Path, crf: int, preset: str) -> dict[str, object]:
     """What a re-encoded video is made from: its source file (path, size, modification
     time), the CRF and the preset; a re-encode is reused only while this is unchanged."""
-    try:
-        stat = source.stat()
-        stamp: dict[str, object] | None = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    except OSError:
-        stamp = None
-    return {"source": str(source), "stat": stamp, "crf": crf, "preset": preset}
+    return {"source": str(source), "stat": io.file_stamp(source), "crf": crf, "preset": preset}
 
 
 def record_path(target: Path) -> Path:
