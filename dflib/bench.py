@@ -31,7 +31,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import config, datasets, io, synth
-from .faces import EXTRACTOR_KEYS, FaceExtractor, FaceStore, run_extraction, store_path
+from .devices import resolve_device
+from .faces import EXTRACTOR_KEYS, FaceExtractor, FaceStore, run_extraction
 from .paths import RunPaths
 from .video import VideoError, probe, read_frames, sample_indices
 
@@ -49,17 +50,6 @@ MEMORY_COLUMNS = ["scale", "videos", "faces", "store_mb", "rss_before_fit_mb", "
 BASELINE_IMG_SIZE, BASELINE_MARGIN = 160, 40
 
 Box = tuple[float, float, float, float]
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device {device!r} is not one of auto, cpu, cuda")
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def profile_extractor_params(device: str = "auto") -> dict[str, Any]:
@@ -271,7 +261,7 @@ def bench_parallel(paths: Sequence[str | Path], frames: int = 25,
                 start = time.perf_counter()
                 summaries[k] = run_extraction(index, RunPaths(Path(tmp)), extractor, frames,
                                               "first", 1, workers=n_workers, progress=progress,
-                                              decode_in_thread=ahead)
+                                              decode_in_thread=ahead).summary
                 times[k].append(time.perf_counter() - start)
     rows = []
     for n, (n_workers, ahead) in enumerate(runs):
@@ -304,9 +294,9 @@ def write_face_store(root: Path, videos: int, faces_per_video: int, img_size: in
                           "label": np.arange(videos) % 2, "n_faces": faces_per_video})
     for vid in table["video_id"]:
         faces = rng.integers(0, 256, (faces_per_video, img_size, img_size, 3), dtype=np.uint8)
-        io.write_npz(store_path(run, vid), faces=faces,
+        io.write_npz(run.face_file(vid), faces=faces,
                      frame_idx=np.arange(faces_per_video, dtype=np.int64))
-    io.write_csv(table, root / "videos.csv")
+    io.write_csv(table, run.videos_csv)
     return table
 
 
@@ -316,17 +306,17 @@ def _peak_rss_mb() -> float:
 
 def train_epoch(root: str, arch: str, img_size: int, batch_size: int) -> dict[str, float]:
     """Train ``arch`` (random weights) for one epoch on the store under ``root`` through
-    :class:`~dflib.training.FaceBatches`; run in a fresh process by :func:`bench_train_memory`."""
+    :class:`~dflib.batches.FaceBatches`; run in a fresh process by :func:`bench_train_memory`."""
     import keras
 
-    from . import cnn, training
+    from . import batches, cnn, fitting
 
-    videos = pd.read_csv(Path(root) / "videos.csv", dtype={"video_id": str})
-    training.seed_everything(0)
+    videos = pd.read_csv(RunPaths(Path(root)).videos_csv, dtype={"video_id": str})
+    fitting.seed_everything(0)
     model, _ = cnn.build_model(arch, img_size, "none")
     model.compile(optimizer=keras.optimizers.Nadam(0.002), loss="sparse_categorical_crossentropy")
-    data = training.FaceBatches(FaceStore(RunPaths(Path(root))), videos, batch_size,
-                                shuffle=True, seed=0)
+    data = batches.FaceBatches(FaceStore(RunPaths(Path(root))), videos, batch_size,
+                               shuffle=True, seed=0)
     before = _peak_rss_mb()
     start = time.perf_counter()
     model.fit(data, epochs=1, verbose=0)
@@ -455,15 +445,15 @@ def bench_train_feed(run: str | Path | None = None, videos: int = 40, faces_per_
     """Samples/s that the training feeds deliver against the rate of the model's own
     training step on this machine, in one run; ``ratio`` above 1 means the feed keeps up.
 
-    Faces: :class:`~dflib.training.FaceBatches` with the paper's augmentation off and on,
-    against ``arch`` at ``img_size``. Clips: :class:`~dflib.temporal.ClipBatches` (random
+    Faces: :class:`~dflib.batches.FaceBatches` with the paper's augmentation off and on,
+    against ``arch`` at ``img_size``. Clips: :class:`~dflib.clips.ClipBatches` (random
     crop and flip) against C3D. Sequences: the recurrent heads' in-memory feature arrays
     against a BiLSTM head. The faces come from ``run``'s face store (its ``img_size``), or
     from a generated store of random faces of ``img_size`` px.
     """
     import keras
 
-    from . import cnn, temporal, training
+    from . import batches, clips, cnn, cnn_features, fitting, sequences
 
     with tempfile.TemporaryDirectory(prefix="dflib-bench-") as tmp:
         if run is None:
@@ -476,7 +466,7 @@ def bench_train_feed(run: str | Path | None = None, videos: int = 40, faces_per_
                 pd.read_csv(RunPaths(Path(run)).videos_csv, dtype={"video_id": str})[
                     ["video_id", "label"]], on="video_id")
             img_size = int(store.load(str(table["video_id"].iloc[0]))[0].shape[1])
-        training.seed_everything(0)
+        fitting.seed_everything(0)
         rows: list[dict[str, Any]] = []
 
         def measure(kind: str, augment: str, model_rate: float, make: Any) -> None:
@@ -490,38 +480,38 @@ def bench_train_feed(run: str | Path | None = None, videos: int = 40, faces_per_
         face_model, _ = cnn.build_model(arch, img_size, "none")
         face_model.compile(optimizer=keras.optimizers.Nadam(0.002),
                            loss="sparse_categorical_crossentropy")
-        x, y = training.FaceBatches(store, table, batch_size)[0]
+        x, y = batches.FaceBatches(store, table, batch_size)[0]
         face_rate = _step_rate(face_model, x, y, steps)
         del face_model
-        for augment in (None, training.PAPER_AUGMENTATION):
+        for augment in (None, batches.PAPER_AUGMENTATION):
             measure(f"faces {img_size} px ({arch})", "on" if augment else "off", face_rate,
-                    lambda: training.FaceBatches(store, table, batch_size, shuffle=True,
-                                                 seed=0, augment=augment))
+                    lambda: batches.FaceBatches(store, table, batch_size, shuffle=True,
+                                                seed=0, augment=augment))
 
-        clip_model = temporal.build_clip_model("c3d", clip_len, clip_size)
+        clip_model = clips.build_clip_model("c3d", clip_len, clip_size)
         clip_model.compile(optimizer=keras.optimizers.SGD(0.005),
                            loss="sparse_categorical_crossentropy")
         clip_batch = max(1, batch_size // 4)
-        x, y = temporal.ClipBatches(store, table, clip_len, clip_size, clip_batch)[0]
+        x, y = clips.ClipBatches(store, table, clip_len, clip_size, clip_batch)[0]
         clip_rate = _step_rate(clip_model, x, y, steps)
         del clip_model
         measure(f"clips {clip_len}x{clip_size} px (c3d)", "on", clip_rate,
-                lambda: temporal.ClipBatches(store, table, clip_len, clip_size, clip_batch,
-                                             shuffle=True, augment=True))
+                lambda: clips.ClipBatches(store, table, clip_len, clip_size, clip_batch,
+                                          shuffle=True, augment=True))
 
         rng = np.random.default_rng(0)
-        sequences = temporal.Sequences(
+        seqs = cnn_features.Sequences(
             table["video_id"].to_numpy(), table["label"].to_numpy(),
-            rng.standard_normal((len(table), seq_len, temporal.FEATURE_DIM), dtype=np.float32),
+            rng.standard_normal((len(table), seq_len, cnn_features.FEATURE_DIM), dtype=np.float32),
             np.minimum(table["n_faces"].to_numpy(), seq_len))
-        head = temporal.build_head("bilstm")
+        head = sequences.build_head("bilstm")
         head.compile(optimizer=keras.optimizers.Adam(0.001),
                      loss="sparse_categorical_crossentropy")
         first = slice(0, batch_size)
-        seq_rate = _step_rate(head, {k: v[first] for k, v in sequences.inputs.items()},
-                              sequences.labels[first], steps)
-        measure(f"sequences {seq_len}x{temporal.FEATURE_DIM} (bilstm)", "off", seq_rate,
-                lambda: _ArrayBatches(sequences.inputs, sequences.labels, batch_size))
+        seq_rate = _step_rate(head, {k: v[first] for k, v in seqs.inputs.items()},
+                              seqs.labels[first], steps)
+        measure(f"sequences {seq_len}x{cnn_features.FEATURE_DIM} (bilstm)", "off", seq_rate,
+                lambda: _ArrayBatches(seqs.inputs, seqs.labels, batch_size))
     table = pd.DataFrame(rows, columns=FEED_COLUMNS[:-1])
     table["ratio"] = table["feed_per_s"] / table["train_step_per_s"]
     return table

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import config
+from .devices import DEVICES
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
@@ -16,45 +17,47 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 def _cmd_check(args: argparse.Namespace) -> int:
     import warnings
 
-    from . import datasets, paths, pipeline
+    from . import datasets, paths, stages
 
     profile = config.load(args.profile)
-    stages = ", ".join(s.name for s in config.STAGES)
+    datasets.check_data_root(profile)
+    stage_names = ", ".join(s.name for s in config.STAGES)
     if profile.sections["index"]["demo_generate"] and not paths.resolve(
             profile.shared["data_root"]).exists():
         splits = "splits: known once stage index has generated the demo dataset"
     else:
         try:
-            result = pipeline.read_dataset(profile)
+            result = stages.read_dataset(profile)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                splits = pipeline.check_splits(profile, result)
+                splits = stages.check_splits(profile, result)
         except datasets.DatasetError as exc:
             print(f"error: {args.profile}: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
         absent = datasets.absent_line(result, f"{profile.run.absent_csv}, once stage index runs")
         for note in ([absent] if absent else []) + [str(w.message) for w in caught]:
             print(f"warning: {note}", file=sys.stderr)
-    print(f"{args.profile}: ok (run folder {profile.run.root}; stages {stages}; {splits})")
+    print(f"{args.profile}: ok (run folder {profile.run.root}; stages {stage_names}; {splits})")
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from . import runner
+    from . import datasets, notebooks, paths
 
     profile = config.load(args.profile)
-    runner.select_stages(args.stages)  # refuse unknown stage names before any work
+    datasets.check_data_root(profile)
+    notebooks.select_stages(args.stages)  # refuse unknown stage names before any work
     if args.seeds is not None and min(args.seeds) < 0:
         raise config.ProfileError(f"--seeds: {min(args.seeds)} is below the minimum 0")
     try:
         if args.seeds is not None:
-            root = runner.run_seeds(profile, args.seeds, args.stages, log_output=not args.quiet)
+            root = notebooks.run_seeds(profile, args.seeds, args.stages, log_output=not args.quiet)
         else:
-            root = runner.run_profile(profile, args.stages, log_output=not args.quiet)
-    except (runner.StageFailed, runner.RunLocked) as exc:
+            root = notebooks.run_profile(profile, args.stages, log_output=not args.quiet)
+    except (notebooks.StageFailed, paths.RunLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except runner.Interrupted as exc:
+    except notebooks.Interrupted as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
@@ -80,7 +83,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep stderr for dflib's own lines
-    from . import io, paths, predict  # loads torch before TensorFlow (dflib.detectors)
+    from . import io, paths, predict  # loads torch before TensorFlow (dflib.reload)
 
     run = paths.RunPaths(paths.resolve(args.run))
     if not run.results_csv.is_file():
@@ -194,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("paths", nargs="+", metavar="VIDEO_OR_DIR",
                        help="a video or a folder of videos (one table row per argument)")
         p.add_argument("--frames", type=int, default=25, help="first N frames of each video")
-        p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+        p.add_argument("--device", default="auto", choices=DEVICES)
         p.add_argument("--out", type=Path, metavar="CSV", help="also write the table here")
         for flag, kind in (("--factor", float), ("--min-face-size", int),
                            ("--detect-max-side", int), ("--redetect-every", int)):

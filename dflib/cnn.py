@@ -17,7 +17,7 @@ from typing import Any, Callable
 import keras
 from keras import ops
 
-from .config import CNN_MIN_INPUT
+from .vocabulary import CNN_MIN_INPUT
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,35 @@ def feature_model(model: keras.Model) -> keras.Model:
                        name=f"{model.name}_features")
 
 
+@keras.saving.register_keras_serializable(package="dflib")
+class MaskedTemporalMax(keras.layers.Layer):
+    """Max over time of ``[b, T, d]`` counting only the steps the mask keeps.
+
+    Masked steps are replaced by -inf before the max, so whatever they hold (an RNN's
+    output for padding, large values) cannot win; a sequence with no kept step gives 0.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, x: Any, mask: Any = None) -> Any:
+        if mask is None:
+            return ops.max(x, axis=1)
+        keep = ops.expand_dims(ops.cast(mask, "bool"), -1)
+        pooled = ops.max(ops.where(keep, x, float("-inf")), axis=1)
+        return ops.where(ops.any(keep, axis=1), pooled, ops.zeros_like(pooled))
+
+    def compute_mask(self, x: Any, mask: Any = None) -> None:
+        return None  # time is gone
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (input_shape[0], input_shape[2])
+
+
 def load_model(path: str | Path, compile: bool = False) -> keras.Model:
-    """Load a saved detector; without ``compile`` the optimizer state is not restored."""
-    return keras.saving.load_model(path, compile=compile,
-                                   custom_objects={"BackbonePreprocess": BackbonePreprocess})
+    """Load any saved Keras detector of the study (frame CNN, clip model, recurrent head,
+    triplet network: their custom layers are known here); without ``compile`` the
+    optimizer state is not restored."""
+    return keras.saving.load_model(path, compile=compile, custom_objects={
+        "BackbonePreprocess": BackbonePreprocess, "MaskedTemporalMax": MaskedTemporalMax})

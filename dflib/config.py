@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -19,6 +18,9 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from . import paths
+from .devices import DEVICES
+from .vocabulary import (AGGREGATIONS, CLASSIFIERS, CLIP_MODELS, CNN_ARCHS, CNN_MIN_INPUT,
+                         GRAMMAR, RNN_HEADS, is_method)
 
 
 class ProfileError(ValueError):
@@ -67,20 +69,8 @@ class Field:
 DATASETS = ("celebdf", "ffpp", "dfdc", "folder")
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
 COMPRESSIONS = ("c0", "c23", "c40")
-CNN_ARCHS = ("xception", "iv3", "irv2", "resnet", "nasnet", "nasnet_large", "ef0", "ef5")
-AGGREGATIONS = ("mean", "max", "vote", "confident")
-CLASSIFIERS = ("sgd", "logreg", "rf", "knn", "svc", "nb", "perceptron", "tree")
-# Smallest input side each keras.applications backbone accepts without ImageNet weights.
-RNN_HEADS = ("lstm", "bilstm", "temporal_max", "gru")
-# Method names the detectors write (docs/design.md, "Contracts"); which of them a run has is
-# known only once it is trained, their form is known up front.
-DETECTOR_NAME = re.compile(
-    rf"cnn/({'|'.join(CNN_ARCHS)})(/chunk\d+|/boosted|/boosted_mean)?|c3d|conv3d_light|conv3d"
-    rf"|rnn/({'|'.join(RNN_HEADS)})|(facenet|triplet)/({'|'.join(CLASSIFIERS)})")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow")
-CNN_MIN_INPUT = {"xception": 71, "iv3": 75, "irv2": 75, "resnet": 32, "nasnet": 32,
-                 "nasnet_large": 32, "ef0": 32, "ef5": 32}
 
 SHARED: Mapping[str, Field] = MappingProxyType({
     "run_name": Field(str, None, "name of the run folder under outputs_dir"),
@@ -90,8 +80,7 @@ SHARED: Mapping[str, Field] = MappingProxyType({
     "seed": Field(int, 0, "seed of every random choice", min=0),
     "img_size": Field(int, 160, "side of the stored face crops in pixels", min=16, max=1024),
     "frames_per_video": Field(int, 25, "frames sampled per video", min=1, max=10_000),
-    "device": Field(str, "auto", "torch device for MTCNN / FaceNet",
-                    choices=("auto", "cpu", "cuda")),
+    "device": Field(str, "auto", "torch device for MTCNN / FaceNet", choices=DEVICES),
 })
 
 
@@ -194,7 +183,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("train_c3d", "04_train_c3d.ipynb", {
         "models": Field(list, ["c3d", "conv3d"], "3D CNNs: c3d (classic C3D), conv3d (the "
                         "original study's conv3d_model) and conv3d_light (a light variant)",
-                        item=str, choices=("c3d", "conv3d", "conv3d_light")),
+                        item=str, choices=CLIP_MODELS),
         "clip_len": Field(int, 16, "consecutive sampled faces per clip; shorter videos repeat "
                           "their last face", min=1),
         "clip_size": Field(int, 112, "crop side; faces are resized to 128x171 scaled by "
@@ -330,12 +319,13 @@ class Profile:
         return paths.RunPaths.of(self.shared["run_name"], self.shared["outputs_dir"])
 
 
-def validate(raw: Mapping[str, Any], source: str = "<profile>", check_data: bool = True,
+def validate(raw: Mapping[str, Any], source: str = "<profile>", check_outputs: bool = True,
              stages: Sequence[str] | None = None) -> Profile:
     """Validate a profile mapping; raise :class:`ProfileError` naming the first problem.
 
     ``stages`` limits the checks that span sections to those stages (a notebook knows only
-    its own section); by default every stage is checked.
+    its own section); by default every stage is checked. The dataset folder is checked
+    next to the adapters that read it (:func:`dflib.datasets.check_data_root`).
     """
     if not isinstance(raw, Mapping):
         raise ProfileError(f"{source}: expected a mapping of keys, got {type(raw).__name__}")
@@ -352,9 +342,8 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_data: bool
                 raise ProfileError(f"{name}: expected a mapping, got {section!r}")
             sections[name] = _check_section(f"{name}.", section, fields)
         _check_across(shared, sections, list(STAGE_BY_NAME) if stages is None else stages)
-        if check_data:
+        if check_outputs:
             check_outputs_dir(shared)
-            check_data_root(shared, sections["index"])
     except ProfileError as exc:
         raise ProfileError(f"{source}: {exc}") from None
     return Profile(source, MappingProxyType(shared), MappingProxyType(sections))
@@ -388,45 +377,13 @@ def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str,
                            f"not {shared['dataset']}'s; set dataset: celebdf or turn it off")
     if "robustness" in given:
         for i, method in enumerate(sections["robustness"]["methods"]):
-            if not DETECTOR_NAME.fullmatch(method):
+            if not is_method(method):
                 raise ProfileError(f"robustness.methods[{i}]: {method!r} is not a detector name "
-                                   "(cnn/<arch>[/chunk<i>|/boosted|/boosted_mean], c3d, conv3d, conv3d_light, "
-                                   f"rnn/<head>, facenet/<classifier>, triplet/<classifier>; "
-                                   f"classifiers: {', '.join(CLASSIFIERS)})")
+                                   f"({GRAMMAR}; classifiers: {', '.join(CLASSIFIERS)})")
     arch = sections["train_cnn"]["arch"]
     if "train_cnn" in given and shared["img_size"] < CNN_MIN_INPUT[arch]:
         raise ProfileError(f"img_size: {shared['img_size']} is below the minimum input "
                            f"{CNN_MIN_INPUT[arch]} of train_cnn.arch '{arch}'")
-
-
-def check_data_root(shared: Mapping[str, Any], index: Mapping[str, Any]) -> None:
-    """Refuse a missing or mis-laid dataset folder unless the demo will be generated there.
-
-    With ``index.demo_generate`` the folder's layout is not checked: stage ``index`` writes
-    what is missing (a run killed half-way through generation resumes); only a folder the
-    generator may not write into is refused."""
-    root = paths.resolve(shared["data_root"])
-    if index["demo_generate"]:
-        from . import synth
-
-        problem = synth.folder_problem(root)
-        if problem:
-            raise ProfileError(f"data_root: {problem}")
-        return
-    from . import datasets
-
-    problem = datasets.layout_problem(shared["dataset"], root, index)
-    if problem:
-        raise ProfileError(f"data_root: {problem}")
-    if index["test_dataset"]:
-        problem = datasets.layout_problem(index["test_dataset"],
-                                          paths.resolve(index["test_data_root"]), index)
-        if problem:
-            raise ProfileError(f"index.test_data_root: {problem}")
-    try:  # the same reading of lists and metadata as stage index
-        datasets.build_profile_index(shared, index)
-    except datasets.DatasetError as exc:
-        raise ProfileError(str(exc)) from None
 
 
 def check_outputs_dir(shared: Mapping[str, Any]) -> None:
@@ -442,7 +399,7 @@ def check_outputs_dir(shared: Mapping[str, Any]) -> None:
                            f"folder is {run})")
 
 
-def load(path: str | Path, check_data: bool = True) -> Profile:
+def load(path: str | Path, check_outputs: bool = True) -> Profile:
     """Read and validate a profile file."""
     path = Path(path)
     if not path.is_file():
@@ -460,7 +417,7 @@ def load(path: str | Path, check_data: bool = True) -> Profile:
         raise ProfileError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     except ProfileError as exc:
         raise ProfileError(f"{path}: {exc}") from None
-    return validate(raw or {}, source=str(path), check_data=check_data)
+    return validate(raw or {}, source=str(path), check_outputs=check_outputs)
 
 
 def _refuse_duplicate_keys(node: yaml.Node | None, prefix: str = "") -> None:
@@ -483,7 +440,7 @@ def _refuse_duplicate_keys(node: yaml.Node | None, prefix: str = "") -> None:
         _refuse_duplicate_keys(value_node, f"{key}.")
 
 
-def from_namespace(stage: str, namespace: Mapping[str, Any], check_data: bool = False) -> Profile:
+def from_namespace(stage: str, namespace: Mapping[str, Any]) -> Profile:
     """Validate a notebook's parameters (its globals) for ``stage``.
 
     Only the names the schema knows are read, so the notebook's other variables don't
@@ -494,7 +451,7 @@ def from_namespace(stage: str, namespace: Mapping[str, Any], check_data: bool = 
     raw[stage] = {k: namespace[k] for k in stage_fields if k in namespace}
     if stage in SCORING_STAGES:
         raw[EVALUATION_SECTION] = {k: namespace[k] for k in EVALUATION if k in namespace}
-    return validate(raw, source=f"notebook parameters ({stage})", check_data=check_data,
+    return validate(raw, source=f"notebook parameters ({stage})", check_outputs=False,
                     stages=[stage])
 
 
@@ -502,7 +459,7 @@ def run_settings(run: paths.RunPaths) -> dict[str, Any]:
     """The parameters a run was made with (``profile.yaml``, written by ``dflib run``: shared
     keys and one mapping per stage), stage defaults filling what it lacks; defaults only
     when the run has no ``profile.yaml`` (notebooks run one by one)."""
-    target = run.root / "profile.yaml"
+    target = run.profile_yaml
     saved = yaml.safe_load(target.read_text(encoding="utf-8")) if target.is_file() else {}
     settings = {k: f.default for k, f in SHARED.items()}
     settings.update({k: v for k, v in (saved or {}).items() if k in SHARED})

@@ -128,13 +128,8 @@ def scan_folder(root: Path, folder: Path, recursive: bool = True,
     return sorted(found), problems
 
 
-def _index_default(key: str) -> Any:
-    return config.STAGE_BY_NAME["index"].fields[key].default
-
-
 def _ffpp_choice(params: Mapping[str, Any]) -> tuple[list[str], str]:
-    methods = params.get("ffpp_methods", _index_default("ffpp_methods"))
-    return list(methods), params.get("ffpp_compression", _index_default("ffpp_compression"))
+    return list(params["ffpp_methods"]), params["ffpp_compression"]
 
 
 # --- Celeb-DF v2 ---------------------------------------------------------------------------
@@ -536,10 +531,9 @@ def cross_dataset(train: IndexResult, test: IndexResult) -> IndexResult:
     return IndexResult(videos, pd.concat([train.missing, test.missing], ignore_index=True))
 
 
-def build_index(dataset: str, root: str | Path, *, seed: int = 0, val_fraction: float = 0.2,
-                max_videos_per_class: int = 0,
-                ffpp_methods: Sequence[str] = ("NeuralTextures",),
-                ffpp_compression: str = "c40") -> IndexResult:
+def build_index(dataset: str, root: str | Path, *, seed: int, val_fraction: float,
+                max_videos_per_class: int, ffpp_methods: Sequence[str],
+                ffpp_compression: str) -> IndexResult:
     """Index the videos of ``dataset`` under ``root``, sorted by split then video_id.
 
     Splits the dataset defines are kept (Celeb-DF's test list, FaceForensics++'s JSON
@@ -603,3 +597,31 @@ def build_profile_index(shared: Mapping[str, Any], index: Mapping[str, Any]) -> 
         result = cross_dataset(result, build_index(
             index["test_dataset"], paths.resolve(index["test_data_root"]), **options))
     return result
+
+
+def check_data_root(profile: config.Profile) -> None:
+    """Refuse a missing or mis-laid dataset folder (and test dataset folder) of a validated
+    profile, and any list or metadata file stage index would refuse, with one line naming
+    the profile and the key; a folder the demo will be generated in is only checked for
+    being writable by the generator (a run killed half-way through generation resumes)."""
+    shared, index = profile.shared, profile.sections["index"]
+    root = paths.resolve(shared["data_root"])
+    if index["demo_generate"]:
+        from . import synth
+
+        problem = synth.folder_problem(root)
+        problems = [("data_root", problem)] if problem else []
+    else:
+        problems = [("data_root", layout_problem(shared["dataset"], root, index))]
+        if index["test_dataset"]:
+            problems.append(("index.test_data_root", layout_problem(
+                index["test_dataset"], paths.resolve(index["test_data_root"]), index)))
+    for key, problem in problems:
+        if problem:
+            raise config.ProfileError(f"{profile.source}: {key}: {problem}")
+    if index["demo_generate"]:
+        return
+    try:  # the same reading of lists and metadata as stage index
+        build_profile_index(shared, index)
+    except DatasetError as exc:
+        raise config.ProfileError(f"{profile.source}: {exc}") from None

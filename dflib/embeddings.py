@@ -33,7 +33,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import io
-from .faces import FaceStore, store_name, store_path
+from .devices import resolve_device
+from .faces import FaceStore
 from .paths import RunPaths
 
 # facenet-pytorch's release files (facenet_pytorch/models/inception_resnet_v1.py).
@@ -73,36 +74,11 @@ class EmbedResult:
     manifest: dict[str, Any]
 
 
-def features_dir(run: RunPaths) -> Path:
-    """``features/facenet/``: one ``.npz`` per video and the manifest."""
-    return run.features / "facenet"
-
-
-def manifest_path(run: RunPaths) -> Path:
-    return features_dir(run) / "manifest.json"
-
-
-def embedding_path(run: RunPaths, video_id: str) -> Path:
-    """A video's embedding file, named like its face store file."""
-    return features_dir(run) / f"{store_name(video_id)}.npz"
-
-
 def weights_path(pretrained: str) -> Path:
     """Where facenet-pytorch reads (and downloads) the ``pretrained`` state dict."""
     from facenet_pytorch.models.inception_resnet_v1 import get_torch_home
 
     return Path(get_torch_home()) / "checkpoints" / WEIGHT_FILES[pretrained]
-
-
-def resolve_device(device: str) -> Any:
-    """A torch device for ``auto | cpu | cuda``; asking for a missing GPU is an error."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but torch sees no GPU")
-    return torch.device(device)
 
 
 @contextlib.contextmanager
@@ -301,7 +277,7 @@ def _file_config(weights: str, run: RunPaths, video_id: str,
     """What an embedding file depends on: the weights, the face subset and the face store
     file's settings (None when the video has no readable store file)."""
     try:
-        with np.load(store_path(run, video_id)) as z:
+        with np.load(run.face_file(video_id)) as z:
             faces_config = str(z["config"])
     except Exception:  # noqa: BLE001 - missing, truncated or foreign: nothing to embed
         return None
@@ -330,7 +306,7 @@ def run_embedding(run: RunPaths, pretrained: str = "vggface2", batch_size: int =
     # Random weights depend on the seed; pretrained ones do not.
     weights_tag = f"{RANDOM}-seed{seed}" if choice.used == RANDOM else choice.used
     dim = embedding_dim(model)
-    features_dir(run).mkdir(parents=True, exist_ok=True)
+    run.embeddings_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for video in tqdm(summary.itertuples(), total=len(summary), desc="facenet", unit="video",
                       disable=not progress):
@@ -338,12 +314,12 @@ def run_embedding(run: RunPaths, pretrained: str = "vggface2", batch_size: int =
         # A failed extraction may have left an outdated store file behind: not its faces.
         config = (None if video.status == "failed"
                   else _file_config(weights_tag, run, vid, max_faces_per_video))
-        target = embedding_path(run, vid)
+        target = run.embeddings_file(vid)
         status, n, reason = "embedded", 0, ""
         if video.status == "failed":
             status, reason = "no_store", "failed at stage faces"
         elif config is None:
-            status, reason = "failed", f"{store_path(run, vid)}: unreadable store file"
+            status, reason = "failed", f"{run.face_file(vid)}: unreadable store file"
         elif io.npz_made_with(target, config):
             with np.load(target) as z:
                 status, n = "skipped", len(z["frame_idx"])
@@ -352,7 +328,7 @@ def run_embedding(run: RunPaths, pretrained: str = "vggface2", batch_size: int =
                 faces, frame_idx, chosen = faces_to_embed(store, vid, max_faces_per_video)
             except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
                 status = "failed"
-                reason = f"{store_path(run, vid)}: {type(exc).__name__}: {exc}".splitlines()[0]
+                reason = f"{run.face_file(vid)}: {type(exc).__name__}: {exc}".splitlines()[0]
             else:
                 io.write_npz(target, emb=embed(model, faces, batch_size), frame_idx=frame_idx,
                              chosen=chosen, video_id=np.array(vid), config=np.array(config))
@@ -372,13 +348,13 @@ def run_embedding(run: RunPaths, pretrained: str = "vggface2", batch_size: int =
                 "faces": int(table["n_faces"].sum()),
                 "no_store": table.loc[table["status"] == "no_store", "video_id"].tolist(),
                 "failed": table.loc[table["status"] == "failed", "video_id"].tolist()}
-    io.write_text(json.dumps(manifest, indent=2) + "\n", manifest_path(run))
+    io.write_text(json.dumps(manifest, indent=2) + "\n", run.embeddings_manifest)
     return EmbedResult(choice, table, manifest)
 
 
 def read_manifest(run: RunPaths) -> dict[str, Any]:
     """The embedding stage's manifest; a clear error when the stage has not run."""
-    path = manifest_path(run)
+    path = run.embeddings_manifest
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no FaceNet embeddings; run stage 'embed_faces' first")
     return json.loads(path.read_text(encoding="utf-8"))
@@ -389,7 +365,7 @@ def check_embeddings(run: RunPaths, videos: pd.DataFrame) -> pd.Series:
     ``videos``' index; the zip directory is read, not the embeddings)."""
     problems = []
     for vid in videos["video_id"].astype(str):
-        target = embedding_path(run, vid)
+        target = run.embeddings_file(vid)
         try:
             with zipfile.ZipFile(target) as z:
                 z.getinfo("emb.npy")
@@ -412,7 +388,7 @@ def load_embeddings(run: RunPaths, videos: pd.DataFrame) -> tuple[np.ndarray, pd
     keep = [c for c in ("label", "split", "method") if c in videos.columns]
     blocks, tables = [np.zeros((0, dim), np.float32)], []
     for video in videos.to_dict("records"):
-        target = embedding_path(run, str(video["video_id"]))
+        target = run.embeddings_file(str(video["video_id"]))
         if not target.is_file():
             continue
         try:

@@ -24,7 +24,6 @@ resamples videos with all their frames). Paired AUC comparisons use DeLong's tes
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +37,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from .config import EVALUATION, THRESHOLD_RULES
 from .io import atomic_write, write_csv
 from .paths import RunPaths
+from .vocabulary import AGGREGATIONS, ENSEMBLE_RULES, PREDICTION_SPLITS
 
-AGGREGATIONS = ("mean", "max", "vote", "confident")
-ENSEMBLES = ("vote", "mean")
 
 # DFDC winner's confident strategy: frames above T (or below 1 - T) count as confident.
 CONFIDENT_T = 0.8
@@ -50,7 +48,7 @@ CONFIDENT_REAL_SHARE = 0.9
 STATUS_OK = "ok"
 STATUS_NO_FACE = "no_face"
 STATUS_FAILED = "failed"
-# ``face_status`` values of the video index (``pipeline.cnn_videos``) that mean the faces
+# ``face_status`` values of the video index (``stages.videos_with_faces``) that mean the faces
 # stage could not read the video: such a video's row says ``failed``, not ``no_face``.
 FACE_FAILED = ("failed", "unreadable")
 
@@ -69,13 +67,11 @@ EVIDENCE_FLOATS = ("threshold_val", *(f"{m}_val" for m in AT_THRESHOLD_VAL), *IN
 RESULT_FLOATS = ("acc", "precision", "recall", "f1", "auc", "eer", "ap", "logloss",
                  "balanced_acc", *EVIDENCE_FLOATS, "ece", "brier", "val_split_auc")
 RESULT_COLUMNS = ("method", "level", *METRIC_COUNTS, "n_no_face", *RESULT_FLOATS)
+# What a detector gives a set of videos: (video rows, frame rows or None).
+Prediction = tuple[pd.DataFrame, pd.DataFrame | None]
 RESULT_DECIMALS = 6
 LOGLOSS_EPS = 1e-7
 
-FRAMES_SUFFIX = "_frames"
-# A method segment: starts alphanumeric, single underscores only inside, so that "/" <-> "__"
-# is a bijection and no method name can end in the frames suffix of another.
-_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*(?:_[A-Za-z0-9.+-]+)*")
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -193,8 +189,9 @@ def ensemble(predictions: Sequence[pd.DataFrame], how: str,
     of the members' prior scores instead of a vote count. Output follows the first
     member's row order.
     """
-    if how not in ENSEMBLES:
-        raise ValueError(f"unknown ensemble {how!r}; choose one of {ENSEMBLES}")
+    if how not in ENSEMBLE_RULES.values():
+        raise ValueError(f"unknown ensemble {how!r}; choose one of "
+                         f"{tuple(ENSEMBLE_RULES.values())}")
     if not predictions:
         raise ValueError("an ensemble needs at least one member")
     keys = ["video_id", "frame_idx"] if all("frame_idx" in p for p in predictions) else ["video_id"]
@@ -565,36 +562,6 @@ def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 
 # --------------------------------------------------------------------------- prediction files
 
-def method_filename(method: str) -> str:
-    """File stem of a method's predictions: ``cnn/xception/boosted`` -> ``cnn__xception__boosted``."""
-    segments = method.split("/")
-    if not all(_SEGMENT.fullmatch(s) for s in segments) or method.endswith(FRAMES_SUFFIX):
-        raise ValueError(
-            f"method name {method!r}: use '/'-separated segments of letters, digits, '.', '+', "
-            f"'-' and single inner '_', not ending in {FRAMES_SUFFIX!r}")
-    return "__".join(segments)
-
-
-def method_from_filename(name: str) -> str:
-    """Inverse of :func:`method_filename`; accepts a stem or a ``.csv`` file name."""
-    method = Path(name).name.removesuffix(".csv").replace("__", "/")
-    method_filename(method)  # validates
-    return method
-
-
-SPLITS = ("test", "val")
-
-
-def prediction_paths(run: RunPaths, method: str, split: str = "test") -> tuple[Path, Path]:
-    """``(videos_csv, frames_csv)`` of a method under the run's ``predictions/`` (test
-    split) or ``predictions/val/`` (validation split)."""
-    if split not in SPLITS:
-        raise ValueError(f"split {split!r}: choose test or val")
-    stem = method_filename(method)
-    folder = run.predictions if split == "test" else run.predictions / "val"
-    return folder / f"{stem}.csv", folder / f"{stem}{FRAMES_SUFFIX}.csv"
-
-
 def write_predictions(run: RunPaths, method: str, videos: pd.DataFrame,
                       frames: pd.DataFrame | None = None,
                       split: str = "test") -> tuple[Path, Path | None]:
@@ -604,7 +571,7 @@ def write_predictions(run: RunPaths, method: str, videos: pd.DataFrame,
     derived from ``n_frames`` (0 -> ``no_face``). Contract columns come first, extras
     follow. Writing without frames removes a stale frames file of an earlier run.
     """
-    video_csv, frames_csv = prediction_paths(run, method, split)
+    video_csv, frames_csv = run.prediction_files(method, split)
     _require(videos, VIDEO_COLUMNS[:-1], f"{method} video predictions")
     if "status" not in videos:
         videos = videos.assign(status=np.where(videos["n_frames"] > 0, STATUS_OK, STATUS_NO_FACE))
@@ -622,7 +589,7 @@ def write_predictions(run: RunPaths, method: str, videos: pd.DataFrame,
 def read_predictions(run: RunPaths, method: str,
                      split: str = "test") -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """``(videos, frames)`` of a method on ``split``; frames is None when it wrote none."""
-    video_csv, frames_csv = prediction_paths(run, method, split)
+    video_csv, frames_csv = run.prediction_files(method, split)
     if not video_csv.exists():
         raise FileNotFoundError(f"no {split} predictions for method {method!r}: "
                                 f"{video_csv} is missing")
@@ -740,8 +707,8 @@ def retire_methods(run: RunPaths, family: str, current: Sequence[str]) -> list[s
         atomic_write(run.results_csv, lambda p: kept.to_csv(
             p, index=False, float_format=f"%.{RESULT_DECIMALS}f", lineterminator="\n"))
         for method in stale:
-            for split in SPLITS:
-                for path in prediction_paths(run, method, split):
+            for split in PREDICTION_SPLITS:
+                for path in run.prediction_files(method, split):
                     path.unlink(missing_ok=True)
     return stale
 

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import io, mtcnn, reports
+from . import io, mtcnn
+from .devices import check_device, resolve_device
 from .paths import RunPaths, resolve
 from .video import Sampled, VideoError, read_image, sample_frames, set_decoder_threads
 
@@ -124,8 +125,7 @@ class FaceExtractor:
             raise ValueError(f"multi_face {multi_face!r} is not one of {MULTI_FACES}")
         if not 0 <= margin < img_size:
             raise ValueError(f"margin {margin} must be at least 0 and below img_size {img_size}")
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device {device!r} is not one of auto, cpu, cuda")
+        check_device(device)
         self.img_size = int(img_size)
         self.margin = int(margin)
         self.min_face_size = int(min_face_size)
@@ -157,12 +157,7 @@ class FaceExtractor:
             import torch
             from facenet_pytorch import MTCNN
 
-            device = self.device
-            if device == "auto":
-                device = "cuda" if torch.cuda.is_available() else "cpu"
-            elif device == "cuda" and not torch.cuda.is_available():
-                raise RuntimeError("device 'cuda' was asked for but torch sees no GPU")
-            self._mtcnn = MTCNN(device=torch.device(device)).eval()
+            self._mtcnn = MTCNN(device=torch.device(resolve_device(self.device))).eval()
         return self._mtcnn
 
     def detect_scale(self, width: int, height: int) -> float:
@@ -438,24 +433,6 @@ def shot_changes(frames: Sequence[np.ndarray]) -> list[bool]:
         for a, b, ha, hb in zip(thumbs, thumbs[1:], hists, hists[1:])]
 
 
-def store_name(video_id: str) -> str:
-    """A file name for ``video_id``, unique and reversible: ``%``, ``/`` and ``\\`` are
-    percent-encoded (``Celeb-real/id0_0000`` → ``Celeb-real%2Fid0_0000``), a leading dot
-    too (no hidden files); anything else, non-ASCII included, is kept."""
-    name = video_id.replace("%", "%25").replace("/", "%2F").replace("\\", "%5C")
-    return "%2E" + name[1:] if name.startswith(".") else name
-
-
-def store_path(run: RunPaths, video_id: str) -> Path:
-    """The store file of one video."""
-    return run.face_store / f"{store_name(video_id)}.npz"
-
-
-def summary_csv(run: RunPaths) -> Path:
-    """The per-video table of the faces stage."""
-    return run.faces / "summary.csv"
-
-
 def extract_video(video_id: str, path: str | Path, extractor: FaceExtractor, n: int,
                   strategy: str = "first", every_k: int = 1,
                   decoded: Sampled | VideoError | None = None) -> dict[str, np.ndarray]:
@@ -577,7 +554,7 @@ def store_digest(run: RunPaths, video_id: str) -> str:
     """A short digest of what a video's store file was made from (settings and source
     file), "" without a readable one: the key later artifacts record per video."""
     try:
-        with np.load(store_path(run, video_id)) as z:
+        with np.load(run.face_file(video_id)) as z:
             config = str(z["config"])
     except Exception:  # noqa: BLE001 - missing or foreign: no digest
         return ""
@@ -742,10 +719,20 @@ def _video_rows(video: Mapping[str, Any], target: Path, error: str | None
     return summary, frames
 
 
+@dataclass
+class Extraction:
+    """What :func:`run_extraction` found: one summary row per video (``faces/summary.csv``)
+    and the stage summary's view of it (``video_id, outcome, reason, detail``), which the
+    stage layer writes (:func:`dflib.summaries.stage_summary`)."""
+
+    summary: pd.DataFrame
+    outcomes: pd.DataFrame
+
+
 def run_extraction(videos: pd.DataFrame, run: RunPaths, extractor_params: Mapping[str, Any],
                    frames_per_video: int, sampling: str, every_k: int, workers: int = 0,
                    scheduler: str = "", progress: bool = True,
-                   decode_in_thread: bool = True) -> pd.DataFrame:
+                   decode_in_thread: bool = True) -> Extraction:
     """Extract the faces of every video of the index that has no store file yet.
 
     ``videos`` needs ``video_id, path, label, split``; relative paths are taken from the
@@ -753,11 +740,9 @@ def run_extraction(videos: pd.DataFrame, run: RunPaths, extractor_params: Mappin
     ``workers > 0`` or a ``scheduler`` address, videos run as Dask tasks (each writes
     its own store file, so resuming works the same); in this process the next video is
     decoded while the current one is detected (``decode_in_thread``, :func:`decode_ahead`).
-    Afterwards ``faces/index.csv``,
-    ``faces/summary.csv``, ``tables/summary_faces.csv`` and the stage's rows of
-    ``failures.csv`` (no-face and failed videos) are rebuilt from the store files; the
-    temporary files of a killed earlier run are removed first. Returns the summary (one
-    row per video).
+    Afterwards ``faces/index.csv`` and ``faces/summary.csv`` are rebuilt from the store
+    files, and the outcomes of the stage summary are returned with them; the
+    temporary files of a killed earlier run are removed first.
     """
     missing = {"video_id", "path", "label", "split"} - set(videos.columns)
     if missing:
@@ -769,7 +754,7 @@ def run_extraction(videos: pd.DataFrame, run: RunPaths, extractor_params: Mappin
     config = _config(extractor, frames_per_video, sampling, every_k)
     run.face_store.mkdir(parents=True, exist_ok=True)
     io.remove_partials(run.face_store)  # a killed earlier run's temporary files
-    all_jobs = [(vid, path, store_path(run, vid), _file_config(config, path))
+    all_jobs = [(vid, path, run.face_file(vid), _file_config(config, path))
                 for vid, path in zip(videos["video_id"].astype(str),
                                      videos["path"].astype(str).map(lambda p: str(resolve(p))))]
     jobs = [job for job in all_jobs if not io.npz_made_with(job[2], job[3])]
@@ -795,16 +780,14 @@ def run_extraction(videos: pd.DataFrame, run: RunPaths, extractor_params: Mappin
             if err:
                 errors[vid] = err
 
-    rows = [_video_rows(v, store_path(run, str(v["video_id"])), errors.get(str(v["video_id"])))
+    rows = [_video_rows(v, run.face_file(str(v["video_id"])), errors.get(str(v["video_id"])))
             for v in videos.to_dict("records")]
     summary = pd.DataFrame([r[0] for r in rows], columns=SUMMARY_COLUMNS)
     frames = (pd.concat([r[1] for r in rows], ignore_index=True) if rows
               else pd.DataFrame(columns=INDEX_COLUMNS))[INDEX_COLUMNS]
     io.write_csv(frames, run.faces_csv)
-    io.write_csv(summary, summary_csv(run))
-    reports.stage_summary(run, "faces", _outcomes(summary, all_jobs, {job[0] for job in jobs}),
-                          record=("skipped", "failed"))
-    return summary
+    io.write_csv(summary, run.faces_summary_csv)
+    return Extraction(summary, _outcomes(summary, all_jobs, {job[0] for job in jobs}))
 
 
 def _outcomes(summary: pd.DataFrame, all_jobs: list[tuple[str, str, Path, str]],
@@ -843,7 +826,7 @@ class FaceStore:
 
         ``every_face`` adds the other faces a ``multi_face: max`` store holds
         (:func:`with_other_faces`)."""
-        target = store_path(self.run, video_id)
+        target = self.run.face_file(video_id)
         if not target.is_file():
             raise FileNotFoundError(f"no face store file for video {video_id!r} ({target})")
         with np.load(target) as z:
@@ -859,7 +842,7 @@ class FaceStore:
         whole run before training costs a few file opens. A file cut short (a copy that
         stopped, a full disk outside dflib) loses its zip directory and fails here.
         """
-        target = store_path(self.run, video_id)
+        target = self.run.face_file(video_id)
         if not target.is_file():
             return f"{target}: no store file"
         try:
@@ -875,7 +858,7 @@ class FaceStore:
 
     def summary(self) -> pd.DataFrame:
         """``faces/summary.csv``: one row per video with status and counts."""
-        return _read_table(summary_csv(self.run))
+        return _read_table(self.run.faces_summary_csv)
 
     def index(self) -> pd.DataFrame:
         """``faces/index.csv``: one row per sampled frame."""

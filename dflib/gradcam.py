@@ -14,6 +14,7 @@ gradients.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import keras
 import matplotlib.pyplot as plt
@@ -21,6 +22,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from .cnn import load_model
+from .cnn_training import latest_manifest
 from .faces import FaceStore
 from .paths import RunPaths
 from .plots import LABEL_NAMES
@@ -215,7 +218,7 @@ def pick_faces(run: RunPaths, per_class: int, seed: int = 0, split: str = "test"
         videos = usable.loc[usable["label"] == label, "video_id"].to_numpy()
         if not len(videos):
             warnings.warn(f"no {LABEL_NAMES[label]} {split} video with a face in "
-                          f"{run.faces / 'summary.csv'}: none shown", stacklevel=2)
+                          f"{run.faces_summary_csv}: none shown", stacklevel=2)
             continue
         for video_id in rng.choice(videos, size=min(per_class, len(videos)), replace=False):
             crops, frame_idx = store.load(str(video_id))
@@ -224,3 +227,27 @@ def pick_faces(run: RunPaths, per_class: int, seed: int = 0, split: str = "test"
             rows.append({"video_id": str(video_id), "label": label, "frame_idx": int(frame_idx[j])})
     table = pd.DataFrame(rows, columns=["video_id", "label", "frame_idx"])
     return (np.stack(faces) if faces else np.zeros((0, 1, 1, 3), np.uint8)), table
+
+
+@dataclass
+class Explanation:
+    """Grad-CAM of a run's frame CNN on a few test faces: what :func:`gradcam_grid_figure`
+    draws."""
+
+    faces: np.ndarray  # uint8 [k, s, s, 3]
+    heatmaps: np.ndarray  # float [k, h, w] in 0-1
+    labels: np.ndarray  # 0 real, 1 fake
+    scores: np.ndarray  # the model's P(fake)
+    title: str
+
+
+def explain_cnn(run: RunPaths, per_class: int, seed: int = 0,
+                layer_name: str | None = None) -> Explanation:
+    """Grad-CAM of chunk 0 of the run's latest frame-CNN training (the ``cnn/<arch>``
+    model) on ``per_class`` real and fake test faces (:func:`pick_faces`)."""
+    manifest = latest_manifest(run)
+    model = load_model(run.artifact(manifest["chunk_models"][0]["model"]))
+    faces, picked = pick_faces(run, per_class, seed)
+    heatmaps, scores = gradcam(model, faces, layer_name)
+    return Explanation(faces, heatmaps, picked["label"].to_numpy(), scores,
+                       f"Grad-CAM of cnn/{manifest['arch']} (chunk 0)")

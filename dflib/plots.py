@@ -20,14 +20,14 @@ LABEL_NAMES = {0: "real", 1: "fake"}
 
 def save_fig(fig: plt.Figure, run: paths.RunPaths, name: str) -> Path:
     """Write ``figures/<name>.png`` atomically at a fixed resolution."""
-    target = run.figures / f"{name}.png"
+    target = run.figure(name)
     return io.atomic_write(target, lambda p: fig.savefig(p, format="png", dpi=DPI,
                                                          bbox_inches="tight"))
 
 
 def save_table(df: pd.DataFrame, run: paths.RunPaths, name: str) -> pd.DataFrame:
     """Write ``tables/<name>.csv`` atomically and hand the table back for display."""
-    io.write_csv(df, run.tables / f"{name}.csv")
+    io.write_csv(df, run.table(name))
     return df
 
 
@@ -224,12 +224,15 @@ def clip_figure(clips: np.ndarray, labels: np.ndarray, max_frames: int = 8) -> p
     return _image_grid(images, titles, cols=max(1, clips.shape[1]))
 
 
-def family_colour(family: str) -> tuple:
-    """One colour per family of :data:`dflib.reports.FAMILIES`, the same in every figure."""
-    from .reports import FAMILIES
+def group_colour(group: str) -> tuple:
+    """One colour per display group (:data:`dflib.vocabulary.DISPLAY_GROUPS`), the same in
+    every figure."""
+    from .vocabulary import DISPLAY_GROUPS
 
     colours = plt.get_cmap("tab10").colors
-    return colours[FAMILIES.index(family) % len(colours)] if family in FAMILIES else "black"
+    if group not in DISPLAY_GROUPS:
+        return "black"
+    return colours[DISPLAY_GROUPS.index(group) % len(colours)]
 
 
 def robustness_figure(table: pd.DataFrame, chosen: dict[str, str],
@@ -249,7 +252,7 @@ def robustness_figure(table: pd.DataFrame, chosen: dict[str, str],
         if rows.empty:
             continue
         x = [xpos[c] for c in rows["crf"]]
-        colour = family_colour(family)
+        colour = group_colour(family)
         ax.plot(x, rows[metric], marker="o", ms=4, lw=1.6, color=colour,
                 label=f"{family}: {method}")
         if {f"{metric}_low", f"{metric}_high"} <= set(rows.columns):
@@ -267,9 +270,9 @@ def robustness_figure(table: pd.DataFrame, chosen: dict[str, str],
 
 def forest_figure(table: pd.DataFrame, metric: str = "auc") -> plt.Figure:
     """Video-level ``metric`` of every method with its 95 % interval, one row per method in
-    the order of ``table`` (:func:`dflib.reports.paper_table` rows of one level), coloured
+    the order of ``table`` (:func:`dflib.result_tables.paper_table` rows of one level), coloured
     by family; the validation-chosen method (``chosen``) is starred, chance is dotted."""
-    from .reports import FAMILIES
+    from .vocabulary import DISPLAY_GROUPS
 
     rows = table.reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(6.4, 0.8 + 0.26 * max(1, len(rows))))
@@ -277,7 +280,7 @@ def forest_figure(table: pd.DataFrame, metric: str = "auc") -> plt.Figure:
     for yi, row in zip(y, rows.itertuples()):
         value = getattr(row, metric)
         low, high = getattr(row, f"{metric}_low"), getattr(row, f"{metric}_high")
-        colour = family_colour(row.family)
+        colour = group_colour(row.family)
         if pd.notna(low) and pd.notna(high):
             ax.plot([low, high], [yi, yi], color=colour, lw=1.6)
         ax.plot(value, yi, "*" if row.chosen else "o", color=colour, ms=10 if row.chosen else 5)
@@ -287,8 +290,8 @@ def forest_figure(table: pd.DataFrame, metric: str = "auc") -> plt.Figure:
     ax.set(xlim=(0, 1.02), xlabel=f"video-level {metric.upper()} on the test split, 95 % "
            "stratified bootstrap interval", ylim=(-0.7, len(rows) - 0.3))
     ax.xaxis.label.set_fontsize(8)
-    handles = [plt.Line2D([], [], color=family_colour(f), marker="o", lw=1.6, label=f)
-               for f in FAMILIES if f in set(rows["family"])]
+    handles = [plt.Line2D([], [], color=group_colour(f), marker="o", lw=1.6, label=f)
+               for f in DISPLAY_GROUPS if f in set(rows["family"])]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_title("★ chosen on validation AUC", fontsize=8, loc="right")
     fig.tight_layout()
@@ -318,17 +321,17 @@ def reliability_figure(predictions: dict[str, tuple[str, pd.DataFrame]]) -> plt.
     return fig
 
 
-def roc_family_figure(predictions: dict[str, pd.DataFrame], title: str = "") -> plt.Figure:
+def roc_group_figure(predictions: dict[str, pd.DataFrame], title: str = "") -> plt.Figure:
     """Every method's ROC curve, one panel per family of the paper's tables (frame CNN,
     boosted, temporal, FaceNet, triplet), AUC in each legend: one panel of 20+ curves
     is unreadable."""
     from . import evaluation
-    from .reports import FAMILIES, method_family
+    from .vocabulary import DISPLAY_GROUPS, display_group
 
     groups: dict[str, list[str]] = {}
     for name in predictions:
-        groups.setdefault(method_family(name), []).append(name)
-    families = [f for f in FAMILIES if f in groups]
+        groups.setdefault(display_group(name), []).append(name)
+    families = [f for f in DISPLAY_GROUPS if f in groups]
     fig, axes = plt.subplots(1, max(1, len(families)), squeeze=False, sharey=True,
                              figsize=(3.6 * max(1, len(families)), 3.9))
     for ax, family in zip(axes.flat, families):

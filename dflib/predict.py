@@ -1,7 +1,7 @@
 """``dflib predict``: point a trained detector of a run at videos and images.
 
 Each video is sampled and its faces extracted exactly as the run's own videos were (the
-settings stored in its face store files), then scored by one method (:mod:`dflib.detectors`).
+settings stored in its face store files), then scored by one method (:mod:`dflib.reload`).
 An image is a first-class input: its face is found and cut as a video frame's, and
 frame-level detectors score it; detectors of clips or sequences cannot. The result is one
 record per input; a file without a face and a file that cannot be read get a status of
@@ -17,11 +17,11 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from . import config, datasets, detectors, faces, video
+from . import config, datasets, faces, reload, video
 from .paths import RunPaths
+from .vocabulary import FRAME_LEVEL, is_frame_level
 
 STATUS_ERROR = "error"
-FRAME_LEVEL = ("cnn", "facenet", "triplet")
 FRAME_COLUMNS = ("path", "frame_idx", "score")
 INPUT_EXTENSIONS = datasets.VIDEO_EXTENSIONS | video.IMAGE_EXTENSIONS
 
@@ -89,17 +89,17 @@ class Prediction:
 def check_method(run: RunPaths, method: str | None, want_frames: bool = False) -> str:
     """The method to use (the run's best by validation video AUC when None), checked
     against the run."""
-    trained = detectors.trained_methods(run)
+    trained = reload.trained_methods(run)
     if not trained:
         raise FileNotFoundError(f"{run.results_csv}: the run has no scored detector; "
                                 "run the study first")
-    method = method or detectors.best_method(run)
+    method = method or reload.best_method(run)
     if method not in trained:
         raise ValueError(f"--method: {method!r} is not a detector of {run.root} "
                          f"(trained: {', '.join(trained)})")
-    if want_frames and detectors.family(method) not in FRAME_LEVEL:
+    if want_frames and not is_frame_level(method):
         raise ValueError(f"--frames-csv: {method} scores whole clips or sequences, not frames "
-                         f"(frame-level methods: {', '.join(m for m in trained if detectors.family(m) in FRAME_LEVEL)})")
+                         f"(frame-level methods: {', '.join(m for m in trained if is_frame_level(m))})")
     return method
 
 
@@ -108,7 +108,7 @@ def predict_videos(videos: Sequence[str | Path], run: RunPaths, method: str,
     """Extract and score each video or image with ``method`` (see :func:`check_method`).
 
     ``threshold`` defaults to the method's ``threshold_val`` (chosen on the run's
-    validation split; :func:`dflib.detectors.operating_threshold`). Records hold
+    validation split; :func:`dflib.reload.operating_threshold`). Records hold
     ``path``, ``kind`` (``video`` or ``image``), ``status`` (``ok``, ``no_face`` or
     ``error``), ``method``, ``fake_probability`` and ``label`` (None without a face),
     ``threshold``, ``frames_sampled``, ``faces_found``, ``n_faces`` (the most faces of
@@ -120,8 +120,8 @@ def predict_videos(videos: Sequence[str | Path], run: RunPaths, method: str,
     settings = config.run_settings(run)
     extraction = faces.store_settings(run, device=settings["device"])
     extractor = faces.FaceExtractor.from_params(extraction.extractor)
-    threshold = detectors.operating_threshold(run, method) if threshold is None else threshold
-    frame_level = detectors.family(method) in FRAME_LEVEL
+    threshold = reload.operating_threshold(run, method) if threshold is None else threshold
+    frame_level = is_frame_level(method)
     records: list[dict[str, Any]] = []
     found: dict[str, dict[str, np.ndarray]] = {}
     for i, path in enumerate(videos):
@@ -144,8 +144,8 @@ def predict_videos(videos: Sequence[str | Path], run: RunPaths, method: str,
     table = pd.DataFrame({"video_id": list(found), "label": 0,
                           "n_faces": [len(a["faces"]) for a in found.values()],
                           "n_other_faces": [len(a["other_faces"]) for a in found.values()]})
-    video_rows, frame_rows = detectors.score_methods(run, [method], MemoryFaces(found),
-                                                     table)[method]
+    video_rows, frame_rows = reload.score_methods(run, [method], MemoryFaces(found),
+                                                  table)[method]
     position = {f"video{i}": i for i in range(len(videos))}
     for row in video_rows.itertuples():
         record = records[position[row.video_id]]

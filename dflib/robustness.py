@@ -3,7 +3,7 @@
 The test videos are re-encoded with H.264 (libx264 through imageio-ffmpeg's ffmpeg) at
 each CRF of the profile (0 is lossless, 23 is FaceForensics++'s c23, 40 its c40), their
 faces extracted again with the run's own settings, and scored by the saved detectors
-(:mod:`dflib.detectors`, imported only when scoring: it loads torch, which must come
+(:mod:`dflib.reload`, imported only when scoring: it loads torch, which must come
 before TensorFlow in a process). Each CRF is a small run folder of its own,
 ``robustness/crf<NN>/`` (videos, face store, predictions), so a rerun re-encodes and
 re-extracts only what is missing or made from another source file or preset; the table
@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import evaluation, faces, io, reports
+from . import evaluation, faces, io
 from .config import X264_PRESETS
 from .paths import RunPaths, resolve
+from .vocabulary import display_group
 
 TABLE_COLUMNS = ["method", "family", "crf", "n", "n_no_face", "auc", "auc_low", "auc_high",
                  "acc", "balanced_acc", "balanced_acc_val", "eer", "ap", "logloss", "ece"]
@@ -87,11 +88,6 @@ def ensure_reencoded(source: Path, target: Path, crf: int, preset: str) -> bool:
     return True
 
 
-def crf_run(run: RunPaths, crf: int) -> RunPaths:
-    """The run folder of one CRF, inside the run."""
-    return RunPaths(run.root / "robustness" / f"crf{crf:02d}")
-
-
 def pick_videos(test: pd.DataFrame, max_videos: int, seed: int) -> pd.DataFrame:
     """All test videos, or a seeded subset of at most ``max_videos`` with both classes
     in their original proportion (at least one of each when both exist)."""
@@ -114,6 +110,8 @@ class RobustnessResult:
     table: pd.DataFrame
     failures: pd.DataFrame  # video_id, reason
     methods: list[str]
+    outcomes: pd.DataFrame  # the stage summary's view: video_id, outcome, reason, detail
+    extractions: dict[int, faces.Extraction]  # by CRF: its faces stage
 
 
 def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
@@ -129,21 +127,21 @@ def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
     re-encode is recorded (and keeps its ``no_face`` row in the predictions, as any
     video without faces does).
     """
-    from . import detectors  # torch before TensorFlow; see dflib.detectors
+    from . import reload  # torch before TensorFlow; see dflib.reload
 
-    unknown = sorted(set(methods) - set(detectors.trained_methods(run)))
+    unknown = sorted(set(methods) - set(reload.trained_methods(run)))
     if unknown:
         raise ValueError(f"robustness.methods: {unknown[0]!r} has no results in "
-                         f"{run.results_csv} (trained: {', '.join(detectors.trained_methods(run))})")
+                         f"{run.results_csv} (trained: {', '.join(reload.trained_methods(run))})")
     thresholds = _thresholds_val(run)
     rows = [_original_rows(run, methods, test, thresholds, scoring)]
-    failures = []
+    failures, extractions = [], {}
     for crf in crfs:
-        sub = crf_run(run, crf).ensure()
+        sub = run.crf_run(crf).ensure()
         encoded, redone = [], 0
         for video in tqdm(test.to_dict("records"), desc=f"CRF {crf}", unit="video",
                           disable=not progress):
-            target = sub.root / "videos" / f"{faces.store_name(str(video['video_id']))}.mp4"
+            target = sub.reencoded_video(str(video["video_id"]))
             existed = target.is_file()
             try:
                 redone += ensure_reencoded(resolve(video["path"]), target, crf, preset) and existed
@@ -154,34 +152,36 @@ def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
             print(f"CRF {crf}: {redone} re-encoded video(s) redone: their source file or "
                   "the preset changed")
         videos = pd.DataFrame(encoded, columns=test.columns)
-        summary = faces.run_extraction(videos, sub, extraction.extractor,
-                                       extraction.frames_per_video, extraction.sampling,
-                                       extraction.every_k, progress=progress)
+        extracted = faces.run_extraction(videos, sub, extraction.extractor,
+                                         extraction.frames_per_video, extraction.sampling,
+                                         extraction.every_k, progress=progress)
+        summary = extracted.summary
+        extractions[crf] = extracted
         videos = videos.merge(summary[["video_id", "n_faces", "n_other_faces", "status"]].rename(
             columns={"status": "face_status"}), on="video_id", how="left")
         videos[["n_faces", "n_other_faces"]] = (videos[["n_faces", "n_other_faces"]]
                                                 .fillna(0).astype(int))
-        scored = detectors.score_methods(run, methods, faces.FaceStore(sub), videos,
-                                         progress=progress)
+        scored = reload.score_methods(run, methods, faces.FaceStore(sub), videos,
+                                      progress=progress)
         for method, (v, f) in scored.items():
             evaluation.write_predictions(sub, method, v, f)
             rows.append(_rows(evaluation.score_method(
                 sub, method, scoring=scoring, thresholds_val=thresholds.get(method, {})), crf))
     table = pd.concat(rows, ignore_index=True)[TABLE_COLUMNS].round(evaluation.RESULT_DECIMALS)
-    io.write_csv(table, run.tables / "robustness.csv")
+    io.write_csv(table, run.robustness_csv)
     failed = pd.DataFrame(failures, columns=["video_id", "reason"])
     first = failed.drop_duplicates("video_id").set_index("video_id")["reason"]
     ids = test["video_id"].astype(str)
-    reports.stage_summary(run, "robustness", pd.DataFrame({
+    outcomes = pd.DataFrame({
         "video_id": ids, "outcome": np.where(ids.isin(first.index), "failed", "processed"),
         "reason": np.where(ids.isin(first.index), "cannot re-encode", ""),
-        "detail": ids.map(first).fillna("")}))
-    return RobustnessResult(table, failed, list(methods))
+        "detail": ids.map(first).fillna("")})
+    return RobustnessResult(table, failed, list(methods), outcomes, extractions)
 
 
 def _rows(results: pd.DataFrame, crf: int) -> pd.DataFrame:
     video = results[results["level"] == "video"]
-    return video.assign(crf=crf, family=video["method"].map(reports.method_family))
+    return video.assign(crf=crf, family=video["method"].map(display_group))
 
 
 def _thresholds_val(run: RunPaths) -> dict[str, dict[str, float]]:
@@ -214,7 +214,7 @@ def _original_rows(run: RunPaths, methods: Sequence[str], test: pd.DataFrame,
 
 def read_table(run: RunPaths) -> pd.DataFrame:
     """``tables/robustness.csv``; a clear error when stage 08 has not run."""
-    target = run.tables / "robustness.csv"
+    target = run.robustness_csv
     if not target.is_file():
         raise FileNotFoundError(f"{target}: no robustness table; run stage 'robustness' first")
     return pd.read_csv(target)

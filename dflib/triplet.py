@@ -33,12 +33,14 @@ from keras import ops
 from tqdm.auto import tqdm
 
 from . import evaluation, io
+from .batches import FaceSource
+from .devices import resolve_device
+from .fitting import seed_everything
 from .paths import RunPaths
-from .training import seed_everything
+from .vocabulary import CLASSIFIERS, embedding_method
 
 HIDDEN_UNITS = (256, 256, 128)
 EMBEDDING_DIM = 64
-CLASSIFIERS = ("sgd", "logreg", "rf", "knn", "svc", "nb", "perceptron", "tree")
 KNN_K = 10
 MODEL_NAME = "triplet"
 NORMALISATION = "standardise"
@@ -242,18 +244,6 @@ class Training:
     monitor: str  # val_loss, or loss when the validation data lack a class
 
 
-def model_path(run: RunPaths) -> Path:
-    return run.models / f"{MODEL_NAME}.keras"
-
-
-def log_path(run: RunPaths) -> Path:
-    return run.logs / f"{MODEL_NAME}.csv"
-
-
-def _fingerprint_path(run: RunPaths) -> Path:
-    return run.models / f"{MODEL_NAME}.json"
-
-
 def _digest(*arrays: np.ndarray) -> str:
     h = hashlib.sha256()
     for a in arrays:
@@ -309,7 +299,7 @@ def train(run: RunPaths, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
                                 "data": _digest(x_train, y_train, x_val, y_val)}, inputs or {})
     validate = len(x_val) > 0 and _has_both_classes(y_val)
     monitor = "val_loss" if validate else "loss"
-    target, fp_file, log_file = model_path(run), _fingerprint_path(run), log_path(run)
+    target, fp_file, log_file = run.top_model_files(MODEL_NAME)
     if target.is_file() and fp_file.is_file() and log_file.is_file():
         stale = io.stale_reason(json.loads(fp_file.read_text(encoding="utf-8")), fingerprint)
         if not stale:
@@ -404,7 +394,7 @@ def fake_probability(estimator: Any, x: np.ndarray) -> np.ndarray:
 def classifier_path(run: RunPaths, method: str) -> Path:
     """``models/<space>/<classifier>.joblib`` of a method ``<space>/<classifier>``."""
     space, name = method.split("/", 1)
-    return run.models / space / f"{name}.joblib"
+    return run.classifier_file(space, name)
 
 
 def save_classifier(run: RunPaths, method: str, estimator: Any) -> Path:
@@ -444,10 +434,10 @@ def evaluate_classifiers(run: RunPaths, space: str, names: Sequence[str], x_trai
     """
     if not _has_both_classes(np.asarray(y_train)):
         raise ValueError(f"{space}: the training frames lack a class; classifiers need both")
-    evaluation.retire_methods(run, space, [f"{space}/{name}" for name in names])
+    evaluation.retire_methods(run, space, [embedding_method(space, name) for name in names])
     rows = []
     for name in tqdm(names, desc=f"{space} classifiers", unit="clf", disable=not progress):
-        method = f"{space}/{name}"
+        method = embedding_method(space, name)
         clf = make_classifier(name, seed=seed, n_train=len(y_train)).fit(x_train, y_train)
         save_classifier(run, method, clf)
         splits = [("test", x_test, test_frames, test_videos)]
@@ -549,3 +539,65 @@ def tsne_inputs(result: StageResult, max_points: int, seed: int = 0) -> dict[str
     return {"before": result.test_facenet[rows], "after": result.test_triplet[rows],
             "labels": frames["label"].to_numpy(dtype=int),
             "hue": frames["method"].to_numpy() if several else None, "seed": seed}
+
+
+# --------------------------------------------------------------------------- re-scoring
+
+def _facenet(run: RunPaths, device: str) -> Any:
+    """The embedding network with the weights the run's embeddings were made with."""
+    from . import embeddings
+
+    manifest = embeddings.read_manifest(run)
+    if manifest["used"] == embeddings.RANDOM:
+        model = embeddings.random_facenet(int(manifest["seed"]))
+        model.classify = False
+        return model.eval().to(resolve_device(device))
+    model, choice = embeddings.load_facenet(manifest["used"], device=device)
+    if choice.used != manifest["used"]:
+        raise RuntimeError(f"the run's embeddings used {manifest['used']} weights, which "
+                           f"cannot be loaded now ({choice.reason})")
+    return model
+
+
+def score_saved(run: RunPaths, methods: Sequence[str], store: FaceSource, videos: pd.DataFrame,
+                settings: Mapping[str, Any], progress: bool = False
+                ) -> dict[str, evaluation.Prediction]:
+    """``facenet/<clf>`` and ``triplet/<clf>`` methods of the run applied to other faces
+    (:func:`dflib.reload.score_methods`): the faces are embedded once, with the network and
+    weights the run's embeddings were made with, for every classifier of both spaces."""
+    from . import embeddings
+
+    model = _facenet(run, settings["device"])
+    # The embedding stage's batch size: CPU kernels sum in another order for another batch.
+    batch_size = settings["embed_faces"]["batch_size"]
+    max_faces = int(embeddings.read_manifest(run).get("max_faces_per_video", 0))
+    section = settings["train_triplet"]
+    blocks, tables = [np.zeros((0, embeddings.embedding_dim(model)), np.float32)], []
+    for vid, label in tqdm(list(zip(videos["video_id"].astype(str), videos["label"])),
+                           desc="facenet", unit="video", disable=not progress):
+        faces, frame_idx, _ = embeddings.faces_to_embed(store, vid, max_faces)
+        blocks.append(embeddings.embed(model, faces, batch_size))
+        tables.append(pd.DataFrame({"video_id": vid, "frame_idx": np.asarray(frame_idx, int),
+                                    "label": int(label)}))
+    x = np.concatenate(blocks)
+    frames = (pd.concat(tables, ignore_index=True) if tables
+              else pd.DataFrame(columns=["video_id", "frame_idx", "label"]))
+    spaces = {"facenet": x}
+    if any(m.startswith("triplet/") for m in methods):
+        spaces["triplet"] = transform(_load_triplet(run), x)
+    out: dict[str, evaluation.Prediction] = {}
+    for m in methods:
+        space = spaces[m.split("/", 1)[0]]
+        clf = load_classifier(run, m)
+        f = evaluation.max_per_frame(frames.assign(
+            score=fake_probability(clf, space) if len(space) else np.zeros(0)))
+        out[m] = (evaluation.video_predictions(f, videos, section["aggregation"],
+                                               section["threshold"]), f)
+    return out
+
+
+def _load_triplet(run: RunPaths) -> Any:
+    target: Path = run.top_model_files(MODEL_NAME)[0]
+    if not target.is_file():
+        raise FileNotFoundError(f"{target}: no trained triplet network in this run")
+    return keras.saving.load_model(target, compile=False)

@@ -8,9 +8,8 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
-# torchvision must be imported before TensorFlow in one process, or it segfaults
-# (TensorFlow 2.21, torchvision 0.29); test modules import both, in any order.
-import torchvision  # noqa: E402, F401
+# Test modules import torch and TensorFlow in any order: the import-order guard goes first.
+import dflib.torch_first  # noqa: E402, F401
 
 from pathlib import Path  # noqa: E402
 
@@ -37,10 +36,10 @@ def as_from_a_terminal() -> dict:
 def smoke_run(tmp_path_factory) -> Path:
     """The smoke profile run once from scratch through every notebook (papermill, demo data
     generated on the way), for the tests that need a run with trained detectors."""
-    from dflib import config, paths, runner
+    from dflib import config, paths, notebooks
 
     raw = yaml.safe_load((paths.PARAMS_DIR / "smoke.yaml").read_text(encoding="utf-8"))
     base = tmp_path_factory.mktemp("smoke_run")
     profile = config.validate({**raw, "data_root": str(base / "data"),
                                "outputs_dir": str(base / "outputs")})
-    return runner.run_profile(profile, log_output=False)
+    return notebooks.run_profile(profile, log_output=False)

@@ -63,7 +63,7 @@ def hold_run_lock(root) -> subprocess.Popen:
     """Another process holding ``root``'s run lock, as a running `dflib run` does."""
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from dflib import runner\nwith runner.run_lock(Path(sys.argv[1])):\n"
+         "from dflib import paths\nwith paths.run_lock(Path(sys.argv[1])):\n"
          "    print('locked', flush=True); time.sleep(60)", str(root)],
         stdout=subprocess.PIPE, text=True, cwd=paths.PROJECT_ROOT)
     assert holder.stdout.readline().strip() == "locked"
@@ -73,7 +73,6 @@ def hold_run_lock(root) -> subprocess.Popen:
 def test_a_second_run_on_the_same_run_folder_stops_at_once_naming_the_holder(tmp_path, capsys):
     """The first run holds the folder; the second gets one line with the folder and the
     first one's PID; once the holder is killed (kill -9), its lock blocks no one."""
-    from dflib import runner
 
     profile = write_profile(tmp_path)
     root = tmp_path / "outputs" / "t"
@@ -87,9 +86,9 @@ def test_a_second_run_on_the_same_run_folder_stops_at_once_naming_the_holder(tmp
     finally:
         holder.kill()
         holder.wait()
-    assert str(holder.pid) in (root / runner.LOCK_FILE).read_text()  # the stale lock file
-    with runner.run_lock(root):
-        assert (root / runner.LOCK_FILE).read_text().strip() == str(os.getpid())
+    assert str(holder.pid) in (root / paths.LOCK_FILE).read_text()  # the stale lock file
+    with paths.run_lock(root):
+        assert (root / paths.LOCK_FILE).read_text().strip() == str(os.getpid())
 
 
 def _celebdf(root, listing: str, encoding: str = "utf-8"):
@@ -104,7 +103,7 @@ def _celebdf(root, listing: str, encoding: str = "utf-8"):
 def test_a_test_list_with_a_byte_order_mark_and_backslashes_is_read_as_meant(tmp_path, capsys):
     """Saved by a Windows editor: BOM, CRLF and backslash paths; check and the index read
     the same two test videos."""
-    from dflib import datasets
+    from dflib import config, datasets
 
     data = _celebdf(tmp_path / "data", "1 Celeb-real\\id0_0000.mp4\r\n"
                                        "0 Celeb-synthesis\\id0_id1_0000.mp4\r\n", "utf-8-sig")
@@ -112,7 +111,9 @@ def test_a_test_list_with_a_byte_order_mark_and_backslashes_is_read_as_meant(tmp
                                         .encode("utf-8-sig"))
     profile = write_profile(tmp_path, data_root=str(data), index={})
     assert cli.main(["check", str(profile)]) == 0
-    videos = datasets.build_index("celebdf", data).videos.set_index("video_id")
+    checked = config.load(profile)
+    videos = datasets.build_profile_index(checked.shared, checked.sections["index"]).videos
+    videos = videos.set_index("video_id")
     test = videos.loc[videos["split"] == "test", "label"]
     assert test.to_dict() == {"Celeb-real/id0_0000": 0, "Celeb-synthesis/id0_id1_0000": 1}
     assert videos.at["Celeb-real/id0_0001", "method"] == "camera"
@@ -149,7 +150,6 @@ def test_a_notebook_run_by_hand_during_a_run_stops_and_deletes_nothing(tmp_path)
     """A stage started in JupyterLab on a run folder that `dflib run` holds would clean up
     (delete) the running stage's temporary files; it stops instead. The run's own stage
     kernels, which inherit the holder's PID, go on."""
-    from dflib import runner
 
     root = tmp_path / "outputs" / "t"
     holder = hold_run_lock(root)
@@ -157,14 +157,14 @@ def test_a_notebook_run_by_hand_during_a_run_stops_and_deletes_nothing(tmp_path)
         being_written = root / "faces" / "store" / ".v.npz.abc.part"
         being_written.parent.mkdir(parents=True)
         being_written.write_bytes(b"half")
-        with pytest.raises(runner.RunLocked, match=f"in use by another dflib run \\(PID {holder.pid}\\)"):
+        with pytest.raises(paths.RunLocked, match=f"in use by another dflib run \\(PID {holder.pid}\\)"):
             paths.RunPaths(root).ensure()
         assert being_written.exists()
-        os.environ[runner.HOLDER_ENV] = str(holder.pid)  # as in the run's own kernels
+        os.environ[paths.HOLDER_ENV] = str(holder.pid)  # as in the run's own kernels
         try:
             paths.RunPaths(root).ensure()
         finally:
-            del os.environ[runner.HOLDER_ENV]
+            del os.environ[paths.HOLDER_ENV]
         assert not being_written.exists()
     finally:
         holder.kill()
@@ -243,12 +243,12 @@ def test_check_warns_about_a_one_class_split(tmp_path, capsys):
 
 
 def test_stage_index_lists_absent_videos_apart_from_failures(tmp_path, capsys):
-    from dflib import config, pipeline, reports
+    from dflib import config, stages, summaries
 
     data = ffpp_partial_download(tmp_path / "data")
     profile = config.load(write_profile(tmp_path, dataset="ffpp", data_root=str(data),
                                         index={"allow_empty_test": True}))
-    result = pipeline.build_index(profile)
+    result = stages.build_index(profile)
     out = capsys.readouterr().out
     assert "1,992 of the 2,000 videos the dataset's lists and folders name are not on disk: " \
            "a partial download?" in out
@@ -257,11 +257,11 @@ def test_stage_index_lists_absent_videos_apart_from_failures(tmp_path, capsys):
     assert len(absent) == len(result.missing) == 1992
     assert set(absent["reason"]) == {f"listed in {s}.json but not on disk"
                                      for s in ("train", "val", "test")}
-    assert reports.read_failures(run).query("stage == 'index'").empty
-    summary = reports.read_summary(run, "index").set_index(["outcome", "reason"])["videos"]
+    assert summaries.read_failures(run).query("stage == 'index'").empty
+    summary = summaries.read_summary(run, "index").set_index(["outcome", "reason"])["videos"]
     assert summary[("skipped", "not on disk")] == 1992 and summary[("processed", "")] == 8
 
     # Without allow_empty_test, the stage stops before any expensive stage could run.
     strict = config.load(write_profile(tmp_path, dataset="ffpp", data_root=str(data), index={}))
     with pytest.raises(ValueError, match="the test split has no videos"):
-        pipeline.build_index(strict)
+        stages.build_index(strict)

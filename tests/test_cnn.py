@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from dflib import cnn, config
+from dflib import cnn, vocabulary
 
 RNG = np.random.default_rng(0)
 
@@ -16,7 +16,7 @@ def faces(n: int, size: int) -> np.ndarray:
 
 
 def test_every_configured_arch_has_a_backbone():
-    assert set(cnn.BACKBONES) == set(config.CNN_ARCHS)
+    assert set(cnn.BACKBONES) == set(vocabulary.CNN_ARCHS)
     for spec in cnn.BACKBONES.values():
         assert hasattr(keras.applications, spec.constructor)
 
@@ -143,7 +143,7 @@ def test_one_batch_training_smoke_run(arch, size):
 # are shared code, trained above.
 @pytest.mark.parametrize("arch", ["irv2", "ef5", "nasnet", "nasnet_large"])
 def test_large_backbones_build(arch):
-    size = config.CNN_MIN_INPUT[arch]
+    size = vocabulary.CNN_MIN_INPUT[arch]
     model, used = cnn.build_model(arch, size, "none")
     assert used == "none"
     assert model.input_shape == (None, size, size, 3) and model.output_shape == (None, 2)

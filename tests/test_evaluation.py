@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from dflib import evaluation as ev
+from dflib import vocabulary
 from dflib.paths import RunPaths
-
 
 # --------------------------------------------------------------------------- aggregate
 
@@ -78,7 +78,7 @@ def test_aggregate_rejects_bad_input(bad):
 def test_aggregate_unknown_rule():
     with pytest.raises(ValueError, match="median"):
         ev.aggregate([0.1], "median")
-    assert set(ev.AGGREGATIONS) == {"mean", "max", "vote", "confident"}
+    assert set(vocabulary.AGGREGATIONS) == {"mean", "max", "vote", "confident"}
 
 
 # --------------------------------------------------------------------------- video_predictions
@@ -300,14 +300,14 @@ def test_roc_points():
                                           ("c3d", "c3d"), ("rnn/bi_lstm", "rnn__bi_lstm"),
                                           ("facenet/k-nn", "facenet__k-nn")])
 def test_method_filename_round_trip(method, stem):
-    assert ev.method_filename(method) == stem
-    assert ev.method_from_filename(stem + ".csv") == method
+    assert vocabulary.method_filename(method) == stem
+    assert vocabulary.method_from_filename(stem + ".csv") == method
 
 
 @pytest.mark.parametrize("bad", ["a__b", "a/", "/a", "a_/b", "_a", "a b", "../x", "cnn_frames", ""])
 def test_method_filename_rejects_ambiguous_names(bad):
     with pytest.raises(ValueError):
-        ev.method_filename(bad)
+        vocabulary.method_filename(bad)
 
 
 @pytest.fixture
@@ -394,8 +394,8 @@ def test_retire_methods_drops_stale_rows_and_files(tmp_path):
         ev.score_method(run, method)
     assert ev.retire_methods(run, "cnn/x", ["cnn/x"]) == ["cnn/x/boosted", "cnn/x/chunk1"]
     assert sorted(set(ev.results_table(run)["method"])) == ["c3d", "cnn/x", "cnn/xy"]
-    assert not ev.prediction_paths(run, "cnn/x/chunk1")[0].exists()
-    assert ev.prediction_paths(run, "cnn/xy")[0].exists()
+    assert not run.prediction_files("cnn/x/chunk1")[0].exists()
+    assert run.prediction_files("cnn/xy")[0].exists()
     assert ev.retire_methods(run, "cnn/x", ["cnn/x"]) == []
 
 
@@ -413,7 +413,7 @@ def test_every_score_figure_draws_on_an_empty_or_one_class_split(labels, tmp_pat
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the one-class warning is asserted elsewhere
         figures = [plots.roc_figure(predictions), plots.confusion_figure(predictions),
-                   plots.roc_family_figure(predictions),
+                   plots.roc_group_figure(predictions),
                    plots.tsne_figure(np.zeros((len(labels), 512)), np.zeros((len(labels), 512)),
                                      np.asarray(labels)),
                    plots.robustness_figure(robust, {"temporal": "c3d"})]

@@ -15,15 +15,13 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from facenet_pytorch import extract_face
 from skimage.data import astronaut
 
-from facenet_pytorch import extract_face
-
-from dflib import mtcnn
+from dflib import mtcnn, stages
 from dflib.faces import (INDEX_COLUMNS, SUMMARY_COLUMNS, FaceExtractor, FaceStore, box_iou,
-                         run_extraction, store_digest, store_name, store_path,
-                         store_settings, summary_csv)
-from dflib.paths import RunPaths
+                         run_extraction, store_digest, store_settings)
+from dflib.paths import RunPaths, store_name
 
 HEAD = astronaut()[30:210, 135:315]  # RGB, the face and some hair around it
 PARAMS = {"img_size": 64, "margin": 16, "min_face_size": 40, "batch_size": 16,
@@ -79,8 +77,8 @@ def make_index(folder: Path) -> pd.DataFrame:
 
 
 def extract(videos: pd.DataFrame, root: Path, **kwargs) -> pd.DataFrame:
-    return run_extraction(videos, RunPaths(root), PARAMS, N_FRAMES, "even", 1,
-                          progress=False, **kwargs)
+    return stages.record_faces(RunPaths(root), run_extraction(
+        videos, RunPaths(root), PARAMS, N_FRAMES, "even", 1, progress=False, **kwargs))
 
 
 @pytest.fixture(scope="module")
@@ -427,11 +425,11 @@ def test_corrupt_video_is_recorded_and_the_run_goes_on(extracted):
     assert bad.status == "failed" and "corrupt.mp4" in bad.reason
     rows = FaceStore(run).index().query("video_id == @vid")
     assert rows.frame_idx.tolist() == [-1] and rows.reason.iloc[0] == bad.reason
-    assert store_path(run, vid).is_file()  # stored, so a rerun does not retry it
+    assert run.face_file(vid).is_file()  # stored, so a rerun does not retry it
     failures = pd.read_csv(run.failures_csv)
     assert set(failures.video_id) == {vid, "YouTube-real/00001", "Celeb-synthesis/id9_id8_0000"}
     assert (failures.stage == "faces").all()
-    assert FaceStore(run).summary().equals(pd.read_csv(summary_csv(run), dtype={"reason": str})
+    assert FaceStore(run).summary().equals(pd.read_csv(run.faces_summary_csv, dtype={"reason": str})
                                            .fillna({"reason": ""}))
 
 
@@ -441,7 +439,7 @@ def test_missing_file_is_failed_but_retried_next_time(extracted):
     missing = summary.set_index("video_id").loc[vid]
     assert missing.status == "failed" and missing.reason.endswith("gone.mp4: file not found")
     assert FaceStore(run).index().query("video_id == @vid").frame_idx.tolist() == [-1]
-    assert not store_path(run, vid).exists()  # nothing stored: the next run tries again
+    assert not run.face_file(vid).exists()  # nothing stored: the next run tries again
 
 
 def test_rerun_redoes_only_what_is_missing(videos, extracted, tmp_path):
@@ -449,15 +447,15 @@ def test_rerun_redoes_only_what_is_missing(videos, extracted, tmp_path):
     shutil.copytree(run0.root, tmp_path, dirs_exist_ok=True)
     run = RunPaths(tmp_path)
     redo, keep = "Celeb-real/id0_0000", ["YouTube-real/00001", "Celeb-synthesis/id0_id1_0000"]
-    before = {v: store_path(run, v).stat().st_mtime_ns for v in keep}
-    store_path(run, redo).unlink()
+    before = {v: run.face_file(v).stat().st_mtime_ns for v in keep}
+    run.face_file(redo).unlink()
     # A temp file left by a killed writer must not count as the video's store file.
     (run.face_store / f".{store_name(redo)}.npz.x1y2.part").write_bytes(b"half a file")
     extract(videos, tmp_path)
-    assert {v: store_path(run, v).stat().st_mtime_ns for v in keep} == before
-    assert store_path(run, redo).is_file()
+    assert {v: run.face_file(v).stat().st_mtime_ns for v in keep} == before
+    assert run.face_file(redo).is_file()
     assert run.faces_csv.read_text() == run0.faces_csv.read_text()
-    assert summary_csv(run).read_text() == summary_csv(run0).read_text()
+    assert run.faces_summary_csv.read_text() == run0.faces_summary_csv.read_text()
 
 
 def test_other_settings_redo_the_store(videos, extracted, tmp_path):
@@ -478,7 +476,7 @@ def test_a_replaced_video_file_redoes_its_store_and_what_reads_it(videos, extrac
     run = RunPaths(tmp_path)
     vid, other = "Celeb-real/id0_0000", "YouTube-real/00001"
     digest = store_digest(run, vid)
-    before = store_path(run, other).stat().st_mtime_ns
+    before = run.face_file(other).stat().st_mtime_ns
     source = Path(videos.set_index("video_id").loc[vid, "path"])
     stat = source.stat()
     try:  # the same name with a new modification time: a replaced file
@@ -488,7 +486,7 @@ def test_a_replaced_video_file_redoes_its_store_and_what_reads_it(videos, extrac
         assert ("faces: 1 store files made from something else, redone "
                 "(video file replaced: 1)") in capsys.readouterr().out
         assert store_digest(run, vid) not in ("", digest)
-        assert store_path(run, other).stat().st_mtime_ns == before
+        assert run.face_file(other).stat().st_mtime_ns == before
     finally:
         os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
@@ -498,13 +496,13 @@ def test_a_store_from_before_the_crop_setting_is_redone_square(videos, extracted
     shutil.copytree(run0.root, tmp_path, dirs_exist_ok=True)
     run = RunPaths(tmp_path)
     vid = "Celeb-real/id0_0000"
-    with np.load(store_path(run, vid)) as z:
+    with np.load(run.face_file(vid)) as z:
         record = dict(z)
     config = json.loads(str(record["config"]))
     del config["crop"]
-    np.savez(store_path(run, vid), **{**record, "config": np.array(json.dumps(config))})
+    np.savez(run.face_file(vid), **{**record, "config": np.array(json.dumps(config))})
     extract(videos.iloc[:1], tmp_path)
-    with np.load(store_path(run, vid)) as z:
+    with np.load(run.face_file(vid)) as z:
         assert json.loads(str(z["config"]))["crop"] == "square"
 
 
@@ -517,7 +515,7 @@ def test_store_settings_read_back_the_extraction_settings(extracted, tmp_path):
     # A store written before redetect_every existed searched every frame.
     old = RunPaths(tmp_path)
     old.face_store.mkdir(parents=True)
-    with np.load(store_path(run0, "Celeb-real/id0_0000")) as z:
+    with np.load(run0.face_file("Celeb-real/id0_0000")) as z:
         record = dict(z)
     config = json.loads(str(record["config"]))
     del config["redetect_every"], config["cascade"], config["crop"]

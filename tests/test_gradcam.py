@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import cnn, faces, gradcam, io
+from dflib import cnn, gradcam, io
 from dflib.paths import RunPaths
 
 SIZE = 24
@@ -120,11 +120,11 @@ def fake_face_store(tmp_path) -> RunPaths:
         split = "train" if i >= 6 else "test"
         n_faces = 0 if i == 4 else 3
         store = np.full((n_faces, 8, 8, 3), i, np.uint8)
-        io.write_npz(faces.store_path(run, vid), faces=store,
+        io.write_npz(run.face_file(vid), faces=store,
                      frame_idx=np.arange(n_faces) * 10)
         rows.append({"video_id": vid, "label": label, "split": split, "status": "ok",
                      "n_sampled": 3, "n_faces": n_faces, "reason": ""})
-    io.write_csv(pd.DataFrame(rows), faces.summary_csv(run))
+    io.write_csv(pd.DataFrame(rows), run.faces_summary_csv)
     return run
 
 
@@ -148,9 +148,9 @@ def test_pick_faces_gives_both_classes_deterministically(tmp_path):
 
 def test_gradcam_figure_of_an_empty_or_one_class_split_is_drawn(tmp_path):
     run = fake_face_store(tmp_path)
-    summary = pd.read_csv(faces.summary_csv(run))
+    summary = pd.read_csv(run.faces_summary_csv)
     io.write_csv(summary.assign(split=summary["split"].where(summary["video_id"] != "fake/v7",
-                                                             "val")), faces.summary_csv(run))
+                                                             "val")), run.faces_summary_csv)
     with pytest.warns(UserWarning, match="no fake train video"):
         crops, table = gradcam.pick_faces(run, per_class=2, split="train")
     assert list(table["label"]) == [0]  # train holds only real v6 now

@@ -40,7 +40,7 @@ def test_parameters_cell_holds_the_smoke_values(path):
     for node in ast.parse(tagged[0].source).body:
         assert isinstance(node, ast.AnnAssign), "parameters cell: annotated literals only"
         values[node.target.id] = ast.literal_eval(node.value)
-    smoke = config.load(paths.PARAMS_DIR / "smoke.yaml", check_data=False)
+    smoke = config.load(paths.PARAMS_DIR / "smoke.yaml")
     assert values == smoke.stage_parameters(STAGE_OF[path.name])
 
 

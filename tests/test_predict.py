@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import cli, detectors, evaluation, faces, pipeline, predict, robustness
+from dflib import (cli, evaluation, faces, predict, reload, robustness, stages, vocabulary)
 from dflib.paths import PROJECT_ROOT, RunPaths
 
 
@@ -29,7 +29,7 @@ def write_faceless_video(path: Path, frames: int = 12) -> Path:
 
 
 def split_test_videos(run: RunPaths) -> pd.DataFrame:
-    videos = pipeline.cnn_videos(run)
+    videos = stages.videos_with_faces(run)
     return videos[videos["split"] == "test"].reset_index(drop=True)
 
 
@@ -41,19 +41,19 @@ EMBEDDING_ATOL = 1e-3
 def test_detectors_reproduce_every_stage_prediction(smoke_run):
     """Reloaded from disk and scored again, every method gives its stage's own scores."""
     run = RunPaths(smoke_run)
-    methods = detectors.trained_methods(run)
-    assert {detectors.family(m) for m in methods} == set(detectors.FAMILIES)
-    scored = detectors.score_methods(run, methods, faces.FaceStore(run), split_test_videos(run))
+    methods = reload.trained_methods(run)
+    assert {vocabulary.family(m) for m in methods} == set(vocabulary.FAMILIES)
+    scored = reload.score_methods(run, methods, faces.FaceStore(run), split_test_videos(run))
     for method, (videos, _) in scored.items():
         stage, _ = evaluation.read_predictions(run, method)
-        atol = EMBEDDING_ATOL if detectors.family(method) in ("facenet", "triplet") else 1e-6
+        atol = EMBEDDING_ATOL if vocabulary.family(method) in ("facenet", "triplet") else 1e-6
         np.testing.assert_allclose(videos["score"], stage["score"], atol=atol, err_msg=method)
         assert videos["video_id"].tolist() == stage["video_id"].tolist()
 
 
 def test_unknown_method_name_is_refused():
     with pytest.raises(ValueError, match="not a detector name"):
-        detectors.family("svm")
+        vocabulary.family("svm")
 
 
 def test_predict_cli_scores_a_video_and_reports_a_faceless_and_an_unreadable_one(smoke_run,
@@ -134,14 +134,14 @@ def test_default_method_and_threshold_follow_validation_not_test(tmp_path):
     assert table.loc["c3d", "auc"] == 1.0 and table.loc["conv3d", "val_split_auc"] == 1.0
     assert predict.check_method(run, None) == "conv3d"
     # conv3d's validation scores separate between .3 and .7: threshold_val .5 (eer)
-    assert detectors.operating_threshold(run, "conv3d") == table.loc["conv3d", "threshold_val"]
+    assert reload.operating_threshold(run, "conv3d") == table.loc["conv3d", "threshold_val"]
     assert table.loc["conv3d", "threshold_val"] == pytest.approx(0.5)
     # other validation scores, a cut between .3 and .35: the default threshold follows
     evaluation.write_predictions(run, "conv3d", pd.DataFrame({
         "video_id": [f"v{i}" for i in range(6)], "label": labels,
         "score": [0.1, 0.2, 0.3, 0.35, 0.8, 0.9], "pred": 0, "n_frames": 1}), split="val")
     evaluation.score_method(run, "conv3d")
-    assert detectors.operating_threshold(run, "conv3d") == pytest.approx(0.325)
+    assert reload.operating_threshold(run, "conv3d") == pytest.approx(0.325)
 
 
 # --------------------------------------------------------------------------- robustness
@@ -149,7 +149,7 @@ def test_default_method_and_threshold_follow_validation_not_test(tmp_path):
 def test_robustness_table_covers_every_method_and_crf(smoke_run):
     run = RunPaths(smoke_run)
     table = robustness.read_table(run)
-    methods = detectors.trained_methods(run)
+    methods = reload.trained_methods(run)
     assert set(table["method"]) == set(methods)
     assert sorted(table["crf"].unique()) == [robustness.ORIGINAL, 0, 40]
     assert (table.groupby("crf")["n"].max() == len(split_test_videos(run))).all()
@@ -160,7 +160,7 @@ def test_robustness_table_covers_every_method_and_crf(smoke_run):
 def test_lossless_reencode_gives_the_same_faces(smoke_run):
     """CRF 0 is lossless: the same frames decode, so the same faces are stored."""
     run = RunPaths(smoke_run)
-    crf0 = faces.FaceStore(robustness.crf_run(run, 0))
+    crf0 = faces.FaceStore(run.crf_run(0))
     original = faces.FaceStore(run)
     for vid in split_test_videos(run)["video_id"]:
         a, b = original.load(vid), crf0.load(vid)

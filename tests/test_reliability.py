@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
-from dflib import (cnn, config, evaluation, faces, io, paths, pipeline, plots, reports, runner,
-                   training)
-from dflib.paths import RunPaths
 from test_faces import PARAMS, canvas, paste, write_video
 from test_training import profile_for, tiny_model, video_table, write_run
+
+from dflib import (cnn, cnn_training, config, evaluation, faces, io, notebooks, paths,
+                   plots, stages, summaries)
+from dflib.paths import RunPaths
 
 TESTS = Path(__file__).resolve().parent
 FACE_PARAMS = {k: PARAMS[k] for k in faces.EXTRACTOR_KEYS if k in PARAMS}
@@ -78,7 +78,7 @@ def frame_times(path: Path) -> list[float]:
 
 
 def outcome_counts(run: RunPaths, stage: str) -> dict[tuple[str, str], int]:
-    table = reports.read_summary(run, stage)
+    table = summaries.read_summary(run, stage)
     return {(o, r): n for o, r, n in zip(table["outcome"], table["reason"], table["videos"])
             if n}
 
@@ -110,7 +110,8 @@ def odd_run(tmp_path_factory) -> tuple[RunPaths, pd.DataFrame, dict[str, Path]]:
     videos = pd.DataFrame({"video_id": list(files), "path": [str(p) for p in files.values()],
                            "label": 0, "split": "test"})
     run = RunPaths(tmp_path_factory.mktemp("odd_run"))
-    summary = faces.run_extraction(videos, run, FACE_PARAMS, 6, "even", 1, progress=False)
+    summary = stages.record_faces(run, faces.run_extraction(videos, run, FACE_PARAMS, 6, "even", 1,
+                                                            progress=False))
     return run, summary.set_index("video_id"), files
 
 
@@ -160,7 +161,7 @@ def test_non_ascii_file_name_goes_through_face_extraction(odd_run):
     run, summary, files = odd_run
     vid = "vidéo-ñ-日本"
     assert summary.loc[vid, "status"] == "ok" and summary.loc[vid, "n_faces"] == 6
-    assert faces.store_path(run, vid).name == "vidéo-ñ-日本.npz"
+    assert run.face_file(vid).name == "vidéo-ñ-日本.npz"
     assert faces.FaceStore(run).load(vid)[0].shape == (6, 64, 64, 3)
     assert vid in set(pd.read_csv(run.faces_csv, dtype={"video_id": str})["video_id"])
 
@@ -171,10 +172,10 @@ def test_empty_test_split_at_evaluation_says_so_once(tmp_path, monkeypatch):
                        ignore_index=True)
     run = write_run(tmp_path, videos)
     profile = profile_for(run)
-    pipeline.train_cnn(profile, verbose=0)
+    stages.train_cnn(profile, verbose=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = pipeline.evaluate_cnn(profile)
+        result = stages.evaluate_cnn(profile)
     messages = [str(w.message) for w in caught if "test split" in str(w.message)
                 or "empty evaluation set" in str(w.message)]
     assert messages == [f"{run.videos_csv}: the test split has no videos, so stage "
@@ -183,7 +184,7 @@ def test_empty_test_split_at_evaluation_says_so_once(tmp_path, monkeypatch):
     table = evaluation.results_table(run)
     assert (table["n"] == 0).all() and table["auc"].isna().all()
     assert outcome_counts(run, "evaluate_cnn") == {}
-    assert reports.summary_line(run, "evaluate_cnn") == (
+    assert summaries.summary_line(run, "evaluate_cnn") == (
         "evaluate_cnn: 0 processed, 0 skipped, 0 failed")
     # the notebook's t-SNE figure of no faces is a figure, not an error
     assert plots.tsne_figure(result.tsne_before, result.tsne_after, result.tsne_labels)
@@ -201,24 +202,24 @@ def test_stage_summary_counts_every_outcome_and_replaces_the_stage_failures(tmp_
         "detail": ["", "", "", "d.npz: BadZipFile", "e.npz: BadZipFile"]})
     io.record_failures(run.failures_csv, "faces", pd.DataFrame({"video_id": ["z"],
                                                                 "reason": ["zero-byte file"]}))
-    reports.stage_summary(run, "train_rnn", outcomes)
-    assert reports.read_summary(run, "train_rnn").to_dict("list") == {
+    summaries.stage_summary(run, "train_rnn", outcomes)
+    assert summaries.read_summary(run, "train_rnn").to_dict("list") == {
         "stage": ["train_rnn"] * 4, "outcome": ["processed", "processed", "skipped", "failed"],
         "reason": ["", "already done", "no_face", "unreadable store file"],
         "videos": [1, 1, 1, 2]}
-    assert reports.summary_line(run, "train_rnn") == (
+    assert summaries.summary_line(run, "train_rnn") == (
         "train_rnn: 2 processed (already done: 1), 1 skipped (no_face: 1), "
         "2 failed (unreadable store file: 2)")
     table = failures(run)
     assert table.values.tolist() == [["faces", "z", "zero-byte file"],
                                      ["train_rnn", "d", "d.npz: BadZipFile"],
                                      ["train_rnn", "e", "e.npz: BadZipFile"]]
-    reports.stage_summary(run, "train_rnn", outcomes.iloc[:2])  # a clean rerun clears them
+    summaries.stage_summary(run, "train_rnn", outcomes.iloc[:2])  # a clean rerun clears them
     assert failures(run)["stage"].tolist() == ["faces"]
-    assert reports.summary_line(run, "train_rnn") == (
+    assert summaries.summary_line(run, "train_rnn") == (
         "train_rnn: 2 processed (already done: 1), 0 skipped, 0 failed")
     with pytest.raises(ValueError, match="unknown outcome 'lost'"):
-        reports.stage_summary(run, "x", outcomes.assign(outcome="lost"))
+        summaries.stage_summary(run, "x", outcomes.assign(outcome="lost"))
 
 
 def write_store_run(root: Path, videos: pd.DataFrame) -> RunPaths:
@@ -231,7 +232,7 @@ def write_store_run(root: Path, videos: pd.DataFrame) -> RunPaths:
         n = max(v.n_faces, 0)
         crops = np.clip(rng.normal(60 + 120 * v.label, 30, (n, 32, 32, 3)), 0, 255)
         if v.n_faces >= 0:
-            io.write_npz(faces.store_path(run, v.video_id), faces=crops.astype(np.uint8),
+            io.write_npz(run.face_file(v.video_id), faces=crops.astype(np.uint8),
                          frame_idx=np.arange(n), config=np.array("faces-v1"))
         status = "failed" if v.n_faces < 0 else "ok" if n else "no_face"
         rows.append({"video_id": v.video_id, "label": v.label, "split": v.split,
@@ -240,7 +241,7 @@ def write_store_run(root: Path, videos: pd.DataFrame) -> RunPaths:
     io.write_csv(videos.drop(columns="n_faces").assign(path="x.mp4", dataset="folder",
                                                        method="m", compression="unknown"),
                  run.videos_csv)
-    io.write_csv(pd.DataFrame(rows, columns=faces.SUMMARY_COLUMNS), faces.summary_csv(run))
+    io.write_csv(pd.DataFrame(rows, columns=faces.SUMMARY_COLUMNS), run.faces_summary_csv)
     return run
 
 
@@ -252,7 +253,7 @@ def test_embedding_and_triplet_stages_count_and_record_a_broken_store_file(tmp_p
                                       "split": "test", "n_faces": [3, -1, 0]})],
                        ignore_index=True)
     run = write_store_run(tmp_path / "run", videos)
-    broken = faces.store_path(run, "broken")
+    broken = run.face_file("broken")
     broken.write_bytes(broken.read_bytes()[:100])  # cut short after extraction
     profile = config.validate({
         "run_name": "run", "dataset": "folder", "data_root": "unused",
@@ -260,9 +261,9 @@ def test_embedding_and_triplet_stages_count_and_record_a_broken_store_file(tmp_p
         "embed_faces": {"pretrained": "none", "batch_size": 16},
         "train_triplet": {"epochs": 1, "batch_size": 8, "patience": 1,
                           "classifiers": ["sgd"]},
-    }, check_data=False, stages=("embed_faces", "train_triplet"))
+    }, stages=("embed_faces", "train_triplet"))
 
-    result = pipeline.embed_faces(profile, progress=False)
+    result = stages.embed_faces(profile, progress=False)
     status = result.videos.set_index("video_id")["status"]
     assert (status["broken"], status["gone"], status["blank"]) == ("failed", "no_store",
                                                                    "embedded")
@@ -272,7 +273,7 @@ def test_embedding_and_triplet_stages_count_and_record_a_broken_store_file(tmp_p
     row = failures(run).query("stage == 'embed_faces'")
     assert row["video_id"].tolist() == ["broken"] and str(broken) in row["reason"].iloc[0]
 
-    pipeline.train_triplet(profile, progress=False)
+    stages.train_triplet(profile, progress=False)
     preds = evaluation.read_predictions(run, "triplet/sgd")[0].set_index("video_id")
     assert preds.loc[["broken", "gone", "blank"], "status"].tolist() == [
         "failed", "failed", "no_face"]
@@ -315,9 +316,9 @@ def test_folder_mixing_good_and_broken_videos_scores_the_good_ones(tmp_path, mon
                       "patience": 1, "chunks": 1},
     })
     run = profile.run
-    index = pipeline.build_index(profile).videos
+    index = stages.build_index(profile).videos
     assert set(index["video_id"]) == set(kinds)
-    summary = pipeline.extract_faces(profile, progress=False).set_index("video_id")
+    summary = stages.extract_faces(profile, progress=False).set_index("video_id")
     broken = {v for v, k in kinds.items() if k != "good"}
     assert set(summary.index[summary["status"] == "failed"]) == broken
     failed = failures(run).query("stage == 'faces'").set_index("video_id")
@@ -326,8 +327,8 @@ def test_folder_mixing_good_and_broken_videos_scores_the_good_ones(tmp_path, mon
     assert outcome_counts(run, "faces")[("processed", "")] == 8
     assert outcome_counts(run, "faces")[("failed", "zero-byte file")] == 1
 
-    pipeline.train_cnn(profile, verbose=0)
-    pipeline.evaluate_cnn(profile)
+    stages.train_cnn(profile, verbose=0)
+    stages.evaluate_cnn(profile)
     preds, _ = evaluation.read_predictions(run, "cnn/ef0")
     preds = preds.set_index("video_id")
     test = index.loc[index["split"] == "test", "video_id"]
@@ -343,9 +344,9 @@ def test_folder_mixing_good_and_broken_videos_scores_the_good_ones(tmp_path, mon
 
     # A store file damaged after extraction: that video fails at evaluation, by name.
     victim = good[0]
-    store_file = faces.store_path(run, victim)
+    store_file = run.face_file(victim)
     store_file.write_bytes(store_file.read_bytes()[:200])
-    pipeline.evaluate_cnn(profile)
+    stages.evaluate_cnn(profile)
     preds, _ = evaluation.read_predictions(run, "cnn/ef0")
     assert preds.set_index("video_id").loc[victim, "status"] == "failed"
     assert outcome_counts(run, "evaluate_cnn")[("failed", "unreadable store file")] == 1
@@ -361,7 +362,7 @@ def start(script: str, *args: str) -> subprocess.Popen:
     tests folder importable."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(paths.PROJECT_ROOT)]),
            "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-    code = "import torchvision\n" + textwrap.dedent(script)
+    code = "import dflib.torch_first\n" + textwrap.dedent(script)
     return subprocess.Popen([sys.executable, "-c", code, *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -412,7 +413,8 @@ def test_kill_during_face_extraction_then_rerun(tmp_path):
             assert str(z["status"]) == "ok" and z["faces"].shape == (6, 64, 64, 3)
     assert not run.faces_csv.exists()  # the tables come at the end, so none is half done
 
-    summary = faces.run_extraction(videos, run, FACE_PARAMS, 6, "even", 1, progress=False)
+    summary = stages.record_faces(run, faces.run_extraction(videos, run, FACE_PARAMS, 6, "even", 1,
+                                                            progress=False))
     assert (summary["status"] == "ok").all() and (summary["n_faces"] == 6).all()
     assert {n: (run.face_store / n).stat().st_mtime_ns for n in done} == done  # not redone
     assert outcome_counts(run, "faces") == {("processed", ""): 8 - len(done),
@@ -423,18 +425,18 @@ def test_kill_during_face_extraction_then_rerun(tmp_path):
 TRAIN_SCRIPT = """
 import sys, time
 from pathlib import Path
-from dflib import cnn, pipeline, training
+from dflib import cnn, stages, batches, cnn_training
 from dflib.paths import RunPaths
 from test_training import tiny_model, profile_for
 cnn.build_model = tiny_model
 # Slow batches keep the child inside a chunk (or the scoring) long enough to be killed there.
-read = training.FaceBatches.__getitem__
-training.FaceBatches.__getitem__ = lambda self, i: (time.sleep(0.15), read(self, i))[1]
+read = batches.FaceBatches.__getitem__
+batches.FaceBatches.__getitem__ = lambda self, i: (time.sleep(0.15), read(self, i))[1]
 profile = profile_for(RunPaths(Path(sys.argv[1])))
 if sys.argv[2] == "train":
-    pipeline.train_cnn(profile, verbose=0)
+    stages.train_cnn(profile, verbose=0)
 else:
-    pipeline.evaluate_cnn(profile)
+    stages.evaluate_cnn(profile)
 """
 
 
@@ -444,17 +446,17 @@ def test_kill_during_training_and_evaluation_then_rerun(tmp_path, monkeypatch):
     videos = pd.concat([video_table(1, 3, "train"), video_table(1, 1, "val"),
                         video_table(2, 2, "test")], ignore_index=True)
     run = write_run(tmp_path, videos)
-    folder = training.model_dir(run, "ef0")
+    folder = run.cnn_dir("ef0")
 
     # Training: killed once chunk 0 is final and chunk 1 has checkpointed an epoch.
     kill_when(start(TRAIN_SCRIPT, str(run.root), "train"),
               lambda: (folder / "chunk1.inprogress.keras").exists())
     assert (folder / "chunk0.keras").exists() and not (folder / "chunk1.keras").exists()
-    assert not training.read_manifest(training.manifest_path(run, "ef0"))["complete"]
+    assert not cnn_training.read_manifest(run.cnn_manifest("ef0"))["complete"]
     with pytest.raises(FileNotFoundError, match="no completed CNN training"):
-        pipeline.evaluate_cnn(profile_for(run))  # a half-trained run is not evaluated
+        stages.evaluate_cnn(profile_for(run))  # a half-trained run is not evaluated
     stamp = (folder / "chunk0.keras").stat().st_mtime_ns
-    manifest = pipeline.train_cnn(profile_for(run), verbose=0)
+    manifest = stages.train_cnn(profile_for(run), verbose=0)
     assert manifest["complete"] and manifest["chunks"] == 3
     assert (folder / "chunk0.keras").stat().st_mtime_ns == stamp  # not retrained
     assert sorted(p.name for p in folder.iterdir()) == [
@@ -463,12 +465,12 @@ def test_kill_during_training_and_evaluation_then_rerun(tmp_path, monkeypatch):
     # Evaluation: a clean evaluation of a copy is the reference.
     reference = write_run(tmp_path / "copy", videos)
     shutil.copytree(run.models, reference.models, dirs_exist_ok=True)
-    pipeline.evaluate_cnn(profile_for(reference))
+    stages.evaluate_cnn(profile_for(reference))
     kill_when(start(TRAIN_SCRIPT, str(run.root), "evaluate"),
               lambda: any(run.predictions.glob("*.csv")))
     for table in run.predictions.glob("*.csv"):  # every file there is whole
         assert len(pd.read_csv(table)) in (4, 4 * 3)
-    pipeline.evaluate_cnn(profile_for(run))
+    stages.evaluate_cnn(profile_for(run))
     assert run.results_csv.read_bytes() == reference.results_csv.read_bytes()
     assert partials(run.root) == []
 
@@ -500,13 +502,15 @@ def test_full_disk_during_extraction_fails_that_video_by_file(tmp_path, monkeypa
                            "split": "test"})
     run = RunPaths(tmp_path / "run")
     monkeypatch.setattr(np, "savez", savez_on_a_full_disk)
-    summary = faces.run_extraction(videos, run, FACE_PARAMS, 4, "even", 1, progress=False)
-    target = faces.store_path(run, "a")
+    summary = stages.record_faces(run, faces.run_extraction(videos, run, FACE_PARAMS, 4, "even", 1,
+                                                            progress=False))
+    target = run.face_file("a")
     assert summary["status"].tolist() == ["failed"]
     assert summary["reason"].iloc[0] == f"OSError: [Errno 28] No space left on device: '{target}'"
     assert list(run.face_store.iterdir()) == []  # no store file, no temporary file
     monkeypatch.undo()  # space again: the rerun extracts it
-    summary = faces.run_extraction(videos, run, FACE_PARAMS, 4, "even", 1, progress=False)
+    summary = stages.record_faces(run, faces.run_extraction(videos, run, FACE_PARAMS, 4, "even", 1,
+                                                            progress=False))
     assert summary["status"].tolist() == ["ok"]
 
 
@@ -526,7 +530,7 @@ def test_same_profile_twice_gives_byte_identical_results(smoke_run, tmp_path):
     raw = yaml.safe_load((paths.PARAMS_DIR / "smoke.yaml").read_text(encoding="utf-8"))
     profile = config.validate({**raw, "data_root": str(tmp_path / "data"),
                                "outputs_dir": str(tmp_path / "outputs")})
-    results = [smoke_run, runner.run_profile(profile, PIPELINE_STAGES, log_output=False)]
+    results = [smoke_run, notebooks.run_profile(profile, PIPELINE_STAGES, log_output=False)]
     first, second = (Path(r) / "tables" / "results.csv" for r in results)
     table = pd.read_csv(first)
     assert {"cnn/ef0", "c3d", "rnn/lstm", "triplet/sgd", "facenet/sgd"} <= set(table["method"])

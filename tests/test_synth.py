@@ -215,7 +215,7 @@ DEMO_INDEX = {"demo_generate": True, "demo_identities": SMALL["identities"],
 def test_a_run_killed_while_generating_the_demo_passes_check_and_resumes(dataset, tmp_path):
     """Killed before Celeb-synthesis/, the test list and the manifest were written: the
     rerun's profile check accepts the half-written folder and stage index completes it."""
-    from dflib import config, pipeline
+    from dflib import config, stages
 
     root, manifest = dataset
     data = tmp_path / "data"
@@ -226,7 +226,7 @@ def test_a_run_killed_while_generating_the_demo_passes_check_and_resumes(dataset
     profile = config.validate({"run_name": "r", "dataset": "celebdf", "data_root": str(data),
                                "outputs_dir": str(tmp_path / "outputs"), "seed": SEED,
                                "index": DEMO_INDEX})
-    result = pipeline.build_index(profile)
+    result = stages.build_index(profile)
     assert len(result.videos) == len(manifest) and result.missing.empty
     assert pd.read_csv(data / synth.MANIFEST).equals(manifest)
 
@@ -242,7 +242,7 @@ def test_a_video_lost_from_a_complete_demo_folder_is_written_again(dataset, tmp_
 
 
 def test_check_refuses_a_demo_folder_the_generator_may_not_write(tmp_path):
-    from dflib import config
+    from dflib import config, datasets
 
     foreign = tmp_path / "foreign"
     (foreign / "Celeb-real").mkdir(parents=True)
@@ -251,8 +251,9 @@ def test_check_refuses_a_demo_folder_the_generator_may_not_write(tmp_path):
     a_file.write_text("x")
     for data, needle in ((foreign, "holds videos not made by dflib.synth"), (a_file, "not a folder")):
         with pytest.raises(config.ProfileError, match=f"data_root: {re.escape(str(data))}: {needle}"):
-            config.validate({"run_name": "r", "dataset": "celebdf", "data_root": str(data),
-                             "index": {"demo_generate": True}})
+            datasets.check_data_root(config.validate({
+                "run_name": "r", "dataset": "celebdf", "data_root": str(data),
+                "index": {"demo_generate": True}}))
     with pytest.raises(config.ProfileError, match="index.demo_generate: .*celebdf layout"):
         config.validate({"run_name": "r", "dataset": "folder", "data_root": str(tmp_path / "x"),
                          "index": {"demo_generate": True}})

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import cnn, evaluation, io, temporal, training
-from dflib.faces import store_path
+from dflib import (clips, cnn, cnn_features, cnn_training, evaluation, io, sequences,
+                   vocabulary)
 from dflib.paths import RunPaths
 
 RNG = np.random.default_rng(0)
@@ -49,35 +49,35 @@ def index(counts: dict[str, tuple[int, str, int]]) -> pd.DataFrame:
     (1, 4, [[0, 0, 0, 0]]),
 ])
 def test_clip_windows_rule(n, clip_len, expected):
-    np.testing.assert_array_equal(temporal.clip_windows(n, clip_len), expected)
+    np.testing.assert_array_equal(clips.clip_windows(n, clip_len), expected)
 
 
 def test_clip_windows_of_a_video_without_faces_is_empty_and_bad_input_raises():
-    assert temporal.clip_windows(0, 8).shape == (0, 8)
+    assert clips.clip_windows(0, 8).shape == (0, 8)
     with pytest.raises(ValueError):
-        temporal.clip_windows(3, 0)
+        clips.clip_windows(3, 0)
 
 
 def test_resize_shape_scales_c3d_frame_size():
-    assert temporal.resize_shape(112) == (128, 171)
-    assert temporal.resize_shape(56) == (64, 86)
+    assert clips.resize_shape(112) == (128, 171)
+    assert clips.resize_shape(56) == (64, 86)
 
 
 def test_prepare_clip_crops_and_flips_every_frame_alike():
     frame = faces(1)[0]
     clip = np.repeat(frame[None], 4, axis=0)
     for seed in range(6):  # some seeds flip, some do not: frames must stay identical
-        out = temporal.prepare_clip(clip, 16, np.random.default_rng(seed))
+        out = clips.prepare_clip(clip, 16, np.random.default_rng(seed))
         assert out.shape == (4, 16, 16, 3) and out.dtype == np.float32
         assert all(np.array_equal(out[0], out[t]) for t in range(4))
-    centre = temporal.prepare_clip(clip, 16)
-    np.testing.assert_array_equal(centre, temporal.prepare_clip(clip, 16))
+    centre = clips.prepare_clip(clip, 16)
+    np.testing.assert_array_equal(centre, clips.prepare_clip(clip, 16))
 
 
 def test_clip_batches_pad_short_videos_and_skip_videos_without_faces():
     store = DictStore({"long": faces(9), "short": faces(3), "none": faces(0)})
     videos = index({"long": (1, "test", 9), "short": (0, "test", 3), "none": (0, "test", 0)})
-    data = temporal.ClipBatches(store, videos, clip_len=4, clip_size=16, batch_size=8)
+    data = clips.ClipBatches(store, videos, clip_len=4, clip_size=16, batch_size=8)
     assert data.n_samples == 4  # long: 3 windows (0-3, 4-7, 5-8); short: 1 padded
     x, y = data[0]
     assert x.shape == (4, 4, 16, 16, 3)
@@ -92,16 +92,16 @@ def test_clip_batches_pad_short_videos_and_skip_videos_without_faces():
 
 # --------------------------------------------------------------------------- models
 
-@pytest.mark.parametrize("name", temporal.CLIP_MODELS)
+@pytest.mark.parametrize("name", vocabulary.CLIP_MODELS)
 def test_clip_models_output_a_softmax_and_take_short_tiny_clips(name):
-    model = temporal.build_clip_model(name, clip_len=4, clip_size=16)
+    model = clips.build_clip_model(name, clip_len=4, clip_size=16)
     out = model.predict(np.zeros((2, 4, 16, 16, 3), np.float32), verbose=0)
     assert out.shape == (2, 2)
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
 
 
 def test_c3d_has_the_classic_layout():
-    model = temporal.build_c3d(16, 112)
+    model = clips.build_c3d(16, 112)
     convs = [layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv3D)]
     assert convs == [64, 128, 256, 256, 512, 512, 512, 512]
     assert [model.get_layer(f"fc{i}").units for i in (6, 7)] == [2048, 2048]
@@ -113,15 +113,15 @@ def sequence(length: int, dim: int = 8) -> np.ndarray:
     return RNG.normal(size=(length, dim)).astype(np.float32)
 
 
-@pytest.mark.parametrize("head", temporal.RNN_HEADS)
+@pytest.mark.parametrize("head", vocabulary.RNN_HEADS)
 def test_padding_does_not_change_a_heads_score(head):
-    model = temporal.build_head(head, feature_dim=8)
+    model = sequences.build_head(head, feature_dim=8)
     video = sequence(5)
     scores = []
     for seq_len in (5, 7, 12):
-        x, lengths = temporal.pad_sequences([video], seq_len, feature_dim=8)
+        x, lengths = cnn_features.pad_sequences([video], seq_len, feature_dim=8)
         x[0, 5:] = 1e3  # whatever padding holds must not matter
-        s = temporal.Sequences(np.array(["v"]), np.array([1]), x, lengths)
+        s = cnn_features.Sequences(np.array(["v"]), np.array([1]), x, lengths)
         out = model.predict(s.inputs, verbose=0)
         assert out.shape == (1, 2)
         scores.append(out[0, 1])
@@ -131,41 +131,41 @@ def test_padding_does_not_change_a_heads_score(head):
 def test_temporal_max_ignores_masked_steps_even_when_they_hold_large_values():
     x = np.array([[[1.0, -2.0], [3.0, -1.0], [1e6, 1e6]]], np.float32)
     mask = np.array([[True, True, False]])
-    out = keras.ops.convert_to_numpy(temporal.MaskedTemporalMax()(x, mask=mask))
+    out = keras.ops.convert_to_numpy(cnn.MaskedTemporalMax()(x, mask=mask))
     np.testing.assert_array_equal(out, [[3.0, -1.0]])
-    nothing = keras.ops.convert_to_numpy(temporal.MaskedTemporalMax()(x, mask=~mask & False))
+    nothing = keras.ops.convert_to_numpy(cnn.MaskedTemporalMax()(x, mask=~mask & False))
     np.testing.assert_array_equal(nothing, [[0.0, 0.0]])
 
 
 def test_unknown_names_raise():
     with pytest.raises(ValueError, match="clip model"):
-        temporal.build_clip_model("i3d", 4, 16)
+        clips.build_clip_model("i3d", 4, 16)
     with pytest.raises(ValueError, match="recurrent head"):
-        temporal.build_head("transformer")
+        sequences.build_head("transformer")
 
 
 def test_save_and_reload_give_identical_predictions(tmp_path):
-    head = temporal.build_head("temporal_max", feature_dim=8)
-    x, lengths = temporal.pad_sequences([sequence(3), sequence(6)], 6, feature_dim=8)
-    inputs = temporal.Sequences(np.array(["a", "b"]), np.array([0, 1]), x, lengths).inputs
-    clips = RNG.uniform(0, 255, (2, 4, 16, 16, 3)).astype(np.float32)
-    for model, x in ((head, inputs), (temporal.build_clip_model("conv3d_light", 4, 16), clips)):
+    head = sequences.build_head("temporal_max", feature_dim=8)
+    x, lengths = cnn_features.pad_sequences([sequence(3), sequence(6)], 6, feature_dim=8)
+    inputs = cnn_features.Sequences(np.array(["a", "b"]), np.array([0, 1]), x, lengths).inputs
+    clip_batch = RNG.uniform(0, 255, (2, 4, 16, 16, 3)).astype(np.float32)
+    for model, x in ((head, inputs), (clips.build_clip_model("conv3d_light", 4, 16), clip_batch)):
         path = tmp_path / f"{model.name}.keras"
         model.save(path)
-        np.testing.assert_array_equal(temporal.load_model(path).predict(x, verbose=0),
+        np.testing.assert_array_equal(cnn.load_model(path).predict(x, verbose=0),
                                       model.predict(x, verbose=0))
 
 
-@pytest.mark.parametrize("name", [*temporal.CLIP_MODELS, *temporal.RNN_HEADS])
+@pytest.mark.parametrize("name", [*vocabulary.CLIP_MODELS, *vocabulary.RNN_HEADS])
 def test_one_training_step_of_each_model(name):
-    if name in temporal.CLIP_MODELS:
-        model = temporal.build_clip_model(name, 4, 16)
+    if name in vocabulary.CLIP_MODELS:
+        model = clips.build_clip_model(name, 4, 16)
         x = RNG.uniform(0, 255, (2, 4, 16, 16, 3)).astype(np.float32)
         optimizer = keras.optimizers.SGD(0.005, momentum=0.9, nesterov=True)
     else:
-        model = temporal.build_head(name, feature_dim=8)
-        feats, lengths = temporal.pad_sequences([sequence(2), sequence(4)], 4, feature_dim=8)
-        x = temporal.Sequences(np.array(["a", "b"]), np.array([0, 1]), feats, lengths).inputs
+        model = sequences.build_head(name, feature_dim=8)
+        feats, lengths = cnn_features.pad_sequences([sequence(2), sequence(4)], 4, feature_dim=8)
+        x = cnn_features.Sequences(np.array(["a", "b"]), np.array([0, 1]), feats, lengths).inputs
         optimizer = keras.optimizers.Adam(1e-3)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
     loss = model.train_on_batch(x, np.array([0, 1]))
@@ -188,7 +188,7 @@ def tiny_run(tmp_path):
     run = RunPaths(tmp_path / "run").ensure()
     arrays = {v: faces(n, 32) for v, (_, _, n) in COUNTS.items()}
     for vid, f in arrays.items():
-        io.write_npz(store_path(run, vid), faces=f, frame_idx=np.arange(len(f)) * 3,
+        io.write_npz(run.face_file(vid), faces=f, frame_idx=np.arange(len(f)) * 3,
                      config=np.array("faces-v1"))
     return run, DictStore(arrays), index(COUNTS)
 
@@ -201,7 +201,7 @@ SHARED = {"seed": 0, "img_size": 32}
 
 def test_clip_stage_keeps_every_test_video_and_skips_finished_models(tiny_run):
     run, store, videos = tiny_run
-    result = temporal.train_clip_models(store, videos, run, SHARED, CLIP_SECTION, verbose=0)
+    result = clips.train_clip_models(store, videos, run, SHARED, CLIP_SECTION, verbose=0)
     rows = result.predictions["conv3d_light"].set_index("video_id")
     assert set(rows.index) == {"te_long", "te_real", "te_short", "te_none"}
     assert rows.loc["te_none", "status"] == evaluation.STATUS_NO_FACE
@@ -212,19 +212,19 @@ def test_clip_stage_keeps_every_test_video_and_skips_finished_models(tiny_run):
     assert set(result.logs) == {"conv3d_light"}
     model_file = run.root / result.records["conv3d_light"].model
     stamp = model_file.stat().st_mtime_ns
-    again = temporal.train_clip_models(store, videos, run, SHARED, CLIP_SECTION, verbose=0)
+    again = clips.train_clip_models(store, videos, run, SHARED, CLIP_SECTION, verbose=0)
     assert model_file.stat().st_mtime_ns == stamp  # not retrained
     pd.testing.assert_frame_equal(again.predictions["conv3d_light"], result.predictions["conv3d_light"])
 
 
 def test_a_changed_split_retrains_the_clip_model_and_says_why(tiny_run, capsys):
     run, store, videos = tiny_run
-    first = temporal.train_clip_models(store, videos, run, SHARED, CLIP_SECTION, verbose=0)
+    first = clips.train_clip_models(store, videos, run, SHARED, CLIP_SECTION, verbose=0)
     assert set(first.records["conv3d_light"].made_from["inputs"]["train"]) == {
         f"tr{i}" for i in range(6)}
     moved = videos.assign(split=np.where(videos["video_id"] == "tr0", "test", videos["split"]))
     capsys.readouterr()
-    again = temporal.train_clip_models(store, moved, run, SHARED, CLIP_SECTION, verbose=0)
+    again = clips.train_clip_models(store, moved, run, SHARED, CLIP_SECTION, verbose=0)
     assert "conv3d_light: trained on other videos (1 removed), retraining" in capsys.readouterr().out
     assert "tr0" not in again.records["conv3d_light"].made_from["inputs"]["train"]
     assert "tr0" in set(again.predictions["conv3d_light"]["video_id"])
@@ -234,7 +234,7 @@ def test_rnn_stage_extracts_features_once_and_keeps_every_test_video(tiny_run):
     run, store, videos = tiny_run
     # A stand-in frame CNN with the contract's layer names (a real backbone is slow here).
     inputs = keras.Input((32, 32, 3))
-    feats = keras.layers.Dense(temporal.FEATURE_DIM, activation="relu", name=cnn.FEATURES_LAYER)(
+    feats = keras.layers.Dense(cnn_features.FEATURE_DIM, activation="relu", name=cnn.FEATURES_LAYER)(
         keras.layers.GlobalAveragePooling2D()(inputs))
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax",
                                                    name=cnn.PREDICTIONS_LAYER)(feats))
@@ -242,7 +242,7 @@ def test_rnn_stage_extracts_features_once_and_keeps_every_test_video(tiny_run):
     folder.mkdir(parents=True)
     model.save(folder / "chunk0.keras")
     train = videos[videos["split"] == "train"]
-    chunk0 = training.balanced_chunks(train, training.n_chunks(train, 3), 0)[0]
+    chunk0 = cnn_training.balanced_chunks(train, cnn_training.n_chunks(train, 3), 0)[0]
     assert 0 < len(chunk0) < len(train)
     io.write_text(json.dumps({"arch": "ef0", "complete": True, "finished_at": 1.0,
                               "config": {"chunks": 3, "seed": 0},
@@ -251,17 +251,17 @@ def test_rnn_stage_extracts_features_once_and_keeps_every_test_video(tiny_run):
                   folder / "manifest.json")
     section = {"models": ["lstm"], "seq_len": 4, "epochs": 1, "batch_size": 4,
                "learning_rate": 1e-3, "patience": 1, "dropout": 0.5, "class_weight": True}
-    result = temporal.train_heads(store, videos, run, SHARED, section, verbose=0)
+    result = sequences.train_heads(store, videos, run, SHARED, section, verbose=0)
     assert set(result.features["status"]) == {"extracted"}
-    with np.load(temporal.features_dir(run, "ef0") / "tr0.npz") as z:
-        assert z["features"].shape == (4, temporal.FEATURE_DIM)  # the first seq_len faces
+    with np.load(run.sequence_features_dir("ef0") / "tr0.npz") as z:
+        assert z["features"].shape == (4, cnn_features.FEATURE_DIM)  # the first seq_len faces
     assert result.methods == ["rnn/lstm"]
     # the heads train on chunk 0's videos only: the CNN saw every one of them
     assert result.records["rnn/lstm"].n_train == len(chunk0)
     rows = result.predictions["rnn/lstm"].set_index("video_id")
     assert rows.loc["te_none", "status"] == evaluation.STATUS_NO_FACE
     assert rows.loc["te_short", "n_frames"] == 2 and rows.loc["te_long", "n_frames"] == 4
-    again = temporal.train_heads(store, videos, run, SHARED, section, verbose=0)
+    again = sequences.train_heads(store, videos, run, SHARED, section, verbose=0)
     assert set(again.features["status"]) == {"skipped"}
     pd.testing.assert_frame_equal(again.predictions["rnn/lstm"], result.predictions["rnn/lstm"])
 
@@ -269,26 +269,26 @@ def test_rnn_stage_extracts_features_once_and_keeps_every_test_video(tiny_run):
 def test_profile_choices_match_the_models_built_here():
     from dflib import config
 
-    assert config.STAGE_BY_NAME["train_c3d"].fields["models"].choices == temporal.CLIP_MODELS
-    assert config.STAGE_BY_NAME["train_rnn"].fields["models"].choices == temporal.RNN_HEADS
+    assert config.STAGE_BY_NAME["train_c3d"].fields["models"].choices == vocabulary.CLIP_MODELS
+    assert config.STAGE_BY_NAME["train_rnn"].fields["models"].choices == vocabulary.RNN_HEADS
 
 
 def test_clip_counts_follow_the_short_video_rule():
     videos = pd.DataFrame({"split": ["train", "train", "test"], "label": [0, 1, 1],
                            "n_faces": [20, 3, 0]})
-    counts = temporal.clip_counts(videos, clip_len=8)
-    assert counts.loc[("train", 0)].tolist() == [20, len(temporal.clip_windows(20, 8)), 0, 0]
+    counts = clips.clip_counts(videos, clip_len=8)
+    assert counts.loc[("train", 0)].tolist() == [20, len(clips.clip_windows(20, 8)), 0, 0]
     assert counts.loc[("train", 1)].tolist() == [3, 1, 1, 0]
     assert counts.loc[("test", 1)].tolist() == [0, 0, 0, 1]
 
 
 def test_conv3d_is_the_original_studys_conv3d_model():
-    model = temporal.build_clip_model("conv3d", 16, 112)
+    model = clips.build_clip_model("conv3d", 16, 112)
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv3D)]
     assert [c.filters for c in convs] == [64, 128, 128, 256, 256]
     assert model.get_layer("pool1").pool_size == (1, 2, 2)  # space only, as (2, 2, 1) in HWT
     assert [model.get_layer(f"fc{i}").units for i in (1, 2)] == [2048, 2048]
     assert all(float(layer.kernel_regularizer.l2) == pytest.approx(5e-3)
                for layer in (*convs, model.get_layer("fc1"), model.get_layer("fc2")))
-    light = temporal.build_clip_model("conv3d_light", 16, 112)
+    light = clips.build_clip_model("conv3d_light", 16, 112)
     assert light.count_params() < model.count_params() / 20

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import cnn, config, evaluation, faces, io, pipeline, plots, training
+from dflib import (batches, cnn, cnn_training, config, evaluation, faces, fitting, io,
+                   plots, stages)
 from dflib.paths import RunPaths
 
 SIZE = 32
@@ -48,19 +49,19 @@ class MemoryStore:
                                                      (10, 3, 0, 3), (3, 10, 1, 1),
                                                      (3, 10, 5, 5), (3, 2, 7, 3)])
 def test_number_of_chunks(n_real, n_fake, chunks, k):
-    assert training.n_chunks(video_table(n_real, n_fake), chunks) == k
+    assert cnn_training.n_chunks(video_table(n_real, n_fake), chunks) == k
 
 
 def test_a_missing_class_is_refused():
     with pytest.raises(ValueError, match="no real videos"):
-        training.n_chunks(video_table(0, 5), 0)
+        cnn_training.n_chunks(video_table(0, 5), 0)
 
 
 @pytest.mark.parametrize("n_real,n_fake,k", [(3, 10, 3), (10, 3, 3), (5, 5, 1), (2, 9, 4)])
 def test_balanced_chunks_are_disjoint_covering_and_keep_all_minority(n_real, n_fake, k):
     videos = video_table(n_real, n_fake)
     major = 1 if n_fake >= n_real else 0
-    parts = training.balanced_chunks(videos, k, seed=0)
+    parts = cnn_training.balanced_chunks(videos, k, seed=0)
     assert len(parts) == k
     minority = set(videos.loc[videos["label"] != major, "video_id"])
     slices = [set(p.loc[p["label"] == major, "video_id"]) for p in parts]
@@ -69,12 +70,12 @@ def test_balanced_chunks_are_disjoint_covering_and_keep_all_minority(n_real, n_f
         assert len(s) in (max(n_real, n_fake) // k, -(-max(n_real, n_fake) // k))
     assert set().union(*slices) == set(videos.loc[videos["label"] == major, "video_id"])
     assert sum(map(len, slices)) == max(n_real, n_fake)  # disjoint
-    again = training.balanced_chunks(videos, k, seed=0)
+    again = cnn_training.balanced_chunks(videos, k, seed=0)
     assert all(a.equals(b) for a, b in zip(parts, again))
 
 
 def test_class_weights_balance_the_faces():
-    w = training.class_weights(video_table(2, 6))
+    w = fitting.class_weights(video_table(2, 6))
     assert w[0] * 6 == pytest.approx(w[1] * 18)  # 6 real faces, 18 fake faces
     assert w[0] == pytest.approx(24 / 12)
 
@@ -82,17 +83,17 @@ def test_class_weights_balance_the_faces():
 def test_no_video_on_both_sides_of_the_split():
     videos = pd.concat([video_table(2, 3, "train"), video_table(1, 2, "val"),
                         video_table(1, 1, "test")], ignore_index=True)
-    train, val = training.split_videos(videos)
+    train, val = cnn_training.split_videos(videos)
     assert not set(train["video_id"]) & set(val["video_id"])
     assert set(train["split"]) == {"train"} and set(val["split"]) == {"val"}
     store = MemoryStore(videos)
     train_seen, val_seen = (
         {v for i in range(len(ds)) for v in ds.keys(i)["video_id"]}
-        for ds in (training.FaceBatches(store, train, 4), training.FaceBatches(store, val, 4)))
+        for ds in (batches.FaceBatches(store, train, 4), batches.FaceBatches(store, val, 4)))
     assert not train_seen & val_seen
     clash = pd.concat([videos, videos.iloc[[0]].assign(split="val")], ignore_index=True)
     with pytest.raises(ValueError, match="both the train and val"):
-        training.split_videos(clash)
+        cnn_training.split_videos(clash)
 
 
 # --------------------------------------------------------------------------- streaming
@@ -101,7 +102,7 @@ def test_batches_have_the_right_shapes_labels_and_cover_each_face_once():
     videos = pd.concat([video_table(3, 5, faces_each=3),
                         video_table(1, 0, faces_each=0, prefix="empty_")], ignore_index=True)
     store = MemoryStore(videos)
-    ds = training.FaceBatches(store, videos, batch_size=5, shuffle=True, seed=1, cache_videos=2)
+    ds = batches.FaceBatches(store, videos, batch_size=5, shuffle=True, seed=1, cache_videos=2)
     assert ds.n_samples == 24 and len(ds) == 5
     seen = []
     for i in range(len(ds)):
@@ -122,24 +123,24 @@ def test_batches_have_the_right_shapes_labels_and_cover_each_face_once():
 def test_shuffle_windows_read_each_video_once_per_epoch_and_reshuffle():
     videos = video_table(6, 6, faces_each=4)
     store = MemoryStore(videos)
-    ds = training.FaceBatches(store, videos, batch_size=8, shuffle=True, seed=3, cache_videos=3)
+    ds = batches.FaceBatches(store, videos, batch_size=8, shuffle=True, seed=3, cache_videos=3)
     first = pd.concat([ds.keys(i) for i in range(len(ds))])
     assert len(store.reads) == 12 and len(set(store.reads)) == 12
     ds.on_epoch_end()
     second = pd.concat([ds.keys(i) for i in range(len(ds))])
     assert not first.reset_index(drop=True).equals(second.reset_index(drop=True))
-    same = training.FaceBatches(MemoryStore(videos), videos, 8, shuffle=True, seed=3,
-                                cache_videos=3)
+    same = batches.FaceBatches(MemoryStore(videos), videos, 8, shuffle=True, seed=3,
+                               cache_videos=3)
     assert first.reset_index(drop=True).equals(
         pd.concat([same.keys(i) for i in range(len(same))]).reset_index(drop=True))
 
 
 def test_unshuffled_order_and_a_face_subset():
     videos = video_table(2, 2, faces_each=5)
-    ds = training.FaceBatches(MemoryStore(videos), videos, batch_size=6)
+    ds = batches.FaceBatches(MemoryStore(videos), videos, batch_size=6)
     keys = pd.concat([ds.keys(i) for i in range(len(ds))], ignore_index=True)
     assert list(keys["video_id"]) == [v for v in videos["video_id"] for _ in range(5)]
-    sub = training.FaceBatches(MemoryStore(videos), videos, batch_size=6, max_faces=7, seed=0)
+    sub = batches.FaceBatches(MemoryStore(videos), videos, batch_size=6, max_faces=7, seed=0)
     assert sub.n_samples == 7 and len(sub.face_labels) == 7
     with pytest.raises(IndexError):
         ds[len(ds)]
@@ -147,14 +148,14 @@ def test_unshuffled_order_and_a_face_subset():
 
 def test_a_store_that_disagrees_with_the_summary_is_an_error():
     videos = video_table(1, 1, faces_each=3)
-    ds = training.FaceBatches(MemoryStore(videos.assign(n_faces=2)), videos, batch_size=4)
+    ds = batches.FaceBatches(MemoryStore(videos.assign(n_faces=2)), videos, batch_size=4)
     with pytest.raises(ValueError, match="summary says 3"):
         ds[0]
 
 
 def test_augmentation_keeps_shape_and_dtype_changes_pixels_and_is_seeded():
     x = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
-    aug = training.PAPER_AUGMENTATION
+    aug = batches.PAPER_AUGMENTATION
     a = aug(x, np.random.default_rng(5))
     b = aug(x, np.random.default_rng(5))
     assert a.shape == x.shape and a.dtype == x.dtype and not np.array_equal(a, x)
@@ -163,15 +164,15 @@ def test_augmentation_keeps_shape_and_dtype_changes_pixels_and_is_seeded():
 
 
 def test_augmentation_transforms_are_the_paper_ones():
-    still = training.Augmentation(rotation_deg=0, zoom=0, shift=0, shear=0, flip=False)
+    still = batches.Augmentation(rotation_deg=0, zoom=0, shift=0, shear=0, flip=False)
     x = np.random.default_rng(0).integers(0, 256, (3, 9, 9, 3), dtype=np.uint8)
     np.testing.assert_array_equal(still(x, np.random.default_rng(0)), x)
-    mirrored = training.Augmentation(rotation_deg=0, zoom=0, shift=0, shear=0, flip=True)
+    mirrored = batches.Augmentation(rotation_deg=0, zoom=0, shift=0, shear=0, flip=True)
     out = mirrored(x, np.random.default_rng(1))
     flips = [np.array_equal(o, f[:, ::-1]) or np.array_equal(o, f) for o, f in zip(out, x)]
     assert all(flips)
     # Every matrix keeps within the paper's ranges: |rotation| <= 30 degrees, zoom 0.85-1.15.
-    m = training.PAPER_AUGMENTATION.matrices(500, 64, np.random.default_rng(2))
+    m = batches.PAPER_AUGMENTATION.matrices(500, 64, np.random.default_rng(2))
     scale = np.sqrt(np.abs(np.linalg.det(m[:, :, :2])))
     assert m.shape == (500, 2, 3) and scale.min() > 0.84 and scale.max() < 1.16
     assert np.abs(m[:, :, 2] - 31.5 + m[:, :, :2] @ np.full(2, 31.5)).max() <= 0.2 * 64
@@ -179,8 +180,8 @@ def test_augmentation_transforms_are_the_paper_ones():
 
 def test_augmented_batches_do_not_depend_on_the_order_they_are_made_in():
     videos = video_table(2, 2, faces_each=4)
-    ds = training.FaceBatches(MemoryStore(videos), videos, batch_size=4, shuffle=True, seed=3,
-                              augment=training.PAPER_AUGMENTATION)
+    ds = batches.FaceBatches(MemoryStore(videos), videos, batch_size=4, shuffle=True, seed=3,
+                             augment=batches.PAPER_AUGMENTATION)
     forward = [ds[i][0] for i in range(len(ds))]
     backward = [ds[i][0] for i in reversed(range(len(ds)))][::-1]
     for a, b in zip(forward, backward):
@@ -197,7 +198,7 @@ def write_run(root, videos: pd.DataFrame) -> RunPaths:
     for v in videos.itertuples():
         base = 60 + 120 * v.label  # learnable brightness, with noise
         crops = np.clip(rng.normal(base, 30, (v.n_faces, SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
-        io.write_npz(faces.store_path(run, v.video_id), faces=crops,
+        io.write_npz(run.face_file(v.video_id), faces=crops,
                      frame_idx=np.arange(v.n_faces) * 2)
         rows.append({"video_id": v.video_id, "label": v.label, "split": v.split,
                      "status": "ok" if v.n_faces else "no_face", "n_sampled": 4,
@@ -205,7 +206,7 @@ def write_run(root, videos: pd.DataFrame) -> RunPaths:
     io.write_csv(videos.drop(columns="n_faces").assign(path="x.mp4", dataset="celebdf",
                                                        method="m", compression="c23"),
                  run.videos_csv)
-    io.write_csv(pd.DataFrame(rows, columns=faces.SUMMARY_COLUMNS), faces.summary_csv(run))
+    io.write_csv(pd.DataFrame(rows, columns=faces.SUMMARY_COLUMNS), run.faces_summary_csv)
     return run
 
 
@@ -216,7 +217,7 @@ def profile_for(run: RunPaths, **train_cnn: object) -> config.Profile:
         "train_cnn": {"arch": "ef0", "weights": "none", "epochs": 2, "batch_size": 8,
                       "patience": 1, "chunks": 0, "class_weight": True, **train_cnn},
         "evaluate_cnn": {"tsne_max_points": 12},
-    }, check_data=False, stages=("train_cnn", "evaluate_cnn"))
+    }, stages=("train_cnn", "evaluate_cnn"))
 
 
 def tiny_model(arch: str, img_size: int, weights: str = "none",
@@ -242,7 +243,7 @@ def test_train_resume_and_evaluate_end_to_end(tmp_path, capsys, monkeypatch):
     run = write_run(tmp_path, videos)
     profile = profile_for(run)
 
-    manifest = pipeline.train_cnn(profile, verbose=0)
+    manifest = stages.train_cnn(profile, verbose=0)
     folder = run.models / "cnn" / "ef0"
     assert manifest["chunks"] == 2 and manifest["complete"]
     assert manifest["weights_requested"] == manifest["weights_used"] == "none"
@@ -261,16 +262,16 @@ def test_train_resume_and_evaluate_end_to_end(tmp_path, capsys, monkeypatch):
     (folder / "chunk1.inprogress.keras").write_bytes(b"truncated")
     mtime0 = (folder / "chunk0.keras").stat().st_mtime_ns
     capsys.readouterr()
-    again = pipeline.train_cnn(profile, verbose=0)
+    again = stages.train_cnn(profile, verbose=0)
     assert "chunk 0: chunk0.keras exists, skipped" in capsys.readouterr().out
     assert (folder / "chunk0.keras").stat().st_mtime_ns == mtime0
     assert (folder / "chunk1.keras").exists() and not (folder / "chunk1.inprogress.keras").exists()
     assert again["chunk_models"][0] == manifest["chunk_models"][0]
     assert again["finished_at"] > manifest["finished_at"]  # chunk 1 was trained again
     # Nothing left to train: the training is the same one, so what reads it is kept too.
-    assert pipeline.train_cnn(profile, verbose=0)["finished_at"] == again["finished_at"]
+    assert stages.train_cnn(profile, verbose=0)["finished_at"] == again["finished_at"]
 
-    result = pipeline.evaluate_cnn(profile)
+    result = stages.evaluate_cnn(profile)
     assert result.methods == ["cnn/ef0", "cnn/ef0/chunk1", "cnn/ef0/boosted",
                               "cnn/ef0/boosted_mean"]
     table = evaluation.results_table(run)
@@ -288,7 +289,7 @@ def test_train_resume_and_evaluate_end_to_end(tmp_path, capsys, monkeypatch):
 
     # The notebooks' figures, from these artifacts.
     preds = {m: evaluation.read_predictions(run, m)[0] for m in result.methods}
-    figures = [plots.training_curves_figure(training.training_logs(run, again)),
+    figures = [plots.training_curves_figure(cnn_training.training_logs(run, again)),
                plots.roc_figure(preds), plots.confusion_figure(preds),
                plots.tsne_figure(result.tsne_before, result.tsne_after, result.tsne_labels),
                plots.tsne_figure(result.tsne_before[:3], result.tsne_after[:3],
@@ -304,7 +305,7 @@ def test_same_seed_same_models(tmp_path, monkeypatch):
     weights = []
     for name in ("a", "b"):
         run = write_run(tmp_path / name, videos)
-        pipeline.train_cnn(profile_for(run), verbose=0)
+        stages.train_cnn(profile_for(run), verbose=0)
         model = cnn.load_model(run.models / "cnn" / "ef0" / "chunk0.keras")
         weights.append(model.get_weights())
     for wa, wb in zip(*weights):
@@ -318,7 +319,7 @@ def test_a_changed_split_retrains_and_no_model_trained_on_a_test_video_is_scored
                         video_table(1, 1, "test")], ignore_index=True)
     run = write_run(tmp_path, videos)
     profile = profile_for(run)
-    first = pipeline.train_cnn(profile, verbose=0)
+    first = stages.train_cnn(profile, verbose=0)
     assert all(set(c["made_from"]["inputs"]["train"]) <= set(videos.loc[videos["split"] == "train",
                                                                           "video_id"])
                for c in first["chunk_models"])
@@ -329,10 +330,10 @@ def test_a_changed_split_retrains_and_no_model_trained_on_a_test_video_is_scored
     index.loc[index["video_id"].isin(moved), "split"] = "test"
     io.write_csv(index, run.videos_csv)
     with pytest.raises(ValueError, match="chunk 0 was trained on .* now in the test split"):
-        pipeline.evaluate_cnn(profile)  # the old models must not score their training videos
+        stages.evaluate_cnn(profile)  # the old models must not score their training videos
 
     capsys.readouterr()
-    second = pipeline.train_cnn(profile, verbose=0)
+    second = stages.train_cnn(profile, verbose=0)
     out = capsys.readouterr().out
     assert "exists, skipped" not in out
     assert "chunk 0: trained on other videos (" in out and ", retraining" in out
@@ -340,18 +341,18 @@ def test_a_changed_split_retrains_and_no_model_trained_on_a_test_video_is_scored
     for chunk in second["chunk_models"]:
         read = set(chunk["made_from"]["inputs"]["train"]) | set(chunk["made_from"]["inputs"]["val"])
         assert not read & test_ids
-    result = pipeline.evaluate_cnn(profile)
+    result = stages.evaluate_cnn(profile)
     vids, _ = evaluation.read_predictions(run, result.methods[0])
     assert set(moved) <= set(vids["video_id"])
 
     # The same split again: nothing retrains; another val_fraction-like change (a val
     # video moved to train) retrains and says so.
     capsys.readouterr()
-    pipeline.train_cnn(profile, verbose=0)
+    stages.train_cnn(profile, verbose=0)
     assert "chunk 0: chunk0.keras exists, skipped" in capsys.readouterr().out
     index.loc[index["video_id"] == "val_real0", "split"] = "train"
     io.write_csv(index, run.videos_csv)
-    pipeline.train_cnn(profile, verbose=0)
+    stages.train_cnn(profile, verbose=0)
     assert "moved to another split" in capsys.readouterr().out
 
 
@@ -373,8 +374,8 @@ def test_chunks_trained_on_two_dask_workers_match_the_sequential_training(tmp_pa
     videos = pd.concat([video_table(2, 4, "train"), video_table(1, 1, "val"),
                         video_table(2, 2, "test")], ignore_index=True)
     sequential, parallel = (write_run(tmp_path / name, videos) for name in ("seq", "dask"))
-    expected = pipeline.train_cnn(profile_for(sequential), verbose=0)
-    pipeline.evaluate_cnn(profile_for(sequential))
+    expected = stages.train_cnn(profile_for(sequential), verbose=0)
+    stages.evaluate_cnn(profile_for(sequential))
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tiny_model, by value
     try:
@@ -382,7 +383,7 @@ def test_chunks_trained_on_two_dask_workers_match_the_sequential_training(tmp_pa
                           dashboard_address=None) as cluster, Client(cluster) as client:
             client.run(lambda: setattr(cnn, "build_model", tiny_model))
             profile = profile_for(parallel, scheduler=cluster.scheduler_address)
-            manifest = pipeline.train_cnn(profile, verbose=0)
+            manifest = stages.train_cnn(profile, verbose=0)
             pids = set(client.run(os.getpid).values())
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
@@ -391,7 +392,7 @@ def test_chunks_trained_on_two_dask_workers_match_the_sequential_training(tmp_pa
     same = ("chunk", "n_videos", "n_real", "n_fake", "n_faces", "made_from", "model", "log")
     assert [{k: c[k] for k in same} for c in manifest["chunk_models"]] == [
         {k: c[k] for k in same} for c in expected["chunk_models"]]
-    pipeline.evaluate_cnn(profile_for(parallel))
+    stages.evaluate_cnn(profile_for(parallel))
     for folder in ("predictions", "predictions/val"):
         names = sorted(p.name for p in (sequential.root / folder).glob("cnn__*.csv"))
         assert names and names == sorted(p.name for p in (parallel.root / folder).glob("cnn__*.csv"))
@@ -399,7 +400,7 @@ def test_chunks_trained_on_two_dask_workers_match_the_sequential_training(tmp_pa
             ours, theirs = (pd.read_csv(r.root / folder / name) for r in (parallel, sequential))
             scores = [c for c in ours.columns if c.startswith("score") or c == "pred"]
             pd.testing.assert_frame_equal(ours.drop(columns=scores), theirs.drop(columns=scores))
-    again = pipeline.train_cnn(profile_for(parallel), verbose=0)  # sequential rerun: all kept
+    again = stages.train_cnn(profile_for(parallel), verbose=0)  # sequential rerun: all kept
     assert again["chunk_models"] == manifest["chunk_models"]
 
 
@@ -418,11 +419,11 @@ def test_a_trained_chunk_model_separates_its_training_faces_in_inference_mode(tm
         "outputs_dir": str(run.root.parent), "img_size": SIZE, "seed": 0,
         "train_cnn": {"arch": "ef0", "weights": "none", "epochs": 3, "batch_size": 8,
                       "patience": 3, "chunks": 1, "augment": False},
-    }, check_data=False, stages=("train_cnn",))
-    manifest = pipeline.train_cnn(profile, verbose=0)
+    }, stages=("train_cnn",))
+    manifest = stages.train_cnn(profile, verbose=0)
     model = cnn.load_model(run.root / manifest["chunk_models"][0]["model"])
     train = videos[videos["split"] == "train"]
-    scores = training.score_faces([model], training.FaceBatches(faces.FaceStore(run), train, 16))
+    scores = cnn_training.score_faces([model], batches.FaceBatches(faces.FaceStore(run), train, 16))
     assert scores["score0"].std() > 0.05  # not one constant for every face
     # They separate (0.81 on a fresh clone here); before the fix every face scored the same.
     assert roc_auc_score(scores["label"], scores["score0"]) > 0.7
@@ -443,7 +444,7 @@ def test_every_stored_face_is_scored_and_a_frame_takes_its_most_fake_face():
                                   np.array([0, -2.5], np.float32)])
     videos = pd.DataFrame({"video_id": ["v"], "label": [1], "n_faces": [2],
                            "n_other_faces": [1]})
-    video_rows, frame_rows = training.chunk_predictions([model], "x", store, videos)["cnn/x"]
+    video_rows, frame_rows = cnn_training.chunk_predictions([model], "x", store, videos)["cnn/x"]
     p = 1 / (1 + np.exp(-(0.02 * np.array([10.0, 240.0]) - 2.5)))
     assert frame_rows["frame_idx"].tolist() == [0, 5]
     assert frame_rows["score"].to_numpy() == pytest.approx(p, abs=1e-5)

@@ -3,10 +3,6 @@ the torch backend), the balanced batches, training (NaN stop, resume) and the cl
 
 from __future__ import annotations
 
-# torchvision must come before TensorFlow in a process (docs/traps.md); other
-# test modules use it, and this one imports Keras/TensorFlow when it is collected.
-import torchvision  # noqa: F401, I001
-
 import json
 import os
 import re
@@ -19,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import evaluation, triplet
+from dflib import evaluation, triplet, vocabulary
 from dflib.paths import RunPaths
 
 
@@ -205,7 +201,7 @@ def test_training_saves_logs_and_reloads_a_finished_model(tmp_path):
     xv, yv = clusters(40, seed=1)
     first = triplet.train(run, x, y, xv, yv, **TRAIN)
     assert first.trained and first.monitor == "val_loss"
-    assert triplet.model_path(run).is_file()
+    assert run.top_model_files(triplet.MODEL_NAME)[0].is_file()
     assert {"epoch", "loss", "val_loss"} <= set(first.history.columns)
     z = triplet.transform(first.model, xv)
     assert z.shape == (40, triplet.EMBEDDING_DIM) and np.isfinite(z).all()
@@ -247,12 +243,12 @@ def test_a_nan_loss_stops_training_with_a_clear_message(tmp_path, learning_rate)
                              + re.escape(f"{learning_rate:g}")):
         triplet.train(RunPaths(tmp_path).ensure(), x, y, x[:0], y[:0],
                       **{**TRAIN, "learning_rate": learning_rate})
-    assert not triplet.model_path(RunPaths(tmp_path)).exists()
+    assert not RunPaths(tmp_path).top_model_files(triplet.MODEL_NAME)[0].exists()
 
 
 # --------------------------------------------------------------------------- classifiers
 
-@pytest.mark.parametrize("name", triplet.CLASSIFIERS)
+@pytest.mark.parametrize("name", vocabulary.CLASSIFIERS)
 def test_classifiers_give_probabilities_of_fake(name):
     x, y = clusters(90)
     clf = triplet.make_classifier(name, seed=0, n_train=len(y)).fit(x, y)
@@ -300,9 +296,9 @@ def fake_embedding_run(tmp_path) -> tuple[RunPaths, pd.DataFrame]:
                      "method": method})
         k = 0 if i == 23 else 4
         x = rng.normal(size=(k, embeddings.DIM)) + 0.4 * label
-        io.write_npz(embeddings.embedding_path(run, f"{method}_{i}"), emb=x.astype(np.float32),
+        io.write_npz(run.embeddings_file(f"{method}_{i}"), emb=x.astype(np.float32),
                      frame_idx=np.arange(k), config=np.array("test"))
-    embeddings.manifest_path(run).write_text(json.dumps({"requested": "none", "used": "random",
+    run.embeddings_manifest.write_text(json.dumps({"requested": "none", "used": "random",
                                                          "reason": "test"}))
     return run, pd.DataFrame(rows)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import config, evaluation, paths, plots, reports
+from dflib import config, evaluation, paths, plots, result_tables, vocabulary
 from dflib.paths import RunPaths
 
 
@@ -20,7 +20,7 @@ def results(rows: list[tuple]) -> pd.DataFrame:
 
 
 def test_method_families():
-    family = {m: reports.method_family(m) for m in (
+    family = {m: vocabulary.display_group(m) for m in (
         "cnn/xception", "cnn/ef0/chunk3", "cnn/ef0/boosted", "cnn/ef0/boosted_mean", "c3d",
         "conv3d", "rnn/bilstm", "rnn/temporal_max", "facenet/sgd", "triplet/knn", "bench/x")}
     assert family == {
@@ -32,78 +32,78 @@ def test_method_families():
 
 
 def test_paper_table_orders_levels_families_and_chunks():
-    table = reports.paper_table(results([
+    table = result_tables.paper_table(results([
         ("triplet/sgd", "frame", 0.6, 0.7, 0.3), ("triplet/sgd", "video", 0.7, 0.8, 0.2),
         ("cnn/ef0/chunk10", "video", 0.5, 0.5, 0.5), ("rnn/lstm", "video", 0.6, 0.6, 0.4),
         ("cnn/ef0/boosted", "video", 0.7, 0.6, 0.4), ("cnn/ef0/chunk2", "video", 0.5, 0.5, 0.5),
         ("facenet/sgd", "video", 0.5, 0.6, 0.5), ("cnn/ef0", "frame", 0.5, 0.5, 0.5)]))
-    assert list(table.columns) == reports.PAPER_COLUMNS
+    assert list(table.columns) == result_tables.PAPER_COLUMNS
     assert list(zip(table["level"], table["method"])) == [
         ("video", "cnn/ef0/chunk2"), ("video", "cnn/ef0/chunk10"), ("video", "cnn/ef0/boosted"),
         ("video", "rnn/lstm"), ("video", "facenet/sgd"), ("video", "triplet/sgd"),
         ("frame", "cnn/ef0"), ("frame", "triplet/sgd")]
-    assert set(table["source"]) == {reports.OURS}
+    assert set(table["source"]) == {result_tables.OURS}
     with pytest.raises(ValueError, match="unknown level 'clip'"):
-        reports.paper_table(results([("c3d", "clip", 0.5, 0.5, 0.5)]))
+        result_tables.paper_table(results([("c3d", "clip", 0.5, 0.5, 0.5)]))
 
 
 def test_chosen_mark_follows_validation_auc_per_level_not_test():
-    table = reports.paper_table(results([
+    table = result_tables.paper_table(results([
         ("cnn/a", "video", 0.75, 0.90, 0.30, 0.60), ("cnn/b", "video", 0.75, 0.70, 0.40, 0.80),
         ("c3d", "video", 0.50, np.nan, 0.20), ("cnn/a", "frame", 0.90, 0.55, 0.45, 0.52)]))
     chosen = table.set_index(table["method"] + "@" + table["level"])["chosen"]
     assert chosen.to_dict() == {"cnn/a@video": False, "cnn/b@video": True,
                                 "c3d@video": False, "cnn/a@frame": True}
-    md = reports.format_paper_table(table)
+    md = result_tables.format_paper_table(table)
     assert "| **cnn/b** | ✓ |" in md and "| cnn/a | |" in md.replace("|  |", "| |")
     assert "0.900 [0.80, 0.95]" in md  # the interval printed beside the AUC
 
 
 def raw_profile(name: str) -> dict:
     """A params/ profile with its defaults, as the runner writes it to profile.yaml."""
-    profile = config.load(paths.PARAMS_DIR / f"{name}.yaml", check_data=False)
+    profile = config.load(paths.PARAMS_DIR / f"{name}.yaml")
     return {**profile.shared, **{k: dict(v) for k, v in profile.sections.items()}}
 
 
 def test_published_figures_only_for_the_papers_settings():
-    celebdf = reports.published_results(raw_profile("celebdf"))
-    assert list(celebdf.columns) == reports.PAPER_COLUMNS
-    assert set(celebdf["source"]) == {reports.PUBLISHED} == {"published (Kumar et al. 2020)"}
+    celebdf = result_tables.published_results(raw_profile("celebdf"))
+    assert list(celebdf.columns) == result_tables.PAPER_COLUMNS
+    assert set(celebdf["source"]) == {result_tables.PUBLISHED} == {"published (Kumar et al. 2020)"}
     by_method = celebdf.set_index("method")
     assert by_method.loc["cnn/xception", "acc"] == 0.96
     assert by_method.loc["cnn/xception/boosted", "acc"] == 0.98
     assert by_method.loc["triplet", "auc"] == 0.992
     assert set(celebdf["level"]) == {"video"}
-    ffpp = reports.published_results(raw_profile("ffpp_nt_c40"))
+    ffpp = result_tables.published_results(raw_profile("ffpp_nt_c40"))
     assert ffpp[["method", "acc"]].values.tolist() == [["triplet", 0.9071]]
-    assert reports.published_results(raw_profile("demo")).empty  # generated, not Celeb-DF
+    assert result_tables.published_results(raw_profile("demo")).empty  # generated, not Celeb-DF
     other = raw_profile("ffpp_nt_c40")
     other["index"] = {**other["index"], "ffpp_compression": "c23"}
-    assert reports.published_setting(other) is None
+    assert result_tables.published_setting(other) is None
     other["index"] = {**other["index"], "ffpp_compression": "c40",
                       "ffpp_methods": ["Deepfakes", "NeuralTextures"]}
-    assert reports.published_setting(other) is None
+    assert result_tables.published_setting(other) is None
     cross = raw_profile("celebdf")
     cross["index"] = {**cross["index"], "test_dataset": "ffpp"}
-    assert reports.published_setting(cross) is None
+    assert result_tables.published_setting(cross) is None
 
 
 def test_published_rows_stand_beside_ours_unmarked_and_formatted():
     ours = results([("cnn/xception", "video", 0.80, 0.85, 0.2),
                     ("cnn/xception/boosted", "video", 0.82, 0.86, 0.2),
                     ("triplet/sgd", "video", 0.70, 0.90, 0.1)])
-    table = reports.paper_table(ours, reports.published_results(raw_profile("celebdf")))
-    assert list(zip(table["method"], table["source"] == reports.OURS)) == [
+    table = result_tables.paper_table(ours, result_tables.published_results(raw_profile("celebdf")))
+    assert list(zip(table["method"], table["source"] == result_tables.OURS)) == [
         ("cnn/xception", True), ("cnn/xception", False), ("cnn/xception/boosted", True),
         ("cnn/xception/boosted", False), ("triplet/sgd", True), ("triplet", False)]
     assert not table["chosen"].any()  # no validation AUC: nothing is chosen, nothing bold
-    md = reports.format_paper_table(table)
+    md = result_tables.format_paper_table(table)
     assert md.splitlines()[0].startswith("| level | family | method | source | chosen | n | acc")
     assert "| 0.820 |" in md and "| 0.980 |" in md and "published (Kumar et al. 2020)" in md
-    page = reports.format_paper_table(table, "html", decimals=2)
+    page = result_tables.format_paper_table(table, "html", decimals=2)
     assert "<td>0.82</td>" in page and "<td>0.99</td>" in page and "<td>–</td>" in page
     assert "<b>" not in page
-    alone = reports.format_paper_table(reports.paper_table(ours))
+    alone = result_tables.format_paper_table(result_tables.paper_table(ours))
     assert "source" not in alone.splitlines()[0]
 
 
@@ -118,16 +118,16 @@ def test_roc_predictions_load_every_scored_method(tmp_path):
         evaluation.write_predictions(run, method, videos,
                                      frames if method == "cnn/ef0" else None)
         evaluation.score_method(run, method)
-    video = reports.roc_predictions(run)
+    video = result_tables.roc_predictions(run)
     assert list(video) == ["cnn/ef0", "triplet/sgd"]  # paper order, not alphabetical
     assert list(video["triplet/sgd"]["score"]) == [0.1, 0.9, 0.2, 0.8]
-    fig = plots.roc_family_figure(video)
+    fig = plots.roc_group_figure(video)
     assert [ax.get_title() for ax in fig.axes] == ["frame CNN", "triplet"]
     assert "triplet/sgd (1.000)" in [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
-    frame = reports.roc_predictions(run, "frame")
+    frame = result_tables.roc_predictions(run, "frame")
     assert list(frame) == ["cnn/ef0"] and len(frame["cnn/ef0"]) == 8
     with pytest.raises(ValueError, match="level 'clip'"):
-        reports.roc_predictions(run, "clip")
+        result_tables.roc_predictions(run, "clip")
 
 
 def evidence_run(tmp_path) -> RunPaths:
@@ -157,8 +157,8 @@ def evidence_run(tmp_path) -> RunPaths:
 
 def test_comparisons_pair_the_papers_questions_and_use_delong(tmp_path):
     run = evidence_run(tmp_path)
-    table = reports.comparisons(run)
-    assert list(table.columns) == reports.COMPARISON_COLUMNS
+    table = result_tables.comparisons(run)
+    assert list(table.columns) == result_tables.COMPARISON_COLUMNS
     pairs = set(zip(table["method"], table["reference"]))
     assert {("triplet/sgd", "facenet/sgd"), ("cnn/ef0/boosted", "cnn/ef0")} <= pairs
     chosen = evaluation.chosen_method(evaluation.results_table(run))
@@ -174,8 +174,8 @@ def test_comparisons_pair_the_papers_questions_and_use_delong(tmp_path):
 
 def test_results_by_group_scores_each_manipulation_against_all_reals(tmp_path):
     run = evidence_run(tmp_path)
-    table = reports.results_by_group(run, evaluation.Scoring(resamples=100))
-    assert list(table.columns) == reports.GROUP_COLUMNS
+    table = result_tables.results_by_group(run, evaluation.Scoring(resamples=100))
+    assert list(table.columns) == result_tables.GROUP_COLUMNS
     one = table[table["method"] == "cnn/ef0"].set_index(["group_kind", "group"])
     assert one.loc[("manipulation", "faceswap"), ["n_pos", "n_neg"]].tolist() == [5, 6]
     assert one.loc[("compression", "c40"), ["n_pos", "n_neg"]].tolist() == [5, 3]
@@ -183,24 +183,24 @@ def test_results_by_group_scores_each_manipulation_against_all_reals(tmp_path):
     swap = pred[pred["video_id"].isin([f"t{i}" for i in list(range(6)) + [6, 8, 10, 12, 14]])]
     assert one.loc[("manipulation", "faceswap"), "auc"] == pytest.approx(
         evaluation.metrics(swap["label"], swap["score"])["auc"], abs=1e-6)
-    wide = reports.group_summary(table)
+    wide = result_tables.group_summary(table)
     assert wide.columns[1].startswith("compression: c23 (")
 
 
 def test_evidence_figures_draw_one_entry_per_method_or_family(tmp_path):
     run = evidence_run(tmp_path)
     results = evaluation.results_table(run)
-    video = reports.paper_table(results).query("level == 'video'")
+    video = result_tables.paper_table(results).query("level == 'video'")
     forest = plots.forest_figure(video)
     labels = [t.get_text() for t in forest.axes[0].get_yticklabels()]
     assert len(labels) == 4 and sum(label.endswith("★") for label in labels) == 1
     plots.save_fig(forest, run, "fig_forest_auc")
-    by_family = reports.family_predictions(run)
+    by_family = result_tables.group_predictions(run)
     assert list(by_family) == ["frame CNN", "boosted", "FaceNet", "triplet"]
     plots.save_fig(plots.reliability_figure(by_family), run, "fig_reliability")
     table = pd.concat([results.query("level == 'video'").assign(crf=c) for c in (-1, 23, 40)])
-    table["family"] = table["method"].map(reports.method_family)
-    chosen = reports.family_choices(results, list(table["method"]))
+    table["family"] = table["method"].map(vocabulary.display_group)
+    chosen = result_tables.group_choices(results, list(table["method"]))
     fig = plots.robustness_figure(table, chosen)
     assert len(fig.axes[0].get_lines()) == 4 + 1  # a line per family and the chance line
     plots.save_fig(fig, run, "fig_robustness_auc")

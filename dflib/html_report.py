@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import config, evaluation, io, reports
+from . import config, evaluation, io, result_tables, summaries
 from .paths import RunPaths
 
 FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg")
@@ -39,11 +39,6 @@ summary { cursor: pointer; font-weight: bold; }
 figure img { max-width: 38em; }
 figcaption { font-size: 0.85em; color: #555; }
 """
-
-
-def report_dir(run: RunPaths) -> Path:
-    """``report/`` of the run."""
-    return run.root / "report"
 
 
 def render_notebook(source: Path, target: Path) -> Path:
@@ -67,9 +62,8 @@ def build_report(run: RunPaths) -> Path:
     and notebook pages that left the run are removed from the report, so it mirrors the
     run.
     """
-    out = report_dir(run)
-    pages = _render_notebooks(run, out / "notebooks")
-    figures = _copy_figures(run, out / "figures")
+    pages = _render_notebooks(run, run.report_notebooks)
+    figures = _copy_figures(run, run.report_figures)
     first = [f for f in figures if f.name in LEAD_FIGURES]
     sections = [_header(run), _data_section(run), _results_section(run),
                 _evidence_section(run, first),
@@ -79,7 +73,7 @@ def build_report(run: RunPaths) -> Path:
     page = (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>Run {name}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
             + "\n".join(sections) + "\n</body>\n</html>\n")
-    return io.write_text(page, out / "index.html")
+    return io.write_text(page, run.report_page)
 
 
 def _render_notebooks(run: RunPaths, target_dir: Path) -> list[Path]:
@@ -124,7 +118,7 @@ def _data_section(run: RunPaths) -> str:
         counts = (videos.assign(**{"class": videos["label"].map({0: "real", 1: "fake"})})
                   .pivot_table(index="split", columns="class", values="video_id",
                                aggfunc="count", fill_value=0)
-                  .reindex(index=[s for s in reports.SPLIT_ORDER if s in set(videos["split"])],
+                  .reindex(index=[s for s in summaries.SPLIT_ORDER if s in set(videos["split"])],
                            columns=["real", "fake"], fill_value=0))
         counts.columns.name = None
         counts["videos"] = counts.sum(axis=1)
@@ -143,11 +137,11 @@ def _weights_used(run: RunPaths) -> dict[str, str]:
     """What each network started from, from the stage manifests (``weights_used`` of each
     frame-CNN training, ``used`` of the FaceNet embeddings)."""
     out = {}
-    for path in sorted((run.models / "cnn").glob("*/manifest.json")):
+    for path in run.cnn_manifests():
         manifest = json.loads(path.read_text(encoding="utf-8"))
         out[f"frame CNN {manifest.get('arch', path.parent.name)}"] = \
             str(manifest.get("weights_used", "unknown"))
-    facenet = run.features / "facenet" / "manifest.json"
+    facenet = run.embeddings_manifest
     if facenet.is_file():
         manifest = json.loads(facenet.read_text(encoding="utf-8"))
         out["FaceNet"] = f"{manifest.get('used', 'unknown')} (requested " \
@@ -158,26 +152,26 @@ def _weights_used(run: RunPaths) -> dict[str, str]:
 def _results_section(run: RunPaths) -> str:
     if not run.results_csv.is_file():
         return "<h2>Results</h2>\n<p>No <code>tables/results.csv</code> yet.</p>"
-    published = reports.published_results(config.run_settings(run))
-    table = reports.paper_table(evaluation.results_table(run), published)
+    published = result_tables.published_results(config.run_settings(run))
+    table = result_tables.paper_table(evaluation.results_table(run), published)
     note = ("<p>Video level first, then frame level; fake is the positive class. AUC, EER, AP "
             "and balanced accuracy carry their 95 % stratified bootstrap interval in brackets "
             "(reals and fakes resampled separately, whole videos at a time). "
             "<code>acc</code> and <code>balanced_acc</code> call a video fake above 0.5, "
             "<code>balanced_acc_val</code> above <code>threshold_val</code>, the threshold "
             "chosen on each method's validation predictions. The method in bold with "
-            f"{reports.CHOSEN_MARK} is the one with the highest AUC on the <b>validation</b> "
+            f"{result_tables.CHOSEN_MARK} is the one with the highest AUC on the <b>validation</b> "
             "split (<code>val_split_auc</code>), the default of <code>dflib predict</code>; "
             "the test split chooses nothing. Methods whose intervals overlap are not ranked "
             "by these numbers.</p>")
-    return f"<h2>Results</h2>\n{note}\n{reports.format_paper_table(table, 'html')}"
+    return f"<h2>Results</h2>\n{note}\n{result_tables.format_paper_table(table, 'html')}"
 
 
 def _evidence_section(run: RunPaths, figures: list[Path]) -> str:
     parts = ["<h2>Forest plot and paired comparisons</h2>"]
     parts += [f"<figure><img src=\"figures/{html.escape(f.name)}\" alt=\"{html.escape(f.name)}\">"
               f"<figcaption>{html.escape(f.name)}</figcaption></figure>" for f in figures]
-    path = run.tables / "comparisons.csv"
+    path = run.table("comparisons")
     if path.is_file():
         parts.append("<p>DeLong's paired test on the same test videos: <code>delta_auc</code> "
                      "= AUC(method) − AUC(reference), its 95 % interval and two-sided p-value; "
@@ -222,10 +216,10 @@ def _notebooks_section(pages: list[Path]) -> str:
 
 def _provenance_section(run: RunPaths) -> str:
     """The profile and the environment, folded: there for reproducing, not for reading."""
-    profile_path = run.root / "profile.yaml"
+    profile_path = run.profile_yaml
     profile = (f"<pre>{html.escape(profile_path.read_text(encoding='utf-8'))}</pre>"
                if profile_path.is_file() else "<p>No <code>profile.yaml</code> in the run.</p>")
-    env_path = run.root / "environment.json"
+    env_path = run.environment_json
     if env_path.is_file():
         env = json.loads(env_path.read_text(encoding="utf-8"))
         environment = pd.DataFrame({"package": list(env), "version": list(env.values())}) \

@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import json
-import os
 import platform
 import sys
-from types import MappingProxyType
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator, Sequence
+from types import MappingProxyType
+from typing import Sequence
 
 import yaml
 
 from . import config, io, paths
+from .paths import run_lock
 
 KEY_PACKAGES = ("dflib", "tensorflow", "keras", "torch", "torchvision", "facenet-pytorch",
                 "numpy", "pandas", "scikit-learn", "opencv-python-headless", "papermill")
 
 
-LOCK_FILE = ".dflib-run.lock"
-HOLDER_ENV = "DFLIB_RUN_HOLDER"  # PID of the dflib run whose stage kernels these are
 KERNEL_NAME = "python3"
 INTERRUPTED_TAG = "dflib-interrupted"  # the banner cell of an interrupted stage's notebook
 
@@ -38,56 +34,6 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, stage: str) -> None:
         super().__init__(f"interrupted in stage {stage}; run again to resume")
         self.stage = stage
-
-
-class RunLocked(RuntimeError):
-    """Another process is running the same run folder; the message names it and its PID."""
-
-
-@contextlib.contextmanager
-def run_lock(root: Path) -> Iterator[None]:
-    """Hold the run folder for this process, or raise :class:`RunLocked` at once.
-
-    The lock is the kernel's (``flock``) on a file holding the owner's PID: it goes with
-    its process, so a run killed with ``kill -9`` leaves a file that blocks no one."""
-    root.mkdir(parents=True, exist_ok=True)
-    target = root / LOCK_FILE
-    fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _locked(root) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        os.environ[HOLDER_ENV] = str(os.getpid())  # inherited by the stages' kernels
-        yield
-    finally:
-        os.environ.pop(HOLDER_ENV, None)
-        os.close(fd)  # releases the lock
-
-
-def _locked(root: Path) -> RunLocked:
-    holder = (root / LOCK_FILE).read_text(encoding="utf-8").strip() or "unknown"
-    return RunLocked(f"{root}: in use by another dflib run (PID {holder}); wait for it to "
-                     "finish or stop it")
-
-
-def refuse_if_in_use(root: Path) -> None:
-    """Raise :class:`RunLocked` when a run other than this process's own holds ``root``
-    (a notebook executed by hand while ``dflib run`` writes the same run folder)."""
-    target = root / LOCK_FILE
-    if not target.is_file():
-        return
-    fd = os.open(target, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = target.read_text(encoding="utf-8").strip()
-        if holder not in (str(os.getpid()), os.environ.get(HOLDER_ENV)):
-            raise _locked(root) from None
-    finally:
-        os.close(fd)
 
 
 def select_stages(names: Sequence[str] | None) -> list[config.Stage]:
@@ -128,10 +74,10 @@ def _run_locked(profile: config.Profile, selected: Sequence[config.Stage],
     run = profile.run.ensure()  # its clean-up of temporary files needs the lock held
     io.write_text(yaml.safe_dump({**profile.shared, **{k: dict(v) for k, v in
                                                        profile.sections.items()}},
-                                 sort_keys=False), run.root / "profile.yaml")
-    io.write_text(json.dumps(environment_record(), indent=2) + "\n", run.root / "environment.json")
+                                 sort_keys=False), run.profile_yaml)
+    io.write_text(json.dumps(environment_record(), indent=2) + "\n", run.environment_json)
     for stage in selected:
-        output = run.notebooks / stage.notebook
+        output = run.executed_notebook(stage.notebook)
         print(f"[dflib] stage {stage.name}: {stage.notebook} -> {output}", flush=True)
         kernel_log = run.kernel_log(stage.name)
         try:
@@ -149,10 +95,10 @@ def _run_locked(profile: config.Profile, selected: Sequence[config.Stage],
         except KeyboardInterrupt:
             mark_interrupted(output)
             raise Interrupted(stage.name) from None
-    from . import report
+    from . import html_report
 
     try:
-        print(f"[dflib] report: {report.build_report(run)}", flush=True)
+        print(f"[dflib] report: {html_report.build_report(run)}", flush=True)
     except KeyboardInterrupt:
         raise Interrupted("report (rendering report/index.html)") from None
     return run.root
@@ -193,7 +139,7 @@ def mark_interrupted(notebook: Path) -> None:
     io.write_text(nbformat.writes(nb), notebook)
 
 
-SEEDS_TABLE = "results_seeds.csv"
+SEEDS_TABLE = "results_seeds"
 
 
 def seed_profile(profile: config.Profile, seed: int) -> config.Profile:
@@ -207,8 +153,8 @@ def run_seeds(profile: config.Profile, seeds: Sequence[int], stages: Sequence[st
               log_output: bool = True) -> Path:
     """Run ``profile`` once per seed (:func:`seed_profile`), then write
     ``<run>/tables/results_seeds.csv``: each method's mean and standard deviation over the
-    seeds (:func:`dflib.reports.seed_summary`). Returns ``<run>/``."""
-    from . import evaluation, reports
+    seeds (:func:`dflib.result_tables.seed_summary`). Returns ``<run>/``."""
+    from . import evaluation, result_tables
 
     tables = {}
     for seed in dict.fromkeys(seeds):
@@ -217,6 +163,6 @@ def run_seeds(profile: config.Profile, seeds: Sequence[int], stages: Sequence[st
         run_profile(run, stages, log_output)
         tables[seed] = evaluation.results_table(run.run)
     base = profile.run.ensure()
-    io.write_csv(reports.seed_summary(tables), base.tables / SEEDS_TABLE)
-    print(f"[dflib] {len(tables)} seeds: {base.tables / SEEDS_TABLE}", flush=True)
+    io.write_csv(result_tables.seed_summary(tables), base.table(SEEDS_TABLE))
+    print(f"[dflib] {len(tables)} seeds: {base.table(SEEDS_TABLE)}", flush=True)
     return base.root

@@ -8,7 +8,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from dflib import config, runner
+from dflib import config, notebooks, paths
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def tiny_profile(tmp_path):
 
 @pytest.mark.slow
 def test_index_stage_runs_through_papermill(tiny_profile):
-    root = runner.run_profile(tiny_profile, ["index"], log_output=False)
+    root = notebooks.run_profile(tiny_profile, ["index"], log_output=False)
     executed = nbformat.read(root / "notebooks" / "00_build_index.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "run_name = \"tiny\"" in injected[0].source
@@ -38,8 +38,8 @@ def test_index_stage_runs_through_papermill(tiny_profile):
 
 @pytest.mark.slow
 def test_failing_stage_is_named_with_its_notebook(tiny_profile):
-    with pytest.raises(runner.StageFailed) as err:
-        runner.run_profile(tiny_profile, ["faces"], log_output=False)
+    with pytest.raises(notebooks.StageFailed) as err:
+        notebooks.run_profile(tiny_profile, ["faces"], log_output=False)
     message = str(err.value)
     assert message.startswith("stage faces failed (FileNotFoundError")
     assert "run stage 'index' first" in message and "01_extract_faces.ipynb" in message
@@ -83,7 +83,7 @@ def test_ctrl_c_during_a_run_says_where_in_one_line_and_marks_the_notebook(tmp_p
     assert "IPKernelApp" in (tmp_path / "outputs" / "r" / "logs" / "kernel_index.log").read_text()
     executed = nbformat.read(notebook, as_version=4)
     assert executed.metadata.papermill["interrupted"] is True
-    assert runner.INTERRUPTED_TAG in executed.cells[0].metadata.tags
+    assert notebooks.INTERRUPTED_TAG in executed.cells[0].metadata.tags
     statuses = [c.metadata.papermill["status"] for c in executed.cells[1:]]
     assert statuses[-1] == "pending"  # the last cells never ran
 
@@ -97,11 +97,11 @@ def test_seeds_run_once_per_seed_and_summarise(tiny_profile, monkeypatch):
               2: pd.DataFrame({"method": ["c3d"], "level": ["video"], "auc": [0.8]})}
     monkeypatch.setattr(evaluation, "results_table", lambda run: tables[
         int(run.root.name.rsplit("-s", 1)[1])].reindex(columns=list(evaluation.RESULT_COLUMNS)))
-    root = runner.run_seeds(tiny_profile, [0, 2, 0], ["index"], log_output=False)
+    root = notebooks.run_seeds(tiny_profile, [0, 2, 0], ["index"], log_output=False)
     for seed in (0, 2):
         saved = yaml_load(root.parent / f"tiny-s{seed}" / "profile.yaml")
         assert saved["seed"] == seed and saved["run_name"] == f"tiny-s{seed}"
-    summary = pd.read_csv(root / "tables" / runner.SEEDS_TABLE)
+    summary = pd.read_csv(paths.RunPaths(root).table(notebooks.SEEDS_TABLE))
     row = summary.iloc[0]
     assert (row["method"], row["n_seeds"]) == ("c3d", 2)
     assert row["auc_mean"] == pytest.approx(0.7) and row["auc_std"] == pytest.approx(0.141421, abs=1e-6)

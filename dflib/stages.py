@@ -4,22 +4,27 @@ Each function reads earlier artifacts from the run folder, writes its own, and r
 small summary for the notebook to show; nothing passes through notebook memory. Each also
 counts its videos as processed, skipped or failed, with reasons, in
 ``tables/summary_<stage>.csv`` and puts its failures in ``failures.csv``
-(:func:`dflib.reports.stage_summary`).
+(:func:`dflib.summaries.stage_summary`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 
-from . import config, datasets, io, paths, reports
+from . import config, datasets, io, paths, summaries
 
 if TYPE_CHECKING:  # heavy (TensorFlow, torch) modules are imported inside the stages
-    from . import embeddings, evaluation, robustness, temporal, training, triplet
+    from . import (cnn_training, embeddings, evaluation, faces, fitting, gradcam, robustness,
+                   triplet)
+
+# Outcomes of the faces stage that get a row in failures.csv: a video without a face too.
+FACE_FAILURES = ("skipped", "failed")
 
 
 def read_dataset(profile: config.Profile) -> datasets.IndexResult:
@@ -57,7 +62,7 @@ def build_index(profile: config.Profile) -> datasets.IndexResult:
                        width=p["demo_width"], height=p["demo_height"],
                        test_fraction=p["demo_test_fraction"],
                        test_fraction_real=p["demo_test_fraction_real"])
-    config.check_data_root(shared, p)
+    datasets.check_data_root(profile)
     result = read_dataset(profile)
     run = profile.run.ensure()
     # Listed-but-absent videos get their own file and one line: a partial download would
@@ -73,7 +78,7 @@ def build_index(profile: config.Profile) -> datasets.IndexResult:
         pd.DataFrame({"video_id": result.missing["video_id"], "outcome": "skipped",
                       "reason": "not on disk", "detail": result.missing["reason"]})],
         ignore_index=True)
-    reports.stage_summary(run, "index", outcomes)
+    summaries.stage_summary(run, "index", outcomes)
     return result
 
 
@@ -100,11 +105,19 @@ def extract_faces(profile: config.Profile, progress: bool = True) -> pd.DataFram
 
     shared, p = profile.shared, profile.sections["faces"]
     run = profile.run.ensure()
-    return faces.run_extraction(
+    extraction = faces.run_extraction(
         load_index(run), run, extractor_params(shared, p),
         frames_per_video=shared["frames_per_video"],
         sampling=p["sampling"], every_k=p["every_k"], workers=p["workers"],
         scheduler=p["scheduler"], progress=progress)
+    return record_faces(run, extraction)
+
+
+def record_faces(run: paths.RunPaths, extraction: "faces.Extraction") -> pd.DataFrame:
+    """Write the faces stage's summary of an extraction (``tables/summary_faces.csv``, its
+    rows of ``failures.csv``) and hand back its per-video summary."""
+    summaries.stage_summary(run, "faces", extraction.outcomes, record=FACE_FAILURES)
+    return extraction.summary
 
 
 def embed_faces(profile: config.Profile, progress: bool = True) -> "embeddings.EmbedResult":
@@ -125,7 +138,7 @@ def embed_faces(profile: config.Profile, progress: bool = True) -> "embeddings.E
     reason = np.select([table["status"] == "failed", table["status"] == "no_store", no_face,
                         table["status"] == "skipped"],
                        ["unreadable store file", table["reason"], "no_face", "already done"], "")
-    reports.stage_summary(run, "embed_faces", pd.DataFrame({
+    summaries.stage_summary(run, "embed_faces", pd.DataFrame({
         "video_id": table["video_id"], "outcome": outcome, "reason": reason,
         "detail": table["reason"]}))
     return result
@@ -137,7 +150,7 @@ def train_triplet(profile: config.Profile, progress: bool = True) -> "triplet.St
     from . import embeddings, triplet
 
     run = profile.run.ensure()
-    videos = cnn_videos(run)
+    videos = videos_with_faces(run)
     with _scoring(run, videos, "train_triplet"):
         result = triplet.run_stage(run, videos, profile.sections["train_triplet"],
                                    seed=profile.shared["seed"], progress=progress,
@@ -149,7 +162,7 @@ def train_triplet(profile: config.Profile, progress: bool = True) -> "triplet.St
     lost = (outcomes["outcome"] == "processed").to_numpy() & (problems != "")
     outcomes.loc[lost, ["outcome", "reason"]] = ["failed", "no readable embedding file"]
     outcomes.loc[lost, "detail"] = problems[lost]
-    reports.stage_summary(run, "train_triplet", outcomes)
+    summaries.stage_summary(run, "train_triplet", outcomes)
     return result
 
 
@@ -160,7 +173,7 @@ def scoring(profile: config.Profile) -> "evaluation.Scoring":
     return evaluation.Scoring.of(profile.shared, profile.sections[config.EVALUATION_SECTION])
 
 
-def cnn_videos(run: paths.RunPaths) -> pd.DataFrame:
+def videos_with_faces(run: paths.RunPaths) -> pd.DataFrame:
     """The video index with each video's stored face count and the faces stage's verdict.
 
     ``n_faces`` (0 when none), ``face_status``: ``ok``, ``no_face``, ``failed`` (its
@@ -193,7 +206,7 @@ def cnn_videos(run: paths.RunPaths) -> pd.DataFrame:
 
 
 def face_outcomes(videos: pd.DataFrame) -> pd.DataFrame:
-    """Stage outcomes of :func:`cnn_videos` rows: a video with faces is processed, one
+    """Stage outcomes of :func:`videos_with_faces` rows: a video with faces is processed, one
     without is skipped (``no_face``, or ``failed at stage faces``, already recorded
     there), one whose store file cannot be read now is failed (``unreadable store file``)."""
     status, has_faces = videos["face_status"], videos["n_faces"] > 0
@@ -220,66 +233,67 @@ def _scoring(run: paths.RunPaths, videos: pd.DataFrame, stage: str) -> Iterator[
 
 def train_cnn(profile: config.Profile, verbose: int = 2) -> dict:
     """Stage 02: one frame CNN per balanced chunk; returns the training manifest."""
-    from . import faces, training
+    from . import cnn_training, faces
 
     run = profile.run.ensure()
-    cfg = training.TrainConfig.from_sections(profile.shared, profile.sections["train_cnn"])
-    videos = cnn_videos(run)
+    cfg = cnn_training.TrainConfig.from_sections(profile.shared, profile.sections["train_cnn"])
+    videos = videos_with_faces(run)
     section = profile.sections["train_cnn"]
-    manifest = training.train_chunks(faces.FaceStore(run), videos, run, cfg, verbose,
-                                     workers=section["workers"], scheduler=section["scheduler"])
-    reports.stage_summary(run, "train_cnn", face_outcomes(videos[videos["split"] != "test"]))
+    manifest = cnn_training.train_chunks(faces.FaceStore(run), videos, run, cfg, verbose,
+                                         workers=section["workers"],
+                                         scheduler=section["scheduler"])
+    summaries.stage_summary(run, "train_cnn", face_outcomes(videos[videos["split"] != "test"]))
     return manifest
 
 
-def evaluate_cnn(profile: config.Profile) -> "training.CnnEvaluation":
+def evaluate_cnn(profile: config.Profile) -> "cnn_training.CnnEvaluation":
     """Stage 03: score the test split with the latest trained CNN's chunk models, write
     predictions and results rows; the architecture comes from the training manifest."""
-    from . import faces, training
+    from . import cnn_training, faces
 
     run = profile.run.ensure()
     p = profile.sections["evaluate_cnn"]
-    videos = cnn_videos(run)
+    videos = videos_with_faces(run)
     with _scoring(run, videos, "evaluate_cnn"):
-        result = training.evaluate_chunks(
-            faces.FaceStore(run), videos, run, training.latest_manifest(run),
+        result = cnn_training.evaluate_chunks(
+            faces.FaceStore(run), videos, run, cnn_training.latest_manifest(run),
             aggregation=p["aggregation"], threshold=p["threshold"],
             tsne_max_points=p["tsne_max_points"], scoring=scoring(profile))
-    reports.stage_summary(run, "evaluate_cnn", face_outcomes(videos[videos["split"] == "test"]))
+    summaries.stage_summary(run, "evaluate_cnn", face_outcomes(videos[videos["split"] == "test"]))
     return result
 
 
-def train_c3d(profile: config.Profile, verbose: int = 2) -> "temporal.TemporalResult":
+def train_c3d(profile: config.Profile, verbose: int = 2) -> "fitting.TemporalResult":
     """Stage 04: train (or reuse) the 3D CNNs on face clips, score the test split as
     ``c3d`` / ``conv3d`` (video level) and upsert their results rows."""
-    from . import faces, temporal
+    from . import clips, faces
 
     run = profile.run.ensure()
-    videos = cnn_videos(run)
+    videos = videos_with_faces(run)
     with _scoring(run, videos, "train_c3d"):
-        result = temporal.train_clip_models(faces.FaceStore(run), videos, run, profile.shared,
-                                            profile.sections["train_c3d"], verbose=verbose,
-                                            scoring=scoring(profile))
-    reports.stage_summary(run, "train_c3d", face_outcomes(videos))
+        result = clips.train_clip_models(faces.FaceStore(run), videos, run, profile.shared,
+                                         profile.sections["train_c3d"], verbose=verbose,
+                                         scoring=scoring(profile))
+    summaries.stage_summary(run, "train_c3d", face_outcomes(videos))
     return result
 
 
-def train_rnn(profile: config.Profile, verbose: int = 2) -> "temporal.TemporalResult":
+def train_rnn(profile: config.Profile, verbose: int = 2) -> "fitting.TemporalResult":
     """Stage 05: the latest frame CNN's features for the first ``seq_len`` faces of every
     video, then the recurrent heads, scored as ``rnn/<head>`` (video level)."""
-    from . import faces, temporal
+    from . import faces, sequences
 
     run = profile.run.ensure()
-    videos = cnn_videos(run)
+    videos = videos_with_faces(run)
     with _scoring(run, videos, "train_rnn"):
-        result = temporal.train_heads(faces.FaceStore(run), videos, run, profile.shared,
-                                      profile.sections["train_rnn"], verbose=verbose,
-                                      scoring=scoring(profile))
+        result = sequences.train_heads(faces.FaceStore(run), videos, run, profile.shared,
+                                       profile.sections["train_rnn"], verbose=verbose,
+                                       scoring=scoring(profile))
     outcomes = face_outcomes(videos)
     failed = outcomes["video_id"].isin(
         result.features.loc[result.features["status"] == "failed", "video_id"])
     outcomes.loc[failed, ["outcome", "reason"]] = ["failed", "unreadable store file"]
-    reports.stage_summary(run, "train_rnn", outcomes)
+    summaries.stage_summary(run, "train_rnn", outcomes)
     return result
 
 
@@ -288,14 +302,54 @@ def compression_robustness(profile: config.Profile,
     """Stage 08: the test videos re-encoded at each CRF, faces extracted again with the
     settings of the run's face store, every chosen detector scored on them;
     ``tables/robustness.csv``."""
-    from . import detectors, faces, robustness  # detectors loads torch before TensorFlow
+    from . import faces, reload, robustness  # reload loads torch before TensorFlow
 
     shared, p = profile.shared, profile.sections["robustness"]
     run = profile.run.ensure()
     videos = load_index(run)
     test = robustness.pick_videos(videos[videos["split"] == "test"], p["max_videos"],
                                   shared["seed"])
-    return robustness.run_robustness(
-        run, test, p["crfs"], p["methods"] or detectors.trained_methods(run),
+    result = robustness.run_robustness(
+        run, test, p["crfs"], p["methods"] or reload.trained_methods(run),
         faces.store_settings(run, device=shared["device"]), preset=p["preset"],
         progress=progress, scoring=scoring(profile))
+    for crf, extraction in result.extractions.items():  # each CRF folder is a run of its own
+        record_faces(run.crf_run(crf), extraction)
+    summaries.stage_summary(run, "robustness", result.outcomes)
+    return result
+
+
+@dataclass
+class Report:
+    """What the report stage wrote and what notebook 09 shows and draws."""
+
+    results: pd.DataFrame  # tables/results.csv
+    table: pd.DataFrame  # paper-style, ours beside the published figures: table_results_paper
+    published: pd.DataFrame  # the paper's figures for this setting (empty: none)
+    comparisons: pd.DataFrame  # paired AUC differences with DeLong intervals: comparisons
+    by_group: pd.DataFrame  # by manipulation and compression: results_by_group
+    gradcam: "gradcam.Explanation"
+
+
+def results_report(profile: config.Profile) -> Report:
+    """Stage 09: the paper-style results table beside the published figures, the paired
+    comparisons, the results by group (each written under ``tables/``) and Grad-CAM of
+    the frame CNN; the notebook draws the figures, ``dflib run`` then writes the HTML
+    report."""
+    from . import evaluation, gradcam, plots, result_tables
+
+    run = profile.run.ensure()
+    p = profile.sections["report"]
+    settings = config.run_settings(run) | dict(profile.shared)  # the run's whole profile
+    evidence = scoring(profile)
+    results = evaluation.results_table(run)
+    published = result_tables.published_results(settings)
+    table = plots.save_table(result_tables.paper_table(results, published), run,
+                             "table_results_paper")
+    comparisons = plots.save_table(result_tables.comparisons(run, evidence.confidence), run,
+                                   "comparisons")
+    by_group = plots.save_table(result_tables.results_by_group(run, evidence), run,
+                                "results_by_group")
+    explained = gradcam.explain_cnn(run, p["gradcam_per_class"], profile.shared["seed"],
+                                    p["gradcam_layer"] or None)
+    return Report(results, table, published, comparisons, by_group, explained)

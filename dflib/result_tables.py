@@ -1,131 +1,21 @@
-"""Summary tables that the notebooks show and save, every stage's outcome counts, and the
-paper-style results tables (grouped by family, best values marked, published figures)."""
+"""The paper-style results tables (grouped by family, validation-chosen rows marked,
+published figures beside ours), the paired comparisons the paper's claims rest on, the
+results by manipulation and compression, and the summary over seeds."""
 
 from __future__ import annotations
 
 import html
 import re
 import warnings
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import evaluation, io, synth
+from . import evaluation, synth
 from .paths import RunPaths, resolve
-
-SPLIT_ORDER = ["train", "val", "test"]
-
-
-def _class(labels: pd.Series) -> pd.Series:
-    return labels.map({0: "real", 1: "fake"})
-
-
-def index_counts(videos: pd.DataFrame) -> pd.DataFrame:
-    """Videos per split, class and method, with totals."""
-    table = (videos.assign(**{"class": _class(videos["label"])})
-             .groupby(["split", "class", "method"]).size().rename("videos").reset_index())
-    table["split"] = pd.Categorical(table["split"], SPLIT_ORDER, ordered=True)
-    return table.sort_values(["split", "class", "method"]).reset_index(drop=True)
-
-
-def detection_rates(frames: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
-    """Per split and class: videos, frames sampled, faces found, face rate, problem videos."""
-    sampled = frames[frames["frame_idx"] >= 0]
-    per_frame = (sampled.assign(**{"class": _class(sampled["label"])})
-                 .groupby(["split", "class"])
-                 .agg(frames=("face", "size"), faces=("face", "sum")))
-    per_video = (summary.assign(**{"class": _class(summary["label"])})
-                 .groupby(["split", "class"])
-                 .agg(videos=("video_id", "size"),
-                      no_face=("status", lambda s: int((s == "no_face").sum())),
-                      failed=("status", lambda s: int((s == "failed").sum()))))
-    table = per_video.join(per_frame, how="left").fillna({"frames": 0, "faces": 0}).reset_index()
-    table[["frames", "faces"]] = table[["frames", "faces"]].astype(int)
-    table["face_rate"] = (table["faces"] / table["frames"].where(table["frames"] > 0)).round(4)
-    table["split"] = pd.Categorical(table["split"], SPLIT_ORDER, ordered=True)
-    return table.sort_values(["split", "class"]).reset_index(drop=True)
-
-
-# --------------------------------------------------------------------------- stage summaries
-
-OUTCOMES = ("processed", "skipped", "failed")
-STAGE_SUMMARY_COLUMNS = ["stage", "outcome", "reason", "videos"]
-
-
-def summary_path(run: RunPaths, stage: str) -> Path:
-    """``tables/summary_<stage>.csv``: the stage's video counts by outcome and reason."""
-    return run.tables / f"summary_{stage}.csv"
-
-
-def stage_summary(run: RunPaths, stage: str, outcomes: pd.DataFrame,
-                  record: Sequence[str] = ("failed",)) -> pd.DataFrame:
-    """Count a stage's videos by outcome and reason, write ``tables/summary_<stage>.csv``
-    atomically and replace the stage's rows of ``failures.csv`` with its videos whose
-    outcome is in ``record``.
-
-    ``outcomes``: one row per video with ``video_id``, ``outcome`` (processed, skipped or
-    failed), ``reason`` (short, counted on: ``no_face``, ``already done``) and optionally
-    ``detail`` (the full text for ``failures.csv``; ``reason`` when absent). Every outcome
-    gets a row, with 0 videos when none had it, so a reader sees that nothing failed.
-    """
-    bad = sorted(set(outcomes["outcome"]) - set(OUTCOMES))
-    if bad:
-        raise ValueError(f"stage {stage}: unknown outcome {bad[0]!r} (allowed: "
-                         f"{', '.join(OUTCOMES)})")
-    counts = (outcomes.assign(reason=outcomes["reason"].fillna("").astype(str))
-              .groupby(["outcome", "reason"]).size().rename("videos").reset_index())
-    empty = pd.DataFrame({"outcome": [o for o in OUTCOMES if o not in set(counts["outcome"])],
-                          "reason": "", "videos": 0})
-    table = pd.concat([t for t in (counts, empty) if len(t)], ignore_index=True)
-    table["outcome"] = pd.Categorical(table["outcome"], OUTCOMES, ordered=True)
-    table = (table.sort_values(["outcome", "reason"]).assign(stage=stage)
-             .astype({"outcome": str, "videos": int})[STAGE_SUMMARY_COLUMNS]
-             .reset_index(drop=True))
-    io.write_csv(table, summary_path(run, stage))
-    kept = outcomes[outcomes["outcome"].isin(record)]
-    detail = kept["detail"] if "detail" in kept else kept["reason"]
-    io.record_failures(run.failures_csv, stage,
-                       pd.DataFrame({"video_id": kept["video_id"], "reason": detail}))
-    return table
-
-
-def read_summary(run: RunPaths, stage: str) -> pd.DataFrame:
-    """A stage's summary table; a clear error when the stage has not run."""
-    path = summary_path(run, stage)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no summary; run stage '{stage}' first")
-    return pd.read_csv(path, dtype={"reason": str}, keep_default_na=False)
-
-
-def summary_line(run: RunPaths, stage: str) -> str:
-    """One line from a stage's summary table, for the notebooks:
-    ``faces: 9 processed (already done: 3), 1 skipped (no_face: 1), 0 failed``."""
-    table = read_summary(run, stage)
-    parts = []
-    for outcome in OUTCOMES:
-        rows = table[(table["outcome"] == outcome) & (table["videos"] > 0)]
-        reasons = ", ".join(f"{r}: {n}" for r, n in zip(rows["reason"], rows["videos"]) if r)
-        parts.append(f"{int(rows['videos'].sum())} {outcome}" + (f" ({reasons})" if reasons else ""))
-    return f"{stage}: {', '.join(parts)}"
-
-
-def run_summaries(run: RunPaths, stages: Sequence[str]) -> pd.DataFrame:
-    """The summary tables of ``stages`` that have run, one after another, without the
-    zero-count rows: what every stage processed, skipped and failed."""
-    parts = [read_summary(run, s) for s in stages if summary_path(run, s).is_file()]
-    table = (pd.concat(parts, ignore_index=True) if parts
-             else pd.DataFrame(columns=STAGE_SUMMARY_COLUMNS))
-    return table[table["videos"] > 0].reset_index(drop=True)
-
-
-def read_failures(run: RunPaths) -> pd.DataFrame:
-    """The run's ``failures.csv`` (stage, video_id, reason); empty when nothing failed."""
-    if not run.failures_csv.is_file():
-        return pd.DataFrame(columns=io.FAILURE_COLUMNS)
-    return pd.read_csv(run.failures_csv, dtype=str, keep_default_na=False)
-
+from .vocabulary import (DISPLAY_GROUPS, display_group, is_ensemble, raw_embedding_of,
+                         single_chunk_of)
 
 # --------------------------------------------------------------------------- paper-style results
 
@@ -136,22 +26,11 @@ METRICS = ("acc", "balanced_acc", "auc", "eer", "ap", "threshold_val", "balanced
            "ece", "brier", "val_split_auc")
 WITH_INTERVALS = tuple(m for m in METRICS if m in evaluation.INTERVAL_METRICS)
 LEVELS = ("video", "frame")
-FAMILIES = ("frame CNN", "boosted", "temporal", "FaceNet", "triplet", "other")
 OURS = "this run"
 PUBLISHED = "published (Kumar et al. 2020)"
 PAPER_COLUMNS = ["level", "family", "method", "source", "chosen", "n", *METRICS,
                  *(f"{m}_{end}" for m in WITH_INTERVALS for end in ("low", "high"))]
 CHOSEN_MARK = "✓"
-
-
-def method_family(method: str) -> str:
-    """The family a method name belongs to, for grouping rows as the paper does."""
-    head, _, rest = method.partition("/")
-    if head == "cnn":
-        return "boosted" if rest.rsplit("/", 1)[-1].startswith("boosted") else "frame CNN"
-    if head in ("c3d", "conv3d", "conv3d_light", "rnn"):
-        return "temporal"
-    return {"facenet": "FaceNet", "triplet": "triplet"}.get(head, "other")
 
 
 def _natural(text: str) -> tuple:
@@ -167,7 +46,7 @@ def paper_table(results: pd.DataFrame, published: pd.DataFrame | None = None) ->
     ``chosen`` marks each level's method of highest validation AUC
     (:func:`dflib.evaluation.chosen_method`), the study's pick; test numbers pick nothing."""
     chosen = {level: evaluation.chosen_method(results, level) for level in LEVELS}
-    ours = results.assign(family=results["method"].map(method_family), source=OURS,
+    ours = results.assign(family=results["method"].map(display_group), source=OURS,
                           chosen=[chosen.get(lv) == m for m, lv in
                                   zip(results["method"], results["level"])])
     parts = [ours, published] if published is not None and len(published) else [ours]
@@ -178,7 +57,7 @@ def paper_table(results: pd.DataFrame, published: pd.DataFrame | None = None) ->
         raise ValueError(f"results table: unknown level {unknown[0]!r} (expected video, frame)")
     key = pd.DataFrame({
         "level": table["level"].map(LEVELS.index),
-        "family": table["family"].map(FAMILIES.index),
+        "family": table["family"].map(DISPLAY_GROUPS.index),
         "source": (table["source"] != OURS).astype(int),
         "method": table["method"].map(_natural)})
     order = key.sort_values(["level", "family", "source", "method"], kind="stable").index
@@ -286,15 +165,15 @@ GROUP_COLUMNS = ["method", "level", "group_kind", "group", "n", "n_pos", "n_neg"
                  "balanced_acc_val", "ece", "brier"]
 
 
-def family_choices(results: pd.DataFrame, methods: Sequence[str] | None = None,
-                   level: str = "video") -> dict[str, str]:
-    """Each family's method of highest validation AUC (of ``methods`` when given), in
-    :data:`FAMILIES` order: the one line per family that the figures draw."""
+def group_choices(results: pd.DataFrame, methods: Sequence[str] | None = None,
+                  level: str = "video") -> dict[str, str]:
+    """Each display group's method of highest validation AUC (of ``methods`` when given), in
+    :data:`DISPLAY_GROUPS` order: the one line per group that the figures draw."""
     rows = results[results["level"] == level]
     names = [m for m in rows["method"] if methods is None or m in methods]
     out = {}
-    for family in FAMILIES:
-        members = [m for m in names if method_family(m) == family]
+    for family in DISPLAY_GROUPS:
+        members = [m for m in names if display_group(m) == family]
         chosen = evaluation.chosen_method(results, level, among=members) if members else None
         if chosen is not None:
             out[family] = chosen
@@ -309,13 +188,11 @@ def comparison_pairs(methods: Sequence[str], chosen: str | None) -> list[tuple[s
     present = set(methods)
     pairs = []
     for m in methods:
-        head, _, rest = m.partition("/")
-        if head == "triplet" and f"facenet/{rest}" in present:
-            pairs.append((m, f"facenet/{rest}", "metric space: triplet vs raw FaceNet embeddings"))
-        if head == "cnn" and rest.rsplit("/", 1)[-1].startswith("boosted"):
-            single = f"cnn/{rest.split('/', 1)[0]}"
-            if single in present:
-                pairs.append((m, single, "bagging: chunk ensemble vs chunk 0"))
+        raw = raw_embedding_of(m)
+        if raw in present:
+            pairs.append((m, raw, "metric space: triplet vs raw FaceNet embeddings"))
+        if is_ensemble(m) and single_chunk_of(m) in present:
+            pairs.append((m, single_chunk_of(m), "bagging: chunk ensemble vs chunk 0"))
     if chosen is not None:
         pairs += [(m, chosen, "against the method chosen on validation")
                   for m in methods if m != chosen]
@@ -376,12 +253,12 @@ def results_by_group(run: RunPaths, scoring: evaluation.Scoring = evaluation.Sco
     return table.round({c: evaluation.RESULT_DECIMALS for c in GROUP_COLUMNS[7:]})
 
 
-def family_predictions(run: RunPaths) -> dict[str, tuple[str, pd.DataFrame]]:
-    """Family -> (its validation-chosen method, that method's test video predictions), for
-    :func:`dflib.plots.reliability_figure`."""
-    choices = family_choices(evaluation.results_table(run))
-    return {family: (method, evaluation.read_predictions(run, method)[0])
-            for family, method in choices.items()}
+def group_predictions(run: RunPaths) -> dict[str, tuple[str, pd.DataFrame]]:
+    """Display group -> (its validation-chosen method, that method's test video
+    predictions), for :func:`dflib.plots.reliability_figure`."""
+    choices = group_choices(evaluation.results_table(run))
+    return {group: (method, evaluation.read_predictions(run, method)[0])
+            for group, method in choices.items()}
 
 
 def group_summary(by_group: pd.DataFrame, metric: str = "auc", decimals: int = 2) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import pandas as pd
 import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from dflib import report
+from dflib import html_report
 from dflib.paths import RunPaths
 
 
@@ -40,7 +40,7 @@ def fake_run(tmp_path) -> RunPaths:
 
 def test_build_report_is_self_contained(tmp_path):
     run = fake_run(tmp_path)
-    index = report.build_report(run)
+    index = html_report.build_report(run)
     assert index == run.root / "report" / "index.html"
     page = index.read_text()
     assert "<h1>Run <code>celebdf</code></h1>" in page
@@ -67,11 +67,11 @@ def test_build_report_is_self_contained(tmp_path):
 
 def test_rebuild_drops_what_left_the_run(tmp_path):
     run = fake_run(tmp_path)
-    report.build_report(run)
+    html_report.build_report(run)
     (run.figures / "fig_roc_cnn.png").unlink()
     (run.notebooks / "03_evaluate_cnn.ipynb").unlink()
     run.results_csv.unlink()
-    page = report.build_report(run).read_text()
+    page = html_report.build_report(run).read_text()
     assert "fig_roc_cnn" not in page and "03_evaluate_cnn" not in page
     assert not any((run.root / "report" / "figures").iterdir())
     assert not any((run.root / "report" / "notebooks").iterdir())

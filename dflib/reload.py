@@ -1,0 +1,86 @@
+"""Every trained detector of a run, reloaded and applied to faces it has not seen.
+
+The stages score their own test split; this module scores any other face source with
+the same saved models and the same scoring functions: the re-encoded test videos of the
+compression-robustness stage and the videos given to ``dflib predict``. A method name
+(``cnn/ef0/boosted``, ``c3d``, ``rnn/bilstm``, ``facenet/svc``, ``triplet/sgd``) is all it
+takes; shared work (a CNN's chunk models, FaceNet embeddings, sequence features) is done
+once per call for all the methods that need it.
+
+torch is imported before Keras: the FaceNet detectors need facenet-pytorch (which loads
+torchvision) in the same process, and TensorFlow followed by torchvision segfaults.
+"""
+
+from __future__ import annotations
+
+from . import torch_first  # noqa: F401  (before TensorFlow, see above)
+
+# isort: split
+import importlib
+from collections import defaultdict
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from . import (batches, config, evaluation)
+from .paths import RunPaths
+from .vocabulary import FAMILIES, family, threshold_section
+
+
+
+def trained_methods(run: RunPaths) -> list[str]:
+    """The methods with video-level results in ``tables/results.csv``, in table order."""
+    table = evaluation.results_table(run)
+    return list(dict.fromkeys(table.loc[table["level"] == "video", "method"]))
+
+
+def best_method(run: RunPaths) -> str:
+    """The method with the highest video-level AUC on the validation split (ties: the
+    first in the table); the test split plays no part in the choice."""
+    method = evaluation.chosen_method(evaluation.results_table(run))
+    if method is None:
+        raise FileNotFoundError(f"{run.results_csv}: no video-level validation AUC to choose a "
+                                "method by (no validation split, or the study has not run); "
+                                "name one with --method")
+    return method
+
+
+def method_threshold(settings: Mapping[str, Any], method: str) -> float:
+    """The threshold a method's predictions were called with (its stage's ``threshold``;
+    the temporal stages use 0.5)."""
+    section = threshold_section(method)
+    return float(settings[section]["threshold"]) if section else 0.5
+
+
+def operating_threshold(run: RunPaths, method: str) -> float:
+    """The threshold ``dflib predict`` applies: the method's video-level ``threshold_val``
+    (chosen on validation), or its stage's threshold when the results table has none."""
+    table = evaluation.results_table(run)
+    row = table[(table["method"] == method) & (table["level"] == "video")]
+    if len(row) and pd.notna(row["threshold_val"].iloc[0]):
+        return float(row["threshold_val"].iloc[0])
+    return method_threshold(config.run_settings(run), method)
+
+
+def score_methods(run: RunPaths, methods: Sequence[str], store: batches.FaceSource,
+                  videos: pd.DataFrame, progress: bool = False) -> dict[str, evaluation.Prediction]:
+    """Predictions of ``videos`` (``video_id, label, n_faces``; ``label`` may be a
+    placeholder for unlabelled videos) by each method, faces read from ``store``.
+
+    Each family's model module re-scores its methods (``score_saved``, named by
+    :data:`dflib.vocabulary.FAMILIES`), all the methods of one module in one call, so shared
+    work (a CNN's chunk models, the embeddings) is done once. Aggregation and threshold are
+    the run's own (its ``profile.yaml``), so a method scores new faces exactly as it scored
+    its test split. Video rows follow the prediction contract (``video_id, label, score,
+    pred, n_frames, status``); frame rows exist for frame-level detectors.
+    """
+    by_module: dict[str, list[str]] = defaultdict(list)
+    for m in dict.fromkeys(methods):
+        by_module[FAMILIES[family(m)].module].append(m)
+    settings = config.run_settings(run)
+    videos = videos.reset_index(drop=True)
+    out: dict[str, evaluation.Prediction] = {}
+    for module, members in by_module.items():
+        scorer = importlib.import_module(f"dflib.{module}").score_saved
+        out.update(scorer(run, members, store, videos, settings, progress))
+    return {m: out[m] for m in dict.fromkeys(methods)}

@@ -1,0 +1,193 @@
+"""The study's vocabulary: detector families, the grammar of method names, and the lists
+of backbones, heads, clip models, classifiers and aggregation rules.
+
+Every other module asks this one: ``config`` validates profiles against its lists, the
+stages name their methods with :func:`cnn_method` and friends, reports group rows by
+:func:`display_group`, ``dflib predict`` asks :func:`is_frame_level`. A leaf: it imports
+nothing from dflib. Adding a family is one :class:`Family` entry here plus its model code
+(docs/extending.md, "Adding a detector family").
+
+A method name is ``<family>/<member>[/<variant>]`` or, for the clip models, the model's
+own name (docs/design.md, "Contracts")::
+
+    cnn/<arch>  cnn/<arch>/chunk<i>  cnn/<arch>/boosted  cnn/<arch>/boosted_mean
+    c3d  conv3d  conv3d_light
+    rnn/<head>
+    facenet/<classifier>  triplet/<classifier>
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePath
+from types import MappingProxyType
+from typing import Mapping
+
+# Frame-CNN backbones (keras.applications) and the smallest input side each accepts
+# without ImageNet weights.
+CNN_MIN_INPUT: Mapping[str, int] = MappingProxyType({
+    "xception": 71, "iv3": 75, "irv2": 75, "resnet": 32, "nasnet": 32, "nasnet_large": 32,
+    "ef0": 32, "ef5": 32})
+CNN_ARCHS = tuple(CNN_MIN_INPUT)
+# The votes of the chunk models, by method suffix: majority vote of their calls (the
+# paper's max voting) and the mean of their scores (rules of dflib.evaluation.ensemble).
+ENSEMBLE_RULES: Mapping[str, str] = MappingProxyType({"boosted": "vote", "boosted_mean": "mean"})
+ENSEMBLES = tuple(ENSEMBLE_RULES)
+CLIP_MODELS = ("c3d", "conv3d", "conv3d_light")
+RNN_HEADS = ("lstm", "bilstm", "temporal_max", "gru")
+CLASSIFIERS = ("sgd", "logreg", "rf", "knn", "svc", "nb", "perceptron", "tree")
+AGGREGATIONS = ("mean", "max", "vote", "confident")
+
+# Prediction files: ``predictions/<stem>.csv`` and ``<stem>_frames.csv``, the stem being the
+# method name with "/" written as "__". A segment starts alphanumeric and has single
+# underscores only inside, so that "/" <-> "__" is a bijection and no method name can end in
+# the frames suffix of another.
+FRAMES_SUFFIX = "_frames"
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*(?:_[A-Za-z0-9.+-]+)*")
+# Splits with prediction files: test under predictions/, validation under predictions/val/.
+PREDICTION_SPLITS = ("test", "val")
+
+# Display groups of the results tables and figures, in the paper's order.
+DISPLAY_GROUPS = ("frame CNN", "boosted", "temporal", "FaceNet", "triplet", "other")
+
+
+@dataclass(frozen=True)
+class Family:
+    """A detector family: how its method names are formed and how the study treats them.
+
+    ``members`` are the second segment of its names (``cnn/<arch>``), or the whole names
+    when ``prefixed`` is false (the clip models). ``module`` is its model module under
+    ``dflib``, whose ``score_saved(run, methods, store, videos, settings, progress)``
+    applies the run's trained models to other faces (:func:`dflib.reload.score_methods`).
+    ``threshold_section`` is the profile section whose ``threshold`` its predictions were
+    called with (None: 0.5)."""
+
+    name: str
+    members: tuple[str, ...]
+    module: str
+    display_group: str
+    frame_level: bool
+    threshold_section: str | None = None
+    prefixed: bool = True
+    placeholder: str = "<classifier>"  # the member in words, for error messages
+    variants: str = ""  # regex of an optional third segment
+    variants_in_words: str = ""
+
+    @property
+    def pattern(self) -> str:
+        members = "|".join(sorted(self.members, key=len, reverse=True))
+        if not self.prefixed:
+            return f"({members})"
+        variant = f"(/({self.variants}))?" if self.variants else ""
+        return f"{self.name}/({members}){variant}"
+
+    @property
+    def grammar(self) -> str:
+        """The family's names in words, for error messages."""
+        if not self.prefixed:
+            return ", ".join(self.members)
+        return f"{self.name}/{self.placeholder}{self.variants_in_words}"
+
+
+FAMILIES: Mapping[str, Family] = MappingProxyType({f.name: f for f in (
+    Family("cnn", CNN_ARCHS, "cnn_training", "frame CNN", frame_level=True,
+           threshold_section="evaluate_cnn", placeholder="<arch>",
+           variants=r"chunk\d+|" + "|".join(ENSEMBLES),
+           variants_in_words="[/chunk<i>|/" + "|/".join(ENSEMBLES) + "]"),
+    Family("c3d", CLIP_MODELS, "clips", "temporal", frame_level=False, prefixed=False),
+    Family("rnn", RNN_HEADS, "sequences", "temporal", frame_level=False, placeholder="<head>"),
+    Family("facenet", CLASSIFIERS, "triplet", "FaceNet", frame_level=True,
+           threshold_section="train_triplet"),
+    Family("triplet", CLASSIFIERS, "triplet", "triplet", frame_level=True,
+           threshold_section="train_triplet"),
+)})
+FRAME_LEVEL = tuple(name for name, f in FAMILIES.items() if f.frame_level)
+METHOD_NAME = re.compile("|".join(f.pattern for f in FAMILIES.values()))
+GRAMMAR = ", ".join(f.grammar for f in FAMILIES.values())
+
+
+def family(method: str) -> str:
+    """The detector family of a method name; a clear error for a name of no family."""
+    for name, fam in FAMILIES.items():
+        if re.fullmatch(fam.pattern, method):
+            return name
+    raise ValueError(f"method {method!r} is not a detector name ({GRAMMAR}; classifiers: "
+                     f"{', '.join(CLASSIFIERS)})")
+
+
+def is_method(method: str) -> bool:
+    return METHOD_NAME.fullmatch(method) is not None
+
+
+def is_frame_level(method: str) -> bool:
+    """Whether the method scores single faces (and writes frame predictions)."""
+    return FAMILIES[family(method)].frame_level
+
+
+def threshold_section(method: str) -> str | None:
+    """The profile section whose ``threshold`` the method's predictions were called with."""
+    return FAMILIES[family(method)].threshold_section
+
+
+def display_group(method: str) -> str:
+    """The group a method's rows are shown in (:data:`DISPLAY_GROUPS`), as the paper groups
+    them; names of no family go to ``other``."""
+    try:
+        fam = family(method)
+    except ValueError:
+        return "other"
+    if fam == "cnn" and is_ensemble(method):
+        return "boosted"
+    return FAMILIES[fam].display_group
+
+
+def cnn_method(arch: str, chunk: int | None = None, ensemble: str | None = None) -> str:
+    """``cnn/<arch>`` (chunk 0, the single-model figure), ``cnn/<arch>/chunk<i>`` or
+    ``cnn/<arch>/<ensemble>``."""
+    if ensemble is not None:
+        return f"cnn/{arch}/{ensemble}"
+    return f"cnn/{arch}" if not chunk else f"cnn/{arch}/chunk{chunk}"
+
+
+def rnn_method(head: str) -> str:
+    return f"rnn/{head}"
+
+
+def embedding_method(space: str, classifier: str) -> str:
+    """``facenet/<classifier>`` or ``triplet/<classifier>``."""
+    return f"{space}/{classifier}"
+
+
+def is_ensemble(method: str) -> bool:
+    """Whether a ``cnn/...`` name is a vote of the chunk models."""
+    return method.startswith("cnn/") and method.rsplit("/", 1)[-1] in ENSEMBLES
+
+
+def single_chunk_of(method: str) -> str:
+    """``cnn/<arch>`` of a ``cnn/<arch>/...`` name: the chunk-0 model it is compared with."""
+    return cnn_method(method.split("/")[1])
+
+
+def raw_embedding_of(method: str) -> str | None:
+    """``facenet/<clf>`` of a ``triplet/<clf>`` name (the raw space it is compared with)."""
+    head, _, rest = method.partition("/")
+    return embedding_method("facenet", rest) if head == "triplet" else None
+
+
+def method_filename(method: str) -> str:
+    """File stem of a method's predictions: ``cnn/xception/boosted`` ->
+    ``cnn__xception__boosted``."""
+    segments = method.split("/")
+    if not all(_SEGMENT.fullmatch(s) for s in segments) or method.endswith(FRAMES_SUFFIX):
+        raise ValueError(
+            f"method name {method!r}: use '/'-separated segments of letters, digits, '.', '+', "
+            f"'-' and single inner '_', not ending in {FRAMES_SUFFIX!r}")
+    return "__".join(segments)
+
+
+def method_from_filename(name: str) -> str:
+    """Inverse of :func:`method_filename`; accepts a stem or a ``.csv`` file name."""
+    method = PurePath(name).name.removesuffix(".csv").replace("__", "/")
+    method_filename(method)  # validates
+    return method
