@@ -62,3 +62,14 @@ def test_papermill_reads_every_parameter(path):
     parsed = {p.name for p in PythonTranslator.inspect(cell)}
     assignments = {n.target.id for n in ast.parse(cell.source).body}
     assert parsed == assignments
+
+
+def test_sync_parameters_tool_leaves_the_stored_notebooks_as_they_are(capsys):
+    # tools/sync_parameters.py is how a parameter change reaches the notebooks: it must run
+    # and, on the stored notebooks (already in sync), change nothing.
+    import runpy
+
+    before = {p: p.read_bytes() for p in NOTEBOOKS}
+    runpy.run_path(str(paths.PROJECT_ROOT / "tools" / "sync_parameters.py"))["main"]()
+    assert capsys.readouterr().out == ""
+    assert {p: p.read_bytes() for p in NOTEBOOKS} == before

@@ -25,7 +25,7 @@ def parameters_source(stage: config.Stage, smoke: config.Profile) -> str:
 
 
 def main() -> None:
-    smoke = config.load(paths.PARAMS_DIR / "smoke.yaml", check_data=False)
+    smoke = config.load(paths.PARAMS_DIR / "smoke.yaml")
     for stage in config.STAGES:
         path = paths.NOTEBOOKS_DIR / stage.notebook
         nb = nbformat.read(path, as_version=4)
