@@ -195,8 +195,7 @@ class MaskedTemporalMax(keras.layers.Layer):
 
 
 def load_model(path: str | Path, compile: bool = False) -> keras.Model:
-    """Load any saved Keras detector of the study (frame CNN, clip model, recurrent head,
-    triplet network: their custom layers are known here); without ``compile`` the
-    optimizer state is not restored."""
+    """Load a saved frame CNN, clip model or recurrent head (their custom layers are known
+    here); without ``compile`` the optimizer state is not restored."""
     return keras.saving.load_model(path, compile=compile, custom_objects={
         "BackbonePreprocess": BackbonePreprocess, "MaskedTemporalMax": MaskedTemporalMax})

@@ -219,6 +219,10 @@ class ModelRecord(FitRecord):
     n_val: int = 0
     complete: bool = False
 
+    @classmethod
+    def read(cls, path: Path) -> "ModelRecord":
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
 
 def finished_record(run: RunPaths, family: str, name: str,
                     made_from: Mapping[str, Any]) -> tuple[ModelRecord | None, str]:
@@ -228,7 +232,7 @@ def finished_record(run: RunPaths, family: str, name: str,
     final, record_path, _ = run.model_files(family, name)
     if not (final.exists() and record_path.exists()):
         return None, ""
-    record = ModelRecord(**json.loads(record_path.read_text(encoding="utf-8")))
+    record = ModelRecord.read(record_path)
     if not record.complete:
         return None, ""
     stale = io.stale_reason(record.made_from, made_from)
@@ -241,7 +245,7 @@ def saved_record(run: RunPaths, family: str, name: str) -> ModelRecord:
     _, record_path, _ = run.model_files(family, name)
     if not record_path.is_file():
         raise FileNotFoundError(f"{record_path}: no trained model {name!r} in this run")
-    record = ModelRecord(**json.loads(record_path.read_text(encoding="utf-8")))
+    record = ModelRecord.read(record_path)
     if not record.complete:
         raise FileNotFoundError(f"{record_path}: the training of {name!r} did not finish")
     return record
