@@ -64,6 +64,15 @@ def private_default_seeds(seed: int) -> Iterator[None]:
         seed_generator.python_random = shared
 
 
+def keras_shuffles(data: Any) -> bool:
+    """The ``shuffle`` to hand ``model.fit`` for ``data``: False for a PyDataset, whose batches
+    are a seeded function of (epoch, index) and which permutes itself between epochs, since
+    Keras would reorder its batches with Python's global ``random``, which any other thread
+    draws from too (a Dask worker's event loop does, so the same seed trained another model
+    there); True for arrays, which Keras shuffles with the seeded backend."""
+    return not isinstance(data, keras.utils.PyDataset)
+
+
 def class_weights(videos: pd.DataFrame) -> dict[int, float]:
     """Per-class weights n / (2 n_c), counted over faces, so both classes weigh the same."""
     faces = videos.groupby("label")["n_faces"].sum()
@@ -163,7 +172,7 @@ def fit_and_save(model: keras.Model, final: Path, log: Path, record: Any, data: 
     start = time.perf_counter()
     history = model.fit(data, y, batch_size=batch_size, validation_data=validation,
                         epochs=epochs, class_weight=class_weight, callbacks=callbacks,
-                        verbose=verbose)
+                        shuffle=keras_shuffles(data), verbose=verbose)
     record.seconds = round(time.perf_counter() - start, 1)
     curve = np.asarray(history.history[record.monitor], dtype=float)
     record.epochs_run = len(curve)

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from . import evaluation, io
 from .batches import FaceSource
 from .devices import resolve_device
-from .fitting import seed_everything
+from .fitting import keras_shuffles, seed_everything
 from .paths import RunPaths
 from .vocabulary import CLASSIFIERS, embedding_method
 
@@ -322,7 +322,7 @@ def train(run: RunPaths, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
                                                restore_best_weights=True),
                  keras.callbacks.CSVLogger(str(log_file))]
     model.fit(train_batches, validation_data=val_batches, epochs=epochs, callbacks=callbacks,
-              verbose=verbose)
+              shuffle=keras_shuffles(train_batches), verbose=verbose)
     _save_model(model, target)
     io.write_text(json.dumps(fingerprint, indent=2) + "\n", fp_file)
     return Training(model, read_log(log_file), True, monitor)
