@@ -21,11 +21,11 @@ reproduce: $(STAMP) ## run every notebook of the demo profile into outputs/demo/
 	$(PY) -m dflib run $(PROFILE)
 
 test: $(STAMP) ## unit tests, then nbval over the notebooks on the smoke values
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=1200 notebooks
 
 unit: $(STAMP) ## unit tests only
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 check: $(STAMP) ## validate a profile (PROFILE=params/x.yaml) without running it
 	$(PY) -m dflib check $(PROFILE)
