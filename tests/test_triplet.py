@@ -257,6 +257,29 @@ def test_classifiers_give_probabilities_of_fake(name):
     assert p[y == 1].mean() > p[y == 0].mean()
 
 
+@pytest.mark.parametrize("name", ["svc", "perceptron"])
+@pytest.mark.parametrize("seed", range(4))
+def test_a_margin_classifiers_probability_ranks_as_its_decision_function(name, seed):
+    """P(fake) of the SVC and the perceptron is an increasing function of the model's own
+    margin, 0.5 on its boundary. Labels without signal are where Platt scaling on
+    out-of-fold scores came out inverted (at these seeds, for both models) and turned a
+    detector's ranking upside down."""
+    from sklearn.linear_model import Perceptron
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(60, 5)), np.repeat([0, 1], [20, 40])
+    margin_model = make_pipeline(StandardScaler(), {"svc": SVC, "perceptron": Perceptron}[name](
+        random_state=0)).fit(x, y)
+    margin = margin_model.decision_function(x)
+    p = triplet.fake_probability(triplet.make_classifier(name, seed=0).fit(x, y), x)
+    order = np.argsort(margin, kind="stable")
+    assert (np.diff(p[order]) >= 0).all() and p[order[-1]] > p[order[0]]
+    assert ((p > 0.5) == (margin_model.predict(x) == 1)).all()
+
+
 def test_evaluate_classifiers_writes_predictions_and_results(tmp_path):
     run = RunPaths(tmp_path).ensure()
     x, y = clusters(60)
