@@ -1,5 +1,8 @@
 """Benchmarks of the heavy steps, each against a baseline measured in the same run.
 
+``decode``: dflib's OpenCV :func:`~dflib.video.read_frames` against PyAV (frame threading,
+decoding in order or seeking to the key frame before a distant frame) on the same sampled
+frames, with the largest pixel difference between them.
 ``extract``: on the same videos and sampled frames, decoding alone, the original study's
 face extraction (every frame decoded in order, one full-resolution ``MTCNN.detect`` per
 frame with facenet-pytorch's defaults, largest box cropped) and dflib's
@@ -13,6 +16,7 @@ torch, facenet-pytorch and keras are imported on first use only.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -23,7 +27,7 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -34,7 +38,7 @@ from . import config, datasets, io, synth
 from .devices import resolve_device
 from .faces import EXTRACTOR_KEYS, FaceExtractor, FaceStore, run_extraction
 from .paths import RunPaths
-from .video import VideoError, probe, read_frames, sample_indices
+from .video import SEEK_MIN_GAP, VideoError, probe, read_frames, sample_indices
 
 EXTRACT_COLUMNS = ["footage", "resolution", "device", "settings", "videos", "frames",
                    "decode_fps", "baseline_fps", "dflib_fps", "speedup", "dflib_to_decode",
@@ -44,6 +48,11 @@ PARALLEL_COLUMNS = ["workers", "decode_ahead", "videos", "frames", "repeats", "s
                     "seconds_min", "seconds_max", "frames_per_s", "speedup"]
 FEED_COLUMNS = ["feed", "augment", "workers", "samples", "feed_per_s", "train_step_per_s",
                 "ratio"]
+# opencv: dflib's read_frames, the baseline; pyav: PyAV decoding in order with frame
+# threading; pyav_seek: the same, seeking across gaps longer than SEEK_MIN_GAP.
+DECODERS = ("opencv", "pyav", "pyav_seek")
+DECODE_COLUMNS = ["footage", "resolution", "sampling", "decoder", "videos", "frames", "repeats",
+                  "fps", "fps_min", "fps_max", "ratio", "same_indices", "max_abs_diff"]
 MEMORY_COLUMNS = ["scale", "videos", "faces", "store_mb", "rss_before_fit_mb", "peak_rss_mb",
                   "seconds", "peak_ratio"]
 # The original study's crop: 160 px faces with a 40 px margin (docs/reference.md).
@@ -278,6 +287,176 @@ def bench_parallel(paths: Sequence[str | Path], frames: int = 25,
                      "frames_per_s": n_frames / seconds})
     table = pd.DataFrame(rows, columns=PARALLEL_COLUMNS)
     table["speedup"] = table["frames_per_s"] / table["frames_per_s"].iloc[0]
+    return table
+
+
+# --------------------------------------------------------------------------- decode
+
+def _import_av() -> Any:
+    """The ``av`` module, or ImportError saying in one line how to install it."""
+    try:
+        import av
+    except ImportError:
+        raise ImportError("PyAV is not installed; `pip install av` (or the [test] extra) "
+                          "to run dflib bench decode") from None
+    return av
+
+
+def _pyav_decoded(av: Any, container: Any, stream: Any) -> Iterator[Any]:
+    """The stream's frames from where the container stands; a damaged packet ends them,
+    as it ends OpenCV's ``grab()``."""
+    try:
+        yield from container.decode(stream)
+    except av.FFmpegError:
+        return
+
+
+def _pyav_open(av: Any, path: str | Path) -> tuple[Any, Any]:
+    """The container and its first video stream, set for frame threading."""
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError):
+        raise VideoError(path, "not a video or truncated (PyAV cannot open it)") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(path, "no video track")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"  # frame threading: consecutive frames decode at once
+    return container, stream
+
+
+def pyav_read_frames(path: str | Path, indices: Iterable[int], seek: bool = False
+                     ) -> tuple[list[np.ndarray], list[int]]:
+    """:func:`~dflib.video.read_frames` with PyAV: the frames at ``indices`` (sorted,
+    duplicates dropped) as RGB uint8 arrays and the indices read, decoded with frame
+    threading. Frames are counted in decoding order; with ``seek`` a gap longer than
+    ``SEEK_MIN_GAP`` is crossed by seeking to the key frame before the wanted frame, whose
+    index is then its timestamp times the frame rate (a seek that lands past it decodes
+    from the start instead). :class:`VideoError` when none of the frames decodes."""
+    av = _import_av()
+    wanted = sorted({int(i) for i in indices if int(i) >= 0})
+    if not wanted:
+        return [], []
+    container, stream = _pyav_open(av, path)
+    frames: list[np.ndarray] = []
+    read: list[int] = []
+    try:
+        origin, rate, unit = stream.start_time or 0, stream.average_rate, stream.time_base
+        numbered: Iterator[tuple[int, Any]] = enumerate(_pyav_decoded(av, container, stream))
+        pos = 0  # index of the frame `numbered` yields next
+        for idx in wanted:
+            if seek and rate and idx - pos > SEEK_MIN_GAP:
+                container.seek(origin + int(idx / rate / unit), stream=stream)
+                numbered = ((round((f.pts - origin) * unit * rate), f)
+                            for f in _pyav_decoded(av, container, stream))
+                first = next(numbered, None)
+                if first is None or first[0] > idx:
+                    # The seek fell past the frame (a truncated file, irregular timestamps)
+                    # and left the decoder elsewhere: decode forward from the start instead.
+                    container.close()
+                    container, stream = _pyav_open(av, path)
+                    numbered = enumerate(_pyav_decoded(av, container, stream))
+                else:
+                    numbered = itertools.chain([first], numbered)
+            found = next(((i, f) for i, f in numbered if i >= idx), None)
+            if found is None:
+                break  # the stream ends before idx
+            pos = found[0] + 1
+            if found[0] == idx:
+                frames.append(found[1].to_ndarray(format="rgb24"))
+                read.append(idx)
+    finally:
+        container.close()
+    if not frames:
+        raise VideoError(path, f"no frames decoded (asked for {len(wanted)} from frame "
+                               f"{wanted[0]}; truncated or corrupt)")
+    return frames, read
+
+
+def _decode_with(decoder: str, path: Path, indices: Sequence[int]
+                 ) -> tuple[list[np.ndarray], list[int]]:
+    if decoder == "opencv":
+        return read_frames(path, indices)
+    return pyav_read_frames(path, indices, seek=decoder == "pyav_seek")
+
+
+def bench_decode(paths: Sequence[str | Path], frames: int = 25, sampling: str = "first",
+                 every_k: int = 5, repeats: int = 3, progress: bool = True) -> pd.DataFrame:
+    """One row per entry of ``paths`` and decoder (:data:`DECODERS`): frames/s of decoding
+    the frames ``sampling`` picks from each video (median of ``repeats`` turns, in which
+    the decoders take turns video by video, and the slowest and fastest turn), ``ratio``
+    to OpenCV in the same run, whether each decoder read the same indices as OpenCV, and
+    the largest absolute pixel difference from OpenCV's frames (colour conversion).
+
+    An unreadable video prints one line on stderr naming it and is left out of every row.
+    """
+    _import_av()
+    rows = []
+    for group in paths:
+        try:
+            videos = find_videos(group)
+        except FileNotFoundError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        jobs = []
+        for video in videos:
+            try:
+                info = probe(video)
+                jobs.append((video, info, sample_indices(info.n_frames, frames, sampling,
+                                                         every_k)))
+            except VideoError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+        if jobs:  # imports and first-call set-up are not charged to the first turn
+            for decoder in DECODERS:
+                try:
+                    _decode_with(decoder, jobs[0][0], jobs[0][2][:1])
+                except VideoError:
+                    pass  # reported by the timed turn
+        seconds = {d: [0.0] * max(1, repeats) for d in DECODERS}
+        read: dict[str, dict[Path, list[int]]] = {d: {} for d in DECODERS}
+        diff = {d: 0 for d in DECODERS}
+        bad: set[Path] = set()
+        for turn in tqdm(range(max(1, repeats)), desc=f"decode {Path(group).name}",
+                         unit="turn", disable=not progress):
+            for video, _, wanted in jobs:
+                if video in bad:
+                    continue
+                got = {}
+                # Each turn starts with another decoder, so none always meets a cold cache.
+                for decoder in DECODERS[turn % len(DECODERS):] + DECODERS[:turn % len(DECODERS)]:
+                    try:
+                        start = time.perf_counter()
+                        got[decoder] = _decode_with(decoder, video, wanted)
+                        seconds[decoder][turn] += time.perf_counter() - start
+                    except VideoError as exc:
+                        print(f"error: {decoder}: {exc}", file=sys.stderr)
+                        bad.add(video)
+                        break
+                if video in bad or turn:
+                    continue
+                reference = dict(zip(got["opencv"][1], got["opencv"][0]))
+                for decoder, (decoded, indices) in got.items():
+                    read[decoder][video] = indices
+                    diff[decoder] = max([diff[decoder]] + [
+                        int(np.abs(f.astype(np.int16) - reference[i]).max())
+                        for i, f in zip(indices, decoded) if i in reference])
+        kept = [job for job in jobs if job[0] not in bad]
+        if not kept:
+            continue
+        n = sum(len(read["opencv"][video]) for video, _, _ in kept)
+        for decoder in DECODERS:
+            turns = seconds[decoder]
+            rows.append({
+                "footage": str(group),
+                "resolution": ", ".join(sorted({f"{i.width}x{i.height}" for _, i, _ in kept})),
+                "sampling": f"{sampling} {frames}", "decoder": decoder, "videos": len(kept),
+                "frames": n, "repeats": len(turns), "fps": n / float(np.median(turns)),
+                "fps_min": n / max(turns), "fps_max": n / min(turns),
+                "same_indices": all(read[decoder][v] == read["opencv"][v] for v, _, _ in kept),
+                "max_abs_diff": diff[decoder]})
+    table = pd.DataFrame(rows, columns=DECODE_COLUMNS)
+    baseline = table.groupby("footage", sort=False)["fps"].transform("first")
+    table["ratio"] = table["fps"] / baseline
     return table
 
 

@@ -126,7 +126,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                        ("detect_max_side", args.detect_max_side),
                                        ("redetect_every", args.redetect_every))
                      if v is not None}
-    if args.bench == "extract":
+    if args.bench == "decode":
+        try:
+            table = bench.bench_decode(args.paths, args.frames, args.sampling, args.every_k,
+                                       args.repeats)
+        except ImportError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    elif args.bench == "extract":
         table = bench.bench_extract(args.paths, args.frames, args.device, overrides)
     elif args.bench == "parallel":
         table = bench.bench_parallel(args.paths, args.frames, args.workers, args.device,
@@ -208,6 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
                                "the next video decoded ahead); the speed-up is against the first")
     parallel.add_argument("--repeats", type=int, default=3,
                           help="runs of each worker count, taking turns; the median counts")
+    decode = bench_sub.add_parser("decode", help="dflib's OpenCV decoding against PyAV (frame "
+                                  "threading, in order and seeking) on the same sampled frames")
+    decode.add_argument("paths", nargs="+", metavar="VIDEO_OR_DIR",
+                        help="a video or a folder of videos (one table row per argument and "
+                             "decoder)")
+    decode.add_argument("--frames", type=int, default=25, help="frames sampled per video")
+    decode.add_argument("--sampling", default="first",
+                        choices=config.STAGE_BY_NAME["faces"].fields["sampling"].choices,
+                        help="which frames, as the profile's faces.sampling picks them")
+    decode.add_argument("--every-k", type=int, default=5, help="step of --sampling every_k")
+    decode.add_argument("--repeats", type=int, default=3,
+                        help="turns of every decoder over every video; the median counts")
+    decode.add_argument("--out", type=Path, metavar="CSV", help="also write the table here")
     memory = bench_sub.add_parser("train-memory", help="peak RSS of one training epoch at 1x "
                                   "and k x the faces, each in a fresh process")
     memory.add_argument("--videos", type=int, default=40, help="videos of the 1x face store")

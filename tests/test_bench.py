@@ -77,6 +77,35 @@ def test_parallel_bench_table(videos):
     assert (table["frames_per_s"] > 0).all()
 
 
+def test_decode_bench_table_compares_pyav_with_opencv(videos, tmp_path, capsys):
+    out = tmp_path / "decode.csv"
+    rc = cli.main(["bench", "decode", str(videos), "--frames", "3", "--sampling", "even",
+                   "--repeats", "2", "--out", str(out)])
+    assert rc == 0
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if "error: " in line]
+    assert len(errors) == 1 and "broken.mp4" in errors[0]
+    table = pd.read_csv(out)
+    assert list(table.columns) == bench.DECODE_COLUMNS
+    assert table["decoder"].tolist() == list(bench.DECODERS)
+    assert table["videos"].tolist() == [4] * 3 and table["frames"].tolist() == [12] * 3
+    assert table["sampling"].tolist() == ["even 3"] * 3 and (table["repeats"] == 2).all()
+    assert (table["fps_min"] <= table["fps"]).all() and (table["fps"] <= table["fps_max"]).all()
+    assert table["ratio"].tolist() == pytest.approx((table["fps"] / table["fps"][0]).tolist())
+    assert table["ratio"][0] == 1.0
+    assert table["same_indices"].all()
+    assert (table["max_abs_diff"] == 0).all()  # as measured (tests/test_video.py)
+
+
+def test_decode_bench_says_in_one_line_when_pyav_is_missing(videos, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "av", None)  # import av now raises ImportError
+    assert cli.main(["bench", "decode", str(videos)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: PyAV is not installed") and "\n" not in err
+
+
 def test_distant_speaker_footage(videos, tmp_path):
     source = videos / "Celeb-real" / "id0_0000.mp4"
     target = bench.distant_speaker(source, tmp_path / "small.mp4", face_scale=0.25,
