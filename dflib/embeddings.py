@@ -21,10 +21,15 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
 import socket
 import warnings
+import weakref
 import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -127,31 +132,87 @@ def _dlib_missing() -> str:
     return ""
 
 
+_worker_net: Any = None  # dlib's network in a worker process of DlibEmbedder's pool
+
+
+def _load_worker_net(weights_file: str) -> None:
+    global _worker_net
+    import dlib
+
+    _worker_net = dlib.face_recognition_model_v1(weights_file)
+
+
+def _describe(chips: list[np.ndarray], net: Any = None) -> np.ndarray:
+    """``float32 [n, 128]`` descriptors of 150 px chips, by ``net`` or the worker's network."""
+    described = (net or _worker_net).compute_face_descriptor(chips)
+    return np.asarray([np.asarray(v) for v in described], np.float32).reshape(-1, DLIB_DIM)
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class DlibEmbedder:
     """dlib's ResNet face-recognition network (128-d) on the crops resized to its 150 px.
 
     dlib trained it on chips aligned by its 5-point landmarks; on MTCNN crops that
     alignment did not help (measured in the README), so the crops go in as they are.
+    dlib's Python call holds the GIL and runs on one core, so with ``workers`` above 1 the
+    faces of a call are split among that many processes, each with its own copy of the
+    network (started once, on first use); a face's descriptor does not depend on which
+    process computes it.
     """
 
     dim = DLIB_DIM
 
-    def __init__(self, models_dir: Path) -> None:
+    def __init__(self, models_dir: Path, workers: int = 1) -> None:
         import dlib
 
-        self.net = dlib.face_recognition_model_v1(str(models_dir / DLIB_FILES["recognition"]))
+        self.weights_file = str(models_dir / DLIB_FILES["recognition"])
+        self.net = dlib.face_recognition_model_v1(self.weights_file)
+        self.workers = max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _processes(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn: a forked copy of a process that has started torch or TensorFlow threads
+            # can deadlock.
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
+                                             initializer=_load_worker_net,
+                                             initargs=(self.weights_file,))
+            weakref.finalize(self, self._pool.shutdown, cancel_futures=True)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker processes (a later call starts them again)."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
     def embed(self, faces: np.ndarray) -> np.ndarray:
         """``float32 [n, 128]`` descriptors of uint8 RGB crops ``[n, S, S, 3]``."""
         import cv2
 
-        if len(faces) == 0:
-            return np.zeros((0, self.dim), np.float32)
         chips = [np.ascontiguousarray(cv2.resize(face, (DLIB_CHIP, DLIB_CHIP),
                                                  interpolation=cv2.INTER_CUBIC))
                  for face in faces]
-        return np.asarray([np.asarray(v) for v in self.net.compute_face_descriptor(chips)],
-                          np.float32)
+        if not chips:
+            return np.zeros((0, self.dim), np.float32)
+        parts = min(self.workers, len(chips))
+        if parts == 1:
+            return _describe(chips, self.net)
+        bounds = np.linspace(0, len(chips), parts + 1).astype(int)
+        try:
+            return np.concatenate(list(self._processes().map(
+                _describe, [chips[a:b] for a, b in zip(bounds[:-1], bounds[1:])])))
+        except BrokenProcessPool as exc:
+            # A script run without `if __name__ == "__main__":` cannot spawn processes.
+            warnings.warn(f"dlib's worker processes stopped ({exc}); embedding in this "
+                          "process from now on", stacklevel=2)
+            self.close()
+            self.workers = 1
+            return _describe(chips, self.net)
 
 
 def embedding_dim(model: Any) -> int:
@@ -166,7 +227,7 @@ def _dlib_or_random(requested: str, why: str, seed: int) -> tuple[Any, WeightsCh
     if not missing:
         folder = dlib_models_dir()
         assert folder is not None
-        return DlibEmbedder(folder), WeightsChoice(
+        return DlibEmbedder(folder, workers=cpu_cores()), WeightsChoice(
             requested, DLIB, f"{why}; using dlib's ResNet face-recognition network (128-d) "
             f"from {folder}", str(folder / DLIB_FILES["recognition"]))
     return random_facenet(seed), WeightsChoice(

@@ -236,3 +236,20 @@ def test_the_faces_embedded_are_a_subset_of_frames_with_every_face_of_each():
     assert frame_idx.tolist() == [0, 20, 20, 50] and is_chosen.tolist() == [True, True, False, True]
     assert faces[2].max() == 99 and faces[3].max() == 5
     assert faces_to_embed(store, "v")[1].tolist() == [0, 10, 20, 20, 30, 40, 40, 50]
+
+
+def test_dlibs_descriptors_are_the_same_from_one_process_or_several():
+    """The faces of a call are split among processes: same vectors, in order."""
+    faces = np.random.default_rng(4).integers(0, 256, (5, SIZE, SIZE, 3), dtype=np.uint8)
+    one = emb.DlibEmbedder(emb.dlib_models_dir(), workers=1)
+    pool = emb.DlibEmbedder(emb.dlib_models_dir(), workers=2)
+    try:
+        alone = one.embed(faces)
+        np.testing.assert_array_equal(pool.embed(faces), alone)
+        np.testing.assert_array_equal(pool.embed(faces[:1]), alone[:1])  # no split
+        assert pool.embed(faces[:0]).shape == (0, emb.DLIB_DIM)
+        assert pool._pool is not None
+        assert not np.allclose(alone[0], alone[1])  # distinct faces, so the order is checked
+    finally:
+        pool.close()
+    assert pool._pool is None
