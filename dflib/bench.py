@@ -38,7 +38,7 @@ from . import config, datasets, io, synth
 from .devices import resolve_device
 from .faces import EXTRACTOR_KEYS, FaceExtractor, FaceStore, run_extraction
 from .paths import RunPaths
-from .video import SEEK_MIN_GAP, VideoError, probe, read_frames, sample_indices
+from .video import SEEK_MIN_GAP, VideoError, decoded, probe, read_frames, sample_indices
 
 EXTRACT_COLUMNS = ["footage", "resolution", "device", "settings", "videos", "frames",
                    "decode_fps", "baseline_fps", "dflib_fps", "speedup", "dflib_to_decode",
@@ -200,12 +200,7 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
     settings = (f"min_face_size={fast.min_face_size} factor={fast.factor} "
                 f"detect_max_side={fast.detect_max_side} redetect_every={fast.redetect_every}")
     rows = []
-    for group in paths:
-        try:
-            videos = find_videos(group)
-        except FileNotFoundError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            continue
+    for group, videos in _video_groups(paths):
         results = []
         warm = False
         for video in tqdm(videos, desc=f"bench {Path(group).name}", unit="video",
@@ -367,10 +362,7 @@ def pyav_read_frames(path: str | Path, indices: Iterable[int], seek: bool = Fals
                 read.append(idx)
     finally:
         container.close()
-    if not frames:
-        raise VideoError(path, f"no frames decoded (asked for {len(wanted)} from frame "
-                               f"{wanted[0]}; truncated or corrupt)")
-    return frames, read
+    return decoded(path, frames, read, wanted)
 
 
 def _decode_with(decoder: str, path: Path, indices: Sequence[int]
@@ -378,6 +370,16 @@ def _decode_with(decoder: str, path: Path, indices: Sequence[int]
     if decoder == "opencv":
         return read_frames(path, indices)
     return pyav_read_frames(path, indices, seek=decoder == "pyav_seek")
+
+
+def _video_groups(paths: Sequence[str | Path]) -> Iterator[tuple[str | Path, list[Path]]]:
+    """Each entry of ``paths`` with its videos; one that names none prints one line on
+    stderr and is left out."""
+    for group in paths:
+        try:
+            yield group, find_videos(group)
+        except FileNotFoundError as exc:
+            print(f"error: {exc}", file=sys.stderr)
 
 
 def bench_decode(paths: Sequence[str | Path], frames: int = 25, sampling: str = "first",
@@ -392,12 +394,7 @@ def bench_decode(paths: Sequence[str | Path], frames: int = 25, sampling: str = 
     """
     _import_av()
     rows = []
-    for group in paths:
-        try:
-            videos = find_videos(group)
-        except FileNotFoundError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            continue
+    for group, videos in _video_groups(paths):
         jobs = []
         for video in videos:
             try:

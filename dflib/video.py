@@ -253,6 +253,13 @@ def read_frames(path: str | Path, indices: Iterable[int]) -> tuple[list[np.ndarr
             read.append(idx)
     finally:
         cap.release()
+    return decoded(path, frames, read, wanted)
+
+
+def decoded(path: str | Path, frames: list[np.ndarray], read: list[int], wanted: list[int]
+            ) -> tuple[list[np.ndarray], list[int]]:
+    """``(frames, read)`` of a decoder that was asked for ``wanted``; :class:`VideoError`
+    when it decoded none of them."""
     if not frames:
         raise VideoError(path, f"no frames decoded (asked for {len(wanted)} from frame "
                                f"{wanted[0]}; truncated or corrupt)")
