@@ -6,7 +6,8 @@ frames, with the largest pixel difference between them.
 ``extract``: on the same videos and sampled frames, decoding alone, the original study's
 face extraction (every frame decoded in order, one full-resolution ``MTCNN.detect`` per
 frame with facenet-pytorch's defaults, largest box cropped) and dflib's
-:class:`~dflib.faces.FaceExtractor` with the profile defaults. ``parallel``:
+:class:`~dflib.faces.FaceExtractor` with the profile defaults, also as the stage runs it
+(the next video decoded while the detector works). ``parallel``:
 :func:`~dflib.faces.run_extraction` with 1, 2, ... Dask workers. ``train_memory``: peak
 RSS of one training epoch on a face store at 1x and k x the faces, each in a fresh
 process. ``footage`` writes 720p videos (dflib.synth) and 1080p "distant speaker" videos
@@ -36,14 +37,14 @@ from tqdm.auto import tqdm
 
 from . import config, datasets, io, synth
 from .devices import resolve_device
-from .faces import EXTRACTOR_KEYS, FaceExtractor, FaceStore, run_extraction
+from .faces import EXTRACTOR_KEYS, FaceExtractor, FaceStore, decode_ahead, run_extraction
 from .paths import RunPaths
-from .video import SEEK_MIN_GAP, VideoError, decoded, probe, read_frames, sample_indices
+from .video import (SEEK_MIN_GAP, Sampled, VideoError, decoded, probe, read_frames,
+                    sample_indices)
 
 EXTRACT_COLUMNS = ["footage", "resolution", "device", "settings", "videos", "frames",
-                   "decode_fps", "baseline_fps", "dflib_fps", "speedup", "dflib_to_decode",
-                   "baseline_faces",
-                   "dflib_faces", "agreement", "mean_iou"]
+                   "decode_fps", "baseline_fps", "dflib_fps", "dflib_ahead_fps", "speedup",
+                   "dflib_to_decode", "baseline_faces", "dflib_faces", "agreement", "mean_iou"]
 PARALLEL_COLUMNS = ["workers", "decode_ahead", "videos", "frames", "repeats", "seconds",
                     "seconds_min", "seconds_max", "frames_per_s", "speedup"]
 FEED_COLUMNS = ["feed", "augment", "workers", "samples", "feed_per_s", "train_step_per_s",
@@ -150,8 +151,9 @@ class BaselineExtractor:
 
 def _bench_video(path: Path, n: int, baseline: BaselineExtractor, fast: FaceExtractor
                  ) -> dict[str, Any]:
-    """Time decoding, the baseline and dflib on one video's first ``n`` frames (those
-    past the stream's real end are not read: :func:`read_frames` says which were)."""
+    """Time decoding, dflib (decoding, then detecting) and the baseline on one video's first
+    ``n`` frames (those past the stream's real end are not read: :func:`read_frames` says
+    which were)."""
     info = probe(path)
     wanted = sample_indices(info.n_frames, n, "first")
     start = time.perf_counter()
@@ -169,9 +171,19 @@ def _bench_video(path: Path, n: int, baseline: BaselineExtractor, fast: FaceExtr
 
     common = [i for i in read if i in base]  # a truncated file can lose frames in either
     fast_boxes = dict(zip(read, (f.box for f in found)))
-    return {"resolution": f"{info.width}x{info.height}", "frames": len(common),
+    return {"path": path, "resolution": f"{info.width}x{info.height}", "frames": len(common),
             "decode_s": decode_s, "dflib_s": dflib_s, "baseline_s": baseline_s,
             "baseline": [base[i] for i in common], "dflib": [fast_boxes[i] for i in common]}
+
+
+def _decoding_ahead_seconds(paths: Sequence[Path], n: int, fast: FaceExtractor) -> float:
+    """dflib over ``paths`` as :func:`run_extraction` runs it: the next video's frames
+    decoded in a thread (:func:`decode_ahead`) while the detector works on the current one."""
+    start = time.perf_counter()
+    for sampled in decode_ahead([str(p) for p in paths], n, "first", 1):
+        if isinstance(sampled, Sampled):
+            fast.extract(sampled.frames)
+    return time.perf_counter() - start
 
 
 def _warm_up(path: Path, baseline: BaselineExtractor, fast: FaceExtractor) -> None:
@@ -188,11 +200,14 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
     """One row per entry of ``paths`` (a video or a folder of videos): dflib's detector
     settings, frames/s of decoding, the baseline and dflib (both include decoding),
     dflib's speed-up over the baseline and its rate as a share of decoding alone (1 would
-    mean detection costs nothing beyond the decoder), the frames with a face per method, agreement and mean IoU (see
-    :func:`compare_boxes`).
+    mean detection costs nothing beyond the decoder), the frames with a face per method,
+    agreement and mean IoU (see :func:`compare_boxes`).
 
-    ``params`` overrides the profile's FaceExtractor defaults. An unreadable video or
-    path prints one line on stderr naming it and is left out.
+    ``dflib_fps`` decodes each video, then detects on it; ``dflib_ahead_fps`` is
+    :func:`run_extraction`'s way, decoding the next video while detecting on this one.
+    ``params`` overrides the
+    profile's FaceExtractor defaults. An unreadable video or path prints one line on
+    stderr naming it and is left out.
     """
     device = resolve_device(device)
     fast = FaceExtractor.from_params({**profile_extractor_params(device), **(params or {})})
@@ -227,6 +242,8 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
             "settings": settings, "videos": len(results), "frames": n,
             "decode_fps": decode_fps,
             "baseline_fps": baseline_fps, "dflib_fps": dflib_fps,
+            "dflib_ahead_fps": n / _decoding_ahead_seconds([r["path"] for r in results],
+                                                           frames, fast),
             "speedup": dflib_fps / baseline_fps,
             "dflib_to_decode": dflib_fps / decode_fps,
             "baseline_faces": sum(b is not None for b in base),

@@ -53,7 +53,8 @@ def test_extract_bench_table_csv_and_agreement(videos, tmp_path, capsys):
     assert len(table) == 1  # the missing folder gives no row; the broken video is left out
     row = table.iloc[0]
     assert (row["videos"], row["frames"], row["resolution"]) == (4, 4 * FRAMES, "320x240")
-    for col in ("decode_fps", "baseline_fps", "dflib_fps", "speedup", "dflib_to_decode"):
+    for col in ("decode_fps", "baseline_fps", "dflib_fps", "dflib_ahead_fps", "speedup",
+                "dflib_to_decode"):
         assert row[col] > 0
     assert row["dflib_to_decode"] == pytest.approx(row["dflib_fps"] / row["decode_fps"])
     assert row["baseline_faces"] > 0

@@ -20,7 +20,7 @@ from skimage.data import astronaut
 
 from dflib import mtcnn, stages
 from dflib.faces import (INDEX_COLUMNS, SUMMARY_COLUMNS, FaceExtractor, FaceStore, box_iou,
-                         run_extraction, store_digest, store_settings)
+                         run_extraction, shot_changes, store_digest, store_settings)
 from dflib.paths import RunPaths, store_name
 
 HEAD = astronaut()[30:210, 135:315]  # RGB, the face and some hair around it
@@ -355,6 +355,14 @@ def test_hands_and_cuts_do_not_take_the_face_s_place(monkeypatch):
     assert set(rules[5:11]) == {"gap"}  # key frame 5 onwards see the hand: dropped
     assert set(rules[1:5]) == {"only"}  # confirmed from key frame 0, which had no hand
     assert [f.shot_change for f in found] == [i == 12 for i in range(20)]
+
+
+def test_cuts_are_found_in_720p_frames_as_in_small_ones():
+    # 720p thumbnails average every fifth pixel (the cost of a decode otherwise): the cut
+    # between the two shots is still the one cut found, and a pan is none.
+    frames, _ = distractor_footage()
+    large = [cv2.resize(f, (1280, 720), interpolation=cv2.INTER_CUBIC) for f in frames]
+    assert shot_changes(large) == shot_changes(frames) == [i == 12 for i in range(20)]
 
 
 def test_faces_of_similar_size_are_counted_per_frame(extractor, tmp_path):
