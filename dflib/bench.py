@@ -7,7 +7,9 @@ frames, with the largest pixel difference between them.
 face extraction (every frame decoded in order, one full-resolution ``MTCNN.detect`` per
 frame with facenet-pytorch's defaults, largest box cropped) and dflib's
 :class:`~dflib.faces.FaceExtractor` with the profile defaults, also as the stage runs it
-(the next video decoded while the detector works). ``parallel``:
+(the next video decoded while the detector works). ``steps``: the share of each step of
+dflib's extraction (decoding, pyramid, the three networks, crops, ...), searching every
+frame against the key-frame search. ``parallel``:
 :func:`~dflib.faces.run_extraction` with 1, 2, ... Dask workers. ``train_memory``: peak
 RSS of one training epoch on a face store at 1x and k x the faces, each in a fresh
 process. ``footage`` writes 720p videos (dflib.synth) and 1080p "distant speaker" videos
@@ -39,12 +41,19 @@ from . import config, datasets, io, synth
 from .devices import resolve_device
 from .faces import EXTRACTOR_KEYS, FaceExtractor, FaceStore, decode_ahead, run_extraction
 from .paths import RunPaths
+from .steptimes import STEPS, recording
 from .video import (SEEK_MIN_GAP, Sampled, VideoError, decoded, probe, read_frames,
                     sample_indices)
 
 EXTRACT_COLUMNS = ["footage", "resolution", "device", "settings", "videos", "frames",
                    "decode_fps", "baseline_fps", "dflib_fps", "dflib_ahead_fps", "speedup",
                    "dflib_to_decode", "baseline_faces", "dflib_faces", "agreement", "mean_iou"]
+# `bench steps`: MTCNN searched on every sampled frame, as the paper did (the baseline
+# row), against the profile's key-frame search, on the same decoded frames.
+STEP_SEARCHES = ("every_frame", "key_frames")
+STEP_SHARES = ("decode", *STEPS, "other")
+STEPS_COLUMNS = ["footage", "resolution", "device", "search", "videos", "frames",
+                 "ms_per_frame", "speedup", *(f"{name}_share" for name in STEP_SHARES)]
 PARALLEL_COLUMNS = ["workers", "decode_ahead", "videos", "frames", "repeats", "seconds",
                     "seconds_min", "seconds_max", "frames_per_s", "speedup"]
 FEED_COLUMNS = ["feed", "augment", "workers", "samples", "feed_per_s", "train_step_per_s",
@@ -250,6 +259,68 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
             "dflib_faces": sum(b is not None for b in fast_boxes),
             "agreement": agreement, "mean_iou": mean_iou})
     return pd.DataFrame(rows, columns=EXTRACT_COLUMNS)
+
+
+def bench_steps(paths: Sequence[str | Path], frames: int = 25, device: str = "auto",
+                params: dict[str, Any] | None = None, progress: bool = True) -> pd.DataFrame:
+    """Where extraction's time goes: per entry of ``paths`` and search, milliseconds per
+    frame (decoding included) and the share of each step (decoding, those of
+    :data:`dflib.steptimes.STEPS`, and ``other``: tracking, selection, bookkeeping).
+
+    ``every_frame`` searches every sampled frame in full (``redetect_every`` 1, the
+    paper's way); ``key_frames`` is the profile's search; both run on the same decoded
+    frames of each video, and ``speedup`` is each row's rate over ``every_frame``'s.
+    ``params`` overrides the profile's FaceExtractor defaults. An unreadable video
+    prints one line on stderr naming it and is left out."""
+    device = resolve_device(device)
+    chosen = {**profile_extractor_params(device), **(params or {})}
+    extractors = {"every_frame": FaceExtractor.from_params({**chosen, "redetect_every": 1}),
+                  "key_frames": FaceExtractor.from_params(chosen)}
+    rows = []
+    for group, videos in _video_groups(paths):
+        seconds = {search: dict.fromkeys(("extract", *STEP_SHARES), 0.0)
+                   for search in STEP_SEARCHES}
+        n, counted, resolutions = 0, 0, set()
+        for video in tqdm(videos, desc=f"steps {Path(group).name}", unit="video",
+                          disable=not progress):
+            try:
+                info = probe(video)
+                start = time.perf_counter()
+                decoded_frames, read = read_frames(
+                    video, sample_indices(info.n_frames, frames, "first"))
+                decode_s = time.perf_counter() - start
+            except VideoError as exc:
+                tqdm.write(f"error: {exc}", file=sys.stderr)
+                continue
+            if not counted:  # model loading is not charged to the first video
+                for extractor in extractors.values():
+                    extractor.extract(decoded_frames[:1])
+            for search, extractor in extractors.items():
+                start = time.perf_counter()
+                with recording() as steps:
+                    extractor.extract(decoded_frames)
+                total = seconds[search]
+                total["extract"] += time.perf_counter() - start
+                total["decode"] += decode_s
+                for name, spent in steps.items():
+                    total[name] += spent
+            n += len(read)
+            counted += 1
+            resolutions.add(f"{info.width}x{info.height}")
+        if not counted:
+            continue
+        baseline_ms = None
+        for search in STEP_SEARCHES:
+            total = seconds[search]
+            elapsed = total["decode"] + total["extract"]
+            total["other"] = total["extract"] - sum(total[name] for name in STEPS)
+            ms = 1000 * elapsed / n
+            baseline_ms = baseline_ms or ms
+            rows.append({"footage": str(group), "resolution": ", ".join(sorted(resolutions)),
+                         "device": device, "search": search, "videos": counted, "frames": n,
+                         "ms_per_frame": ms, "speedup": baseline_ms / ms,
+                         **{f"{name}_share": total[name] / elapsed for name in STEP_SHARES}})
+    return pd.DataFrame(rows, columns=STEPS_COLUMNS)
 
 
 def bench_parallel(paths: Sequence[str | Path], frames: int = 25,

@@ -120,7 +120,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                                face_scale=args.face_scale).items():
             print(f"{name}: {folder}")
         return 0
-    if args.bench in ("extract", "parallel"):
+    if args.bench in ("extract", "steps", "parallel"):
         overrides = {k: v for k, v in (("factor", args.factor),
                                        ("min_face_size", args.min_face_size),
                                        ("detect_max_side", args.detect_max_side),
@@ -135,6 +135,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             return 1
     elif args.bench == "extract":
         table = bench.bench_extract(args.paths, args.frames, args.device, overrides)
+    elif args.bench == "steps":
+        table = bench.bench_steps(args.paths, args.frames, args.device, overrides)
     elif args.bench == "parallel":
         table = bench.bench_parallel(args.paths, args.frames, args.workers, args.device,
                                      overrides, repeats=args.repeats)
@@ -199,8 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     extract = bench_sub.add_parser("extract", help="decoding, the original study's MTCNN and "
                                    "dflib's extraction on the same first frames")
+    steps = bench_sub.add_parser("steps", help="the share of each step of dflib's extraction "
+                                 "(decoding, pyramid, networks, crops), every frame searched "
+                                 "against the key-frame search")
     parallel = bench_sub.add_parser("parallel", help="run_extraction with 1, 2, ... Dask workers")
-    for p in (extract, parallel):
+    for p in (extract, steps, parallel):
         p.add_argument("paths", nargs="+", metavar="VIDEO_OR_DIR",
                        help="a video or a folder of videos (one table row per argument)")
         p.add_argument("--frames", type=int, default=25, help="first N frames of each video")

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from . import io, mtcnn
 from .devices import check_device, resolve_device
 from .paths import RunPaths, resolve
+from .steptimes import step
 from .video import Sampled, VideoError, read_image, sample_frames, set_decoder_threads
 
 SELECTIONS = ("largest", "probability")
@@ -193,7 +194,9 @@ class FaceExtractor:
         for i, frame in enumerate(frames):
             by_shape.setdefault(frame.shape, []).append(i)
         for members in by_shape.values():
-            for i, cut in zip(members, shot_changes([frames[i] for i in members])):
+            with step("shot_cuts"):
+                changes = shot_changes([frames[i] for i in members])
+            for i, cut in zip(members, changes):
                 cuts[i] = cut
             keys, key_of, since = [], {}, self.redetect_every
             for i in members:
@@ -221,7 +224,8 @@ class FaceExtractor:
         for frame, det, cut in zip(frames, detections, cuts):
             if cut:
                 previous = None  # another shot: nothing to continue
-            face = self._crop(frame, det, previous, cut)
+            with step("face_crops"):
+                face = self._crop(frame, det, previous, cut)
             previous = np.asarray(face.box) if face.box is not None else previous
             out.append(face)
         return out
@@ -284,7 +288,8 @@ class FaceExtractor:
         region = frame[y1:y2, x1:x2]
         size = (max(1, round((x2 - x1) * scale)), max(1, round((y2 - y1) * scale)))
         if scale < 1.0:
-            region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+            with step("shrink"):
+                region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
         boxes = mtcnn.detect([np.ascontiguousarray(region)], self.mtcnn, min_face,
                              self.thresholds, self.factor, max_face=2 * scale * side)[0]
         boxes[:, [0, 2]] = boxes[:, [0, 2]] * ((x2 - x1) / size[0]) + x1
@@ -337,7 +342,8 @@ class FaceExtractor:
         for start in range(0, len(frames), self.batch_size):
             chunk = frames[start:start + self.batch_size]
             if scale < 1.0:
-                chunk = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in chunk]
+                with step("shrink"):
+                    chunk = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in chunk]
             for boxes in mtcnn.detect(chunk, self.mtcnn, min_face, self.thresholds,
                                       self.factor):
                 boxes[:, [0, 2]] /= sx

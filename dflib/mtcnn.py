@@ -17,6 +17,8 @@ from typing import Any, Iterator, Sequence
 import cv2
 import numpy as np
 
+from .steptimes import step
+
 # Recorded in every face store file: stores cut by another cascade are redone.
 CASCADE_VERSION = "dflib-mtcnn-2"
 _PNET_STRIDE, _PNET_CELL = 2, 12
@@ -109,26 +111,28 @@ def _nms(boxes: np.ndarray, owner: np.ndarray, iou: float) -> np.ndarray:
 
     if len(boxes) == 0:
         return np.empty(0, dtype=np.int64)
-    keep = batched_nms(torch.from_numpy(boxes[:, :4]).float(),
-                       torch.from_numpy(boxes[:, 4]).float(), torch.from_numpy(owner), iou)
-    return keep.numpy()
+    with step("suppression"):
+        keep = batched_nms(torch.from_numpy(boxes[:, :4]).float(),
+                           torch.from_numpy(boxes[:, 4]).float(), torch.from_numpy(owner), iou)
+        return keep.numpy()
 
 
 def _nms_min(boxes: np.ndarray, owner: np.ndarray, overlap: float) -> np.ndarray:
     """Suppression by intersection over the smaller box (MTCNN's last step), per frame."""
     keep: list[int] = []
     area = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
-    for frame in np.unique(owner):
-        members = np.flatnonzero(owner == frame)
-        order = members[np.argsort(-boxes[members, 4], kind="stable")]
-        while len(order):
-            best, rest = order[0], order[1:]
-            keep.append(int(best))
-            w = np.maximum(0.0, np.minimum(boxes[best, 2], boxes[rest, 2])
-                           - np.maximum(boxes[best, 0], boxes[rest, 0]) + 1)
-            h = np.maximum(0.0, np.minimum(boxes[best, 3], boxes[rest, 3])
-                           - np.maximum(boxes[best, 1], boxes[rest, 1]) + 1)
-            order = rest[w * h / np.minimum(area[best], area[rest]) <= overlap]
+    with step("suppression"):
+        for frame in np.unique(owner):
+            members = np.flatnonzero(owner == frame)
+            order = members[np.argsort(-boxes[members, 4], kind="stable")]
+            while len(order):
+                best, rest = order[0], order[1:]
+                keep.append(int(best))
+                w = np.maximum(0.0, np.minimum(boxes[best, 2], boxes[rest, 2])
+                               - np.maximum(boxes[best, 0], boxes[rest, 0]) + 1)
+                h = np.maximum(0.0, np.minimum(boxes[best, 3], boxes[rest, 3])
+                               - np.maximum(boxes[best, 1], boxes[rest, 1]) + 1)
+                order = rest[w * h / np.minimum(area[best], area[rest]) <= overlap]
     return np.array(keep, dtype=np.int64)
 
 
@@ -162,14 +166,17 @@ def _pyramid(frames: Sequence[np.ndarray], scales: Sequence[float], device: Any,
     import torch.nn.functional as F
 
     height, width = frames[0].shape[:2]
-    full = _as_input(np.stack(frames), device) if on_device else None
+    with step("pyramid"):
+        full = _as_input(np.stack(frames), device) if on_device else None
     for scale in scales:
         size = (int(width * scale + 1), int(height * scale + 1))
-        if full is not None:
-            yield F.interpolate(full, size=(size[1], size[0]), mode="area")
-        else:
-            yield _as_input(np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA)
-                                      for f in frames]), device)
+        with step("pyramid"):
+            if full is not None:
+                level = F.interpolate(full, size=(size[1], size[0]), mode="area")
+            else:
+                level = _as_input(np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA)
+                                            for f in frames]), device)
+        yield level
 
 
 def _proposals(frames: Sequence[np.ndarray], nets: Any, min_face: float, threshold: float,
@@ -181,9 +188,10 @@ def _proposals(frames: Sequence[np.ndarray], nets: Any, min_face: float, thresho
     owners: list[np.ndarray] = []
     scales = pyramid_scales(height, width, min_face, factor, max_face)
     for scale, level in zip(scales, _pyramid(frames, scales, nets.device, resize_on_device)):
-        offsets, probs = nets.pnet(level)
-        face = probs[:, 1].float().cpu().numpy()
-        frame, row, col = np.nonzero(face >= threshold)
+        with step("pnet"):
+            offsets, probs = nets.pnet(level)
+            face = probs[:, 1].float().cpu().numpy()
+            frame, row, col = np.nonzero(face >= threshold)
         if not len(frame):
             continue
         corner = np.stack([col, row], axis=1).astype(np.float32)
@@ -238,11 +246,13 @@ def _rescore(frames: Sequence[np.ndarray], net: Any, device: Any, boxes: np.ndar
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The candidates ``net`` scores above ``threshold``, with its score, their frames and
     its box offsets (the last two networks' shared step)."""
-    crops, valid = _crops(frames, boxes, owner, size)
+    with step("candidate_crops"):
+        crops, valid = _crops(frames, boxes, owner, size)
     if not len(crops):
         return np.empty((0, 5)), np.empty(0, dtype=np.int64), np.empty((0, 4))
     boxes, owner = boxes[valid], owner[valid]
-    outputs = _run(net, device, crops)
+    with step("rnet" if size == _RNET_SIZE else "onet"):
+        outputs = _run(net, device, crops)
     offsets, probs = outputs[0], outputs[-1]  # ONet also returns landmarks between them
     passed = probs[:, 1] > threshold
     return (np.concatenate([boxes[passed, :4], probs[passed, 1:2]], axis=1), owner[passed],

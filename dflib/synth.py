@@ -27,8 +27,10 @@ import contextlib
 import functools
 import json
 import math
+import os
 import subprocess
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -666,11 +668,21 @@ def generate(out_dir: str | Path, seed: int = 0, identities: int = 6, real_per_i
             p.unlink()
     write_text(json.dumps(params, indent=1) + "\n", params_file)
 
-    for video in tqdm(videos, desc="synth videos", disable=not progress):
-        target = out / video.path
-        if not target.exists():  # resuming: videos are written atomically, so present = whole
-            _encode(_render(video, seed, frames, width, height), target, width, height, fps,
-                    video.crf)
+    # Resuming: videos are written atomically, so present = whole.
+    missing = [v for v in videos if not (out / v.path).exists()]
+    for identity in sorted({i for v in missing for i in (v.identity, v.source_identity)}):
+        _sprite(identity, round(_FACE_SHARE * height))  # cached before the threads share it
+
+    def write(video: _Video) -> None:
+        _encode(_render(video, seed, frames, width, height), out / video.path, width, height,
+                fps, video.crf)
+
+    # One video keeps about 1.2 cores busy (drawing here, ffmpeg in its own process); two at
+    # a time wrote the same bytes 1.7 times as fast on 2 cores.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for _ in tqdm(pool.map(write, missing), total=len(missing), desc="synth videos",
+                      disable=not progress):
+            pass
 
     # Celeb-DF writes 1 = real in its test list (the inverse of dflib's labels).
     lines = [f"{1 - v.label} {v.path}" for v in _test_list(videos, seed, test_fraction, test_fraction_real)]

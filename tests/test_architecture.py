@@ -154,7 +154,7 @@ def test_every_family_names_a_model_module_that_rescores_it():
 
 # The rows of docs/design.md, "Modules", top to bottom.
 LAYERS = (
-    {"vocabulary", "io", "paths", "devices", "torch_first", "__init__"},
+    {"vocabulary", "io", "paths", "devices", "torch_first", "steptimes", "__init__"},
     {"config"},
     {"datasets", "synth", "video"},
     {"evaluation", "summaries"},

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dflib import bench, cli, synth
+from dflib import bench, cli, steptimes, synth
 from dflib.video import probe
 
 FRAMES = 4
@@ -60,6 +60,44 @@ def test_extract_bench_table_csv_and_agreement(videos, tmp_path, capsys):
     assert row["baseline_faces"] > 0
     assert row["agreement"] >= 0.9
     assert row["mean_iou"] >= 0.8
+
+
+def test_steps_bench_shares_every_frame_against_key_frames(videos, tmp_path, capsys):
+    out = tmp_path / "steps.csv"
+    rc = cli.main(["bench", "steps", str(videos), "--frames", str(FRAMES), "--device", "cpu",
+                   "--out", str(out)])
+    assert rc == 0
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error: " in line]
+    assert len(errors) == 1 and "broken.mp4" in errors[0]
+
+    table = pd.read_csv(out)
+    assert list(table.columns) == bench.STEPS_COLUMNS
+    assert table["search"].tolist() == list(bench.STEP_SEARCHES)
+    assert table["videos"].tolist() == [4, 4] and table["frames"].tolist() == [16, 16]
+    assert table["speedup"].iloc[0] == 1.0 and table["speedup"].iloc[1] > 0
+    shares = table[[f"{name}_share" for name in bench.STEP_SHARES]]
+    assert (shares >= 0).all().all()
+    assert shares.sum(axis=1).tolist() == pytest.approx([1.0, 1.0])
+    # Both searches found faces: every network ran, and every frame of the full search
+    # went through the pyramid.
+    for name in ("decode", "pyramid", "pnet", "rnet", "onet", "face_crops"):
+        assert (table[f"{name}_share"] > 0).all(), name
+
+
+def test_step_clock_counts_only_while_recording():
+    with steptimes.step("pnet"):
+        pass
+    with steptimes.recording() as seconds:
+        with steptimes.step("pnet"):
+            pass
+        with steptimes.step("pnet"):
+            pass
+        with steptimes.step("onet"):
+            pass
+    assert set(seconds) == {"pnet", "onet"} and all(v >= 0 for v in seconds.values())
+    with steptimes.recording() as later:
+        pass
+    assert later == {}
 
 
 def test_parallel_bench_table(videos):
