@@ -158,16 +158,21 @@ class BaselineExtractor:
         return found
 
 
+def _first_frames(path: Path, n: int) -> tuple[Any, list[np.ndarray], list[int], float]:
+    """``(probe, frames, indices read, seconds)`` of decoding a video's first ``n`` frames."""
+    info = probe(path)
+    start = time.perf_counter()
+    frames, read = read_frames(path, sample_indices(info.n_frames, n, "first"))
+    return info, frames, read, time.perf_counter() - start
+
+
 def _bench_video(path: Path, n: int, baseline: BaselineExtractor, fast: FaceExtractor
                  ) -> dict[str, Any]:
     """Time decoding, dflib (decoding, then detecting) and the baseline on one video's first
     ``n`` frames (those past the stream's real end are not read: :func:`read_frames` says
     which were)."""
-    info = probe(path)
+    info, _, _, decode_s = _first_frames(path, n)
     wanted = sample_indices(info.n_frames, n, "first")
-    start = time.perf_counter()
-    read_frames(path, wanted)
-    decode_s = time.perf_counter() - start
 
     start = time.perf_counter()
     frames, read = read_frames(path, wanted)
@@ -278,48 +283,43 @@ def bench_steps(paths: Sequence[str | Path], frames: int = 25, device: str = "au
                   "key_frames": FaceExtractor.from_params(chosen)}
     rows = []
     for group, videos in _video_groups(paths):
-        seconds = {search: dict.fromkeys(("extract", *STEP_SHARES), 0.0)
-                   for search in STEP_SEARCHES}
+        decode_s = 0.0
+        extract_s = dict.fromkeys(STEP_SEARCHES, 0.0)
+        step_s = {search: dict.fromkeys(STEPS, 0.0) for search in STEP_SEARCHES}
         n, counted, resolutions = 0, 0, set()
         for video in tqdm(videos, desc=f"steps {Path(group).name}", unit="video",
                           disable=not progress):
             try:
-                info = probe(video)
-                start = time.perf_counter()
-                decoded_frames, read = read_frames(
-                    video, sample_indices(info.n_frames, frames, "first"))
-                decode_s = time.perf_counter() - start
+                info, decoded_frames, read, seconds = _first_frames(video, frames)
             except VideoError as exc:
                 tqdm.write(f"error: {exc}", file=sys.stderr)
                 continue
             if not counted:  # model loading is not charged to the first video
                 for extractor in extractors.values():
                     extractor.extract(decoded_frames[:1])
+            decode_s += seconds
             for search, extractor in extractors.items():
                 start = time.perf_counter()
                 with recording() as steps:
                     extractor.extract(decoded_frames)
-                total = seconds[search]
-                total["extract"] += time.perf_counter() - start
-                total["decode"] += decode_s
+                extract_s[search] += time.perf_counter() - start
                 for name, spent in steps.items():
-                    total[name] += spent
+                    step_s[search][name] += spent
             n += len(read)
             counted += 1
             resolutions.add(f"{info.width}x{info.height}")
         if not counted:
             continue
-        baseline_ms = None
+        elapsed = {search: decode_s + extract_s[search] for search in STEP_SEARCHES}
         for search in STEP_SEARCHES:
-            total = seconds[search]
-            elapsed = total["decode"] + total["extract"]
-            total["other"] = total["extract"] - sum(total[name] for name in STEPS)
-            ms = 1000 * elapsed / n
-            baseline_ms = baseline_ms or ms
+            shares = {"decode": decode_s, **step_s[search],
+                      "other": extract_s[search] - sum(step_s[search].values())}
             rows.append({"footage": str(group), "resolution": ", ".join(sorted(resolutions)),
                          "device": device, "search": search, "videos": counted, "frames": n,
-                         "ms_per_frame": ms, "speedup": baseline_ms / ms,
-                         **{f"{name}_share": total[name] / elapsed for name in STEP_SHARES}})
+                         "ms_per_frame": 1000 * elapsed[search] / n,
+                         "speedup": elapsed[STEP_SEARCHES[0]] / elapsed[search],
+                         **{f"{name}_share": shares[name] / elapsed[search]
+                            for name in STEP_SHARES}})
     return pd.DataFrame(rows, columns=STEPS_COLUMNS)
 
 

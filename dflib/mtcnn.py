@@ -242,16 +242,17 @@ def _run(net: Any, device: Any, crops: np.ndarray) -> list[np.ndarray]:
 
 
 def _rescore(frames: Sequence[np.ndarray], net: Any, device: Any, boxes: np.ndarray,
-             owner: np.ndarray, size: int, threshold: float
+             owner: np.ndarray, size: int, threshold: float, name: str
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The candidates ``net`` scores above ``threshold``, with its score, their frames and
-    its box offsets (the last two networks' shared step)."""
+    """The candidates ``net`` (``name``: its step, ``rnet`` or ``onet``) scores above
+    ``threshold``, with its score, their frames and its box offsets (the last two networks'
+    shared step)."""
     with step("candidate_crops"):
         crops, valid = _crops(frames, boxes, owner, size)
     if not len(crops):
         return np.empty((0, 5)), np.empty(0, dtype=np.int64), np.empty((0, 4))
     boxes, owner = boxes[valid], owner[valid]
-    with step("rnet" if size == _RNET_SIZE else "onet"):
+    with step(name):
         outputs = _run(net, device, crops)
     offsets, probs = outputs[0], outputs[-1]  # ONet also returns landmarks between them
     passed = probs[:, 1] > threshold
@@ -262,7 +263,8 @@ def _rescore(frames: Sequence[np.ndarray], net: Any, device: Any, boxes: np.ndar
 def _refine(frames: Sequence[np.ndarray], rnet: Any, device: Any, boxes: np.ndarray,
             owner: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Stage two: RNet rescores each candidate and corrects its box."""
-    boxes, owner, offsets = _rescore(frames, rnet, device, boxes, owner, _RNET_SIZE, threshold)
+    boxes, owner, offsets = _rescore(frames, rnet, device, boxes, owner, _RNET_SIZE, threshold,
+                                     "rnet")
     keep = _nms(boxes, owner, 0.7)
     return _square(_regress(boxes[keep], offsets[keep])), owner[keep]
 
@@ -270,7 +272,8 @@ def _refine(frames: Sequence[np.ndarray], rnet: Any, device: Any, boxes: np.ndar
 def _output(frames: Sequence[np.ndarray], onet: Any, device: Any, boxes: np.ndarray,
             owner: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Stage three: ONet's final score and box; overlapping boxes merged per frame."""
-    boxes, owner, offsets = _rescore(frames, onet, device, boxes, owner, _ONET_SIZE, threshold)
+    boxes, owner, offsets = _rescore(frames, onet, device, boxes, owner, _ONET_SIZE, threshold,
+                                     "onet")
     boxes = _regress(boxes, offsets)
     keep = _nms_min(boxes, owner, 0.7)
     return boxes[keep], owner[keep]

@@ -59,6 +59,11 @@ _YOUTUBE_SHARE = 0.25  # share of real videos placed in YouTube-real/
 _SPRITE_W, _SPRITE_H, _SPRITE_TOP = 3.6, 3.8, 1.4
 _FACE_SHARE = 0.45  # nominal face box height / frame height (per-video scale varies it)
 
+
+def _face_px(height: int) -> int:
+    """The nominal face box height of a frame ``height`` pixels high: the sprites' size."""
+    return round(_FACE_SHARE * height)
+
 # Face box (x0, y0, x1, y1) and 5 landmarks (left eye, right eye, nose, mouth left, mouth
 # right) that facenet-pytorch 2.5.3's MTCNN reports on the two photos. Fixed here so that
 # generation needs no torch and is bit-stable; tests/test_synth.py re-detects and compares.
@@ -460,7 +465,7 @@ def _render(video: _Video, seed: int, frames: int, width: int,
     """
     rng = np.random.default_rng([seed, zlib.crc32(video.scene.encode())])
     fake_rng = np.random.default_rng([seed, zlib.crc32(video.path.encode()), 1])
-    sprite = _sprite(video.identity, round(_FACE_SHARE * height))
+    sprite = _sprite(video.identity, _face_px(height))
     paste = _plan_paste(video, sprite, fake_rng) if video.label == 1 else None
     background = _background(rng, width, height)
     fp = sprite.face_px
@@ -671,7 +676,7 @@ def generate(out_dir: str | Path, seed: int = 0, identities: int = 6, real_per_i
     # Resuming: videos are written atomically, so present = whole.
     missing = [v for v in videos if not (out / v.path).exists()]
     for identity in sorted({i for v in missing for i in (v.identity, v.source_identity)}):
-        _sprite(identity, round(_FACE_SHARE * height))  # cached before the threads share it
+        _sprite(identity, _face_px(height))  # cached before the threads share it
 
     def write(video: _Video) -> None:
         _encode(_render(video, seed, frames, width, height), out / video.path, width, height,
