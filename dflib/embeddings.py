@@ -157,7 +157,8 @@ class DlibEmbedder:
     """dlib's ResNet face-recognition network (128-d) on the crops resized to its 150 px.
 
     dlib trained it on chips aligned by its 5-point landmarks; on MTCNN crops that
-    alignment did not help (measured in the README), so the crops go in as they are.
+    alignment did not help (docs/weights.md, "dlib's network: cost and alignment"), so the
+    crops go in as they are.
     dlib's Python call holds the GIL and runs on one core, so with ``workers`` above 1 the
     faces of a call are split among that many processes, each with its own copy of the
     network (started once, on first use); a face's descriptor does not depend on which

@@ -243,7 +243,7 @@ def results_by_group(run: RunPaths, scoring: evaluation.Scoring = evaluation.Sco
         for kind, name, keep in groups:
             part = pred[keep]
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a one-class group gets NaN, said in README
+                warnings.simplefilter("ignore")  # a one-class group gets NaN (docs/design.md)
                 row = evaluation.result_row(part["label"], part["score"],
                                             threshold_val=None if pd.isna(t_val) else t_val,
                                             scoring=scoring)
