@@ -135,7 +135,7 @@ def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
                          f"{run.results_csv} (trained: {', '.join(reload.trained_methods(run))})")
     thresholds = _thresholds_val(run)
     rows = [_original_rows(run, methods, test, thresholds, scoring)]
-    failures, extractions = [], {}
+    failures, extractions, stores, scored_videos = [], {}, {}, []
     for crf in crfs:
         sub = run.crf_run(crf).ensure()
         encoded, redone = [], 0
@@ -155,15 +155,24 @@ def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
         extracted = faces.run_extraction(videos, sub, extraction.extractor,
                                          extraction.frames_per_video, extraction.sampling,
                                          extraction.every_k, progress=progress)
-        summary = extracted.summary
         extractions[crf] = extracted
-        videos = videos.merge(summary[["video_id", "n_faces", "n_other_faces", "status"]].rename(
+        videos = videos.merge(extracted.summary[["video_id", "n_faces", "n_other_faces",
+                                                 "status"]].rename(
             columns={"status": "face_status"}), on="video_id", how="left")
         videos[["n_faces", "n_other_faces"]] = (videos[["n_faces", "n_other_faces"]]
                                                 .fillna(0).astype(int))
-        scored = reload.score_methods(run, methods, faces.FaceStore(sub), videos,
-                                      progress=progress)
-        for method, (v, f) in scored.items():
+        stores[_crf_key(crf)] = faces.FaceStore(sub)
+        scored_videos.append(videos.assign(video_id=_crf_key(crf) + "/"
+                                           + videos["video_id"].astype(str)))
+    # One call for every CRF: each detector is loaded once, not once per CRF (loading the
+    # saved models cost about half of this stage's time when each CRF reloaded them).
+    scored = reload.score_methods(run, methods, StoresByKey(stores),
+                                  pd.concat(scored_videos, ignore_index=True),
+                                  progress=progress) if crfs else {}
+    for crf in crfs:
+        sub = run.crf_run(crf)
+        for method, prediction in scored.items():
+            v, f = (_of_key(part, _crf_key(crf)) for part in prediction)
             evaluation.write_predictions(sub, method, v, f)
             rows.append(_rows(evaluation.score_method(
                 sub, method, scoring=scoring, thresholds_val=thresholds.get(method, {})), crf))
@@ -177,6 +186,32 @@ def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
         "reason": np.where(ids.isin(first.index), "cannot re-encode", ""),
         "detail": ids.map(first).fillna("")})
     return RobustnessResult(table, failed, list(methods), outcomes, extractions)
+
+
+class StoresByKey:
+    """Several face stores read as one :class:`dflib.batches.FaceSource`: video
+    ``<key>/<video_id>`` is ``video_id`` of the store under ``key``."""
+
+    def __init__(self, stores: Mapping[str, faces.FaceStore]):
+        self.stores = dict(stores)
+
+    def load(self, video_id: str, every_face: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        key, _, own_id = video_id.partition("/")
+        return self.stores[key].load(own_id, every_face=every_face)
+
+
+def _crf_key(crf: int) -> str:
+    return f"crf{crf}"
+
+
+def _of_key(table: pd.DataFrame | None, key: str) -> pd.DataFrame | None:
+    """The rows of ``table`` (predictions of a :class:`StoresByKey` source) under ``key``,
+    with their own video ids."""
+    if table is None:
+        return None
+    ids = table["video_id"].astype(str)
+    mine = ids.str.startswith(key + "/")
+    return table[mine].assign(video_id=ids[mine].str.slice(len(key) + 1)).reset_index(drop=True)
 
 
 def _rows(results: pd.DataFrame, crf: int) -> pd.DataFrame:
