@@ -302,7 +302,10 @@ def train(run: RunPaths, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
     monitor = "val_loss" if validate else "loss"
     target, fp_file, log_file = run.top_model_files(MODEL_NAME)
     if target.is_file() and fp_file.is_file() and log_file.is_file():
-        stale = io.stale_reason(json.loads(fp_file.read_text(encoding="utf-8")), fingerprint)
+        record, damage = io.read_record(fp_file), io.read_problem(target)
+        stale = (f"{fp_file.name} does not read whole" if record is None
+                 else io.stale_reason(record, fingerprint)
+                 or (f"{target.name} {damage}" if damage else ""))
         if not stale:
             model = keras.saving.load_model(target, compile=False)
             return Training(model, read_log(log_file), False, monitor)
