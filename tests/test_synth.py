@@ -385,3 +385,17 @@ def test_no_shortcut_outside_the_face(tmp_path):
     assert low <= 0.5 <= high, (roc_auc_score(y, score), low, high)
     # Both classes carry the same compression mix, lengths and frame rates.
     assert (manifest.groupby("label")["crf"].agg(set).map(frozenset).nunique() == 1)
+
+
+def test_dflib_synth_refuses_a_folder_of_other_settings_in_one_line(tmp_path, capsys):
+    from dflib import cli
+
+    out = tmp_path / "demo"
+    (out / "Celeb-real").mkdir(parents=True)
+    (out / "Celeb-real" / "id0_0000.mp4").write_bytes(b"a video of seed 0")
+    (out / synth.PARAMS).write_text(json.dumps(synth.recorded_params(seed=0)))
+    assert cli.main(["synth", str(out), "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out}: holds the demo dataset made with other settings "
+                          "(seed 0 -> 1)") and err.count("\n") == 1
+    assert (out / "Celeb-real" / "id0_0000.mp4").read_bytes() == b"a video of seed 0"
