@@ -118,6 +118,21 @@ def read_problem(target: str | Path) -> str:
     return ""
 
 
+class DamagedArtifact(ValueError):
+    """A saved artifact that is needed now does not read whole; the message names it and
+    what to do."""
+
+
+def require_whole(target: str | Path, remedy: str) -> Path:
+    """``target`` when it reads whole (:func:`read_problem`), else :class:`DamagedArtifact`
+    in one line: where an artifact is loaded rather than reused (scoring with a saved
+    model), so a damaged one is named instead of failing deep in its reader."""
+    problem = read_problem(target)
+    if problem:
+        raise DamagedArtifact(f"{target}: {problem}; {remedy}")
+    return Path(target)
+
+
 def read_record(target: str | Path) -> Any | None:
     """A JSON record (a manifest, a model's training record, a fingerprint); None when
     it is missing or does not parse (a file cut short), so the artifact it vouches for

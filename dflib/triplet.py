@@ -443,7 +443,7 @@ def load_classifier(run: RunPaths, method: str) -> Any:
     if not target.is_file():
         raise FileNotFoundError(f"{target}: no fitted classifier for {method!r}; "
                                 "rerun stage 'train_triplet'")
-    return joblib.load(target)
+    return joblib.load(io.require_whole(target, "rerun stage 'train_triplet'"))
 
 
 def evaluate_classifiers(run: RunPaths, space: str, names: Sequence[str], x_train: np.ndarray,
@@ -630,4 +630,5 @@ def _load_triplet(run: RunPaths) -> Any:
     target: Path = run.top_model_files(MODEL_NAME)[0]
     if not target.is_file():
         raise FileNotFoundError(f"{target}: no trained triplet network in this run")
-    return keras.saving.load_model(target, compile=False)
+    return keras.saving.load_model(io.require_whole(target, "rerun stage 'train_triplet'"),
+                                   compile=False)

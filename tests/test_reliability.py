@@ -572,6 +572,31 @@ def test_a_frame_cnn_or_its_manifest_cut_short_is_trained_again(tmp_path, capsys
     assert io.read_record(manifest)["complete"]
 
 
+def test_a_saved_model_that_does_not_read_whole_is_one_line_where_it_is_loaded(tmp_path):
+    """Scoring with saved models (evaluation, robustness, Grad-CAM, dflib predict) names a
+    damaged model file and what to do, instead of failing inside Keras or joblib."""
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    from dflib import triplet
+
+    model = tmp_path / "chunk0.keras"
+    tiny_model("ef0", 32)[0].save(model)
+    assert cnn.load_model(model).output_shape == (None, 2)
+    cut_short(model)
+    with pytest.raises(io.DamagedArtifact) as err:
+        cnn.load_model(model)
+    assert str(err.value).startswith(f"{model}: does not read whole (BadZipFile: ")
+    assert str(err.value).endswith("; rerun the stage that trained it")
+    run = RunPaths(tmp_path / "run").ensure()
+    clf = triplet.classifier_path(run, "facenet/lr")
+    io.atomic_write(clf, lambda p: joblib.dump(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), p))
+    assert triplet.load_classifier(run, "facenet/lr").classes_.tolist() == [0, 1]
+    cut_short(clf)
+    with pytest.raises(io.DamagedArtifact, match="rerun stage 'train_triplet'"):
+        triplet.load_classifier(run, "facenet/lr")
+
+
 def test_a_temporal_model_or_its_record_damaged_is_not_reused(tmp_path):
     """The clip models and recurrent heads decide reuse in fitting.finished_record: a
     model file damaged inside or a record cut short means retraining, with the reason."""
