@@ -70,7 +70,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from . import synth
 
-    manifest = synth.generate(args.out_dir, seed=args.seed)
+    try:
+        manifest = synth.generate(args.out_dir, seed=args.seed)
+    except FileExistsError as exc:  # a folder it may not write: never overwritten
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(f"{args.out_dir}: {len(manifest)} videos "
           f"({int((manifest['label'] == 0).sum())} real, {int(manifest['label'].sum())} fake)")
     return 0

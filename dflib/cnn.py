@@ -17,6 +17,7 @@ from typing import Any, Callable
 import keras
 from keras import ops
 
+from . import io
 from .vocabulary import CNN_MIN_INPUT
 
 
@@ -196,6 +197,8 @@ class MaskedTemporalMax(keras.layers.Layer):
 
 def load_model(path: str | Path, compile: bool = False) -> keras.Model:
     """Load a saved frame CNN, clip model or recurrent head (their custom layers are known
-    here); without ``compile`` the optimizer state is not restored."""
+    here); without ``compile`` the optimizer state is not restored. A file that does not
+    read whole is :class:`dflib.io.DamagedArtifact`, one line naming it."""
+    io.require_whole(path, "rerun the stage that trained it")
     return keras.saving.load_model(path, compile=compile, custom_objects={
         "BackbonePreprocess": BackbonePreprocess, "MaskedTemporalMax": MaskedTemporalMax})

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import keras
@@ -73,14 +72,6 @@ def _file_config(run: RunPaths, manifest: Mapping[str, Any], seq_len: int,
                        "faces": store}, sort_keys=True)
 
 
-def _stored_config(target: Path) -> str | None:
-    try:
-        with np.load(target) as z:
-            return str(z["config"])
-    except Exception:  # noqa: BLE001 - missing, unreadable or an older layout: redo it
-        return None
-
-
 def extract_sequence_features(store: batches.FaceSource, videos: pd.DataFrame, run: RunPaths,
                               manifest: Mapping[str, Any], seq_len: int,
                               batch_size: int = 32) -> pd.DataFrame:
@@ -102,7 +93,7 @@ def extract_sequence_features(store: batches.FaceSource, videos: pd.DataFrame, r
             target.unlink(missing_ok=True)  # a file of an earlier run must not be read later
             rows.append((vid, 0, "no_store"))
             continue
-        if _stored_config(target) == config:
+        if io.npz_made_with(target, config):  # made so, and reads whole
             with np.load(target) as z:
                 rows.append((vid, len(z["features"]), "skipped"))
             continue

@@ -78,7 +78,9 @@ class TrainConfig:
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    """A training manifest; None when there is none or it does not parse (cut short): its
+    chunks are then trained again, as for a first run."""
+    return io.read_record(path)
 
 
 def split_videos(videos: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -220,11 +222,14 @@ def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: Tr
         made_from = io.made_from(config, {
             "train": {v: inputs["train"][v] for v in part["video_id"].astype(str)},
             "val": inputs["val"]})
-        if i in done and run.cnn_chunk_model(cfg.arch, i).exists():
-            stale = io.stale_reason(done[i].get("made_from"), made_from)
+        model_file = run.cnn_chunk_model(cfg.arch, i)
+        if i in done and model_file.exists():
+            damage = io.read_problem(model_file)
+            stale = (io.stale_reason(done[i].get("made_from"), made_from)
+                     or (f"{model_file.name} {damage}" if damage else ""))
             if not stale:
                 manifest["chunk_models"].append(done[i])
-                print(f"chunk {i}: {run.cnn_chunk_model(cfg.arch, i).name} exists, skipped")
+                print(f"chunk {i}: {model_file.name} exists, skipped")
                 continue
             print(f"chunk {i}: {stale}, retraining")
         todo.append((i, part, made_from))

@@ -110,6 +110,8 @@ STAGES: tuple[Stage, ...] = (
         "allow_empty_test": Field(bool, False, "the run only trains: an empty test split is "
                                   "not an error (check and stage index refuse it otherwise)"),
         "demo_generate": Field(bool, False, "write the demo dataset to data_root when missing"),
+        "demo_seed": Field(int, 0, "demo: seed of the generated videos (the run's seed varies "
+                           "training only, so every seed of --seeds reads the same data)", min=0),
         "demo_identities": Field(int, 6, "demo: number of identities", min=2, max=64),
         "demo_real_per_identity": Field(int, 4, "demo: real videos per identity", min=1),
         "demo_fake_per_identity": Field(int, 10, "demo: fake videos per identity", min=1),

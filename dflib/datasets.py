@@ -603,13 +603,14 @@ def check_data_root(profile: config.Profile) -> None:
     """Refuse a missing or mis-laid dataset folder (and test dataset folder) of a validated
     profile, and any list or metadata file stage index would refuse, with one line naming
     the profile and the key; a folder the demo will be generated in is only checked for
-    being writable by the generator (a run killed half-way through generation resumes)."""
+    being writable by the generator with the profile's settings (a run killed half-way
+    through generation resumes; videos made with other settings are never overwritten)."""
     shared, index = profile.shared, profile.sections["index"]
     root = paths.resolve(shared["data_root"])
     if index["demo_generate"]:
         from . import synth
 
-        problem = synth.folder_problem(root)
+        problem = synth.folder_problem(root, synth.profile_settings(index))
         problems = [("data_root", problem)] if problem else []
     else:
         problems = [("data_root", layout_problem(shared["dataset"], root, index))]

@@ -419,21 +419,24 @@ def read_manifest(run: RunPaths) -> dict[str, Any]:
     path = run.embeddings_manifest
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no FaceNet embeddings; run stage 'embed_faces' first")
-    return json.loads(path.read_text(encoding="utf-8"))
+    manifest = io.read_record(path)
+    if manifest is None:  # cut short: the stage writes it again on its next run
+        raise FileNotFoundError(f"{path}: does not read whole; run stage 'embed_faces' again")
+    return manifest
 
 
 def check_embeddings(run: RunPaths, videos: pd.DataFrame) -> pd.Series:
-    """Per row of ``videos``: "" when its embedding file opens, else why not (aligned with
-    ``videos``' index; the zip directory is read, not the embeddings)."""
+    """Per row of ``videos``: "" when its embedding file reads whole
+    (:func:`dflib.io.read_problem`, every member's CRC) and holds embeddings, else why not
+    (aligned with ``videos``' index)."""
     problems = []
     for vid in videos["video_id"].astype(str):
         target = run.embeddings_file(vid)
-        try:
+        problem = io.read_problem(target)
+        if not problem:
             with zipfile.ZipFile(target) as z:
-                z.getinfo("emb.npy")
-            problems.append("")
-        except (OSError, KeyError, zipfile.BadZipFile) as exc:
-            problems.append(f"{target}: {type(exc).__name__}: {exc}".splitlines()[0])
+                problem = "" if "emb.npy" in z.namelist() else "no emb.npy inside"
+        problems.append(f"{target}: {problem}" if problem else "")
     return pd.Series(problems, index=videos.index, dtype=str)
 
 

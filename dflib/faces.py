@@ -550,13 +550,18 @@ def _stored_config(target: Path) -> dict[str, Any] | None:
 
 
 def _redo_reasons(jobs: list[tuple[str, str, Path, str]]) -> pd.Series:
-    """Why each store file of ``jobs`` is redone: new, other settings or a replaced file."""
+    """Why each store file of ``jobs`` is redone: new, damaged (it does not read whole),
+    an older layout, other settings or a replaced file."""
     reasons = []
     for _, _, target, config in jobs:
         old = _stored_config(target)
         new = json.loads(config)
-        if old is None:
+        if not target.exists():
             reasons.append("new")
+        elif io.read_problem(target):
+            reasons.append("damaged")
+        elif old is None:
+            reasons.append("older layout")
         elif {k: v for k, v in old.items() if k != "source"} != \
                 {k: v for k, v in new.items() if k != "source"}:
             reasons.append("other settings")
@@ -851,15 +856,19 @@ class FaceStore:
             return z["faces"], z["frame_idx"]
 
     def check(self, video_id: str, n_faces: int) -> str:
-        """"" when the video's store file opens and holds ``n_faces`` faces, else why not.
+        """"" when the video's store file reads whole and holds ``n_faces`` faces, else why
+        not.
 
-        Reads the zip directory and the array header only, not the pixels, so checking a
-        whole run before training costs a few file opens. A file cut short (a copy that
-        stopped, a full disk outside dflib) loses its zip directory and fails here.
+        A file cut short (a copy that stopped, a full disk outside dflib) or damaged inside
+        (:func:`dflib.io.read_problem` checks every member's CRC, so it reads the file
+        through once) fails here, before a stage counts on its faces.
         """
         target = self.run.face_file(video_id)
         if not target.is_file():
             return f"{target}: no store file"
+        problem = io.read_problem(target)
+        if problem:
+            return f"{target}: unreadable store file ({problem})"
         try:
             with zipfile.ZipFile(target) as z, z.open("faces.npy") as fh:
                 version = np.lib.format.read_magic(fh)

@@ -236,15 +236,21 @@ class ModelRecord(FitRecord):
 def finished_record(run: RunPaths, family: str, name: str,
                     made_from: Mapping[str, Any]) -> tuple[ModelRecord | None, str]:
     """The record of a finished model made from ``made_from`` (:func:`dflib.io.made_from`:
-    configuration and videos), or None and why it must be (re)trained ("" when there is
-    no finished model)."""
+    configuration and videos) whose model file and record read whole
+    (:func:`dflib.io.read_problem`), or None and why it must be (re)trained ("" when there
+    is no finished model)."""
     final, record_path, _ = run.model_files(family, name)
     if not (final.exists() and record_path.exists()):
         return None, ""
-    record = ModelRecord.read(record_path)
+    saved = io.read_record(record_path)
+    if saved is None:
+        return None, f"{record_path.name} does not read whole"
+    record = ModelRecord(**saved)
     if not record.complete:
         return None, ""
-    stale = io.stale_reason(record.made_from, made_from)
+    damage = io.read_problem(final)
+    stale = io.stale_reason(record.made_from, made_from) or (
+        f"{final.name} {damage}" if damage else "")
     return (None, stale) if stale else (record, "")
 
 

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -80,14 +81,77 @@ def write_npz(target: str | Path, **arrays: np.ndarray) -> Path:
     return atomic_write(target, _save)
 
 
-def npz_made_with(target: str | Path, config: str) -> bool:
-    """Whether ``target`` is a readable ``.npz`` artifact whose ``config`` entry is ``config``.
+# Artifacts that are zip archives: numpy's .npz and Keras' .keras.
+ZIP_SUFFIXES = (".npz", ".keras")
 
-    Per-video artifacts store the settings that made them, so a rerun redoes a file that
-    is missing, unreadable, from an older layout or made with other settings.
+
+def read_problem(target: str | Path) -> str:
+    """"" when the artifact at ``target`` reads whole, else one phrase saying why not.
+
+    What a rerun asks before it reuses an artifact: the atomic writes keep a killed
+    writer's file from its final name, but a copy that stopped or a damaged disk can
+    still leave one there. A zip artifact (``.npz`` arrays, ``.keras`` models) is read
+    through, every member checked against its CRC: a file cut short has lost its zip
+    directory, a damaged byte inside fails its member's CRC (numpy and Keras would only
+    find out on the read that needs it, in a later stage). A ``.json`` record must parse;
+    a ``.joblib`` classifier must load. Reads the whole file: its size in I/O, once per
+    reuse, against the stage's own reading of it.
     """
     target = Path(target)
+    if target.suffix not in (*ZIP_SUFFIXES, ".json", ".joblib"):
+        raise ValueError(f"{target}: {target.suffix!r} is not an artifact kind dflib checks")
     if not target.is_file():
+        return "no such file"
+    try:
+        if target.suffix in ZIP_SUFFIXES:
+            with zipfile.ZipFile(target) as z:
+                bad = z.testzip()
+            return f"damaged: member {bad} fails its CRC check" if bad else ""
+        if target.suffix == ".json":
+            json.loads(target.read_text(encoding="utf-8"))
+        else:
+            import joblib
+
+            joblib.load(target)
+    except Exception as exc:  # noqa: BLE001 - whatever the reader raised, it does not read
+        return f"does not read whole ({type(exc).__name__}: {exc})".splitlines()[0]
+    return ""
+
+
+class DamagedArtifact(ValueError):
+    """A saved artifact that is needed now does not read whole; the message names it and
+    what to do."""
+
+
+def require_whole(target: str | Path, remedy: str) -> Path:
+    """``target`` when it reads whole (:func:`read_problem`), else :class:`DamagedArtifact`
+    in one line: where an artifact is loaded rather than reused (scoring with a saved
+    model), so a damaged one is named instead of failing deep in its reader."""
+    problem = read_problem(target)
+    if problem:
+        raise DamagedArtifact(f"{target}: {problem}; {remedy}")
+    return Path(target)
+
+
+def read_record(target: str | Path) -> Any | None:
+    """A JSON record (a manifest, a model's training record, a fingerprint); None when
+    it is missing or does not parse (a file cut short), so the artifact it vouches for
+    is made again rather than trusted or a traceback."""
+    try:
+        return json.loads(Path(target).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def npz_made_with(target: str | Path, config: str) -> bool:
+    """Whether ``target`` is an ``.npz`` artifact that reads whole (:func:`read_problem`)
+    and whose ``config`` entry is ``config``.
+
+    Per-video artifacts store the settings that made them, so a rerun redoes a file that
+    is missing, damaged, from an older layout or made with other settings.
+    """
+    target = Path(target)
+    if read_problem(target):
         return False
     try:
         with np.load(target) as z:

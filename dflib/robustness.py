@@ -57,7 +57,8 @@ def reencode(source: str | Path, target: str | Path, crf: int, preset: str = "me
 
 def encoding_record(source: Path, crf: int, preset: str) -> dict[str, object]:
     """What a re-encoded video is made from: its source file (path, size, modification
-    time), the CRF and the preset; a re-encode is reused only while this is unchanged."""
+    time), the CRF and the preset; a re-encode is reused only while this is unchanged
+    (and the re-encoded file is the one written, :func:`ensure_reencoded`)."""
     return {"source": str(source), "stat": io.file_stamp(source), "crf": crf, "preset": preset}
 
 
@@ -79,12 +80,15 @@ def encoded_from(target: Path) -> dict[str, object] | None:
 
 def ensure_reencoded(source: Path, target: Path, crf: int, preset: str) -> bool:
     """Re-encode ``source`` onto ``target`` unless ``target`` was made from this very
-    source file, CRF and preset (:func:`encoding_record`); True when it encoded."""
+    source file, CRF and preset (:func:`encoding_record`) and is still the file written
+    then (its size and modification time, kept in the record as ``encoded``: a copy cut
+    short or a file replaced is encoded again); True when it encoded."""
     made_from = encoding_record(source, crf, preset)
-    if encoded_from(target) == made_from:
+    if encoded_from(target) == {**made_from, "encoded": io.file_stamp(target)}:
         return False
     reencode(source, target, crf, preset)
-    io.write_text(json.dumps(made_from, sort_keys=True) + "\n", record_path(target))
+    io.write_text(json.dumps({**made_from, "encoded": io.file_stamp(target)}, sort_keys=True)
+                  + "\n", record_path(target))
     return True
 
 
@@ -150,7 +154,7 @@ def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
             encoded.append({**video, "path": str(target)})
         if redone:
             print(f"CRF {crf}: {redone} re-encoded video(s) redone: their source file or "
-                  "the preset changed")
+                  "the preset changed, or the re-encoded file is not the one written")
         videos = pd.DataFrame(encoded, columns=test.columns)
         extracted = faces.run_extraction(videos, sub, extraction.extractor,
                                          extraction.frames_per_video, extraction.sampling,

@@ -47,7 +47,9 @@ def check_splits(profile: config.Profile, result: datasets.IndexResult) -> str:
 
 
 def build_index(profile: config.Profile) -> datasets.IndexResult:
-    """Stage 00: generate the demo dataset if asked, then write ``index/videos.csv``
+    """Stage 00: generate the demo dataset if asked (from ``index.demo_seed``, never the
+    run's seed; a ``data_root`` holding videos made with other settings is refused), then
+    write ``index/videos.csv``
     (train and val from ``dataset``, test from ``index.test_dataset`` when it is set).
     Prints the split sizes; refuses an empty train or test split (:func:`check_splits`)
     before any expensive stage."""
@@ -56,12 +58,7 @@ def build_index(profile: config.Profile) -> datasets.IndexResult:
     if p["demo_generate"]:
         from . import synth
 
-        synth.generate(root, seed=shared["seed"], identities=p["demo_identities"],
-                       real_per_identity=p["demo_real_per_identity"],
-                       fake_per_identity=p["demo_fake_per_identity"], frames=p["demo_frames"],
-                       width=p["demo_width"], height=p["demo_height"],
-                       test_fraction=p["demo_test_fraction"],
-                       test_fraction_real=p["demo_test_fraction_real"])
+        synth.generate(root, **synth.profile_settings(p))
     datasets.check_data_root(profile)
     result = read_dataset(profile)
     run = profile.run.ensure()

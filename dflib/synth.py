@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 import math
 import os
@@ -33,7 +34,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
 import cv2
 import numpy as np
@@ -50,7 +51,8 @@ MANIFEST_COLUMNS = ["path", "label", "identity", "source_identity", "method", "c
                     "crf", "scene"]
 METHODS = ("faceswap", "selfblend")
 
-# Bump when the rendering changes, so folders made by an older version are regenerated.
+# Bump when the rendering changes: a folder made by an older version then no longer counts
+# as made with the same settings (generate refuses to overwrite it, see folder_problem).
 _FORMAT_VERSION = 2
 _CRF_HIGH_PROB = 0.25  # share of videos encoded at CRF 40 (c40); the rest at CRF 23 (c23)
 _YOUTUBE_SHARE = 0.25  # share of real videos placed in YouTube-real/
@@ -623,16 +625,58 @@ def _own_files(out: Path) -> list[Path]:
     return files
 
 
-def folder_problem(out_dir: str | Path) -> str | None:
-    """None when ``out_dir`` can receive the demo dataset (absent, empty, or written by this
-    module, even half-way), else one line saying why it cannot."""
+def profile_settings(index: Mapping[str, Any]) -> dict[str, Any]:
+    """The :func:`generate` arguments of a profile's ``index`` section: each ``demo_<arg>``
+    key is argument ``<arg>`` (``demo_seed`` is ``seed``: the data's own seed, never the
+    run's, so the seeds of ``dflib run --seeds`` vary training over the same videos)."""
+    return {k.removeprefix("demo_"): v for k, v in index.items()
+            if k.startswith("demo_") and k != "demo_generate"}
+
+
+def recorded_params(**settings: Any) -> dict[str, Any]:
+    """What :func:`generate` records in ``synth_params.json`` for these arguments (its own
+    defaults filled in): a folder is made with the same settings when this is equal."""
+    bound = inspect.signature(generate).bind(None, **settings)
+    bound.apply_defaults()
+    args = {k: v for k, v in bound.arguments.items() if k not in ("out_dir", "progress")}
+    if args["test_fraction_real"] is None:
+        args["test_fraction_real"] = args["test_fraction"]
+    return {"format": _FORMAT_VERSION, **args}
+
+
+def _made_with(out: Path) -> dict[str, Any] | None:
+    """The parameters ``synth_params.json`` records (None: absent or unreadable)."""
+    try:
+        return json.loads((out / PARAMS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def folder_problem(out_dir: str | Path, settings: Mapping[str, Any] | None = None) -> str | None:
+    """None when ``out_dir`` can receive the demo dataset of ``settings`` (:func:`generate`'s
+    arguments; None: any) — absent, empty, or written by this module with these settings,
+    even half-way — else one line saying why it cannot. Videos made with other settings
+    are never overwritten: run folders that indexed them read them (a profile whose
+    ``demo_*`` keys changed, or two profiles sharing one ``data_root``)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         return f"{out}: not a folder (the demo dataset is written into a folder)"
-    if not (out / PARAMS).exists() and any(p.suffix == ".mp4" for p in _own_files(out)):
-        return (f"{out}: holds videos not made by dflib.synth (no {PARAMS}); "
+    videos = any(p.suffix == ".mp4" for p in _own_files(out))
+    old = _made_with(out)
+    if old is None and videos:
+        return (f"{out}: holds videos not made by dflib.synth (no readable {PARAMS}); "
                 "refusing to overwrite")
-    return None
+    if settings is None or not videos:
+        return None
+    new = recorded_params(**settings)
+    changed = [f"{k} {old.get(k, '-')} -> {new.get(k, '-')}"
+               for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if not changed:
+        return None
+    shown = ", ".join(changed[:3]) + (f", {len(changed) - 3} more" if len(changed) > 3 else "")
+    return (f"{out}: holds the demo dataset made with other settings ({shown}); the runs that "
+            "indexed it read these videos, so it is not overwritten: point data_root at "
+            "another folder, or delete this one to generate it anew")
 
 
 def generate(out_dir: str | Path, seed: int = 0, identities: int = 6, real_per_identity: int = 4,
@@ -645,22 +689,24 @@ def generate(out_dir: str | Path, seed: int = 0, identities: int = 6, real_per_i
     the same) go to the test list. The manifest (``MANIFEST_COLUMNS``: label 1 = fake;
     ``scene``: the real video a fake was made from) is written last; a folder that holds
     it and the same parameters is returned as it is. A partial folder from the same
-    parameters resumes (videos already there are kept); other parameters regenerate it.
+    parameters resumes (videos already there are kept); a folder holding videos made with
+    other parameters is refused (``FileExistsError``, :func:`folder_problem`).
     """
     if test_fraction_real is None:
         test_fraction_real = test_fraction
     _check_args(identities, real_per_identity, fake_per_identity, frames, width, height, fps,
                 test_fraction, test_fraction_real)
     out = Path(out_dir)
-    params = {"format": _FORMAT_VERSION, "seed": seed, "identities": identities,
-              "real_per_identity": real_per_identity, "fake_per_identity": fake_per_identity,
-              "frames": frames, "width": width, "height": height, "fps": fps,
-              "test_fraction": test_fraction, "test_fraction_real": test_fraction_real}
+    settings = dict(seed=seed, identities=identities, real_per_identity=real_per_identity,
+                    fake_per_identity=fake_per_identity, frames=frames, width=width,
+                    height=height, fps=fps, test_fraction=test_fraction,
+                    test_fraction_real=test_fraction_real)
+    params = recorded_params(**settings)
     params_file, manifest_file = out / PARAMS, out / MANIFEST
-    problem = folder_problem(out)
+    problem = folder_problem(out, settings)
     if problem:
         raise FileExistsError(problem)
-    old = json.loads(params_file.read_text(encoding="utf-8")) if params_file.exists() else None
+    old = _made_with(out)
     videos = _plan(seed, identities, real_per_identity, fake_per_identity)
     complete = manifest_file.exists() and (out / TEST_LIST).exists() and all(
         (out / v.path).is_file() for v in videos)

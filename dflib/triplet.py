@@ -302,7 +302,10 @@ def train(run: RunPaths, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
     monitor = "val_loss" if validate else "loss"
     target, fp_file, log_file = run.top_model_files(MODEL_NAME)
     if target.is_file() and fp_file.is_file() and log_file.is_file():
-        stale = io.stale_reason(json.loads(fp_file.read_text(encoding="utf-8")), fingerprint)
+        record, damage = io.read_record(fp_file), io.read_problem(target)
+        stale = (f"{fp_file.name} does not read whole" if record is None
+                 else io.stale_reason(record, fingerprint)
+                 or (f"{target.name} {damage}" if damage else ""))
         if not stale:
             model = keras.saving.load_model(target, compile=False)
             return Training(model, read_log(log_file), False, monitor)
@@ -440,7 +443,7 @@ def load_classifier(run: RunPaths, method: str) -> Any:
     if not target.is_file():
         raise FileNotFoundError(f"{target}: no fitted classifier for {method!r}; "
                                 "rerun stage 'train_triplet'")
-    return joblib.load(target)
+    return joblib.load(io.require_whole(target, "rerun stage 'train_triplet'"))
 
 
 def evaluate_classifiers(run: RunPaths, space: str, names: Sequence[str], x_train: np.ndarray,
@@ -627,4 +630,5 @@ def _load_triplet(run: RunPaths) -> Any:
     target: Path = run.top_model_files(MODEL_NAME)[0]
     if not target.is_file():
         raise FileNotFoundError(f"{target}: no trained triplet network in this run")
-    return keras.saving.load_model(target, compile=False)
+    return keras.saving.load_model(io.require_whole(target, "rerun stage 'train_triplet'"),
+                                   compile=False)

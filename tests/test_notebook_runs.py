@@ -101,6 +101,12 @@ def test_seeds_run_once_per_seed_and_summarise(tiny_profile, monkeypatch):
     for seed in (0, 2):
         saved = yaml_load(root.parent / f"tiny-s{seed}" / "profile.yaml")
         assert saved["seed"] == seed and saved["run_name"] == f"tiny-s{seed}"
+    # Seeds vary training, not the data: both seeds indexed the videos of index.demo_seed.
+    data = paths.resolve(tiny_profile.shared["data_root"])
+    assert json.loads((data / "synth_params.json").read_text())["seed"] == 0
+    indexed = [sorted(pd.read_csv(root.parent / f"tiny-s{seed}" / "index" / "videos.csv")["path"])
+               for seed in (0, 2)]
+    assert indexed[0] == indexed[1]
     summary = pd.read_csv(paths.RunPaths(root).table(notebooks.SEEDS_TABLE))
     row = summary.iloc[0]
     assert (row["method"], row["n_seeds"]) == ("c3d", 2)

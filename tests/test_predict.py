@@ -177,8 +177,9 @@ def test_unreadable_video_cannot_be_reencoded_and_the_error_names_it(tmp_path):
 
 
 def test_a_reencode_is_reused_only_while_its_source_and_preset_are_unchanged(tmp_path):
-    """A rerun reuses a re-encoded video made from the same file, CRF and preset; a
-    replaced source file or another preset re-encodes it."""
+    """A rerun reuses a re-encoded video made from the same file, CRF and preset, while it
+    is the file written; a replaced source file, another preset, a record or a video cut
+    short re-encodes it."""
     source, target = tmp_path / "clip.mp4", tmp_path / "crf23" / "clip.mp4"
     writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"mp4v"), 8, (64, 48))
     for i in range(8):
@@ -191,6 +192,11 @@ def test_a_reencode_is_reused_only_while_its_source_and_preset_are_unchanged(tmp
     assert robustness.ensure_reencoded(source, target, 23, "veryfast")
     robustness.record_path(target).write_text("{")  # a record cut short
     assert robustness.ensure_reencoded(source, target, 23, "veryfast")
+    whole = target.read_bytes()
+    target.write_bytes(whole[:len(whole) // 2])  # the re-encoded video cut short
+    assert robustness.ensure_reencoded(source, target, 23, "veryfast")
+    assert target.read_bytes() == whole
+    assert not robustness.ensure_reencoded(source, target, 23, "veryfast")
 
 
 def test_pick_videos_keeps_both_classes():

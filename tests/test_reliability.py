@@ -475,6 +475,202 @@ def test_kill_during_training_and_evaluation_then_rerun(tmp_path, monkeypatch):
     assert partials(run.root) == []
 
 
+# --------------------------------------------------------------------------- damaged artifacts
+
+def damage_inside(path: Path) -> None:
+    """Flip one byte in the middle of ``path``: its size and zip directory stay, the CRC of
+    the member there fails (a bad sector, a copy gone wrong)."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def cut_short(path: Path) -> None:
+    """Keep the first half of ``path``, as a copy that stopped does."""
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+def test_read_problem_tells_every_artifact_kind_that_does_not_read_whole(tmp_path):
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    npz = io.write_npz(tmp_path / "a.npz", faces=np.arange(20_000) % 251, config=np.array("x"))
+    model = tmp_path / "m.keras"
+    tiny_model("ef0", 32)[0].save(model)
+    record = io.write_text('{"complete": true}\n', tmp_path / "r.json")
+    clf = io.atomic_write(tmp_path / "c.joblib", lambda p: joblib.dump(
+        LogisticRegression().fit([[0.0], [1.0]], [0, 1]), p))
+    assert [io.read_problem(f) for f in (npz, model, record, clf)] == ["", "", "", ""]
+    assert io.npz_made_with(npz, "x")
+
+    damage_inside(npz)
+    with np.load(npz) as z:  # its settings still read: a check of those alone reuses it
+        assert str(z["config"]) == "x"
+    assert io.read_problem(npz) == "damaged: member faces.npy fails its CRC check"
+    assert not io.npz_made_with(npz, "x")
+    for artifact in (model, record, clf):
+        cut_short(artifact)
+        assert io.read_problem(artifact).startswith("does not read whole ("), artifact
+    assert io.read_record(record) is None
+    assert io.read_problem(tmp_path / "gone.npz") == "no such file"
+    with pytest.raises(ValueError, match="not an artifact kind"):
+        io.read_problem(tmp_path / "table.csv")
+
+
+def test_a_store_damaged_inside_is_failed_by_later_stages_and_redone_by_faces(tmp_path, capsys):
+    """A store file whose bytes are damaged inside (its settings still read): a stage that
+    trains on the store counts it failed with the reason before reading a face, and the
+    next faces stage extracts it again, saying why."""
+    path = write_video(tmp_path / "a.mp4", moving_face(320, 240, 110, 4))
+    videos = pd.DataFrame({"video_id": ["a"], "path": [str(path)], "label": 0, "split": "test"})
+    run = RunPaths(tmp_path / "run")
+
+    def extract() -> pd.DataFrame:
+        return stages.record_faces(run, faces.run_extraction(videos, run, FACE_PARAMS, 4,
+                                                             "even", 1, progress=False))
+
+    assert extract()["status"].tolist() == ["ok"]
+    io.write_csv(videos.assign(dataset="folder", method="m", compression="unknown"),
+                 run.videos_csv)
+    target = run.face_file("a")
+    whole = target.read_bytes()
+    damage_inside(target)
+
+    seen = stages.videos_with_faces(run).set_index("video_id").loc["a"]
+    assert (seen["face_status"], seen["n_faces"]) == ("unreadable", 0)
+    assert seen["face_reason"] == (f"{target}: unreadable store file (damaged: member "
+                                   "faces.npy fails its CRC check)")
+    capsys.readouterr()
+    assert extract()["status"].tolist() == ["ok"]
+    assert "faces: 1 store files made from something else, redone (damaged: 1)" in (
+        capsys.readouterr().out)
+    assert target.read_bytes() == whole  # the same extraction again
+    assert outcome_counts(run, "faces") == {("processed", ""): 1}
+
+
+@pytest.mark.slow
+def test_a_frame_cnn_or_its_manifest_cut_short_is_trained_again(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cnn, "build_model", tiny_model)
+    videos = pd.concat([video_table(1, 1, "train"), video_table(1, 1, "val"),
+                        video_table(1, 1, "test")], ignore_index=True)
+    run = write_run(tmp_path, videos)
+    profile = profile_for(run, epochs=1)
+    stages.train_cnn(profile, verbose=0)
+    model = run.cnn_chunk_model("ef0", 0)
+
+    cut_short(model)  # a copy that stopped
+    capsys.readouterr()
+    stages.train_cnn(profile, verbose=0)
+    out = capsys.readouterr().out
+    assert "chunk 0: chunk0.keras does not read whole (BadZipFile: " in out
+    assert out.count("retraining") == 1 and io.read_problem(model) == ""
+    assert stages.evaluate_cnn(profile).methods  # it loads and scores
+
+    manifest = run.cnn_manifest("ef0")
+    manifest.write_text(manifest.read_text()[:40])
+    assert stages.train_cnn(profile, verbose=0)["complete"]  # trained as if for the first time
+    assert io.read_record(manifest)["complete"]
+
+
+def test_a_saved_model_that_does_not_read_whole_is_one_line_where_it_is_loaded(tmp_path):
+    """Scoring with saved models (evaluation, robustness, Grad-CAM, dflib predict) names a
+    damaged model file and what to do, instead of failing inside Keras or joblib."""
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    from dflib import triplet
+
+    model = tmp_path / "chunk0.keras"
+    tiny_model("ef0", 32)[0].save(model)
+    assert cnn.load_model(model).output_shape == (None, 2)
+    cut_short(model)
+    with pytest.raises(io.DamagedArtifact) as err:
+        cnn.load_model(model)
+    assert str(err.value).startswith(f"{model}: does not read whole (BadZipFile: ")
+    assert str(err.value).endswith("; rerun the stage that trained it")
+    run = RunPaths(tmp_path / "run").ensure()
+    clf = triplet.classifier_path(run, "facenet/lr")
+    io.atomic_write(clf, lambda p: joblib.dump(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), p))
+    assert triplet.load_classifier(run, "facenet/lr").classes_.tolist() == [0, 1]
+    cut_short(clf)
+    with pytest.raises(io.DamagedArtifact, match="rerun stage 'train_triplet'"):
+        triplet.load_classifier(run, "facenet/lr")
+
+
+def test_a_temporal_model_or_its_record_damaged_is_not_reused(tmp_path):
+    """The clip models and recurrent heads decide reuse in fitting.finished_record: a
+    model file damaged inside or a record cut short means retraining, with the reason."""
+    import zipfile
+
+    from dflib import fitting
+
+    run = RunPaths(tmp_path / "run").ensure()
+    final, record_path, _ = run.model_files("c3d", "c3d")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(final, "w") as z:  # a .keras file is a zip archive
+        z.writestr("config.json", "{}")
+        z.writestr("model.weights.h5", bytes(range(256)) * 40)
+    made = io.made_from({"epochs": 1}, {"train": ["a"], "val": ["b"]})
+    io.write_text(json.dumps(fitting.ModelRecord(name="c3d", method="c3d", config={},
+                                                 made_from=made, complete=True).as_dict()),
+                  record_path)
+    assert fitting.finished_record(run, "c3d", "c3d", made)[0] is not None
+    good = final.read_bytes()
+    damage_inside(final)
+    assert fitting.finished_record(run, "c3d", "c3d", made) == (
+        None, "c3d.keras damaged: member model.weights.h5 fails its CRC check")
+    final.write_bytes(good)
+    cut_short(record_path)
+    assert fitting.finished_record(run, "c3d", "c3d", made) == (
+        None, "c3d.json does not read whole")
+
+
+@pytest.mark.slow
+def test_a_triplet_network_or_its_fingerprint_cut_short_is_retrained(tmp_path, capsys):
+    from dflib import triplet
+
+    run = RunPaths(tmp_path).ensure()
+    rng = np.random.default_rng(0)
+    y = (np.arange(60) % 3 == 0).astype(np.int64)
+    x = (rng.normal(size=(60, 16)) + 1.5 * y[:, None]).astype(np.float32)
+    args = {"epochs": 1, "batch_size": 32, "patience": 1, "verbose": 0}
+    triplet.train(run, x, y, x[:20], y[:20], **args)
+    target, fingerprint, _ = run.top_model_files(triplet.MODEL_NAME)
+    for damaged, reason in ((target, "triplet.keras does not read whole (BadZipFile: "),
+                            (fingerprint, "triplet.json does not read whole")):
+        cut_short(damaged)
+        capsys.readouterr()
+        assert triplet.train(run, x, y, x[:20], y[:20], **args).trained
+        assert f"triplet: {reason}" in capsys.readouterr().out
+        assert io.read_problem(damaged) == ""
+    assert not triplet.train(run, x, y, x[:20], y[:20], **args).trained
+
+
+def test_an_embedding_file_damaged_inside_is_counted_failed_and_not_reused(tmp_path):
+    """Stage train_triplet counts a video whose embedding file does not read whole as
+    failed (embeddings.check_embeddings); stage embed_faces embeds it again, since its
+    reuse check (io.npz_made_with) now reads the file whole; a manifest cut short is one
+    line naming it."""
+    from dflib import embeddings
+
+    run = RunPaths(tmp_path).ensure()
+    videos = pd.DataFrame({"video_id": ["a", "b"]})
+    for vid in videos["video_id"]:
+        io.write_npz(run.embeddings_file(vid), emb=np.ones((3, embeddings.DIM), np.float32),
+                     frame_idx=np.arange(3), chosen=np.ones(3, bool), video_id=np.array(vid),
+                     config=np.array("c"))
+    target = run.embeddings_file("b")
+    damage_inside(target)
+    assert embeddings.check_embeddings(run, videos).tolist() == [
+        "", f"{target}: damaged: member emb.npy fails its CRC check"]
+    assert io.npz_made_with(run.embeddings_file("a"), "c")
+    assert not io.npz_made_with(target, "c")
+    io.write_text(json.dumps({"dim": embeddings.DIM, "used": "random"}), run.embeddings_manifest)
+    cut_short(run.embeddings_manifest)  # a one-line error, not a JSONDecodeError traceback
+    with pytest.raises(FileNotFoundError, match="does not read whole; run stage 'embed_faces'"):
+        embeddings.read_manifest(run)
+
+
 # --------------------------------------------------------------------------- a full disk
 
 def savez_on_a_full_disk(fh, **arrays) -> None:

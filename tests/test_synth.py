@@ -132,14 +132,38 @@ def test_same_seed_same_dataset_other_seed_differs(dataset, tmp_path):
         assert np.array_equal(_first_frame(root / rel), _first_frame(twin / rel)), rel
         assert (root / rel).read_bytes() == (twin / rel).read_bytes(), rel
 
-    # A changed parameter regenerates the folder in place, leaving no stale videos behind.
-    other = synth.generate(twin, seed=SEED + 1, progress=False, **SMALL)
-    on_disk = sorted(str(p.relative_to(twin)) for p in twin.rglob("*.mp4"))
-    assert on_disk == sorted(other["path"])
+    other = synth.generate(tmp_path / "other", seed=SEED + 1, progress=False, **SMALL)
     common = sorted(set(manifest["path"]) & set(other["path"]))
     assert common
-    assert not any(np.array_equal(_first_frame(root / rel), _first_frame(twin / rel))
+    assert not any(np.array_equal(_first_frame(root / rel), _first_frame(tmp_path / "other" / rel))
                    for rel in common)
+
+
+def test_videos_made_with_other_settings_are_never_overwritten(dataset, tmp_path):
+    """Runs that indexed a demo folder read its videos: another seed or size is refused
+    in one line naming the change, the folder left byte for byte, complete or half-way
+    (a run killed while generating); only a folder without videos is written anew."""
+    root, manifest = dataset
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    before = {p: p.read_bytes() for p in sorted(copy.rglob("*")) if p.is_file()}
+    for changed, needle in (({"seed": SEED + 1}, f"seed {SEED} -> {SEED + 1}"),
+                            ({"frames": 10}, "frames 8 -> 10")):
+        with pytest.raises(FileExistsError) as err:
+            synth.generate(copy, progress=False, **{"seed": SEED, **SMALL, **changed})
+        message = str(err.value)
+        assert message.startswith(f"{copy}: holds the demo dataset made with other settings "
+                                  f"({needle})") and "\n" not in message
+    (copy / synth.MANIFEST).unlink()  # half-way: still videos of other settings
+    with pytest.raises(FileExistsError, match="other settings"):
+        synth.generate(copy, seed=SEED + 1, progress=False, **SMALL)
+    assert {p: p.read_bytes() for p in sorted(copy.rglob("*")) if p.is_file()} == {
+        p: b for p, b in before.items() if p.name != synth.MANIFEST}
+    for video in copy.rglob("*.mp4"):  # no video left: nothing to overwrite
+        video.unlink()
+    other = synth.generate(copy, seed=SEED + 1, progress=False, **SMALL)
+    assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*.mp4")) == sorted(other["path"])
+    assert json.loads((copy / synth.PARAMS).read_text())["seed"] == SEED + 1
 
 
 def test_complete_folder_is_returned_without_rewriting(dataset):
@@ -205,7 +229,7 @@ def test_every_derived_identity_has_a_detectable_face(mtcnn):
         assert np.abs(landmarks[0] - sprite.landmarks).max() < 0.15 * sprite.face_px, identity
 
 
-DEMO_INDEX = {"demo_generate": True, "demo_identities": SMALL["identities"],
+DEMO_INDEX = {"demo_generate": True, "demo_seed": SEED, "demo_identities": SMALL["identities"],
               "demo_real_per_identity": SMALL["real_per_identity"],
               "demo_fake_per_identity": SMALL["fake_per_identity"],
               "demo_frames": SMALL["frames"], "demo_width": SMALL["width"],
@@ -229,6 +253,57 @@ def test_a_run_killed_while_generating_the_demo_passes_check_and_resumes(dataset
     result = stages.build_index(profile)
     assert len(result.videos) == len(manifest) and result.missing.empty
     assert pd.read_csv(data / synth.MANIFEST).equals(manifest)
+
+
+def _snapshot(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_seeds_run_leaves_the_data_and_every_earlier_seed_s_run_as_they_were(dataset,
+                                                                              tmp_path):
+    """``dflib run --seeds 0 1`` (stage index of each seed, as run_seeds runs them): the
+    videos come from ``index.demo_seed``, not the run's seed, so seed 1 reads the very
+    videos seed 0 indexed and leaves seed 0's run folder and the data byte for byte."""
+    from dflib import config, notebooks, stages
+
+    root, manifest = dataset
+    data = tmp_path / "data"
+    shutil.copytree(root, data)
+    profile = config.validate({"run_name": "r", "dataset": "celebdf", "data_root": str(data),
+                               "outputs_dir": str(tmp_path / "outputs"), "seed": 0,
+                               "index": DEMO_INDEX})
+    first = notebooks.seed_profile(profile, 0)
+    stages.build_index(first)
+    data_before, run_before = _snapshot(data), _snapshot(first.run.root)
+    second = notebooks.seed_profile(profile, 1)
+    stages.build_index(second)
+    assert _snapshot(data) == data_before
+    assert _snapshot(first.run.root) == run_before
+    indexed = [sorted(pd.read_csv(p.run.videos_csv)["path"]) for p in (first, second)]
+    assert indexed[0] == indexed[1] and len(indexed[0]) == len(manifest)
+
+
+def test_check_refuses_a_data_root_holding_another_profile_s_demo(dataset, tmp_path):
+    """Two profiles with other ``demo_*`` settings on one ``data_root`` (or a profile
+    edited after its run): ``dflib check`` and ``dflib run`` refuse before any work, in one
+    line naming the key and the change; stage index refuses the same way; nothing moves."""
+    from dflib import config, datasets, stages
+
+    root, _ = dataset
+    data = tmp_path / "data"
+    shutil.copytree(root, data)
+    before = _snapshot(data)
+    other = config.validate({"run_name": "r", "dataset": "celebdf", "data_root": str(data),
+                             "outputs_dir": str(tmp_path / "outputs"),
+                             "index": {**DEMO_INDEX, "demo_frames": 16}})
+    with pytest.raises(config.ProfileError, match=re.escape(
+            f"data_root: {data}: holds the demo dataset made with other settings "
+            "(frames 8 -> 16)")):
+        datasets.check_data_root(other)
+    with pytest.raises(FileExistsError, match="other settings"):
+        stages.build_index(other)
+    assert _snapshot(data) == before
+    assert not other.run.videos_csv.exists()
 
 
 def test_a_video_lost_from_a_complete_demo_folder_is_written_again(dataset, tmp_path):
@@ -310,3 +385,17 @@ def test_no_shortcut_outside_the_face(tmp_path):
     assert low <= 0.5 <= high, (roc_auc_score(y, score), low, high)
     # Both classes carry the same compression mix, lengths and frame rates.
     assert (manifest.groupby("label")["crf"].agg(set).map(frozenset).nunique() == 1)
+
+
+def test_dflib_synth_refuses_a_folder_of_other_settings_in_one_line(tmp_path, capsys):
+    from dflib import cli
+
+    out = tmp_path / "demo"
+    (out / "Celeb-real").mkdir(parents=True)
+    (out / "Celeb-real" / "id0_0000.mp4").write_bytes(b"a video of seed 0")
+    (out / synth.PARAMS).write_text(json.dumps(synth.recorded_params(seed=0)))
+    assert cli.main(["synth", str(out), "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out}: holds the demo dataset made with other settings "
+                          "(seed 0 -> 1)") and err.count("\n") == 1
+    assert (out / "Celeb-real" / "id0_0000.mp4").read_bytes() == b"a video of seed 0"
