@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -47,8 +48,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     profile = config.load(args.profile)
     datasets.check_data_root(profile)
     notebooks.select_stages(args.stages)  # refuse unknown stage names before any work
-    if args.seeds is not None and min(args.seeds) < 0:
-        raise config.ProfileError(f"--seeds: {min(args.seeds)} is below the minimum 0")
+    for seed in args.seeds or ():  # every seed before the first one's run
+        config.SHARED["seed"].check("--seeds", seed)
     try:
         if args.seeds is not None:
             root = notebooks.run_seeds(profile, args.seeds, args.stages, log_output=not args.quiet)
@@ -70,6 +71,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from . import synth
 
+    config.SHARED["seed"].check("--seed", args.seed)
+    problem = synth.folder_problem(args.out_dir)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     manifest = synth.generate(args.out_dir, seed=args.seed)
     print(f"{args.out_dir}: {len(manifest)} videos "
           f"({int((manifest['label'] == 0).sum())} real, {int(manifest['label'].sum())} fake)")
@@ -78,21 +84,28 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
-    import os
 
     import pandas as pd
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep stderr for dflib's own lines
     from . import io, paths, predict  # loads torch before TensorFlow (dflib.reload)
 
-    run = paths.RunPaths(paths.resolve(args.run))
+    # Like the INPUT arguments, --run starts at the working directory (profiles' paths
+    # start at the project root: dflib.paths.resolve).
+    run = paths.RunPaths(Path(args.run).expanduser().absolute())
     if not run.results_csv.is_file():
         print(f"error: --run: {run.results_csv} not found; point --run at a run folder "
               "(outputs/<run>) where the study has been run", file=sys.stderr)
         return EXIT_BAD_INPUT
+    problem = _output_problem("--frames-csv", args.frames_csv)
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:  # NaN fails too
+        problem = f"--threshold: {args.threshold} is not a fake probability in [0, 1]"
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         method = predict.check_method(run, args.method, want_frames=args.frames_csv is not None)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # one line naming the file or the argument
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
@@ -112,8 +125,28 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _output_problem(flag: str, target: Path | None) -> str | None:
+    """One line when a file a command writes at its end (``--out``, ``--frames-csv``) could
+    not be written there, so that it is refused before the work; None when it can be."""
+    if target is None:
+        return None
+    if target.is_dir():
+        return f"{flag}: {target} is a folder; name the file to write"
+    existing = next(p for p in target.absolute().parents if p.exists())
+    if not existing.is_dir():
+        return f"{flag}: {existing} is not a folder, so {target} cannot be written"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{flag}: {existing} is not writable by this user"
+    return None
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from . import bench, io
+
+    problem = _output_problem("--out", getattr(args, "out", None))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
     if args.bench == "footage":
         for name, folder in bench.make_footage(args.out_dir, args.frames,

@@ -78,7 +78,7 @@ class TrainConfig:
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    return io.read_json(path) if path.exists() else None
 
 
 def split_videos(videos: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -391,6 +391,17 @@ def completed_manifest(run: RunPaths, arch: str) -> dict[str, Any]:
         raise FileNotFoundError(f"{run.cnn_manifest(arch)}: no completed {arch} "
                                 "training in this run")
     return manifest
+
+
+def saved_files(run: RunPaths, methods: Sequence[str]) -> list[Path]:
+    """The files :func:`score_saved` reads for ``methods``: each backbone's manifest and
+    every chunk model it names."""
+    files: list[Path] = []
+    for arch in dict.fromkeys(m.split("/")[1] for m in methods):
+        manifest = completed_manifest(run, arch)
+        files += [run.cnn_manifest(arch), *(run.artifact(c["model"])
+                                            for c in manifest["chunk_models"])]
+    return files
 
 
 def score_saved(run: RunPaths, methods: Sequence[str], store: FaceSource, videos: pd.DataFrame,

@@ -418,7 +418,7 @@ def read_manifest(run: RunPaths) -> dict[str, Any]:
     path = run.embeddings_manifest
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no FaceNet embeddings; run stage 'embed_faces' first")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return io.read_json(path)
 
 
 def check_embeddings(run: RunPaths, videos: pd.DataFrame) -> pd.Series:

@@ -28,6 +28,7 @@ import functools
 import json
 import math
 import os
+import re
 import subprocess
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -614,6 +615,12 @@ def _check_args(identities: int, real_per_identity: int, fake_per_identity: int,
             raise ValueError(f"{name}: must be between 0 and 1, got {value}")
 
 
+# The names this module gives its videos in each folder (see _plan); ``k`` may pass 9999.
+_VIDEO_NAMES = {"Celeb-real": re.compile(r"id\d+_\d{4,}\.mp4"),
+                "YouTube-real": re.compile(r"\d{5,}\.mp4"),
+                "Celeb-synthesis": re.compile(r"id\d+_id\d+_\d{4,}\.mp4")}
+
+
 def _own_files(out: Path) -> list[Path]:
     """Files this module writes under ``out`` (videos, leftover temporaries, lists)."""
     files = [p for d in FOLDERS if (out / d).is_dir() for p in (out / d).iterdir()
@@ -623,15 +630,46 @@ def _own_files(out: Path) -> list[Path]:
     return files
 
 
+def _foreign(out: Path) -> list[str]:
+    """What ``out`` holds that this module did not write, relative to ``out``, sorted.
+
+    Its own files are its folders' videos by their names, the test list, the manifest and
+    the parameters, which it writes before any video: without them, anything but an empty
+    folder of its layout belongs to someone else. Hidden entries (its own temporary files
+    among them) are passed over, as every dataset scan does."""
+    own_root = {PARAMS, MANIFEST, TEST_LIST} if (out / PARAMS).is_file() else set()
+    foreign = []
+    for entry in sorted(out.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.name in FOLDERS and entry.is_dir() and not entry.is_symlink():
+            pattern = _VIDEO_NAMES[entry.name]
+            foreign += [f"{entry.name}/{p.name}" + ("/" if p.is_dir() else "")
+                        for p in sorted(entry.iterdir())
+                        if not p.name.startswith(".")
+                        and not (own_root and p.is_file() and pattern.fullmatch(p.name))]
+        elif not (entry.name in own_root and entry.is_file()):
+            foreign.append(entry.name + ("/" if entry.is_dir() else ""))
+    return foreign
+
+
 def folder_problem(out_dir: str | Path) -> str | None:
-    """None when ``out_dir`` can receive the demo dataset (absent, empty, or written by this
-    module, even half-way), else one line saying why it cannot."""
+    """None when ``out_dir`` can receive the demo dataset (absent, empty, or holding only
+    what this module wrote, even half-way), else one line saying why it cannot."""
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        return f"{out}: not a folder (the demo dataset is written into a folder)"
-    if not (out / PARAMS).exists() and any(p.suffix == ".mp4" for p in _own_files(out)):
-        return (f"{out}: holds videos not made by dflib.synth (no {PARAMS}); "
-                "refusing to overwrite")
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        return (f"{out}: not a folder (the demo dataset is written into a folder)"
+                if existing == out else f"{existing}: not a folder, so {out} cannot be made")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing}: not writable by this user (the demo dataset goes to {out})"
+    foreign = _foreign(out) if existing == out else []
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        what = ("without the " + PARAMS + " it writes first"
+                if not (out / PARAMS).is_file() else "beside its own files")
+        return (f"{out}: holds {foreign[0]}{more}, not written by dflib.synth ({what}); "
+                "refusing to write among them: choose a new or empty folder")
     return None
 
 
@@ -660,7 +698,10 @@ def generate(out_dir: str | Path, seed: int = 0, identities: int = 6, real_per_i
     problem = folder_problem(out)
     if problem:
         raise FileExistsError(problem)
-    old = json.loads(params_file.read_text(encoding="utf-8")) if params_file.exists() else None
+    try:  # a damaged parameters file is as good as none: the folder is regenerated
+        old = json.loads(params_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
     videos = _plan(seed, identities, real_per_identity, fake_per_identity)
     complete = manifest_file.exists() and (out / TEST_LIST).exists() and all(
         (out / v.path).is_file() for v in videos)

@@ -52,6 +52,26 @@ def test_run_refuses_a_negative_seed_before_work(tmp_path, capsys):
     assert not (tmp_path / "outputs").exists()
 
 
+def test_run_refuses_a_seed_numpy_cannot_take_before_the_first_seed_runs(tmp_path, capsys):
+    """Every --seeds value is checked up front, as the profile's seed is: before, a seed of
+    2**32 failed with a traceback once the seeds before it had run."""
+    profile = write_profile(tmp_path)
+    assert cli.main(["run", str(profile), "--seeds", "0", str(2**32)]) == 2
+    assert f"--seeds: {2**32} is above the maximum" in capsys.readouterr().err
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("target, needle", [("{tmp}", "{tmp} is a folder"),
+                                            ("{tmp}/a_file/t.csv", "{tmp}/a_file is not a folder")])
+def test_bench_refuses_an_out_file_it_cannot_write_before_benchmarking(tmp_path, capsys, target,
+                                                                     needle):
+    (tmp_path / "a_file").write_text("x")
+    target, needle = (x.replace("{tmp}", str(tmp_path)) for x in (target, needle))
+    assert cli.main(["bench", "decode", str(tmp_path / "missing.mp4"), "--out", target]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --out: {needle}") and "\n" not in err
+
+
 def test_module_entry_point(tmp_path):
     out = subprocess.run([sys.executable, "-m", "dflib", "check", str(write_profile(tmp_path, seed=-3))],
                          capture_output=True, text=True, cwd=paths.PROJECT_ROOT)
