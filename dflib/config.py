@@ -353,6 +353,8 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_outputs: b
                       if k not in STAGE_BY_NAME and k != EVALUATION_SECTION}
         shared = _check_section("", shared_raw, SHARED, required=("run_name", "dataset", "data_root"))
         _check_run_name(shared["run_name"])
+        for key in PATH_KEYS:
+            _check_path(key, shared[key])
         sections = {}
         for name, fields in [(s.name, s.fields) for s in STAGES] + [(EVALUATION_SECTION,
                                                                        EVALUATION)]:
@@ -360,6 +362,9 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_outputs: b
             if not isinstance(section, Mapping):
                 raise ProfileError(f"{name}: expected a mapping, got {section!r}")
             sections[name] = _check_section(f"{name}.", section, fields)
+        for key, value in (("index.test_data_root", sections["index"]["test_data_root"]),
+                           ("train_cnn.weights", sections["train_cnn"]["weights"])):
+            _check_path(key, value)
         _check_across(shared, sections, list(STAGE_BY_NAME) if stages is None else stages)
         if check_outputs:
             check_outputs_dir(shared)
@@ -371,6 +376,22 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_outputs: b
 NAME_MAX = 255  # bytes of one file or folder name on Linux, macOS and Windows file systems
 # --seeds runs each seed in <run_name>-s<seed> (dflib.notebooks.seed_profile).
 RUN_NAME_MAX_BYTES = NAME_MAX - len(f"-s{SHARED['seed'].max}")
+
+
+# Shared keys holding a path (the sections' ones are named where validate checks them).
+PATH_KEYS = ("data_root", "outputs_dir")
+
+
+def _check_path(key: str, value: str) -> None:
+    """A path the file system can take: no NUL character, no name longer than NAME_MAX
+    (both would stop the first stat of it with a traceback)."""
+    if "\0" in value:
+        raise ProfileError(f"{key}: {value!r} holds a NUL character")
+    for part in Path(value).parts:
+        size = len(part.encode("utf-8", "surrogateescape"))
+        if size > NAME_MAX:
+            raise ProfileError(f"{key}: the name {part[:40]!r}... is {size} bytes long; a file "
+                               f"or folder name may have at most {NAME_MAX}")
 
 
 def _check_run_name(name: str) -> None:

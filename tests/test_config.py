@@ -296,3 +296,24 @@ def test_a_seed_numpy_cannot_take_is_refused(minimal):
     for seed in (top + 1, 2**32, 2**64):
         with pytest.raises(config.ProfileError, match=f"seed: {seed} is above the maximum"):
             config.validate({**minimal, "seed": seed})
+
+
+@pytest.mark.parametrize("key", ["data_root", "outputs_dir", "index.test_data_root",
+                                 "train_cnn.weights"])
+@pytest.mark.parametrize("bad, needle", [("x" * 256, "is 256 bytes long; a file or folder name "
+                                                     "may have at most 255"),
+                                         ("a\0b", "holds a NUL character")])
+def test_a_path_the_file_system_cannot_take_is_refused(minimal, tmp_path, key, bad, needle):
+    """Before, the first look at such a path (dflib check's) raised OSError or ValueError."""
+    value = str(tmp_path / bad / "data")
+    if "." in key:
+        section, leaf = key.split(".")
+        minimal.setdefault(section, {})[leaf] = value
+        if leaf == "test_data_root":
+            minimal.update(dataset="ffpp", index={"test_dataset": "celebdf",
+                                                  "test_data_root": value})
+    else:
+        minimal[key] = value
+    with pytest.raises(config.ProfileError) as err:
+        config.validate(minimal, source="p.yaml")
+    assert str(err.value).startswith(f"p.yaml: {key}: ") and needle in str(err.value)
