@@ -456,8 +456,17 @@ def check_outputs_dir(shared: Mapping[str, Any]) -> None:
 def load(path: str | Path, check_outputs: bool = True) -> Profile:
     """Read and validate a profile file."""
     path = Path(path)
-    if not path.exists():
-        raise ProfileError(f"{path}: profile not found")
+    try:
+        if not path.exists():
+            raise ProfileError(f"{path}: profile not found")
+        size = path.stat().st_size
+    except OSError as exc:  # a folder on the way that this user may not enter
+        raise ProfileError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not path.is_file():  # a folder, or a device or pipe that would be read without end
+        raise ProfileError(f"{path}: not a file (a profile is a YAML file)")
+    if size > MAX_PROFILE_BYTES:
+        raise ProfileError(f"{path}: {size:,} bytes, too large to be a profile (at most "
+                           f"{MAX_PROFILE_BYTES:,}; a profile is a YAML file)")
     try:
         raw = _parse(io.read_text_file(path))
     except io.TextFileError as exc:
@@ -476,6 +485,7 @@ def load(path: str | Path, check_outputs: bool = True) -> Profile:
     return validate(raw or {}, source=str(path), check_outputs=check_outputs)
 
 
+MAX_PROFILE_BYTES = 1 << 20  # the shipped profiles are 1 to 5 kB
 # Values a profile may hold once its aliases are expanded: the shipped ones hold about 150.
 # Nested aliases multiply ("billion laughs": nine levels of nine make 10**9 values).
 MAX_PROFILE_VALUES = 10_000

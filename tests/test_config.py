@@ -317,3 +317,16 @@ def test_a_path_the_file_system_cannot_take_is_refused(minimal, tmp_path, key, b
     with pytest.raises(config.ProfileError) as err:
         config.validate(minimal, source="p.yaml")
     assert str(err.value).startswith(f"p.yaml: {key}: ") and needle in str(err.value)
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda p: p.mkdir(), "not a file (a profile is a YAML file)"),
+    (lambda p: os.mkfifo(p), "not a file (a profile is a YAML file)"),
+    (lambda p: p.write_bytes(b"# " + b"x" * config.MAX_PROFILE_BYTES), "too large to be a profile"),
+])
+def test_a_profile_path_that_is_no_profile_file_is_one_line(tmp_path, make, needle):
+    """A folder, a pipe (read without end before) or a video given by mistake."""
+    path = tmp_path / "p.yaml"
+    make(path)
+    with pytest.raises(config.ProfileError, match=f"^{re.escape(str(path))}: .*{re.escape(needle)}"):
+        config.load(path)
