@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from . import config
 from .devices import DEVICES
@@ -47,8 +48,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     profile = config.load(args.profile)
     datasets.check_data_root(profile)
     notebooks.select_stages(args.stages)  # refuse unknown stage names before any work
-    if args.seeds is not None and min(args.seeds) < 0:
-        raise config.ProfileError(f"--seeds: {min(args.seeds)} is below the minimum 0")
+    for seed in args.seeds or ():  # every seed before the first one's run
+        config.SHARED["seed"].check("--seeds", seed)
     try:
         if args.seeds is not None:
             root = notebooks.run_seeds(profile, args.seeds, args.stages, log_output=not args.quiet)
@@ -70,11 +71,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from . import synth
 
-    try:
-        manifest = synth.generate(args.out_dir, seed=args.seed)
-    except FileExistsError as exc:  # a folder it may not write: never overwritten
-        print(f"error: {exc}", file=sys.stderr)
+    config.SHARED["seed"].check("--seed", args.seed)
+    problem = synth.folder_problem(args.out_dir)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    manifest = synth.generate(args.out_dir, seed=args.seed)
     print(f"{args.out_dir}: {len(manifest)} videos "
           f"({int((manifest['label'] == 0).sum())} real, {int(manifest['label'].sum())} fake)")
     return 0
@@ -82,21 +84,28 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
-    import os
 
     import pandas as pd
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep stderr for dflib's own lines
     from . import io, paths, predict  # loads torch before TensorFlow (dflib.reload)
 
-    run = paths.RunPaths(paths.resolve(args.run))
+    # Like the INPUT arguments, --run starts at the working directory (profiles' paths
+    # start at the project root: dflib.paths.resolve).
+    run = paths.RunPaths(Path(args.run).expanduser().absolute())
     if not run.results_csv.is_file():
         print(f"error: --run: {run.results_csv} not found; point --run at a run folder "
               "(outputs/<run>) where the study has been run", file=sys.stderr)
         return EXIT_BAD_INPUT
+    problem = _output_problem("--frames-csv", args.frames_csv)
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:  # NaN fails too
+        problem = f"--threshold: {args.threshold} is not a fake probability in [0, 1]"
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         method = predict.check_method(run, args.method, want_frames=args.frames_csv is not None)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # one line naming the file or the argument
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
@@ -116,8 +125,28 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _output_problem(flag: str, target: Path | None) -> str | None:
+    """One line when a file a command writes at its end (``--out``, ``--frames-csv``) could
+    not be written there, so that it is refused before the work; None when it can be."""
+    if target is None:
+        return None
+    if target.is_dir():
+        return f"{flag}: {target} is a folder; name the file to write"
+    existing = next(p for p in target.absolute().parents if p.exists())
+    if not existing.is_dir():
+        return f"{flag}: {existing} is not a folder, so {target} cannot be written"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{flag}: {existing} is not writable by this user"
+    return None
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from . import bench, io
+
+    problem = _output_problem("--out", getattr(args, "out", None))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
     if args.bench == "footage":
         for name, folder in bench.make_footage(args.out_dir, args.frames,
@@ -130,6 +159,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                        ("detect_max_side", args.detect_max_side),
                                        ("redetect_every", args.redetect_every))
                      if v is not None}
+        fields = config.STAGE_BY_NAME["faces"].fields  # the profile's ranges (ProfileError)
+        overrides = {k: fields[k].check(f"--{k.replace('_', '-')}", v)
+                     for k, v in overrides.items()}
     if args.bench == "decode":
         try:
             table = bench.bench_decode(args.paths, args.frames, args.sampling, args.every_k,
@@ -161,8 +193,47 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument said in one line like every other dflib error (its
+    default prints the usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _count(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{value} is below the minimum {low}")
+    return value
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a count of at least 1 (frames, repeats, videos, sizes)."""
+    return _count(text, 1)
+
+
+def _non_negative(text: str) -> int:
+    """An argparse type: a count of at least 0 (worker counts, 0: in this process)."""
+    return _count(text, 0)
+
+
+def _share(text: str) -> float:
+    """An argparse type: a share in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value <= 1.0:  # NaN too
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dflib", description=__doc__)
+    parser = _Parser(prog="dflib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a profile's notebooks through papermill")
@@ -212,62 +283,69 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (extract, steps, parallel):
         p.add_argument("paths", nargs="+", metavar="VIDEO_OR_DIR",
                        help="a video or a folder of videos (one table row per argument)")
-        p.add_argument("--frames", type=int, default=25, help="first N frames of each video")
+        p.add_argument("--frames", type=_positive, default=25,
+                       help="first N frames of each video")
         p.add_argument("--device", default="auto", choices=DEVICES)
         p.add_argument("--out", type=Path, metavar="CSV", help="also write the table here")
         for flag, kind in (("--factor", float), ("--min-face-size", int),
                            ("--detect-max-side", int), ("--redetect-every", int)):
             p.add_argument(flag, type=kind, help="FaceExtractor setting (default: the "
                            "profile default, dflib/config.py)")
-    parallel.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+    parallel.add_argument("--workers", type=_non_negative, nargs="+", default=[1, 2],
                           help="worker counts to time (0: in this process, without and with "
                                "the next video decoded ahead); the speed-up is against the first")
-    parallel.add_argument("--repeats", type=int, default=3,
+    parallel.add_argument("--repeats", type=_positive, default=3,
                           help="runs of each worker count, taking turns; the median counts")
     decode = bench_sub.add_parser("decode", help="dflib's OpenCV decoding against PyAV (frame "
                                   "threading, in order and seeking) on the same sampled frames")
     decode.add_argument("paths", nargs="+", metavar="VIDEO_OR_DIR",
                         help="a video or a folder of videos (one table row per argument and "
                              "decoder)")
-    decode.add_argument("--frames", type=int, default=25, help="frames sampled per video")
+    decode.add_argument("--frames", type=_positive, default=25,
+                        help="frames sampled per video")
     decode.add_argument("--sampling", default="first",
                         choices=config.STAGE_BY_NAME["faces"].fields["sampling"].choices,
                         help="which frames, as the profile's faces.sampling picks them")
-    decode.add_argument("--every-k", type=int, default=5, help="step of --sampling every_k")
-    decode.add_argument("--repeats", type=int, default=3,
+    decode.add_argument("--every-k", type=_positive, default=5,
+                        help="step of --sampling every_k")
+    decode.add_argument("--repeats", type=_positive, default=3,
                         help="turns of every decoder over every video; the median counts")
     decode.add_argument("--out", type=Path, metavar="CSV", help="also write the table here")
     memory = bench_sub.add_parser("train-memory", help="peak RSS of one training epoch at 1x "
                                   "and k x the faces, each in a fresh process")
-    memory.add_argument("--videos", type=int, default=40, help="videos of the 1x face store")
-    memory.add_argument("--faces-per-video", type=int, default=25)
-    memory.add_argument("--scale", type=int, default=4, help="k")
-    memory.add_argument("--img-size", type=int, default=32)
+    memory.add_argument("--videos", type=_positive, default=40,
+                        help="videos of the 1x face store")
+    memory.add_argument("--faces-per-video", type=_positive, default=25)
+    memory.add_argument("--scale", type=_positive, default=4, help="k")
+    memory.add_argument("--img-size", type=_positive, default=32)
     memory.add_argument("--arch", default="ef0")
-    memory.add_argument("--batch-size", type=int, default=32)
+    memory.add_argument("--batch-size", type=_positive, default=32)
     memory.add_argument("--out", type=Path, metavar="CSV", help="also write the table here")
     feed = bench_sub.add_parser("train-feed", help="samples/s of the training feeds (faces "
                                 "with augmentation off and on, clips, sequences) against the "
                                 "model's own training step, as a ratio")
     feed.add_argument("--run", type=Path, help="read this run's face store (default: a "
                       "generated store of random faces)")
-    feed.add_argument("--videos", type=int, default=40, help="videos of the generated store")
-    feed.add_argument("--faces-per-video", type=int, default=25)
-    feed.add_argument("--img-size", type=int, default=160, help="faces of the generated store")
+    feed.add_argument("--videos", type=_positive, default=40,
+                      help="videos of the generated store")
+    feed.add_argument("--faces-per-video", type=_positive, default=25)
+    feed.add_argument("--img-size", type=_positive, default=160,
+                      help="faces of the generated store")
     feed.add_argument("--arch", default="xception", help="frame CNN whose step is timed")
-    feed.add_argument("--batch-size", type=int, default=32)
-    feed.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+    feed.add_argument("--batch-size", type=_positive, default=32)
+    feed.add_argument("--workers", type=_non_negative, nargs="+", default=[1, 2],
                       help="feed threads (Keras PyDataset workers)")
-    feed.add_argument("--steps", type=int, default=3, help="timed training steps per model")
-    feed.add_argument("--clip-len", type=int, default=16)
-    feed.add_argument("--clip-size", type=int, default=112)
-    feed.add_argument("--seq-len", type=int, default=25)
+    feed.add_argument("--steps", type=_positive, default=3,
+                      help="timed training steps per model")
+    feed.add_argument("--clip-len", type=_positive, default=16)
+    feed.add_argument("--clip-size", type=_positive, default=112)
+    feed.add_argument("--seq-len", type=_positive, default=25)
     feed.add_argument("--out", type=Path, metavar="CSV", help="also write the table here")
     footage = bench_sub.add_parser("footage", help="write 720p and small-face 1080p videos "
                                    "to benchmark on")
     footage.add_argument("out_dir")
-    footage.add_argument("--frames", type=int, default=25)
-    footage.add_argument("--face-scale", type=float, default=0.2,
+    footage.add_argument("--frames", type=_positive, default=25)
+    footage.add_argument("--face-scale", type=_share, default=0.2,
                          help="shrink of the 720p frames pasted into 1080p ones")
     bench.set_defaults(func=_cmd_bench)
     return parser

@@ -17,6 +17,7 @@ prediction row with status ``no_face``."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import cv2
@@ -321,6 +322,12 @@ def evaluate_clip_model(store: batches.FaceSource, videos: pd.DataFrame, run: Ru
                             videos, threshold)
     evaluation.write_predictions(run, record.method, rows, split=split)
     return rows
+
+
+def saved_files(run: RunPaths, methods: Sequence[str]) -> list[Path]:
+    """The files :func:`score_saved` reads for ``methods``: each model's record and model."""
+    return [f for m in methods for f in (run.model_files("c3d", m)[1],
+                                          run.artifact(saved_record(run, "c3d", m).model))]
 
 
 def score_saved(run: RunPaths, methods: Sequence[str], store: batches.FaceSource,

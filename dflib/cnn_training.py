@@ -398,6 +398,17 @@ def completed_manifest(run: RunPaths, arch: str) -> dict[str, Any]:
     return manifest
 
 
+def saved_files(run: RunPaths, methods: Sequence[str]) -> list[Path]:
+    """The files :func:`score_saved` reads for ``methods``: each backbone's manifest and
+    every chunk model it names."""
+    files: list[Path] = []
+    for arch in dict.fromkeys(m.split("/")[1] for m in methods):
+        manifest = completed_manifest(run, arch)
+        files += [run.cnn_manifest(arch), *(run.artifact(c["model"])
+                                            for c in manifest["chunk_models"])]
+    return files
+
+
 def score_saved(run: RunPaths, methods: Sequence[str], store: FaceSource, videos: pd.DataFrame,
                 settings: Mapping[str, Any], progress: bool = False
                 ) -> dict[str, evaluation.Prediction]:

@@ -9,7 +9,9 @@ who edits the parameters cell gets the same one-line errors as ``dflib check``.
 from __future__ import annotations
 
 import difflib
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -17,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from . import paths
+from . import io, paths
 from .devices import DEVICES
 from .vocabulary import (AGGREGATIONS, CLASSIFIERS, CLIP_MODELS, CNN_ARCHS, CNN_MIN_INPUT,
                          GRAMMAR, RNN_HEADS, is_method)
@@ -25,6 +27,20 @@ from .vocabulary import (AGGREGATIONS, CLASSIFIERS, CLIP_MODELS, CNN_ARCHS, CNN_
 
 class ProfileError(ValueError):
     """A profile problem, phrased as one line naming the key, value or path."""
+
+
+# A float as YAML 1.2 writes it: PyYAML reads YAML 1.1, where ``3e-4`` (no dot) is a string.
+_FLOAT_LITERAL = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
+
+
+def _as_float(value: Any) -> Any:
+    """``value`` as a float where the user means one (an int, or a string such as ``3e-4``
+    that YAML 1.2 reads as a float); anything else unchanged, for the type check."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and _FLOAT_LITERAL.fullmatch(value.strip()):
+        return float(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -42,8 +58,8 @@ class Field:
 
     def check(self, key: str, value: Any) -> Any:
         """Return ``value`` coerced to the field's type, or raise :class:`ProfileError`."""
-        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+        if self.kind is float:
+            value = _as_float(value)
         kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
         wrong_bool = isinstance(value, bool) and bool not in kinds
         if wrong_bool or not isinstance(value, kinds):
@@ -56,6 +72,8 @@ class Field:
                 value = [Field(self.item, None, "", choices=self.choices, min=self.min,
                                max=self.max).check(f"{key}[{i}]", v) for i, v in enumerate(value)]
             return value
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ProfileError(f"{key}: {value!r} is not a finite number")
         if self.choices is not None and value not in self.choices:
             raise ProfileError(f"{key}: {value!r} is not allowed (allowed: "
                                f"{', '.join(map(str, self.choices))})")
@@ -77,7 +95,8 @@ SHARED: Mapping[str, Field] = MappingProxyType({
     "dataset": Field(str, None, "dataset adapter", choices=DATASETS),
     "data_root": Field(str, None, "dataset folder (relative paths start at the project root)"),
     "outputs_dir": Field(str, "outputs", "where run folders live"),
-    "seed": Field(int, 0, "seed of every random choice", min=0),
+    "seed": Field(int, 0, "seed of every random choice (NumPy takes seeds below 2**32, and "
+                  "chunk models add their number to it)", min=0, max=2**31 - 1),
     "img_size": Field(int, 160, "side of the stored face crops in pixels", min=16, max=1024),
     "frames_per_video": Field(int, 25, "frames sampled per video", min=1, max=10_000),
     "device": Field(str, "auto", "torch device for MTCNN / FaceNet", choices=DEVICES),
@@ -336,6 +355,8 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_outputs: b
                       if k not in STAGE_BY_NAME and k != EVALUATION_SECTION}
         shared = _check_section("", shared_raw, SHARED, required=("run_name", "dataset", "data_root"))
         _check_run_name(shared["run_name"])
+        for key in PATH_KEYS:
+            _check_path(key, shared[key])
         sections = {}
         for name, fields in [(s.name, s.fields) for s in STAGES] + [(EVALUATION_SECTION,
                                                                        EVALUATION)]:
@@ -343,12 +364,36 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_outputs: b
             if not isinstance(section, Mapping):
                 raise ProfileError(f"{name}: expected a mapping, got {section!r}")
             sections[name] = _check_section(f"{name}.", section, fields)
+        for key, value in (("index.test_data_root", sections["index"]["test_data_root"]),
+                           ("train_cnn.weights", sections["train_cnn"]["weights"])):
+            _check_path(key, value)
         _check_across(shared, sections, list(STAGE_BY_NAME) if stages is None else stages)
         if check_outputs:
             check_outputs_dir(shared)
     except ProfileError as exc:
         raise ProfileError(f"{source}: {exc}") from None
     return Profile(source, MappingProxyType(shared), MappingProxyType(sections))
+
+
+NAME_MAX = 255  # bytes of one file or folder name on Linux, macOS and Windows file systems
+# --seeds runs each seed in <run_name>-s<seed> (dflib.notebooks.seed_profile).
+RUN_NAME_MAX_BYTES = NAME_MAX - len(f"-s{SHARED['seed'].max}")
+
+
+# Shared keys holding a path (the sections' ones are named where validate checks them).
+PATH_KEYS = ("data_root", "outputs_dir")
+
+
+def _check_path(key: str, value: str) -> None:
+    """A path the file system can take: no NUL character, no name longer than NAME_MAX
+    (both would stop the first stat of it with a traceback)."""
+    if "\0" in value:
+        raise ProfileError(f"{key}: {value!r} holds a NUL character")
+    for part in Path(value).parts:
+        size = len(part.encode("utf-8", "surrogateescape"))
+        if size > NAME_MAX:
+            raise ProfileError(f"{key}: the name {part[:40]!r}... is {size} bytes long; a file "
+                               f"or folder name may have at most {NAME_MAX}")
 
 
 def _check_run_name(name: str) -> None:
@@ -358,6 +403,15 @@ def _check_run_name(name: str) -> None:
     if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
         raise ProfileError(f"run_name: {name!r} is not a plain folder name (one name under "
                            "outputs_dir, without '/', '\\', '.' or '..'; e.g. 'demo')")
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ProfileError(f"run_name: {name!r} holds a character that is not Unicode text "
+                           "(a lone surrogate)") from None
+    if size > RUN_NAME_MAX_BYTES:
+        raise ProfileError(f"run_name: {name[:40]!r}... is {size} bytes long; a run folder name "
+                           f"may have at most {RUN_NAME_MAX_BYTES} (the file system's "
+                           f"{NAME_MAX}, less room for the '-s<seed>' of --seeds)")
 
 
 def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str, Any]],
@@ -404,12 +458,21 @@ def check_outputs_dir(shared: Mapping[str, Any]) -> None:
 def load(path: str | Path, check_outputs: bool = True) -> Profile:
     """Read and validate a profile file."""
     path = Path(path)
-    if not path.is_file():
-        raise ProfileError(f"{path}: profile not found")
-    text = path.read_text(encoding="utf-8")
     try:
-        _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
-        raw = yaml.safe_load(text)
+        if not path.exists():
+            raise ProfileError(f"{path}: profile not found")
+        size = path.stat().st_size
+    except OSError as exc:  # a folder on the way that this user may not enter
+        raise ProfileError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not path.is_file():  # a folder, or a device or pipe that would be read without end
+        raise ProfileError(f"{path}: not a file (a profile is a YAML file)")
+    if size > MAX_PROFILE_BYTES:
+        raise ProfileError(f"{path}: {size:,} bytes, too large to be a profile (at most "
+                           f"{MAX_PROFILE_BYTES:,}; a profile is a YAML file)")
+    try:
+        raw = _parse(io.read_text_file(path))
+    except io.TextFileError as exc:
+        raise ProfileError(f"{exc} (a profile is a YAML file)") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -417,17 +480,47 @@ def load(path: str | Path, check_outputs: bool = True) -> Profile:
                            f"{exc.problem or exc.context or exc}") from None
     except yaml.YAMLError as exc:
         raise ProfileError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise ProfileError(f"{path}: nested too deeply to be a profile") from None
     except ProfileError as exc:
         raise ProfileError(f"{path}: {exc}") from None
     return validate(raw or {}, source=str(path), check_outputs=check_outputs)
 
 
-def _refuse_duplicate_keys(node: yaml.Node | None, prefix: str = "") -> None:
-    """Raise :class:`ProfileError` for a key given twice in one mapping (a repeated section
-    is a repeated top-level key): YAML would silently keep the last one."""
+MAX_PROFILE_BYTES = 1 << 20  # the shipped profiles are 1 to 5 kB
+# Values a profile may hold once its aliases are expanded: the shipped ones hold about 150.
+# Nested aliases multiply ("billion laughs": nine levels of nine make 10**9 values).
+MAX_PROFILE_VALUES = 10_000
+
+
+def _parse(text: str) -> Any:
+    """The YAML document of a profile, refused before it is built when a key is given
+    twice, an alias refers to itself or aliases expand past :data:`MAX_PROFILE_VALUES`."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node, "", [0], set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_nodes(node: yaml.Node, prefix: str, count: list[int], ancestors: set[int]) -> None:
+    """Walk the node graph as the built profile would hold it (aliases expanded): a key
+    given twice in one mapping (a repeated section is a repeated top-level key) would
+    silently keep the last one; ``count`` holds the values seen so far."""
+    count[0] += 1
+    if count[0] > MAX_PROFILE_VALUES:
+        raise ProfileError(f"its aliases expand to more than {MAX_PROFILE_VALUES:,} values (an "
+                           "alias bomb?); write the values out")
+    if id(node) in ancestors:
+        raise ProfileError(f"'{prefix.rstrip('.')}' is an alias of a value that holds it "
+                           "(it would be infinite); write the values out")
     if isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _refuse_duplicate_keys(item, f"{prefix}[{i}].")
+            _check_nodes(item, f"{prefix}[{i}].", count, ancestors | {id(node)})
     if not isinstance(node, yaml.MappingNode):
         return
     seen: dict[str, int] = {}
@@ -439,7 +532,7 @@ def _refuse_duplicate_keys(node: yaml.Node | None, prefix: str = "") -> None:
             raise ProfileError(f"{what} '{key}' is given twice (lines {seen[key]} and {line}); "
                                "keep one")
         seen[key] = line
-        _refuse_duplicate_keys(value_node, f"{key}.")
+        _check_nodes(value_node, f"{key}.", count, ancestors | {id(node)})
 
 
 def from_namespace(stage: str, namespace: Mapping[str, Any]) -> Profile:
@@ -462,7 +555,15 @@ def run_settings(run: paths.RunPaths) -> dict[str, Any]:
     keys and one mapping per stage), stage defaults filling what it lacks; defaults only
     when the run has no ``profile.yaml`` (notebooks run one by one)."""
     target = run.profile_yaml
-    saved = yaml.safe_load(target.read_text(encoding="utf-8")) if target.is_file() else {}
+    text = io.read_text_file(target) if target.is_file() else ""  # ValueError naming it
+    try:
+        saved = yaml.safe_load(text)
+    except yaml.YAMLError:
+        saved = None
+    # dflib run writes a mapping ended by a newline: anything else is a damaged copy.
+    if text and (not text.endswith("\n") or not isinstance(saved, Mapping)):
+        raise ValueError(f"{target}: damaged or cut short, not the parameters dflib run "
+                         "wrote (copy the run folder again)")
     settings = {k: f.default for k, f in SHARED.items()}
     settings.update({k: v for k, v in (saved or {}).items() if k in SHARED})
     for name, fields in [(s.name, s.fields) for s in STAGES] + [(EVALUATION_SECTION,

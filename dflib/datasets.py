@@ -15,13 +15,14 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from importlib import resources
+from io import StringIO
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import config, paths
+from . import config, io, paths
 
 SPLITS = ("train", "val", "test")
 INDEX_COLUMNS = ["video_id", "path", "label", "split", "dataset", "method", "compression"]
@@ -67,6 +68,14 @@ class _Adapter:
 # --- helpers shared by the adapters -------------------------------------------------------
 
 
+def _read_text(path: Path) -> str:
+    """A list, metadata or manifest file of the dataset (:func:`dflib.io.read_text_file`)."""
+    try:
+        return io.read_text_file(path)
+    except io.TextFileError as exc:
+        raise DatasetError(str(exc)) from None
+
+
 def _video_id(rel: str) -> str:
     return str(PurePosixPath(rel).with_suffix(""))
 
@@ -81,6 +90,21 @@ def _missing(rel: str, reason: str, video_id: str | None = None) -> Row:
     return {"video_id": video_id or _video_id(rel), "_rel": rel, "reason": reason}
 
 
+def _utf8(name: str) -> bool:
+    """Whether a name read from disk was valid UTF-8 (Python keeps other bytes as lone
+    surrogates, which no UTF-8 file can hold)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(name: str) -> str:
+    """A name read from disk with its bytes that are not UTF-8 written as ``\\xNN``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def scan_folder(root: Path, folder: Path, recursive: bool = True,
                 extensions: frozenset[str] = VIDEO_EXTENSIONS) -> tuple[list[Path], list[Row]]:
     """Video files (``extensions``) under ``folder``, sorted, by the one scanning rule of
@@ -89,7 +113,8 @@ def scan_folder(root: Path, folder: Path, recursive: bool = True,
     Hidden files and folders (a name starting with ".": macOS ``._*`` forks,
     ``.AppleDouble/``, ``.git/``) are skipped; a video entry that cannot be read (a
     dangling symbolic link, no read permission) and a folder that cannot be listed come
-    back as missing rows saying why, so they are recorded rather than lost.
+    back as missing rows saying why, so they are recorded rather than lost, as does a name
+    that is not UTF-8 (an index, a store file and a CSV cell all need one that is).
     """
     found: list[Path] = []
     problems: list[Row] = []
@@ -107,6 +132,13 @@ def scan_folder(root: Path, folder: Path, recursive: bool = True,
         for entry in entries:
             path = Path(entry.path)
             if entry.name.startswith("."):
+                continue
+            if not _utf8(entry.name):
+                folder = entry.is_dir(follow_symlinks=False)
+                if (folder and recursive) or (not folder and path.suffix.lower() in extensions):
+                    what = "folder" if folder else "file"
+                    problems.append(_missing(_printable(rel(path)), f"{what} name is not UTF-8 "
+                                             "(Latin-1?); rename it to index it"))
                 continue
             if entry.is_dir(follow_symlinks=False):
                 if recursive:
@@ -143,8 +175,7 @@ def _celebdf_listed(root: Path) -> list[tuple[str, int]]:
     """``(relative path, label)`` of the official test list, converted to 1 = fake."""
     listed = []
     list_file = root / CELEBDF_LIST
-    # utf-8-sig: lists saved by Windows editors start with a byte-order mark.
-    for n, line in enumerate(list_file.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for n, line in enumerate(_read_text(list_file).splitlines(), 1):
         if not line.strip():
             continue
         where = f"{list_file} line {n} {line.strip()!r}"
@@ -282,7 +313,7 @@ def _dfdc_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], lis
     rows, missing = [], []
     for meta in _dfdc_metadata(root):
         try:
-            entries = json.loads(meta.read_text(encoding="utf-8-sig"))
+            entries = json.loads(_read_text(meta))
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{meta}: not valid JSON ({exc})") from None
         if not isinstance(entries, dict):
@@ -407,9 +438,10 @@ def _apply_manifest(root: Path, videos: pd.DataFrame) -> tuple[pd.DataFrame, lis
     file = root / MANIFEST
     if not file.is_file():
         return videos, []
+    text = _read_text(file)
     try:
-        manifest = pd.read_csv(file, dtype={"path": str, "label": str}, encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        manifest = pd.read_csv(StringIO(text), dtype={"path": str, "label": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DatasetError(f"{file}: not a readable CSV ({exc})") from None
     if "path" not in manifest.columns:
         raise DatasetError(f"{file}: no 'path' column (paths of the videos relative to {root})")

@@ -24,8 +24,10 @@ resamples videos with all their frames). Paired AUC comparisons use DeLong's tes
 
 from __future__ import annotations
 
+import csv
 import warnings
 from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -37,7 +39,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from .config import EVALUATION, THRESHOLD_RULES
 from .io import atomic_write, write_csv
 from .paths import RunPaths
-from .vocabulary import AGGREGATIONS, ENSEMBLE_RULES, PREDICTION_SPLITS
+from .vocabulary import (AGGREGATIONS, ENSEMBLE_RULES, FRAMES_SUFFIX, PREDICTION_SPLITS,
+                         method_from_filename)
 
 
 # DFDC winner's confident strategy: frames above T (or below 1 - T) count as confident.
@@ -718,6 +721,42 @@ def results_table(run: RunPaths) -> pd.DataFrame:
     if not run.results_csv.exists():
         return _normalise(pd.DataFrame(columns=list(RESULT_COLUMNS)))
     return _normalise(pd.read_csv(run.results_csv, dtype={"method": str, "level": str}))
+
+
+def check_results(run: RunPaths) -> None:
+    """Raise ``ValueError`` naming ``tables/results.csv`` unless it is whole: readable text,
+    ended by a newline (every writer ends it so), each row as long as the header, and a row
+    for every method with test predictions. A copy that stopped part-way would otherwise
+    read as a shorter table, and a choice made on it (the best validation AUC) silently be
+    another one."""
+    path = run.results_csv
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot be read ({exc})") from None
+    damaged = f"{path}: damaged or cut short (a copy that stopped?)"
+    rows = list(csv.reader(StringIO(text)))
+    if not text.endswith("\n") or not rows or not {"method", "level"} <= set(rows[0]):
+        raise ValueError(f"{damaged}: it does not end with a whole row; copy it again or "
+                         "rerun the study")
+    short = next((n for n, row in enumerate(rows[1:], 2) if len(row) != len(rows[0])), None)
+    if short is not None:
+        raise ValueError(f"{damaged}: line {short} has {len(rows[short - 1])} of "
+                         f"{len(rows[0])} fields; copy it again or rerun the study")
+    listed = {row[rows[0].index("method")] for row in rows[1:]}
+    unscored = []
+    for p in sorted(run.predictions.glob("*.csv")):
+        try:
+            method = method_from_filename(p.name)
+        except ValueError:  # no prediction file of dflib's
+            continue
+        if not p.stem.endswith(FRAMES_SUFFIX) and method not in listed:
+            unscored.append(method)
+    if unscored:
+        more = f" and {len(unscored) - 3} more" if len(unscored) > 3 else ""
+        raise ValueError(f"{path}: no row for {', '.join(unscored[:3])}{more}, whose "
+                         f"predictions are in {run.predictions} (cut short, or its stage "
+                         "stopped before scoring it); copy it again or rerun that stage")
 
 
 def _normalise(table: pd.DataFrame) -> pd.DataFrame:

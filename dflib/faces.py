@@ -612,8 +612,9 @@ def store_settings(run: RunPaths, batch_size: int = 32, device: str = "auto") ->
         return StoreSettings({**extractor, "batch_size": batch_size, "device": device},
                              int(saved["frames_per_video"]), saved["sampling"],
                              int(saved["every_k"]))
-    raise FileNotFoundError(f"{run.face_store}: no readable face store file; "
-                            "run stage 'faces' first")
+    raise FileNotFoundError(f"{run.face_store}: no readable face store file to take the face "
+                            "extraction settings from (a run folder copied without it? one "
+                            "file is enough); run stage 'faces' first")
 
 
 def decode_ahead(paths: Sequence[str], n: int, strategy: str, every_k: int

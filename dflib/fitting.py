@@ -230,7 +230,7 @@ class ModelRecord(FitRecord):
 
     @classmethod
     def read(cls, path: Path) -> "ModelRecord":
-        return cls(**json.loads(path.read_text(encoding="utf-8")))
+        return cls(**io.read_json(path))
 
 
 def finished_record(run: RunPaths, family: str, name: str,

@@ -6,6 +6,7 @@ so a killed process or a full disk never leaves a truncated file under the final
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import os
@@ -170,6 +171,60 @@ def record_failures(failures_csv: str | Path, stage: str, rows: pd.DataFrame) ->
     table = table.sort_values(["stage", "video_id"], kind="stable").reset_index(drop=True)
     write_csv(table, failures_csv)
     return table
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON record dflib wrote (a manifest, a model's record); ``ValueError`` naming the
+    file when it is damaged or cut short (a copy that stopped), so a reader can say which
+    artifact to redo."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both are
+        raise ValueError(f"{path}: damaged or cut short, not readable JSON "
+                         f"({str(exc).splitlines()[0]})") from None
+
+
+# --------------------------------------------------------------------------- users' files
+
+class TextFileError(ValueError):
+    """A user's text file that cannot be read as text, phrased as one line naming it."""
+
+
+# Byte-order marks and their codecs; UTF-32's come first, UTF-32-LE's begins like UTF-16-LE's.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def read_text_file(path: str | Path) -> str:
+    """The text of a file a user wrote (a profile, a dataset's list, metadata or manifest).
+
+    UTF-8, or whatever a byte-order mark says (Windows editors save UTF-8 with one, and
+    "Unicode" means UTF-16 with one). Anything else is :class:`TextFileError` naming the
+    file and the first byte that is not UTF-8, as is text with NUL characters (UTF-16
+    without a mark decodes as UTF-8 with a NUL beside every ASCII letter) and a file that
+    cannot be read (no permission, a folder)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TextFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), "utf-8")
+    nul = (f"{path}: holds NUL characters, not UTF-8 text (UTF-16 without a byte-order "
+           "mark?); save it as UTF-8")
+    if encoding == "utf-8" and b"\0" in data:
+        raise TextFileError(nul)
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise TextFileError(f"{path}: not {encoding.upper().replace('-SIG', '')} text (byte "
+                            f"0x{data[exc.start]:02x} on line {line}: Latin-1 or another "
+                            "legacy encoding?); save it as UTF-8") from None
+    if "\0" in text:
+        raise TextFileError(nul)
+    return text.removeprefix("\ufeff")
 
 
 # --------------------------------------------------------------------------- provenance

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from . import config, datasets, faces, reload, video
+from . import config, datasets, evaluation, faces, reload, video
 from .paths import RunPaths
 from .vocabulary import FRAME_LEVEL, is_frame_level
 
@@ -88,7 +88,12 @@ class Prediction:
 
 def check_method(run: RunPaths, method: str | None, want_frames: bool = False) -> str:
     """The method to use (the run's best by validation video AUC when None), checked
-    against the run."""
+    against the run before any work: ``tables/results.csv`` whole (the choice and the
+    threshold come from it), the run's parameters readable, the method's saved models
+    whole, and a face store file to take the extraction settings from. Raises
+    ``FileNotFoundError`` or ``ValueError`` naming the file."""
+    evaluation.check_results(run)
+    config.run_settings(run)
     trained = reload.trained_methods(run)
     if not trained:
         raise FileNotFoundError(f"{run.results_csv}: the run has no scored detector; "
@@ -100,6 +105,8 @@ def check_method(run: RunPaths, method: str | None, want_frames: bool = False) -
     if want_frames and not is_frame_level(method):
         raise ValueError(f"--frames-csv: {method} scores whole clips or sequences, not frames "
                          f"(frame-level methods: {', '.join(m for m in trained if is_frame_level(m))})")
+    reload.check_saved(run, method)
+    faces.store_settings(run)
     return method
 
 

@@ -8,6 +8,7 @@ marker)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import keras
@@ -139,6 +140,20 @@ def train_heads(store: batches.FaceSource, videos: pd.DataFrame, run: RunPaths,
         evaluation.write_predictions(run, record.method, rows)
         records[head], predictions[head] = record, rows
     return finish_temporal_stage(run, ("rnn",), records, predictions, threshold, table, scoring)
+
+
+def saved_files(run: RunPaths, methods: Sequence[str]) -> list[Path]:
+    """The files :func:`score_saved` reads for ``methods``: each head's record and model,
+    and the frame CNN whose features it reads (its manifest and chunk 0's model)."""
+    files: list[Path] = []
+    for m in methods:
+        name = m.split("/", 1)[1]
+        record = saved_record(run, "rnn", name)
+        arch = record.config["features"]["arch"]
+        manifest = cnn_training.completed_manifest(run, arch)
+        files += [run.model_files("rnn", name)[1], run.artifact(record.model),
+                  run.cnn_manifest(arch), run.artifact(manifest["chunk_models"][0]["model"])]
+    return files
 
 
 def score_saved(run: RunPaths, methods: Sequence[str], store: batches.FaceSource,

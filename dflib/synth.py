@@ -29,6 +29,7 @@ import inspect
 import json
 import math
 import os
+import re
 import subprocess
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -616,6 +617,12 @@ def _check_args(identities: int, real_per_identity: int, fake_per_identity: int,
             raise ValueError(f"{name}: must be between 0 and 1, got {value}")
 
 
+# The names this module gives its videos in each folder (see _plan); ``k`` may pass 9999.
+_VIDEO_NAMES = {"Celeb-real": re.compile(r"id\d+_\d{4,}\.mp4"),
+                "YouTube-real": re.compile(r"\d{5,}\.mp4"),
+                "Celeb-synthesis": re.compile(r"id\d+_id\d+_\d{4,}\.mp4")}
+
+
 def _own_files(out: Path) -> list[Path]:
     """Files this module writes under ``out`` (videos, leftover temporaries, lists)."""
     files = [p for d in FOLDERS if (out / d).is_dir() for p in (out / d).iterdir()
@@ -652,20 +659,57 @@ def _made_with(out: Path) -> dict[str, Any] | None:
         return None
 
 
+def _foreign(out: Path) -> list[str]:
+    """What ``out`` holds that this module did not write, relative to ``out``, sorted.
+
+    Its own files are its folders' videos by their names, the test list, the manifest and
+    the parameters, which it writes before any video: without them, anything but an empty
+    folder of its layout belongs to someone else. Hidden entries (its own temporary files
+    among them) are passed over, as every dataset scan does."""
+    own_root = {PARAMS, MANIFEST, TEST_LIST} if (out / PARAMS).is_file() else set()
+    foreign = []
+    for entry in sorted(out.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.name in FOLDERS and entry.is_dir() and not entry.is_symlink():
+            pattern = _VIDEO_NAMES[entry.name]
+            foreign += [f"{entry.name}/{p.name}" + ("/" if p.is_dir() else "")
+                        for p in sorted(entry.iterdir())
+                        if not p.name.startswith(".")
+                        and not (own_root and p.is_file() and pattern.fullmatch(p.name))]
+        elif not (entry.name in own_root and entry.is_file()):
+            foreign.append(entry.name + ("/" if entry.is_dir() else ""))
+    return foreign
+
+
 def folder_problem(out_dir: str | Path, settings: Mapping[str, Any] | None = None) -> str | None:
     """None when ``out_dir`` can receive the demo dataset of ``settings`` (:func:`generate`'s
-    arguments; None: any) — absent, empty, or written by this module with these settings,
-    even half-way — else one line saying why it cannot. Videos made with other settings
-    are never overwritten: run folders that indexed them read them (a profile whose
-    ``demo_*`` keys changed, or two profiles sharing one ``data_root``)."""
+    arguments; None: any) — absent, empty, or holding only what this module wrote with these
+    settings, even half-way — else one line saying why it cannot. Files it did not write are
+    never written among, and videos made with other settings are never overwritten: run
+    folders that indexed them read them (a profile whose ``demo_*`` keys changed, or two
+    profiles sharing one ``data_root``)."""
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        return f"{out}: not a folder (the demo dataset is written into a folder)"
-    videos = any(p.suffix == ".mp4" for p in _own_files(out))
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        return (f"{out}: not a folder (the demo dataset is written into a folder)"
+                if existing == out else f"{existing}: not a folder, so {out} cannot be made")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing}: not writable by this user (the demo dataset goes to {out})"
+    if existing != out:
+        return None
+    foreign = _foreign(out)
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        what = ("without the " + PARAMS + " it writes first"
+                if not (out / PARAMS).is_file() else "beside its own files")
+        return (f"{out}: holds {foreign[0]}{more}, not written by dflib.synth ({what}); "
+                "refusing to write among them: choose a new or empty folder")
     old = _made_with(out)
+    videos = any(p.suffix == ".mp4" for p in _own_files(out))
     if old is None and videos:
-        return (f"{out}: holds videos not made by dflib.synth (no readable {PARAMS}); "
-                "refusing to overwrite")
+        return (f"{out}: holds videos but its {PARAMS} does not read; refusing to overwrite "
+                "them: delete the folder to generate it anew")
     if settings is None or not videos:
         return None
     new = recorded_params(**settings)

@@ -589,6 +589,16 @@ def _facenet(run: RunPaths, device: str) -> Any:
     return model
 
 
+def saved_files(run: RunPaths, methods: Sequence[str]) -> list[Path]:
+    """The files :func:`score_saved` reads for ``methods`` from the run: the embeddings'
+    manifest (which weights embedded the faces), the triplet network for ``triplet/*``,
+    and each method's classifier."""
+    files = [run.embeddings_manifest]
+    if any(m.startswith("triplet/") for m in methods):
+        files.append(run.top_model_files(MODEL_NAME)[0])
+    return files + [classifier_path(run, m) for m in methods]
+
+
 def score_saved(run: RunPaths, methods: Sequence[str], store: FaceSource, videos: pd.DataFrame,
                 settings: Mapping[str, Any], progress: bool = False
                 ) -> dict[str, evaluation.Prediction]:

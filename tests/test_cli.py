@@ -52,6 +52,26 @@ def test_run_refuses_a_negative_seed_before_work(tmp_path, capsys):
     assert not (tmp_path / "outputs").exists()
 
 
+def test_run_refuses_a_seed_numpy_cannot_take_before_the_first_seed_runs(tmp_path, capsys):
+    """Every --seeds value is checked up front, as the profile's seed is: before, a seed of
+    2**32 failed with a traceback once the seeds before it had run."""
+    profile = write_profile(tmp_path)
+    assert cli.main(["run", str(profile), "--seeds", "0", str(2**32)]) == 2
+    assert f"--seeds: {2**32} is above the maximum" in capsys.readouterr().err
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("target, needle", [("{tmp}", "{tmp} is a folder"),
+                                            ("{tmp}/a_file/t.csv", "{tmp}/a_file is not a folder")])
+def test_bench_refuses_an_out_file_it_cannot_write_before_benchmarking(tmp_path, capsys, target,
+                                                                     needle):
+    (tmp_path / "a_file").write_text("x")
+    target, needle = (x.replace("{tmp}", str(tmp_path)) for x in (target, needle))
+    assert cli.main(["bench", "decode", str(tmp_path / "missing.mp4"), "--out", target]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --out: {needle}") and "\n" not in err
+
+
 def test_module_entry_point(tmp_path):
     out = subprocess.run([sys.executable, "-m", "dflib", "check", str(write_profile(tmp_path, seed=-3))],
                          capture_output=True, text=True, cwd=paths.PROJECT_ROOT)
@@ -265,3 +285,28 @@ def test_stage_index_lists_absent_videos_apart_from_failures(tmp_path, capsys):
     strict = config.load(write_profile(tmp_path, dataset="ffpp", data_root=str(data), index={}))
     with pytest.raises(ValueError, match="the test split has no videos"):
         stages.build_index(strict)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["bench", "decode", "v.mp4", "--every-k", "0"], "argument --every-k: 0 is below the minimum 1"),
+    (["bench", "footage", "out", "--frames", "0"], "argument --frames: 0 is below the minimum 1"),
+    (["bench", "footage", "out", "--face-scale", "nan"], "argument --face-scale: nan is not in (0, 1]"),
+    (["bench", "parallel", "v.mp4", "--workers", "1", "-2"],
+     "argument --workers: -2 is below the minimum 0"),
+    (["bench", "extract", "v.mp4", "--factor", "2"], "--factor: 2.0 is above the maximum 0.95"),
+    (["bench", "steps", "v.mp4", "--min-face-size", "0"], "--min-face-size: 0 is below the minimum 8"),
+    (["synth", "out", "--seed", "x"], "argument --seed: invalid int value: 'x'"),
+])
+def test_a_bad_command_argument_is_one_line_before_any_work(tmp_path, capsys, monkeypatch, args,
+                                                            needle):
+    """Before, a zero frame count or step reached the code as a traceback, and argparse
+    printed its usage block above its error line."""
+    monkeypatch.chdir(tmp_path)
+    try:
+        status = cli.main(args)
+    except SystemExit as exc:  # argparse's own refusals exit from inside parse_args
+        status = exc.code
+    assert status == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and needle in err and "\n" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -173,3 +177,156 @@ def test_evaluation_keys_reach_the_scoring_stages_only(minimal):
 def test_evaluation_keys_collide_with_no_other_parameter():
     names = [k for s in config.STAGES for k in s.fields] + list(config.SHARED)
     assert not set(config.EVALUATION) & set(names)
+
+
+# --------------------------------------------------------------------------- users' text
+
+PROFILE_TEXT = "run_name: café\ndataset: celebdf\ndata_root: data\nseed: 3\n"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be",
+                                      "utf-32"])
+def test_a_profile_with_a_byte_order_mark_is_read_as_meant(tmp_path, encoding):
+    """Windows editors save UTF-8 with a mark and "Unicode" as UTF-16 with one."""
+    raw = PROFILE_TEXT.encode(encoding)
+    if encoding in ("utf-16-le", "utf-16-be"):  # these codecs write no mark of their own
+        raw = "\ufeff".encode(encoding) + raw
+    path = tmp_path / "p.yaml"
+    path.write_bytes(raw)
+    profile = config.load(path, check_outputs=False)
+    assert (profile.shared["run_name"], profile.shared["seed"]) == ("café", 3)
+
+
+@pytest.mark.parametrize("raw, needle", [
+    (PROFILE_TEXT.encode("latin-1"), "not UTF-8 text (byte 0xe9 on line 1"),
+    (PROFILE_TEXT.encode("utf-16-le"), "holds NUL characters, not UTF-8 text"),
+])
+def test_a_profile_not_in_utf8_is_one_line_naming_it(tmp_path, raw, needle):
+    path = tmp_path / "p.yaml"
+    path.write_bytes(raw)
+    with pytest.raises(config.ProfileError) as err:
+        config.load(path)
+    assert str(err.value).startswith(f"{path}: ") and needle in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_profile_without_read_permission_is_one_line(tmp_path, monkeypatch):
+    path = tmp_path / "p.yaml"
+    path.write_text(PROFILE_TEXT, encoding="utf-8")
+    if os.geteuid() != 0:  # root reads it anyway: the denial is simulated below as well
+        path.chmod(0)
+        with pytest.raises(config.ProfileError, match=f"{path}: cannot be read"):
+            config.load(path)
+        path.chmod(0o644)
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(config.ProfileError, match=f"{path}: cannot be read \\(Permission denied\\)"):
+        config.load(path)
+
+
+# Nine levels of nine aliases: 10**9 strings once expanded, a few hundred bytes of YAML.
+ALIAS_BOMB = "robustness:\n  methods: &l9 [" + ",".join(["*l8"] * 9) + "]\n"
+for _level in range(8, 0, -1):
+    ALIAS_BOMB = (f"l{_level}: &l{_level} [" + ",".join([f"*l{_level - 1}"] * 9) + "]\n"
+                  + ALIAS_BOMB)
+ALIAS_BOMB = "l0: &l0 lol\n" + ALIAS_BOMB
+
+
+@pytest.mark.parametrize("text, needle", [
+    (ALIAS_BOMB, "its aliases expand to more than 10,000 values (an alias bomb?)"),
+    ("faces: &f\n  thresholds: *f\n", "'faces.thresholds' is an alias of a value that holds it"),
+    ("robustness:\n  crfs: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+])
+def test_a_profile_whose_aliases_or_nesting_never_end_is_refused_at_once(tmp_path, text, needle):
+    """Checked on the node graph before anything is built; before, the duplicate-key walk
+    expanded every alias (10**9 values: no end in sight) or recursed without end."""
+    path = tmp_path / "p.yaml"
+    path.write_text(PROFILE_TEXT + text, encoding="utf-8")
+    with pytest.raises(config.ProfileError) as err:
+        config.load(path)
+    assert str(err.value).startswith(f"{path}: ") and needle in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_float_written_as_yaml_1_2_writes_it_is_a_float(tmp_path):
+    """PyYAML reads YAML 1.1, where 3e-4 (no dot) is a string; the user means a float."""
+    path = tmp_path / "p.yaml"
+    path.write_text(PROFILE_TEXT.replace("café", "1e3") + "train_triplet:\n  learning_rate: "
+                    "3e-4\n  margin: 1E0\nfaces:\n  thresholds: [6e-1, .7, 7E-1]\n",
+                    encoding="utf-8")
+    profile = config.load(path, check_outputs=False)
+    assert profile.sections["train_triplet"]["learning_rate"] == 3e-4
+    assert profile.sections["train_triplet"]["margin"] == 1.0
+    assert profile.sections["faces"]["thresholds"] == [0.6, 0.7, 0.7]
+    assert profile.shared["run_name"] == "1e3"  # a string field keeps what was written
+
+
+@pytest.mark.parametrize("value, needle", [
+    (".nan", "train_triplet.margin: nan is not a finite number"),
+    ("1e400", "train_triplet.margin: inf is not a finite number"),
+    ("3e-4x", "train_triplet.margin: expected float, got str '3e-4x'"),
+])
+def test_a_float_key_refuses_what_is_not_a_finite_number(tmp_path, value, needle):
+    """NaN passes every min and max comparison; without this it reached training."""
+    path = tmp_path / "p.yaml"
+    path.write_text(PROFILE_TEXT + f"train_triplet:\n  margin: {value}\n", encoding="utf-8")
+    with pytest.raises(config.ProfileError, match=re.escape(needle)):
+        config.load(path, check_outputs=False)
+
+
+def test_a_run_name_longer_than_a_folder_name_may_be_is_refused(minimal):
+    """The file system takes 255 bytes a name, less the -s<seed> of --seeds; non-ASCII
+    letters take two bytes and more."""
+    room = config.RUN_NAME_MAX_BYTES
+    minimal["run_name"] = "r" * room
+    assert config.validate(minimal).shared["run_name"] == "r" * room
+    for name in ("r" * (room + 1), "é" * (room // 2 + 1)):
+        minimal["run_name"] = name
+        with pytest.raises(config.ProfileError, match=f"run_name: .* is {len(name.encode())} "
+                                                      f"bytes long; .* at most {room}"):
+            config.validate(minimal)
+
+
+def test_a_seed_numpy_cannot_take_is_refused(minimal):
+    top = config.SHARED["seed"].max
+    assert config.validate({**minimal, "seed": top}).shared["seed"] == top
+    for seed in (top + 1, 2**32, 2**64):
+        with pytest.raises(config.ProfileError, match=f"seed: {seed} is above the maximum"):
+            config.validate({**minimal, "seed": seed})
+
+
+@pytest.mark.parametrize("key", ["data_root", "outputs_dir", "index.test_data_root",
+                                 "train_cnn.weights"])
+@pytest.mark.parametrize("bad, needle", [("x" * 256, "is 256 bytes long; a file or folder name "
+                                                     "may have at most 255"),
+                                         ("a\0b", "holds a NUL character")])
+def test_a_path_the_file_system_cannot_take_is_refused(minimal, tmp_path, key, bad, needle):
+    """Before, the first look at such a path (dflib check's) raised OSError or ValueError."""
+    value = str(tmp_path / bad / "data")
+    if "." in key:
+        section, leaf = key.split(".")
+        minimal.setdefault(section, {})[leaf] = value
+        if leaf == "test_data_root":
+            minimal.update(dataset="ffpp", index={"test_dataset": "celebdf",
+                                                  "test_data_root": value})
+    else:
+        minimal[key] = value
+    with pytest.raises(config.ProfileError) as err:
+        config.validate(minimal, source="p.yaml")
+    assert str(err.value).startswith(f"p.yaml: {key}: ") and needle in str(err.value)
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda p: p.mkdir(), "not a file (a profile is a YAML file)"),
+    (lambda p: os.mkfifo(p), "not a file (a profile is a YAML file)"),
+    (lambda p: p.write_bytes(b"# " + b"x" * config.MAX_PROFILE_BYTES), "too large to be a profile"),
+])
+def test_a_profile_path_that_is_no_profile_file_is_one_line(tmp_path, make, needle):
+    """A folder, a pipe (read without end before) or a video given by mistake."""
+    path = tmp_path / "p.yaml"
+    make(path)
+    with pytest.raises(config.ProfileError, match=f"^{re.escape(str(path))}: .*{re.escape(needle)}"):
+        config.load(path)

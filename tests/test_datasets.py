@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -530,3 +531,97 @@ def test_every_scan_skips_hidden_entries_and_records_dangling_links(tmp_path: Pa
     row = result.missing.set_index("video_id").loc[f"{folder}/gone"]
     assert row["path"] == str(root / folder / "gone.mp4")
     assert row["reason"].startswith("dangling symbolic link") and "nowhere.mp4" in row["reason"]
+
+
+# --- text encodings of the dataset's own files ----------------------------------------------
+
+def _dfdc_meta(root: Path) -> Path:
+    touch(root, "a.mp4", "b.mp4")
+    return root / "metadata.json"
+
+
+def _encode(text: str, encoding: str) -> bytes:
+    """``text`` as an editor saves it: UTF-16 ("Unicode") with its byte-order mark."""
+    return text.encode(encoding)
+
+
+DFDC_META = json.dumps({"a.mp4": {"label": "REAL", "note": "café"},
+                        "b.mp4": {"label": "FAKE", "original": "a.mp4"}}, ensure_ascii=False)
+LISTED = "1 Celeb-real/id0_0000.mp4\n0 Celeb-synthesis/id0_id1_0000.mp4\n"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-32"])
+@pytest.mark.parametrize("dataset", ["celebdf", "dfdc", "manifest"])
+def test_a_list_metadata_or_manifest_with_a_byte_order_mark_is_read_as_meant(
+        tmp_path: Path, dataset: str, encoding: str) -> None:
+    if dataset == "celebdf":
+        make_celebdf(tmp_path)
+        (tmp_path / datasets.CELEBDF_LIST).write_bytes(_encode(LISTED, encoding))
+        test = build_index(dataset, tmp_path).videos.query("split == 'test'")
+        assert sorted(test["video_id"]) == ["Celeb-real/id0_0000", "Celeb-synthesis/id0_id1_0000"]
+    elif dataset == "dfdc":
+        _dfdc_meta(tmp_path).write_bytes(_encode(DFDC_META, encoding))
+        videos = build_index(dataset, tmp_path).videos
+        assert dict(zip(videos["video_id"], videos["label"])) == {"a": 0, "b": 1}
+    else:
+        make_folder(tmp_path)
+        (tmp_path / datasets.MANIFEST).write_bytes(_encode("path,camera\nreal/r00.mp4,café\n",
+                                                           encoding))
+        videos = build_index("folder", tmp_path).videos.set_index("video_id")
+        assert videos.at["real/r00", "camera"] == "café"
+
+
+@pytest.mark.parametrize("dataset", ["celebdf", "dfdc", "manifest"])
+@pytest.mark.parametrize("encoding, needle", [
+    ("latin-1", "not UTF-8 text (byte 0xe9 on line"),
+    ("utf-16-le", "holds NUL characters, not UTF-8 text (UTF-16 without a byte-order mark?)"),
+])
+def test_a_list_metadata_or_manifest_not_in_utf8_is_one_line_naming_it(
+        tmp_path: Path, dataset: str, encoding: str, needle: str) -> None:
+    """Before, a UnicodeDecodeError traceback from stage index (and from check)."""
+    if dataset == "celebdf":
+        make_celebdf(tmp_path)
+        target, text = tmp_path / datasets.CELEBDF_LIST, LISTED + "# café\n"
+    elif dataset == "dfdc":
+        target, text = _dfdc_meta(tmp_path), DFDC_META
+    else:
+        make_folder(tmp_path)
+        target, text = tmp_path / datasets.MANIFEST, "path,camera\nreal/r00.mp4,café\n"
+    target.write_bytes(text.encode(encoding))
+    with pytest.raises(DatasetError) as err:
+        build_index("folder" if dataset == "manifest" else dataset, tmp_path)
+    assert str(err.value).startswith(f"{target}: ") and needle in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_an_empty_manifest_is_one_line(tmp_path: Path) -> None:
+    make_folder(tmp_path)
+    (tmp_path / datasets.MANIFEST).write_text("", encoding="utf-8")
+    with pytest.raises(DatasetError, match=f"{tmp_path / datasets.MANIFEST}: not a readable CSV"):
+        build_index("folder", tmp_path)
+
+
+@pytest.mark.parametrize("dataset", ["celebdf", "folder"])
+def test_a_video_or_folder_whose_name_is_not_utf8_is_recorded_not_indexed(tmp_path: Path,
+                                                                          dataset: str) -> None:
+    """A Latin-1 name from an old archive: Python reads its byte as a lone surrogate that
+    no index, store file name or CSV can hold (writing videos.csv raised
+    UnicodeEncodeError); it is listed with the reason, as a dangling link is."""
+    if dataset == "celebdf":
+        root, folder = make_celebdf(tmp_path), "Celeb-real"
+    else:
+        root, folder = tmp_path, "fake"
+        make_folder(root)
+    (root / folder / os.fsdecode(b"caf\xe9.mp4")).write_bytes(b"\0")
+    (root / folder / os.fsdecode(b"caf\xe9")).mkdir()
+    (root / folder / os.fsdecode(b"caf\xe9") / "x.mp4").write_bytes(b"\0")
+    result = build_index(dataset, root)
+    result.videos.to_csv(tmp_path / "videos.csv", index=False)  # UTF-8, as stage index writes
+    result.missing.to_csv(tmp_path / "absent.csv", index=False)
+    assert not result.videos["video_id"].str.contains("caf").any()
+    reasons = result.missing.set_index("path")["reason"]
+    assert reasons[str(root / folder / "caf\\xe9.mp4")] == ("file name is not UTF-8 (Latin-1?); "
+                                                           "rename it to index it")
+    subfolder = reasons.get(str(root / folder / "caf\\xe9"), "")
+    # celebdf's folders are flat: their sub-folders are not scanned, so not recorded either
+    assert subfolder.startswith("folder name is not UTF-8") == (dataset == "folder")

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from dflib import (cli, evaluation, faces, predict, reload, robustness, stages, vocabulary)
+from dflib import (cli, evaluation, faces, fitting, io, predict, reload, robustness, stages,
+                   vocabulary)
 from dflib.paths import PROJECT_ROOT, RunPaths
 
 
@@ -142,6 +146,122 @@ def test_default_method_and_threshold_follow_validation_not_test(tmp_path):
         "score": [0.1, 0.2, 0.3, 0.35, 0.8, 0.9], "pred": 0, "n_frames": 1}), split="val")
     evaluation.score_method(run, "conv3d")
     assert reload.operating_threshold(run, "conv3d") == pytest.approx(0.325)
+
+
+# ------------------------------------------------------------ a damaged or partial run folder
+
+def _stand_in_model(path: Path) -> None:
+    """A Keras archive's layout (stored members, as Keras writes them) without a model:
+    what the checks read is the archive, not the network."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("config.json", "{}")
+        archive.writestr("model.weights.h5", bytes(range(256)) * 64)
+
+
+@pytest.fixture
+def copied_run(tmp_path) -> RunPaths:
+    """A run folder as dflib predict reads it, made without training: c3d and conv3d scored
+    on test and validation (conv3d has the better validation AUC), each model's record and
+    a stand-in archive, the run's profile.yaml and one face store file."""
+    run = RunPaths(tmp_path / "run")
+    labels = [0, 0, 0, 1, 1, 1]
+    for method, val in (("c3d", [0.7, 0.2, 0.8, 0.1, 0.9, 0.3]),
+                        ("conv3d", [0.1, 0.2, 0.3, 0.7, 0.8, 0.9])):
+        for split, scores in (("test", [0.1, 0.2, 0.3, 0.7, 0.8, 0.9]), ("val", val)):
+            evaluation.write_predictions(run, method, pd.DataFrame({
+                "video_id": [f"v{i}" for i in range(6)], "label": labels, "score": scores,
+                "pred": 0, "n_frames": 1}), split=split)
+        evaluation.score_method(run, method)
+        model, record, _ = run.model_files("c3d", method)
+        _stand_in_model(model)
+        io.write_text(json.dumps(fitting.ModelRecord(
+            name=method, method=method, config={}, complete=True,
+            model=run.relative(model)).as_dict()), record)
+    io.write_text(yaml.safe_dump({"run_name": "run", "seed": 0}), run.profile_yaml)
+    io.write_npz(run.face_file("v0"), config=np.array(json.dumps(
+        {"frames_per_video": 4, "sampling": "first", "every_k": 1, "img_size": 64})))
+    assert predict.check_method(run, None) == "conv3d"
+    return run
+
+
+def _cut(path: Path, keep: float = 0.5) -> None:
+    path.write_bytes(path.read_bytes()[:int(path.stat().st_size * keep)])
+
+
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _drop_rows_of(run: RunPaths, method: str) -> None:
+    table = run.results_csv.read_text(encoding="utf-8").splitlines(keepends=True)
+    run.results_csv.write_text("".join(r for r in table if not r.startswith(f"{method},")),
+                               encoding="utf-8")
+
+
+MODEL = Path("models/c3d/conv3d.keras")
+DAMAGE = {
+    "model missing": (lambda run: run.artifact(MODEL).unlink(), MODEL, "not found; conv3d "
+                      "cannot be scored without it"),
+    "model cut short": (lambda run: _cut(run.artifact(MODEL)), MODEL,
+                        "damaged or cut short (not a whole .keras archive)"),
+    "model damaged inside": (lambda run: _flip_a_byte(run.artifact(MODEL)), MODEL,
+                             "damaged (model.weights.h5 fails its checksum)"),
+    "record cut short": (lambda run: _cut(run.artifact("models/c3d/conv3d.json")),
+                         Path("models/c3d/conv3d.json"), "damaged or cut short, not readable JSON"),
+    "copied without face stores": (lambda run: shutil.rmtree(run.face_store),
+                                   Path("faces/store"), "no readable face store file"),
+    "results.csv cut in a row": (lambda run: _cut(run.results_csv, 0.9),
+                                 Path("tables/results.csv"), "damaged or cut short"),
+    "results.csv cut between rows": (lambda run: _drop_rows_of(run, "conv3d"),
+                                     Path("tables/results.csv"), "no row for conv3d, whose "
+                                     "predictions are in"),
+    "profile.yaml cut short": (lambda run: _cut(run.profile_yaml, 0.6), Path("profile.yaml"),
+                               "damaged or cut short"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_predict_on_a_damaged_or_partial_run_folder_names_the_file_before_any_work(
+        copied_run, capsys, case):
+    """Before, each went on to extract faces and then failed with a traceback, or (results.csv
+    cut short) silently scored with another method than the one validation chose."""
+    damage, damaged, needle = DAMAGE[case]
+    damage(copied_run)
+    assert cli.main(["predict", "any.mp4", "--run", str(copied_run.root)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith(f"error: {copied_run.artifact(damaged)}: ") and needle in err, err
+    assert "\n" not in err and captured.out == ""
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--threshold", "nan"], "--threshold: nan is not a fake probability in [0, 1]"),
+    (["--threshold", "1.5"], "--threshold: 1.5 is not a fake probability in [0, 1]"),
+    (["--threshold", "-0.1"], "--threshold: -0.1 is not a fake probability in [0, 1]"),
+    (["--frames-csv", "{tmp}"], "--frames-csv: {tmp} is a folder; name the file to write"),
+    (["--frames-csv", "{tmp}/a_file/frames.csv"], "--frames-csv: {tmp}/a_file is not a folder, "
+                                                  "so {tmp}/a_file/frames.csv cannot be written"),
+])
+def test_predict_refuses_a_threshold_or_frames_file_it_cannot_use_before_scoring(
+        copied_run, tmp_path, capsys, args, needle):
+    (tmp_path / "a_file").write_text("x")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert cli.main(["predict", "any.mp4", "--run", str(copied_run.root), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {needle.replace('{tmp}', str(tmp_path))}"
+
+
+def test_a_relative_run_folder_starts_at_the_working_directory(copied_run, tmp_path, capsys,
+                                                             monkeypatch):
+    """As the INPUT arguments do; before, --run started at the project root (the profiles'
+    rule) and a run folder beside the user was not found."""
+    shutil.rmtree(copied_run.face_store)  # stops the command at its checks, after --run
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["predict", "any.mp4", "--run", "run"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'run' / 'faces' / 'store'}: ")
 
 
 # --------------------------------------------------------------------------- robustness

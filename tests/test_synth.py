@@ -202,6 +202,55 @@ def test_refuses_foreign_folder_and_bad_arguments(tmp_path):
         synth.generate(tmp_path / "x", progress=False, **{**SMALL, "identities": 1})
 
 
+@pytest.mark.parametrize("stranger, named", [
+    ("notes.txt", "notes.txt"), ("clips/a.mp4", "clips/"),
+    ("Celeb-real/my_video.mp4", "Celeb-real/my_video.mp4"),
+    ("Celeb-real/id0_0000.mp4.txt", "Celeb-real/id0_0000.mp4.txt"),
+    ("YouTube-real/x/", "YouTube-real/x/")])
+def test_a_folder_holding_files_synth_did_not_write_is_refused_before_writing(dataset, tmp_path,
+                                                                             stranger, named):
+    """Empty or new, or its own output (whole or half-written: it resumes); anything else
+    is someone's data, refused in one line before a file is written or deleted."""
+    root, _ = dataset
+    for out, own in ((tmp_path / "empty", False), (tmp_path / "own", True)):
+        if own:
+            shutil.copytree(root, out)
+            (out / "Celeb-real" / ".id0_0000.mp4.abc.part").write_bytes(b"half a video")
+        assert synth.folder_problem(out) is None
+        target = out / stranger
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.mkdir() if stranger.endswith("/") else target.write_text("mine")
+        before = _mtimes(out)
+        problem = synth.folder_problem(out)
+        assert problem is not None and problem.startswith(f"{out}: holds {named}")
+        assert "not written by dflib.synth" in problem
+        with pytest.raises(FileExistsError, match=re.escape(problem)):
+            synth.generate(out, seed=SEED, progress=False, **SMALL)
+        assert _mtimes(out) == before
+
+
+def test_synth_on_a_file_or_a_foreign_folder_is_one_line_exit_2(tmp_path, capsys):
+    from dflib import cli
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "holiday.mp4").write_bytes(b"someone's video")
+    for out, needle in ((a_file, f"{a_file}: not a folder"),
+                        (a_file / "demo", f"{a_file}: not a folder, so {a_file / 'demo'} "
+                                          "cannot be made"),
+                        (foreign, f"{foreign}: holds holiday.mp4, not written by dflib.synth")):
+        assert cli.main(["synth", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {needle}") and "\n" not in err
+    assert sorted(p.name for p in foreign.iterdir()) == ["holiday.mp4"]
+    for seed in ("-1", str(2**32)):
+        assert cli.main(["synth", str(tmp_path / "new"), "--seed", seed]) == 2
+        assert capsys.readouterr().err.startswith("error: --seed: ")
+    assert not (tmp_path / "new").exists()
+
+
 def test_mtcnn_finds_faces_in_real_and_fake_videos(dataset, mtcnn):
     root, manifest = dataset
     for label in (0, 1):
@@ -324,7 +373,8 @@ def test_check_refuses_a_demo_folder_the_generator_may_not_write(tmp_path):
     (foreign / "Celeb-real" / "id0_0000.mp4").write_bytes(b"someone's real data")
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    for data, needle in ((foreign, "holds videos not made by dflib.synth"), (a_file, "not a folder")):
+    for data, needle in ((foreign, "holds Celeb-real/id0_0000.mp4, not written by dflib.synth"),
+                         (a_file, "not a folder")):
         with pytest.raises(config.ProfileError, match=f"data_root: {re.escape(str(data))}: {needle}"):
             datasets.check_data_root(config.validate({
                 "run_name": "r", "dataset": "celebdf", "data_root": str(data),
