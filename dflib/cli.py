@@ -26,16 +26,19 @@ def _cmd_check(args: argparse.Namespace) -> int:
             profile.shared["data_root"]).exists():
         splits = "splits: known once stage index has generated the demo dataset"
     else:
+        later = "once stage index runs"
         try:
             result = stages.read_dataset(profile)
+            notes = [line for line in (
+                datasets.absent_line(result, f"{profile.run.absent_csv}, {later}"),
+                datasets.left_out_line(result, f"{profile.run.left_out_csv}, {later}")) if line]
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 splits = stages.check_splits(profile, result)
         except datasets.DatasetError as exc:
             print(f"error: {args.profile}: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        absent = datasets.absent_line(result, f"{profile.run.absent_csv}, once stage index runs")
-        for note in ([absent] if absent else []) + [str(w.message) for w in caught]:
+        for note in notes + [str(w.message) for w in caught]:
             print(f"warning: {note}", file=sys.stderr)
     print(f"{args.profile}: ok (run folder {profile.run.root}; stages {stage_names}; {splits})")
     return 0
