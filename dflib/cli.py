@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -11,7 +12,8 @@ from . import config
 from .devices import DEVICES
 
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+EXIT_SIGNAL = 128  # + the signal's number, as shells report a process a signal ended
+EXIT_INTERRUPTED = EXIT_SIGNAL + signal.SIGINT  # Ctrl-C
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -53,16 +55,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.seeds is not None and min(args.seeds) < 0:
         raise config.ProfileError(f"--seeds: {min(args.seeds)} is below the minimum 0")
     try:
-        if args.seeds is not None:
-            root = notebooks.run_seeds(profile, args.seeds, args.stages, log_output=not args.quiet)
-        else:
-            root = notebooks.run_profile(profile, args.stages, log_output=not args.quiet)
+        with notebooks.stop_signals_interrupt():
+            if args.seeds is not None:
+                root = notebooks.run_seeds(profile, args.seeds, args.stages,
+                                           log_output=not args.quiet)
+            else:
+                root = notebooks.run_profile(profile, args.stages, log_output=not args.quiet)
     except (notebooks.StageFailed, paths.RunLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except notebooks.Interrupted as exc:
         print(str(exc), file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_SIGNAL + exc.signum
+    except notebooks.Stopped as exc:
+        print(f"stopped by {exc} before the first stage; run again to resume", file=sys.stderr)
+        return EXIT_SIGNAL + exc.signum
     except KeyboardInterrupt:
         print("interrupted before the first stage; run again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
