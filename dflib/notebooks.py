@@ -176,6 +176,13 @@ def execute_stage(stage: str, notebook: Path, output: Path, parameters: dict,
                           "out-of-memory killer, when memory runs out: lower a batch size or "
                           f"the workers); see {output} (kernel log: {kernel_log}); run again "
                           "to resume") from None
+    except RuntimeError as exc:
+        # jupyter_client's only word for a kernel that exits while starting (a broken
+        # environment, an ipykernel that does not import): the reason is in its log.
+        if not str(exc).startswith("Kernel died"):
+            raise
+        raise StageFailed(f"stage {stage}: its kernel did not start ({exc}); the reason is "
+                          f"in its log {kernel_log}") from None
     except KeyboardInterrupt as exc:
         mark_interrupted(output)
         raise Interrupted(stage, _signum(exc)) from None

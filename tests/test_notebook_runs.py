@@ -273,3 +273,19 @@ def test_a_stage_keeps_native_and_worker_output_off_the_terminal(tmp_path):
     outputs = executed.cells[0].outputs
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
     assert any(o.get("text", "").startswith("TF_CPP_MIN_LOG_LEVEL 1") for o in outputs)
+
+
+def test_a_kernel_that_cannot_start_is_one_line_naming_its_log(tmp_path, monkeypatch):
+    """An environment where the kernel exits while starting (here an ipykernel_launcher
+    that exits at once): StageFailed naming the stage and the kernel log, no traceback."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "ipykernel_launcher.py").write_text("import sys\nsys.exit('no kernel here')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(broken), str(paths.PROJECT_ROOT)]))
+    log = tmp_path / "kernel.log"
+    with pytest.raises(notebooks.StageFailed) as failed:
+        notebooks.execute_stage("faces", stand_in_notebook(tmp_path / "nb.ipynb"),
+                                tmp_path / "out.ipynb", {}, log)
+    assert str(failed.value) == ("stage faces: its kernel did not start (Kernel died before "
+                                 f"replying to kernel_info); the reason is in its log {log}")
+    assert "no kernel here" in log.read_text()
