@@ -55,12 +55,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.seeds is not None and min(args.seeds) < 0:
         raise config.ProfileError(f"--seeds: {min(args.seeds)} is below the minimum 0")
     try:
-        with notebooks.stop_signals_interrupt():
-            if args.seeds is not None:
-                root = notebooks.run_seeds(profile, args.seeds, args.stages,
-                                           log_output=not args.quiet)
-            else:
-                root = notebooks.run_profile(profile, args.stages, log_output=not args.quiet)
+        if args.seeds is not None:
+            root = notebooks.run_seeds(profile, args.seeds, args.stages, log_output=not args.quiet)
+        else:
+            root = notebooks.run_profile(profile, args.stages, log_output=not args.quiet)
     except (notebooks.StageFailed, paths.RunLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -280,16 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .notebooks import Stopped, stop_signals_interrupt
+
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with stop_signals_interrupt():  # a closed terminal or SIGTERM unwinds as Ctrl-C does
+            return args.func(args)
     except config.ProfileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:  # `run` names its stage itself; every write is atomic
-        print(f"interrupted: dflib {args.command} stopped; what it finished is kept",
+    except KeyboardInterrupt as exc:  # `run` names its stage itself; every write is atomic
+        signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+        how = "interrupted" if signum == signal.SIGINT else f"stopped by {exc}"
+        print(f"{how}: dflib {args.command} stopped; what it finished is kept",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_SIGNAL + signum
 
 
 if __name__ == "__main__":

@@ -171,9 +171,14 @@ def test_a_notebook_run_by_hand_during_a_run_stops_and_deletes_nothing(tmp_path)
         holder.wait()
 
 
-def test_ctrl_c_during_synth_is_one_line_and_leaves_no_half_written_file(tmp_path,
-                                                                        as_from_a_terminal):
-    """Every command, not only run: Ctrl-C is one line and exit status 130, no traceback."""
+@pytest.mark.parametrize("signame, status, line", [
+    ("SIGINT", 130, "interrupted: dflib synth stopped; what it finished is kept"),
+    ("SIGTERM", 143, "stopped by SIGTERM: dflib synth stopped; what it finished is kept"),
+    ("SIGHUP", 129, "stopped by SIGHUP: dflib synth stopped; what it finished is kept")])
+def test_ctrl_c_during_synth_is_one_line_and_leaves_no_half_written_file(
+        tmp_path, as_from_a_terminal, signame, status, line):
+    """Every command, not only run: Ctrl-C (or SIGTERM, or the terminal closed) is one line
+    and exit status 128 + the signal, no traceback."""
     import signal
     import time
 
@@ -183,11 +188,10 @@ def test_ctrl_c_during_synth_is_one_line_and_leaves_no_half_written_file(tmp_pat
                             stderr=subprocess.PIPE, text=True, **as_from_a_terminal)
     while not list(out.glob("*/*.mp4")) and proc.poll() is None:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert err.strip().splitlines()[-1] == ("interrupted: dflib synth stopped; what it "
-                                            "finished is kept")
+    assert proc.returncode == status, err
+    assert err.strip().splitlines()[-1] == line
     assert "Traceback" not in err and not list(out.rglob("*.part"))
 
 
