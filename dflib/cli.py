@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -13,7 +12,6 @@ from .devices import DEVICES
 
 EXIT_BAD_INPUT = 2
 EXIT_SIGNAL = 128  # + the signal's number, as shells report a process a signal ended
-EXIT_INTERRUPTED = EXIT_SIGNAL + signal.SIGINT  # Ctrl-C
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -65,12 +63,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except notebooks.Interrupted as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_SIGNAL + exc.signum
-    except notebooks.Stopped as exc:
-        print(f"stopped by {exc} before the first stage; run again to resume", file=sys.stderr)
-        return EXIT_SIGNAL + exc.signum
-    except KeyboardInterrupt:
-        print("interrupted before the first stage; run again to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        print(f"{notebooks.how_stopped(notebooks.signal_of(exc))} before the first stage; run "
+              "again to resume", file=sys.stderr)
+        return EXIT_SIGNAL + notebooks.signal_of(exc)
     print(f"[dflib] run complete: {root}")
     return 0
 
@@ -278,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .notebooks import Stopped, stop_signals_interrupt
+    from .notebooks import how_stopped, signal_of, stop_signals_interrupt
 
     args = build_parser().parse_args(argv)
     try:
@@ -288,11 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt as exc:  # `run` names its stage itself; every write is atomic
-        signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
-        how = "interrupted" if signum == signal.SIGINT else f"stopped by {exc}"
-        print(f"{how}: dflib {args.command} stopped; what it finished is kept",
-              file=sys.stderr)
-        return EXIT_SIGNAL + signum
+        print(f"{how_stopped(signal_of(exc))}: dflib {args.command} stopped; what it "
+              "finished is kept", file=sys.stderr)
+        return EXIT_SIGNAL + signal_of(exc)
 
 
 if __name__ == "__main__":

@@ -65,13 +65,17 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C or a stop signal during a run; the message names the stage it stopped in."""
 
     def __init__(self, stage: str, signum: int = signal.SIGINT) -> None:
-        how = ("interrupted" if signum == signal.SIGINT
-               else f"stopped by {signal.Signals(signum).name}")
-        super().__init__(f"{how} in stage {stage}; run again to resume")
+        super().__init__(f"{how_stopped(signum)} in stage {stage}; run again to resume")
         self.stage, self.signum = stage, signum
 
 
-def _signum(exc: KeyboardInterrupt) -> int:
+def how_stopped(signum: int) -> str:
+    """``interrupted`` (Ctrl-C) or ``stopped by SIGTERM`` (the signal's name)."""
+    return "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+
+
+def signal_of(exc: KeyboardInterrupt) -> int:
+    """The signal behind a KeyboardInterrupt: SIGINT (Ctrl-C) or a stop signal's."""
     return exc.signum if isinstance(exc, (Stopped, Interrupted)) else signal.SIGINT
 
 
@@ -140,7 +144,7 @@ def _run_locked(profile: config.Profile, selected: Sequence[config.Stage],
     try:
         print(f"[dflib] report: {html_report.build_report(run)}", flush=True)
     except KeyboardInterrupt as exc:
-        raise Interrupted("report (rendering report/index.html)", _signum(exc)) from None
+        raise Interrupted("report (rendering report/index.html)", signal_of(exc)) from None
     return run.root
 
 
@@ -185,7 +189,7 @@ def execute_stage(stage: str, notebook: Path, output: Path, parameters: dict,
                           f"in its log {kernel_log}") from None
     except KeyboardInterrupt as exc:
         mark_interrupted(output)
-        raise Interrupted(stage, _signum(exc)) from None
+        raise Interrupted(stage, signal_of(exc)) from None
     finally:
         km.end_process_group()
 
