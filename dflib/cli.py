@@ -12,7 +12,7 @@ from . import config
 from .devices import DEVICES
 
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+EXIT_SIGNAL = 128  # + the signal's number, as shells report a process a signal ended
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -27,16 +27,19 @@ def _cmd_check(args: argparse.Namespace) -> int:
             profile.shared["data_root"]).exists():
         splits = "splits: known once stage index has generated the demo dataset"
     else:
+        later = "once stage index runs"
         try:
             result = stages.read_dataset(profile)
+            notes = [line for line in (
+                datasets.absent_line(result, f"{profile.run.absent_csv}, {later}"),
+                datasets.left_out_line(result, f"{profile.run.left_out_csv}, {later}")) if line]
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 splits = stages.check_splits(profile, result)
         except datasets.DatasetError as exc:
             print(f"error: {args.profile}: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        absent = datasets.absent_line(result, f"{profile.run.absent_csv}, once stage index runs")
-        for note in ([absent] if absent else []) + [str(w.message) for w in caught]:
+        for note in notes + [str(w.message) for w in caught]:
             print(f"warning: {note}", file=sys.stderr)
     print(f"{args.profile}: ok (run folder {profile.run.root}; stages {stage_names}; {splits})")
     return 0
@@ -60,10 +63,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 1
     except notebooks.Interrupted as exc:
         print(str(exc), file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        print("interrupted before the first stage; run again to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_SIGNAL + exc.signum
+    except KeyboardInterrupt as exc:
+        print(f"{notebooks.how_stopped(notebooks.signal_of(exc))} before the first stage; run "
+              "again to resume", file=sys.stderr)
+        return EXIT_SIGNAL + notebooks.signal_of(exc)
     print(f"[dflib] run complete: {root}")
     return 0
 
@@ -352,16 +356,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .notebooks import how_stopped, signal_of, stop_signals_interrupt
+
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with stop_signals_interrupt():  # a closed terminal or SIGTERM unwinds as Ctrl-C does
+            return args.func(args)
     except config.ProfileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:  # `run` names its stage itself; every write is atomic
-        print(f"interrupted: dflib {args.command} stopped; what it finished is kept",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # `run` names its stage itself; every write is atomic
+        print(f"{how_stopped(signal_of(exc))}: dflib {args.command} stopped; what it "
+              "finished is kept", file=sys.stderr)
+        return EXIT_SIGNAL + signal_of(exc)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from io import StringIO
 from pathlib import Path, PurePosixPath
@@ -27,7 +27,14 @@ from . import config, io, paths
 SPLITS = ("train", "val", "test")
 INDEX_COLUMNS = ["video_id", "path", "label", "split", "dataset", "method", "compression"]
 MISSING_COLUMNS = ["video_id", "path", "reason"]
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
+# Every container the decoder (OpenCV's FFmpeg) reads, each checked by writing a clip and
+# decoding it back: the one list of what an adapter or `dflib predict` takes as a video.
+VIDEO_EXTENSIONS = frozenset({
+    ".mp4", ".m4v", ".mov", ".qt", ".3gp", ".3g2", ".f4v",  # ISO / QuickTime family
+    ".avi", ".divx", ".mkv", ".webm", ".flv", ".wmv", ".asf", ".ogv", ".nut", ".rm",
+    ".mpg", ".mpeg", ".m2v", ".vob", ".ts", ".mts", ".m2ts",  # MPEG program / transport
+    ".mxf", ".dv", ".y4m"})
+LEFT_OUT_COLUMNS = ["path", "reason"]
 MANIFEST = "manifest.csv"
 CELEBDF_LIST = "List_of_testing_videos.txt"
 CELEBDF_FOLDERS: Mapping[str, int] = {"Celeb-real": 0, "YouTube-real": 0, "Celeb-synthesis": 1}
@@ -48,10 +55,12 @@ class DatasetError(ValueError):
 
 @dataclass
 class IndexResult:
-    """The video index and the listed videos that are absent on disk."""
+    """The video index, the listed videos that are absent on disk, and the files of the
+    scanned folders that are not videos (``left_out``: path, reason)."""
 
     videos: pd.DataFrame
     missing: pd.DataFrame
+    left_out: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LEFT_OUT_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,9 @@ class _Adapter:
     collect: Callable[[Path, Mapping[str, Any]], tuple[list[Row], list[Row]]]
     extras: tuple[str, ...] = ()
     draws_test: bool = False  # True: videos the dataset leaves unsplit also feed the test split
+    # The folders it takes every video of (not a list's): (folder, recursive); their other
+    # files are reported as left out.
+    scanned: tuple[tuple[str, bool], ...] = ()
 
 
 # --- helpers shared by the adapters -------------------------------------------------------
@@ -106,9 +118,10 @@ def _printable(name: str) -> str:
 
 
 def scan_folder(root: Path, folder: Path, recursive: bool = True,
-                extensions: frozenset[str] = VIDEO_EXTENSIONS) -> tuple[list[Path], list[Row]]:
-    """Video files (``extensions``) under ``folder``, sorted, by the one scanning rule of
-    every adapter and of ``dflib predict``.
+                extensions: frozenset[str] | None = VIDEO_EXTENSIONS
+                ) -> tuple[list[Path], list[Row]]:
+    """Video files (``extensions``; None: every file) under ``folder``, sorted, by the one
+    scanning rule of every adapter and of ``dflib predict``.
 
     Hidden files and folders (a name starting with ".": macOS ``._*`` forks,
     ``.AppleDouble/``, ``.git/``) are skipped; a video entry that cannot be read (a
@@ -144,7 +157,7 @@ def scan_folder(root: Path, folder: Path, recursive: bool = True,
                 if recursive:
                     visit(path)
                 continue
-            if path.suffix.lower() not in extensions:
+            if extensions is not None and path.suffix.lower() not in extensions:
                 continue
             if not path.is_file():
                 if path.is_symlink():
@@ -361,7 +374,8 @@ def _folder_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], l
 
 _ADAPTERS: Mapping[str, _Adapter] = {
     "celebdf": _Adapter(f"Celeb-real/, YouTube-real/, Celeb-synthesis/ and {CELEBDF_LIST}",
-                        _celebdf_required, _celebdf_collect),
+                        _celebdf_required, _celebdf_collect,
+                        scanned=tuple((f, False) for f in CELEBDF_FOLDERS)),
     "ffpp": _Adapter("original_sequences/youtube/<compression>/videos/ and "
                      "manipulated_sequences/<Method>/<compression>/videos/",
                      _ffpp_required, _ffpp_collect, extras=("target_id", "source_id")),
@@ -369,7 +383,7 @@ _ADAPTERS: Mapping[str, _Adapter] = {
                      "with metadata.json", _dfdc_required, _dfdc_collect, extras=("original",),
                      draws_test=True),
     "folder": _Adapter("real/ and fake/ sub-folders of videos", _folder_required,
-                       _folder_collect, draws_test=True),
+                       _folder_collect, draws_test=True, scanned=(("real", True), ("fake", True))),
 }
 
 
@@ -492,6 +506,20 @@ def _cap(videos: pd.DataFrame, per_class: int, rng: np.random.Generator) -> pd.D
     return videos.loc[sorted(keep)]
 
 
+def _left_out(root: Path, adapter: _Adapter) -> pd.DataFrame:
+    """The files of the adapter's scanned folders that are not videos by their extension
+    (hidden entries excepted, as :func:`scan_folder` skips them)."""
+    rows = []
+    for folder, recursive in adapter.scanned:
+        every, _ = scan_folder(root, root / folder, recursive, extensions=None)
+        for path in every:
+            suffix = path.suffix.lower()
+            if suffix not in VIDEO_EXTENSIONS:
+                rows.append({"path": str(path), "reason": f"'{suffix}' is not a video extension"
+                             if suffix else "no extension"})
+    return pd.DataFrame(rows, columns=LEFT_OUT_COLUMNS)
+
+
 def _finish_missing(root: Path, rows: list[Row]) -> pd.DataFrame:
     missing = pd.DataFrame(rows, columns=["video_id", "_rel", "reason"])
     missing["path"] = missing["_rel"].map(lambda rel: str(root / rel))
@@ -510,6 +538,19 @@ def absent_line(result: IndexResult, listed_in: str | Path) -> str | None:
             f"not on disk: a partial download? (the list: {listed_in})")
 
 
+def left_out_line(result: IndexResult, listed_in: str | Path) -> str | None:
+    """One line about the files of the dataset's folders that are not videos (None when
+    there are none): how many, by extension, where they are listed and where the video
+    extensions are."""
+    if not len(result.left_out):
+        return None
+    suffixes = result.left_out["path"].map(lambda p: Path(p).suffix.lower() or "(none)")
+    counts = ", ".join(f"{ext} {n:,}" for ext, n in suffixes.value_counts().sort_index().items())
+    return (f"{len(result.left_out):,} files of the dataset's folders are not videos and are "
+            f"left out ({counts}; the list: {listed_in}); the extensions read as videos are "
+            "VIDEO_EXTENSIONS in dflib/datasets.py")
+
+
 def split_sizes(videos: pd.DataFrame) -> str:
     """One line of videos per split and class: ``splits: train 40 (10 real, 30 fake), ...``."""
     parts = []
@@ -522,10 +563,15 @@ def split_sizes(videos: pd.DataFrame) -> str:
 
 def split_problems(videos: pd.DataFrame, allow_empty_test: bool = False
                    ) -> tuple[str | None, list[str]]:
-    """``(error, warnings)`` about the splits of an index, each one line: an empty train
-    split, or an empty test split unless ``allow_empty_test``, is an error (training or
-    evaluation would stop on it after hours of extraction); an empty validation split and
-    a split with one class are warnings."""
+    """``(error, warnings)`` about the splits of an index, each one line.
+
+    Errors are what a later stage would stop on, after hours of extraction: a train split
+    that is empty or lacks a class (every detector's training needs both), and an empty
+    test split unless ``allow_empty_test``. The rest only weakens the results, so it
+    warns: an empty validation split (early stopping follows the training loss), a
+    validation split with one class (``threshold_val`` falls back to the fixed threshold,
+    ``val_split_auc`` is NaN),
+    a test split with one class (its AUC, EER and AP are NaN)."""
     error, notes = None, []
     for split in SPLITS:
         labels = set(videos.loc[videos["split"] == split, "label"].astype(int))
@@ -540,9 +586,14 @@ def split_problems(videos: pd.DataFrame, allow_empty_test: bool = False
                              "training loss")
         elif len(labels) == 1:
             missing = "real" if 0 not in labels else "fake"
+            if split == "train":
+                error = error or (f"the train split has no {missing} videos: every detector's "
+                                  "training needs both classes")
+                continue
             notes.append(f"the {split} split has no {missing} videos: "
                          + ("AUC, EER and AP of the test split are undefined (NaN)"
-                            if split == "test" else "its models see one class only"))
+                            if split == "test" else "threshold_val falls back to the fixed "
+                            "threshold and no method is chosen on validation (its AUC is NaN)"))
     return error, notes
 
 
@@ -560,7 +611,8 @@ def cross_dataset(train: IndexResult, test: IndexResult) -> IndexResult:
     if not (videos["split"] == "test").any():
         raise DatasetError(f"the test dataset ({test.videos['dataset'].iloc[0] if len(test.videos) else 'empty'}) "
                            "has no test videos")
-    return IndexResult(videos, pd.concat([train.missing, test.missing], ignore_index=True))
+    return IndexResult(videos, pd.concat([train.missing, test.missing], ignore_index=True),
+                       pd.concat([train.left_out, test.left_out], ignore_index=True))
 
 
 def build_index(dataset: str, root: str | Path, *, seed: int, val_fraction: float,
@@ -612,7 +664,8 @@ def build_index(dataset: str, root: str | Path, *, seed: int, val_fraction: floa
     videos = videos.assign(_order=order).sort_values(["_order", "video_id"])
     extras = [c for c in videos.columns if c not in INDEX_COLUMNS and not c.startswith("_")]
     videos = videos[INDEX_COLUMNS + extras].reset_index(drop=True)
-    return IndexResult(videos, _finish_missing(root, missing_rows + absent))
+    return IndexResult(videos, _finish_missing(root, missing_rows + absent),
+                       _left_out(root, adapter))
 
 
 def build_profile_index(shared: Mapping[str, Any], index: Mapping[str, Any]) -> IndexResult:

@@ -22,7 +22,9 @@ import contextlib
 import importlib.util
 import json
 import os
+import signal
 import socket
+import sys
 import warnings
 import weakref
 import zipfile
@@ -135,8 +137,23 @@ def _dlib_missing() -> str:
 _worker_net: Any = None  # dlib's network in a worker process of DlibEmbedder's pool
 
 
-def _load_worker_net(weights_file: str) -> None:
+def die_with_parent(parent: int) -> None:
+    """Linux: have this process killed when the thread that started it ends (its parent
+    killed by the out-of-memory killer in JupyterLab, where no ``dflib run`` ends the
+    kernel's process group); exit now if ``parent`` is already gone. Elsewhere a no-op."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # died before the call: no signal will come
+        os._exit(1)
+
+
+def _load_worker_net(weights_file: str, parent: int) -> None:
     global _worker_net
+    die_with_parent(parent)
     import dlib
 
     _worker_net = dlib.face_recognition_model_v1(weights_file)
@@ -181,7 +198,7 @@ class DlibEmbedder:
             # can deadlock.
             self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
                                              initializer=_load_worker_net,
-                                             initargs=(self.weights_file,))
+                                             initargs=(self.weights_file, os.getpid()))
             weakref.finalize(self, self._pool.shutdown, cancel_futures=True)
         return self._pool
 

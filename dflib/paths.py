@@ -63,6 +63,11 @@ class RunPaths:
         return self.index / "absent.csv"
 
     @property
+    def left_out_csv(self) -> Path:
+        """Files of the dataset's folders that are not videos (by extension), and why."""
+        return self.index / "left_out.csv"
+
+    @property
     def faces(self) -> Path:
         return self.root / "faces"
 

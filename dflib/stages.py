@@ -34,8 +34,10 @@ def read_dataset(profile: config.Profile) -> datasets.IndexResult:
 
 
 def check_splits(profile: config.Profile, result: datasets.IndexResult) -> str:
-    """The split-size line of an index; one-class splits warn, and an empty train split
-    (or test split, unless ``index.allow_empty_test``) raises a one-line DatasetError."""
+    """The split-size line of an index; what a later stage would stop on (a train split
+    that is empty or lacks a class, an empty test split unless ``index.allow_empty_test``)
+    raises a one-line DatasetError naming the split and class, the rest warns
+    (:func:`dflib.datasets.split_problems`)."""
     error, notes = datasets.split_problems(result.videos,
                                            profile.sections["index"]["allow_empty_test"])
     if error:
@@ -51,8 +53,9 @@ def build_index(profile: config.Profile) -> datasets.IndexResult:
     run's seed; a ``data_root`` holding videos made with other settings is refused), then
     write ``index/videos.csv``
     (train and val from ``dataset``, test from ``index.test_dataset`` when it is set).
-    Prints the split sizes; refuses an empty train or test split (:func:`check_splits`)
-    before any expensive stage."""
+    Prints the split sizes; refuses a train split without both classes or an empty test
+    split (:func:`check_splits`) before any expensive stage. The files of the dataset's
+    folders that are not videos go to ``index/left_out.csv``, with one line."""
     shared, p = profile.shared, profile.sections["index"]
     root = paths.resolve(shared["data_root"])
     if p["demo_generate"]:
@@ -65,9 +68,11 @@ def build_index(profile: config.Profile) -> datasets.IndexResult:
     # Listed-but-absent videos get their own file and one line: a partial download would
     # otherwise bury the videos that really failed in thousands of failures.csv rows.
     io.write_csv(result.missing, run.absent_csv)
-    absent = datasets.absent_line(result, run.absent_csv)
-    if absent:
-        print(absent)
+    io.write_csv(result.left_out, run.left_out_csv)
+    for line in (datasets.absent_line(result, run.absent_csv),
+                 datasets.left_out_line(result, run.left_out_csv)):
+        if line:
+            print(line)
     print(check_splits(profile, result))
     io.write_csv(result.videos, run.videos_csv)
     outcomes = pd.concat([

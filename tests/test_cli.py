@@ -191,9 +191,14 @@ def test_a_notebook_run_by_hand_during_a_run_stops_and_deletes_nothing(tmp_path)
         holder.wait()
 
 
-def test_ctrl_c_during_synth_is_one_line_and_leaves_no_half_written_file(tmp_path,
-                                                                        as_from_a_terminal):
-    """Every command, not only run: Ctrl-C is one line and exit status 130, no traceback."""
+@pytest.mark.parametrize("signame, status, line", [
+    ("SIGINT", 130, "interrupted: dflib synth stopped; what it finished is kept"),
+    ("SIGTERM", 143, "stopped by SIGTERM: dflib synth stopped; what it finished is kept"),
+    ("SIGHUP", 129, "stopped by SIGHUP: dflib synth stopped; what it finished is kept")])
+def test_ctrl_c_during_synth_is_one_line_and_leaves_no_half_written_file(
+        tmp_path, as_from_a_terminal, signame, status, line):
+    """Every command, not only run: Ctrl-C (or SIGTERM, or the terminal closed) is one line
+    and exit status 128 + the signal, no traceback."""
     import signal
     import time
 
@@ -203,11 +208,10 @@ def test_ctrl_c_during_synth_is_one_line_and_leaves_no_half_written_file(tmp_pat
                             stderr=subprocess.PIPE, text=True, **as_from_a_terminal)
     while not list(out.glob("*/*.mp4")) and proc.poll() is None:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert err.strip().splitlines()[-1] == ("interrupted: dflib synth stopped; what it "
-                                            "finished is kept")
+    assert proc.returncode == status, err
+    assert err.strip().splitlines()[-1] == line
     assert "Traceback" not in err and not list(out.rglob("*.part"))
 
 
@@ -310,3 +314,83 @@ def test_a_bad_command_argument_is_one_line_before_any_work(tmp_path, capsys, mo
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and needle in err and "\n" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def folder_dataset(root, reals=6, fakes=6, real_ext=".mp4", fake_ext=".mp4"):
+    """A folder dataset of empty files (the index reads names only)."""
+    for sub, n, ext in (("real", reals, real_ext), ("fake", fakes, fake_ext)):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            (root / sub / f"{sub}_{i}{ext}").write_bytes(b"x")
+    return root
+
+
+@pytest.mark.parametrize("empty", ["fake", "real"])
+def test_check_and_stage_index_refuse_a_train_split_without_a_class(tmp_path, capsys, empty):
+    """No fake (or no real) video: no detector can train, so `check` and stage index refuse
+    it in one line naming the split and the class, not a stage minutes later."""
+    from dflib import config, datasets, stages
+
+    data = folder_dataset(tmp_path / "data", **{f"{empty}s": 0})
+    profile = write_profile(tmp_path, dataset="folder", data_root=str(data), index={})
+    assert cli.main(["check", str(profile)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    assert f"the train split has no {empty} videos: every detector's training needs both" in err
+    with pytest.raises(datasets.DatasetError, match=f"the train split has no {empty} videos"):
+        stages.build_index(config.load(profile))
+    assert not config.load(profile).run.videos_csv.exists()
+
+
+def test_check_refuses_an_ffpp_train_split_without_fakes(tmp_path, capsys):
+    from dflib import datasets
+
+    data = ffpp_partial_download(tmp_path / "data", splits=("train", "val", "test"))
+    a, b = datasets.ffpp_pairs("train")[0]
+    for name in (f"{a}_{b}", f"{b}_{a}"):
+        (data / f"manipulated_sequences/NeuralTextures/c40/videos/{name}.mp4").unlink()
+    profile = write_profile(tmp_path, dataset="ffpp", data_root=str(data), index={})
+    assert cli.main(["check", str(profile)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    assert "the train split has no fake videos" in err
+
+
+def test_one_class_validation_split_only_warns(tmp_path):
+    """A later stage copes with a one-class val split (threshold_val falls back), so it
+    warns; only the train split must hold both classes."""
+    from dflib import datasets
+
+    videos = pd.DataFrame({"split": ["train", "train", "val", "test", "test"],
+                           "label": [0, 1, 1, 0, 1]})
+    error, notes = datasets.split_problems(videos)
+    assert error is None
+    assert notes == ["the val split has no real videos: threshold_val falls back to the fixed "
+                     "threshold and no method is chosen on validation (its AUC is NaN)"]
+
+
+def test_folder_dataset_indexes_every_decodable_container_and_lists_the_rest(tmp_path, capsys):
+    """.m4v, .mpg, .3gp (...) videos are indexed; files that are not videos are left out
+    with one line naming their count, where they are listed and where the extensions are."""
+    from dflib import config, datasets, stages
+
+    data = folder_dataset(tmp_path / "data", real_ext=".m4v", fake_ext=".mpg")
+    for name in ("real/a.3gp", "fake/b.MTS", "fake/notes.txt", "real/thumb.jpg", "real/README"):
+        (data / name).write_bytes(b"x")
+    profile = write_profile(tmp_path, dataset="folder", data_root=str(data), index={})
+    assert cli.main(["check", str(profile)]) == 0
+    out, err = capsys.readouterr()
+    assert "train" in out and "(14 videos" not in out
+    left = config.load(profile).run.left_out_csv
+    assert err.splitlines()[0] == (
+        "warning: 3 files of the dataset's folders are not videos and are left out ((none) 1, "
+        f".jpg 1, .txt 1; the list: {left}, once stage index runs); the extensions read as "
+        "videos are VIDEO_EXTENSIONS in dflib/datasets.py")
+    result = stages.build_index(config.load(profile))
+    assert len(result.videos) == 14
+    assert {p.rsplit(".", 1)[-1] for p in result.videos["path"]} == {"m4v", "mpg", "3gp", "MTS"}
+    listed = pd.read_csv(left)
+    assert sorted(listed["reason"]) == ["'.jpg' is not a video extension",
+                                        "'.txt' is not a video extension", "no extension"]
+    assert "3 files of the dataset's folders are not videos" in capsys.readouterr().out
+    assert {".m4v", ".mpg", ".3gp", ".mts"} <= datasets.VIDEO_EXTENSIONS

@@ -253,3 +253,45 @@ def test_dlibs_descriptors_are_the_same_from_one_process_or_several():
     finally:
         pool.close()
     assert pool._pool is None
+
+
+DLIB_ORPHAN = """\
+import os, signal, sys
+import numpy as np
+from dflib import embeddings
+pool = embeddings.DlibEmbedder(embeddings.dlib_models_dir(), workers=2)
+pool.embed(np.zeros((2, 32, 32, 3), np.uint8))
+print("workers", *pool._pool._processes, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer ends a kernel
+"""
+
+
+def test_dlibs_worker_processes_die_with_the_process_that_started_them(tmp_path):
+    """A process killed outright runs no clean-up: its pool's workers end themselves."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    with (tmp_path / "out").open("w") as out:  # a file: an orphan would hold a pipe open
+        code = subprocess.run([sys.executable, "-c", DLIB_ORPHAN], stdout=out,
+                              stderr=subprocess.STDOUT, timeout=120).returncode
+    text = (tmp_path / "out").read_text()
+    workers = [int(p) for line in text.splitlines() if line.startswith("workers ")
+               for p in line.split()[1:]]
+    assert code == -9 and len(workers) == 2, text
+
+    def alive(pid):
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + 10
+    while any(map(alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [p for p in workers if alive(p)]
+    for pid in survivors:  # a failing test leaves nothing behind either
+        psutil.Process(pid).kill()
+    assert survivors == []
