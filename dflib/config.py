@@ -198,8 +198,9 @@ STAGES: tuple[Stage, ...] = (
         "class_weight": Field(bool, True, "weight classes by their share of training clips"),
     }),
     Stage("train_rnn", "05_train_rnn.ipynb", {
-        "models": Field(list, list(RNN_HEADS), "recurrent heads on the frame CNN features",
-                        item=str, choices=RNN_HEADS),
+        "models": Field(list, list(RNN_HEADS), "recurrent heads on the frame CNN features "
+                        "(time_average: their baseline, a logistic regression on the features "
+                        "averaged over time)", item=str, choices=RNN_HEADS),
         "seq_len": Field(int, 25, "first faces per video; shorter videos are padded and masked",
                          min=1),
         "epochs": Field(int, 15, "maximum epochs per head", min=1),
@@ -207,6 +208,8 @@ STAGES: tuple[Stage, ...] = (
         "learning_rate": Field(float, 0.001, "Adam learning rate", min=1e-7, max=1.0),
         "patience": Field(int, 10, "EarlyStopping patience on val_loss (epochs)", min=0),
         "dropout": Field(float, 0.5, "dropout before the softmax", min=0.0, max=0.95),
+        "l2": Field(float, 1e-3, "L2 penalty on every kernel of the heads (the heads train "
+                    "on one chunk's few videos)", min=0.0),
         "class_weight": Field(bool, True, "weight classes by their share of training videos"),
     }),
     Stage("embed_faces", "06_embed_faces.ipynb", {
