@@ -388,6 +388,7 @@ def fake_embedding_run(tmp_path) -> tuple[RunPaths, pd.DataFrame]:
 def test_run_stage_trains_scores_and_feeds_the_figures(tmp_path):
     run, videos = fake_embedding_run(tmp_path)
     params = {**{k: v for k, v in TRAIN.items() if k not in ("seed", "verbose")},
+              "unit_length": False,
               "classifiers": ["logreg", "nb"], "aggregation": "mean", "threshold": 0.5}
     result = triplet.run_stage(run, videos, params, seed=0, progress=False)
     assert result.embeddings["used"] == "random" and result.training.trained
