@@ -1,7 +1,8 @@
-"""The feature cache of the recurrent heads: the frame CNN's ``features`` layer for the first
-``seq_len`` faces of every video, one file per video under ``features/cnn_seq/<arch>/``,
+"""The feature cache of the recurrent heads: one chunk model's ``features`` layer for the
+first ``seq_len`` faces of every video, one file per video under ``features/cnn_seq/<arch>/``,
 kept while the CNN, ``seq_len`` and the face store settings it was made from are unchanged;
-and the padded, masked sequences read back from it."""
+the padded, masked sequences read back from it; and :func:`feature_chunk`, the chunk whose
+CNN gives the features (the one of highest validation AUC)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import keras
 import numpy as np
 import pandas as pd
 
-from . import batches, cnn, io
+from . import batches, cnn, evaluation, io
 from .paths import RunPaths
+from .vocabulary import cnn_method
 
 FEATURE_DIM = 512
 
@@ -62,24 +64,40 @@ def _store_config(run: RunPaths, video_id: str) -> str | None:
         return None
 
 
+def feature_chunk(run: RunPaths, manifest: Mapping[str, Any]) -> tuple[int, str]:
+    """The chunk whose CNN gives the recurrent heads their features, and why: the chunk
+    model of highest video AUC on the validation split (``tables/results.csv``, written by
+    stage evaluate_cnn), never the test split; chunk 0 when no chunk has a validation AUC.
+
+    Chunk 0 was the default before: an arbitrary choice, and the weakest chunk in both demo
+    runs measured (issue 27)."""
+    names = [cnn_method(manifest["arch"], i) for i in range(len(manifest["chunk_models"]))]
+    chosen = evaluation.chosen_method(evaluation.results_table(run), "video", among=names)
+    if chosen is None:
+        return 0, ("chunk 0: no chunk has a validation AUC (no validation split, or stage "
+                   "evaluate_cnn has not scored this training)")
+    chunk = names.index(chosen)
+    return chunk, f"chunk {chunk}: the highest validation AUC of the {len(names)} chunk models"
+
+
 def _file_config(run: RunPaths, manifest: Mapping[str, Any], seq_len: int,
-                 video_id: str) -> str | None:
+                 video_id: str, chunk: int) -> str | None:
     store = _store_config(run, video_id)
     if store is None:
         return None
-    return json.dumps({"cnn": manifest["chunk_models"][0]["model"],
+    return json.dumps({"cnn": manifest["chunk_models"][chunk]["model"],
                        "cnn_finished_at": manifest["finished_at"], "seq_len": seq_len,
                        "faces": store}, sort_keys=True)
 
 
 def extract_sequence_features(store: batches.FaceSource, videos: pd.DataFrame, run: RunPaths,
                               manifest: Mapping[str, Any], seq_len: int,
-                              batch_size: int = 32) -> pd.DataFrame:
+                              batch_size: int = 32, chunk: int = 0) -> pd.DataFrame:
     """Write the frame CNN's ``features`` for the first ``seq_len`` faces of every video.
 
-    The CNN is chunk 0 of the training ``manifest`` (the ``cnn/<arch>`` model). One file
-    per video, written atomically; a file made with the same CNN, ``seq_len`` and face
-    store settings is kept (status ``skipped``). Returns ``video_id, n_steps, status``
+    The CNN is chunk ``chunk`` of the training ``manifest`` (:func:`feature_chunk` chooses
+    it). One file per video, written atomically; a file made with the same CNN,
+    ``seq_len`` and face store settings is kept (status ``skipped``). Returns ``video_id, n_steps, status``
     (``extracted``, ``skipped``, ``no_store``, or ``failed`` when the store file cannot be
     read).
     """
@@ -87,7 +105,7 @@ def extract_sequence_features(store: batches.FaceSource, videos: pd.DataFrame, r
     extractor = None
     rows = []
     for vid in videos["video_id"].astype(str):
-        config = _file_config(run, manifest, seq_len, vid)
+        config = _file_config(run, manifest, seq_len, vid, chunk)
         target = run.sequence_features_file(manifest["arch"], vid)
         if config is None:
             target.unlink(missing_ok=True)  # a file of an earlier run must not be read later
@@ -98,7 +116,7 @@ def extract_sequence_features(store: batches.FaceSource, videos: pd.DataFrame, r
                 rows.append((vid, len(z["features"]), "skipped"))
             continue
         if extractor is None:  # loading the CNN is the slow part of a rerun: only if needed
-            cnn_path = run.artifact(manifest["chunk_models"][0]["model"])
+            cnn_path = run.artifact(manifest["chunk_models"][chunk]["model"])
             extractor = cnn.feature_model(cnn.load_model(cnn_path))
         try:
             faces, frame_idx = store.load(vid)
@@ -114,7 +132,8 @@ def extract_sequence_features(store: batches.FaceSource, videos: pd.DataFrame, r
         rows.append((vid, len(feats), "extracted"))
     table = pd.DataFrame(rows, columns=["video_id", "n_steps", "status"])
     io.write_text(json.dumps({
-        "arch": manifest["arch"], "cnn_model": manifest["chunk_models"][0]["model"],
+        "arch": manifest["arch"], "chunk": chunk,
+        "cnn_model": manifest["chunk_models"][chunk]["model"],
         "cnn_finished_at": manifest["finished_at"], "layer": cnn.FEATURES_LAYER,
         "seq_len": seq_len, "videos": int((~table["status"].isin(["no_store", "failed"])).sum()),
         "no_store": table.loc[table["status"] == "no_store", "video_id"].tolist()},

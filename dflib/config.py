@@ -219,8 +219,9 @@ STAGES: tuple[Stage, ...] = (
         "class_weight": Field(bool, True, "weight classes by their share of training clips"),
     }),
     Stage("train_rnn", "05_train_rnn.ipynb", {
-        "models": Field(list, list(RNN_HEADS), "recurrent heads on the frame CNN features",
-                        item=str, choices=RNN_HEADS),
+        "models": Field(list, list(RNN_HEADS), "recurrent heads on the frame CNN features "
+                        "(time_average: their baseline, a logistic regression on the features "
+                        "averaged over time)", item=str, choices=RNN_HEADS),
         "seq_len": Field(int, 25, "first faces per video; shorter videos are padded and masked",
                          min=1),
         "epochs": Field(int, 15, "maximum epochs per head", min=1),
@@ -228,6 +229,8 @@ STAGES: tuple[Stage, ...] = (
         "learning_rate": Field(float, 0.001, "Adam learning rate", min=1e-7, max=1.0),
         "patience": Field(int, 10, "EarlyStopping patience on val_loss (epochs)", min=0),
         "dropout": Field(float, 0.5, "dropout before the softmax", min=0.0, max=0.95),
+        "l2": Field(float, 1e-3, "L2 penalty on every kernel of the heads (the heads train "
+                    "on one chunk's few videos)", min=0.0),
         "class_weight": Field(bool, True, "weight classes by their share of training videos"),
     }),
     Stage("embed_faces", "06_embed_faces.ipynb", {
@@ -240,12 +243,14 @@ STAGES: tuple[Stage, ...] = (
                                      "video, evenly spread (0 keeps all)", min=0),
     }),
     Stage("train_triplet", "07_train_triplet.ipynb", {
-        "epochs": Field(int, 20, "maximum epochs of the triplet network", min=1),
+        "epochs": Field(int, 20, "epochs of the triplet network, all run (the original's "
+                        "schedule: no early stopping, the last epoch's weights are kept)", min=1),
         "batch_size": Field(int, 256, "embeddings per batch (below 128 the paper saw NaN losses)",
                             min=2),
         "learning_rate": Field(float, 3e-4, "Adam learning rate", min=1e-7, max=1.0),
         "margin": Field(float, 1.0, "semi-hard triplet loss margin", min=0.0),
-        "patience": Field(int, 10, "EarlyStopping patience on val_loss (epochs)", min=0),
+        "unit_length": Field(bool, False, "divide each triplet embedding by its length "
+                             "(FaceNet's convention; squared distances then lie in [0, 4])"),
         "dropout": Field(float, 0.1, "dropout between the MLP layers", min=0.0, max=0.95),
         "classifiers": Field(list, list(CLASSIFIERS), "classic classifiers on the embeddings",
                              item=str, choices=CLASSIFIERS),

@@ -40,7 +40,7 @@ from .config import EVALUATION, THRESHOLD_RULES
 from .io import atomic_write, write_csv
 from .paths import RunPaths
 from .vocabulary import (AGGREGATIONS, ENSEMBLE_RULES, FRAMES_SUFFIX, PREDICTION_SPLITS,
-                         method_from_filename)
+                         is_detector, method_from_filename)
 
 
 # DFDC winner's confident strategy: frames above T (or below 1 - T) count as confident.
@@ -684,12 +684,15 @@ def _from_validation(table: pd.DataFrame | None, rule: str, fixed: float,
 
 def chosen_method(results: pd.DataFrame, level: str = "video",
                   among: Sequence[str] | None = None) -> str | None:
-    """The method with the highest ``val_split_auc`` at ``level`` (of ``among`` when given),
-    ties to the first in table order: the study's choice, made on validation, never on
-    test. None when no method has a validation AUC."""
+    """The method with the highest ``val_split_auc`` at ``level`` (of ``among`` when given,
+    else of the detectors: a control is never the study's pick), ties to the first in table
+    order: the study's choice, made on validation, never on test. None when no method has
+    a validation AUC."""
     rows = results[(results["level"] == level) & results["val_split_auc"].notna()]
     if among is not None:
         rows = rows[rows["method"].isin(list(among))]
+    else:
+        rows = rows[rows["method"].map(is_detector).astype(bool)]
     if rows.empty:
         return None
     return str(rows.loc[rows["val_split_auc"].astype(float).idxmax(), "method"])

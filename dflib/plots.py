@@ -196,21 +196,26 @@ def tsne_figure(before: np.ndarray, after: np.ndarray, labels: np.ndarray,
     return fig
 
 
-def loss_figure(log: pd.DataFrame, title: str = "", best: str | None = None) -> plt.Figure:
-    """One panel of loss per epoch from a Keras CSV log: training solid, validation
-    dashed when present, and a dot at the lowest value of the ``best`` column (the epoch
-    EarlyStopping restored)."""
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+def triplet_training_figure(log: pd.DataFrame) -> plt.Figure:
+    """The triplet network's log (:func:`dflib.triplet.train`) in two panels: the loss per
+    epoch, and the share of anchor-positive pairs whose triplet is still active (has a
+    loss) beside the share that found a semi-hard negative; training solid, validation
+    dashed when present."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
     epoch = log["epoch"] + 1
-    ax.plot(epoch, log["loss"], label="train")
-    if "val_loss" in log:
-        ax.plot(epoch, log["val_loss"], ls="--", label="validation")
-    if best is not None and best in log:
-        i = int(log[best].to_numpy().argmin())
-        ax.plot(epoch.iloc[i], log[best].iloc[i], "o", color="black", label=f"best {best}")
-    ax.set(xlabel="epoch", ylabel="loss", title=title)
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=8)
+    for ax, columns, ylabel in ((left, ("loss",), "semi-hard triplet loss"),
+                                (right, ("active_triplets", "semi_hard"), "share of pairs")):
+        for i, column in enumerate(columns):
+            colour = plt.get_cmap("tab10").colors[i]
+            what = {"loss": "", "active_triplets": "active", "semi_hard": "semi-hard found"}[column]
+            ax.plot(epoch, log[column], color=colour, label=f"{what} train".strip())
+            if f"val_{column}" in log:
+                ax.plot(epoch, log[f"val_{column}"], ls="--", color=colour,
+                        label=f"{what} validation".strip())
+        ax.set(xlabel="epoch", ylabel=ylabel)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize=8)
+    right.set_ylim(-0.02, 1.02)
     fig.tight_layout()
     return fig
 

@@ -17,9 +17,7 @@ from . import torch_first  # noqa: F401  (before TensorFlow, see above)
 
 # isort: split
 import importlib
-import zipfile
 from collections import defaultdict
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
@@ -72,35 +70,10 @@ def check_saved(run: RunPaths, method: str) -> None:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found; {method} cannot be scored without "
                                     "it (copy the run folder again, or rerun its stage)")
-        problem = _damage(path)
+        problem = io.read_problem(path)
         if problem:
             raise ValueError(f"{path}: {problem}; {method} cannot be scored with it (copy "
                              "the run folder again, or rerun its stage)")
-
-
-def _damage(path: Path) -> str:
-    """Why a saved model file cannot be read whole ("" when it can): a Keras archive's
-    members are read against their checksums, a record and a classifier are loaded."""
-    if path.suffix == ".json":
-        try:
-            io.read_json(path)
-        except ValueError as exc:  # its line names the file already
-            return str(exc).removeprefix(f"{path}: ")
-        return ""
-    try:
-        if path.suffix == ".keras":
-            with zipfile.ZipFile(path) as archive:
-                bad = archive.testzip()
-            return f"damaged ({bad} fails its checksum)" if bad else ""
-        if path.suffix == ".joblib":
-            import joblib
-
-            joblib.load(path)
-    except zipfile.BadZipFile:
-        return "damaged or cut short (not a whole .keras archive)"
-    except Exception as exc:  # noqa: BLE001 - whatever reading a damaged file raises
-        return f"damaged or cut short ({type(exc).__name__}: {exc})".splitlines()[0]
-    return ""
 
 
 def score_methods(run: RunPaths, methods: Sequence[str], store: batches.FaceSource,

@@ -14,8 +14,8 @@ import pandas as pd
 
 from . import evaluation, synth
 from .paths import RunPaths, resolve
-from .vocabulary import (DISPLAY_GROUPS, display_group, is_ensemble, raw_embedding_of,
-                         single_chunk_of)
+from .vocabulary import (CONTROLS, DISPLAY_GROUPS, control_method, display_group, is_ensemble,
+                         is_temporal, raw_embedding_of, single_chunks_of, time_average_of)
 
 # --------------------------------------------------------------------------- paper-style results
 
@@ -180,19 +180,38 @@ def group_choices(results: pd.DataFrame, methods: Sequence[str] | None = None,
     return out
 
 
-def comparison_pairs(methods: Sequence[str], chosen: str | None) -> list[tuple[str, str, str]]:
+def comparison_pairs(results: pd.DataFrame, methods: Sequence[str],
+                     chosen: str | None) -> list[tuple[str, str, str]]:
     """``(method, reference, question)`` of the paired comparisons the paper's claims rest
-    on: each ``triplet/<clf>`` against ``facenet/<clf>`` (does the metric space help?),
-    each ``cnn/<arch>/boosted*`` against ``cnn/<arch>`` (does bagging help?), and every
-    method against the validation-chosen one."""
+    on, each against its strongest fair rival:
+
+    * each ``triplet/<clf>`` against ``facenet/<clf>`` (does the metric space help?);
+    * each ``cnn/<arch>/boosted*`` (the vote and the mean of the chunk models) against the
+      single chunk of highest validation AUC (does bagging beat choosing one member?);
+    * each recurrent head against ``rnn/time_average``, a logistic regression on the same
+      features averaged over time (does the head learn anything temporal?);
+    * each temporal detector against each control (does it learn more than arithmetic?);
+    * every method against the validation-chosen one.
+
+    Every reference is chosen on validation (``results``' ``val_split_auc``), never test."""
     present = set(methods)
+    controls = [control_method(c) for c in CONTROLS if control_method(c) in present]
     pairs = []
     for m in methods:
-        raw = raw_embedding_of(m)
+        raw, average = raw_embedding_of(m), time_average_of(m)
         if raw in present:
             pairs.append((m, raw, "metric space: triplet vs raw FaceNet embeddings"))
-        if is_ensemble(m) and single_chunk_of(m) in present:
-            pairs.append((m, single_chunk_of(m), "bagging: chunk ensemble vs chunk 0"))
+        if is_ensemble(m):
+            best = evaluation.chosen_method(results, "video", among=single_chunks_of(m, methods))
+            if best is not None:
+                pairs.append((m, best, "bagging: chunk ensemble vs the single chunk chosen "
+                                       "on validation"))
+        if average in present:
+            pairs.append((m, average, "temporal head vs time-averaged features (logistic "
+                                      "regression)"))
+        if is_temporal(m):
+            pairs += [(m, c, "temporal model vs the training-free temporal control")
+                      for c in controls]
     if chosen is not None:
         pairs += [(m, chosen, "against the method chosen on validation")
                   for m in methods if m != chosen]
@@ -206,7 +225,7 @@ def comparisons(run: RunPaths, confidence: float = 0.95) -> pd.DataFrame:
     methods = list(paper_table(results).query("level == 'video'")["method"])
     rows = []
     for method, reference, question in comparison_pairs(
-            methods, evaluation.chosen_method(results)):
+            results, methods, evaluation.chosen_method(results)):
         a, _ = evaluation.read_predictions(run, method)
         b, _ = evaluation.read_predictions(run, reference)
         both = a.merge(b, on="video_id", suffixes=("", "_ref"))

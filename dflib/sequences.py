@@ -1,6 +1,7 @@
-"""The recurrent family (``lstm``, ``bilstm``, ``temporal_max``, ``gru``): heads on the trained
-frame CNN's 512-d ``features`` for the first ``seq_len`` faces of a video (read from the
-feature cache, :mod:`dflib.cnn_features`), their training and their predictions.
+"""The recurrent family (``lstm``, ``bilstm``, ``temporal_max``, ``gru``) and its baseline
+(``time_average``): heads on a trained frame CNN's 512-d ``features`` for the first
+``seq_len`` faces of a video (read from the feature cache, :mod:`dflib.cnn_features`; the
+chunk model of highest validation AUC gives them), their training and their predictions.
 
 Shorter videos are zero-padded and carry an explicit boolean mask input, so padding never
 changes a prediction (a ReLU feature vector can be all zeros, so zeros cannot be the mask
@@ -14,46 +15,68 @@ from typing import Any, Mapping, Sequence
 import keras
 import numpy as np
 import pandas as pd
-from keras import layers
+from keras import layers, ops, regularizers
 
 from . import batches, cnn, cnn_training, evaluation, fitting, io
-from .cnn_features import (FEATURE_DIM, Sequences, extract_sequence_features,
+from .cnn_features import (FEATURE_DIM, Sequences, extract_sequence_features, feature_chunk,
                            load_sequences, sequence_features)
 from .faces import store_inputs
 from .fitting import (ModelRecord, TemporalResult, finish_temporal_stage, finished_record,
                       fit_model, predict_scores, sample_class_weights, sample_video_rows,
                       saved_record)
 from .paths import RunPaths
-from .vocabulary import RNN_HEADS, rnn_method
+from .vocabulary import RNN_HEADS, TIME_AVERAGE, rnn_method
 
 # --------------------------------------------------------------------------- recurrent heads
 
-def build_head(name: str, feature_dim: int = FEATURE_DIM, dropout: float = 0.5) -> keras.Model:
+@keras.saving.register_keras_serializable(package="dflib")
+class MaskedTemporalMean(layers.Layer):
+    """Mean over time of ``[b, T, d]`` over the steps the mask keeps (0 for none kept)."""
+
+    def call(self, features: Any, steps: Any) -> Any:
+        keep = ops.expand_dims(ops.cast(steps, features.dtype), -1)
+        return ops.sum(features * keep, axis=1) / ops.maximum(ops.sum(keep, axis=1), 1.0)
+
+    def compute_output_shape(self, features_shape: tuple, steps_shape: tuple) -> tuple:
+        return (features_shape[0], features_shape[2])
+
+
+def build_head(name: str, feature_dim: int = FEATURE_DIM, dropout: float = 0.5,
+               l2: float = 0.0) -> keras.Model:
     """A recurrent head on sequences of frame features; not compiled.
 
     Inputs ``{"features": float32 [b, T, d], "mask": bool [b, T]}`` (T free, True on real
     steps, padding at the end); output the 2-way softmax. ``lstm``: LSTM 32.
     ``bilstm``: BiLSTM 256 (sequences) then LSTM 32. ``temporal_max``: BiLSTM 256
-    (sequences) then max over the unmasked steps. ``gru``: BiGRU 256.
+    (sequences) then max over the unmasked steps. ``gru``: BiGRU 256. ``time_average``:
+    the mean of the features over the unmasked steps, then the softmax: a logistic
+    regression on time-averaged features, the baseline that shows whether a head learns
+    anything from the order of the frames. ``l2`` weighs an L2 penalty on every kernel
+    (input and recurrent kernels and the softmax): the heads train on a few dozen videos.
     """
+    penalty = regularizers.L2(l2) if l2 > 0 else None
+    recurrent = {"kernel_regularizer": penalty, "recurrent_regularizer": penalty}
     feats = keras.Input((None, feature_dim), name="features")
     mask = keras.Input((None,), dtype="bool", name="mask")
     if name == "lstm":
-        x = layers.LSTM(32, name="lstm")(feats, mask=mask)
+        x = layers.LSTM(32, name="lstm", **recurrent)(feats, mask=mask)
     elif name == "bilstm":
-        x = layers.Bidirectional(layers.LSTM(256, return_sequences=True), name="bilstm")(
-            feats, mask=mask)
-        x = layers.LSTM(32, name="lstm")(x)  # the mask travels with x
+        x = layers.Bidirectional(layers.LSTM(256, return_sequences=True, **recurrent),
+                                 name="bilstm")(feats, mask=mask)
+        x = layers.LSTM(32, name="lstm", **recurrent)(x)  # the mask travels with x
     elif name == "temporal_max":
-        x = layers.Bidirectional(layers.LSTM(256, return_sequences=True), name="bilstm")(
-            feats, mask=mask)
+        x = layers.Bidirectional(layers.LSTM(256, return_sequences=True, **recurrent),
+                                 name="bilstm")(feats, mask=mask)
         x = cnn.MaskedTemporalMax(name="temporal_max")(x)
     elif name == "gru":
-        x = layers.Bidirectional(layers.GRU(256), name="bigru")(feats, mask=mask)
+        x = layers.Bidirectional(layers.GRU(256, **recurrent), name="bigru")(feats, mask=mask)
+    elif name == TIME_AVERAGE:
+        x = MaskedTemporalMean(name=TIME_AVERAGE)(feats, mask)
     else:
         raise ValueError(f"unknown recurrent head {name!r}; choose one of {RNN_HEADS}")
     x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(2, activation="softmax", name=cnn.PREDICTIONS_LAYER)(x)
+    outputs = layers.Dense(2, activation="softmax", name=cnn.PREDICTIONS_LAYER,
+                           kernel_regularizer=penalty)(x)
     return keras.Model({"features": feats, "mask": mask}, outputs, name=f"rnn_{name}")
 
 
@@ -62,7 +85,7 @@ def build_head(name: str, feature_dim: int = FEATURE_DIM, dropout: float = 0.5) 
 def head_config(head: str, shared: Mapping[str, Any], section: Mapping[str, Any],
                 features: Mapping[str, Any]) -> dict[str, Any]:
     """Everything that decides a recurrent head, the features' origin included."""
-    keys = ("seq_len", "epochs", "batch_size", "learning_rate", "patience", "dropout",
+    keys = ("seq_len", "epochs", "batch_size", "learning_rate", "patience", "dropout", "l2",
             "class_weight")
     return {"head": head, "seed": shared["seed"], "features": dict(features),
             **{k: section[k] for k in keys}}
@@ -84,24 +107,26 @@ def train_heads(store: batches.FaceSource, videos: pd.DataFrame, run: RunPaths,
                 shared: Mapping[str, Any], section: Mapping[str, Any],
                 threshold: float = 0.5, verbose: int = 2,
                 scoring: evaluation.Scoring = evaluation.Scoring()) -> TemporalResult:
-    """Sequence features from the run's latest frame CNN (chunk 0), then every head of
-    ``section["models"]`` trained (or reused) on chunk 0's training videos and scored as
-    ``rnn/<head>``.
+    """Sequence features from the run's latest frame CNN (its chunk of highest validation
+    AUC, :func:`dflib.cnn_features.feature_chunk`), then every head of ``section["models"]``
+    trained (or reused) on that chunk's training videos and scored as ``rnn/<head>``.
 
     Adam on whole videos (one sequence each); a head whose record shows the same
     configuration and the same features is not retrained.
     """
     manifest = cnn_training.latest_manifest(run)
     seq_len = section["seq_len"]
+    chunk, why = feature_chunk(run, manifest)
+    print(f"recurrent heads read the features of {manifest['arch']} {why}")
     table = extract_sequence_features(store, videos, run, manifest, seq_len,
-                                      section["batch_size"])
-    # The features come from chunk 0's CNN, which trained on every real training video and
+                                      section["batch_size"], chunk)
+    # The features come from one chunk's CNN, which trained on every real training video and
     # a share of the fakes: heads trained on all training videos would learn "the CNN has
-    # seen this video" as "real". They train on chunk 0's videos only, all seen alike.
+    # seen this video" as "real". They train on that chunk's videos only, all seen alike.
     origin = {"arch": manifest["arch"], "cnn_finished_at": manifest["finished_at"],
-              "train_videos": "chunk 0"}
+              "chunk": chunk, "train_videos": f"chunk {chunk}"}
     _, val = cnn_training.split_videos(videos)
-    train = cnn_training.chunk_videos(videos, manifest, 0)
+    train = cnn_training.chunk_videos(videos, manifest, chunk)
     test = videos[videos["split"] == "test"].reset_index(drop=True)
     train_seq, val_seq, test_seq = (load_sequences(run, manifest["arch"], v, seq_len)
                                     for v in (train, val, test))
@@ -116,7 +141,8 @@ def train_heads(store: batches.FaceSource, videos: pd.DataFrame, run: RunPaths,
             print(f"{rnn_method(head)}: {stale}, retraining")
         if record is None:
             fitting.seed_everything(shared["seed"])
-            model = build_head(head, train_seq.features.shape[-1], section["dropout"])
+            model = build_head(head, train_seq.features.shape[-1], section["dropout"],
+                               section["l2"])
             model.compile(optimizer=keras.optimizers.Adam(section["learning_rate"]),
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
             weights = sample_class_weights(train_seq.labels,
@@ -160,20 +186,20 @@ def score_saved(run: RunPaths, methods: Sequence[str], store: batches.FaceSource
                 videos: pd.DataFrame, settings: Mapping[str, Any], progress: bool = False
                 ) -> dict[str, evaluation.Prediction]:
     """Recurrent heads of the run applied to other faces (:func:`dflib.reload.score_methods`):
-    the frame CNN's features of each (backbone, ``seq_len``) are computed once."""
+    the frame CNN's features of each (backbone, chunk, ``seq_len``) are computed once."""
     out: dict[str, evaluation.Prediction] = {}
-    cached: dict[tuple[str, int], Sequences] = {}
+    cached: dict[tuple[str, int, int], Sequences] = {}
     for m in methods:
         record = saved_record(run, "rnn", m.split("/", 1)[1])
         origin, seq_len = record.config["features"], record.config["seq_len"]
-        key = (origin["arch"], seq_len)
+        key = (origin["arch"], origin["chunk"], seq_len)
         if key not in cached:
             manifest = cnn_training.completed_manifest(run, origin["arch"])
             if manifest["finished_at"] != origin["cnn_finished_at"]:
                 raise ValueError(f"{m}: trained on features of an earlier {origin['arch']} "
                                  "training; rerun stage 'train_rnn'")
             features = cnn.feature_model(cnn.load_model(
-                run.artifact(manifest["chunk_models"][0]["model"])))
+                run.artifact(manifest["chunk_models"][origin["chunk"]]["model"])))
             cached[key] = sequence_features(features, store, videos, seq_len,
                                             record.config["batch_size"])
         out[m] = (head_predictions(cnn.load_model(run.artifact(record.model)), cached[key],

@@ -281,16 +281,20 @@ def train_c3d(profile: config.Profile, verbose: int = 2) -> "fitting.TemporalRes
 
 
 def train_rnn(profile: config.Profile, verbose: int = 2) -> "fitting.TemporalResult":
-    """Stage 05: the latest frame CNN's features for the first ``seq_len`` faces of every
-    video, then the recurrent heads, scored as ``rnn/<head>`` (video level)."""
-    from . import faces, sequences
+    """Stage 05: the latest frame CNN's features (of its validation-chosen chunk) for the
+    first ``seq_len`` faces of every video, then the recurrent heads and their
+    time-averaging baseline, scored as ``rnn/<head>`` (video level); and the training-free
+    temporal controls, scored as ``control/<statistic>``."""
+    from . import controls, faces, sequences
 
     run = profile.run.ensure()
     videos = videos_with_faces(run)
+    store = faces.FaceStore(run)
     with _scoring(run, videos, "train_rnn"):
-        result = sequences.train_heads(faces.FaceStore(run), videos, run, profile.shared,
+        result = sequences.train_heads(store, videos, run, profile.shared,
                                        profile.sections["train_rnn"], verbose=verbose,
                                        scoring=scoring(profile))
+        controls.run_controls(store, videos, run, scoring=scoring(profile))
     outcomes = face_outcomes(videos)
     failed = outcomes["video_id"].isin(
         result.features.loc[result.features["status"] == "failed", "video_id"])

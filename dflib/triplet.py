@@ -9,8 +9,9 @@ then classic classifiers in the raw (512-d) and the learned (64-d) space.
   triplets to mine.
 * :func:`build_mlp` is the original 512 -> 256 -> 256 -> 128 -> 64 network, with its
   inputs standardised (see there why).
-* :func:`train` fits it (Adam, EarlyStopping, CSV log, atomic save, skip when done) and
-  stops on a NaN loss with :class:`NaNLossError`.
+* :func:`train` fits it for a fixed number of epochs, as the original script does (Adam, no
+  early stopping: see there why), logs the loss and the share of active triplets per epoch,
+  saves atomically, skips when done, and stops on a NaN loss with :class:`NaNLossError`.
 * :func:`make_classifier` / :func:`evaluate_classifiers` fit the scikit-learn classifiers on
   training frames and write ``predictions/<space>__<clf>.csv`` and the results rows.
 """
@@ -59,20 +60,10 @@ def pairwise_squared_distances(x: Any) -> Any:
     return ops.sum(ops.square(diff), axis=-1)
 
 
-def semi_hard_triplet_loss(labels: Any, embeddings: Any, margin: float = 1.0) -> Any:
-    """Semi-hard triplet loss of one batch (TensorFlow 1.x contrib's semantics, squared
-    distances).
-
-    For every anchor-positive pair (a != p, same label) the negative is the closest one
-    farther from the anchor than the positive (``d_an > d_ap``, semi-hard); when no
-    negative is that far, the farthest negative. The loss is
-    ``max(d_ap - d_an + margin, 0)`` averaged over the anchor-positive pairs.
-
-    Where the contrib formula is undefined or meaningless, this one is 0, never NaN: a batch
-    without positive pairs (it divides by 0) and the pairs of an anchor that has no
-    negative at all (a one-class batch: it charges ``margin + d_ap``; here there is no
-    triplet, so no loss). Memory ``b^3`` booleans: fine for the paper's 256, heavy past 1024.
-    """
+def _semi_hard_terms(labels: Any, embeddings: Any, margin: float) -> tuple[Any, Any, Any]:
+    """``(hinge, pairs, semi_hard)`` of one batch, each ``[a, p]``: the hinge of every
+    anchor-positive pair (0 off the pairs), the pairs that count (float 0/1) and whether a
+    pair found a semi-hard negative (bool). See :func:`semi_hard_triplet_loss`."""
     x = ops.cast(embeddings, "float32")
     y = ops.reshape(labels, (-1,))
     d = pairwise_squared_distances(x)
@@ -89,11 +80,45 @@ def semi_hard_triplet_loss(labels: Any, embeddings: Any, margin: float = 1.0) ->
     ceiling = ops.stop_gradient(ops.max(d))
     closest_harder = ops.min(ops.where(harder, d_an, ceiling), axis=2)
     farthest = ops.max(ops.where(negative, d, ops.zeros_like(d)), axis=1)
-    semi_hard = ops.where(ops.any(harder, axis=2), closest_harder, ops.expand_dims(farthest, 1))
+    found = ops.any(harder, axis=2)
+    semi_hard = ops.where(found, closest_harder, ops.expand_dims(farthest, 1))
     has_negative = ops.any(negative, axis=1)
     pairs = ops.cast(ops.logical_and(positive, ops.expand_dims(has_negative, 1)), "float32")
     hinge = ops.maximum(d - semi_hard + margin, 0.0) * pairs
+    return hinge, pairs, found
+
+
+def semi_hard_triplet_loss(labels: Any, embeddings: Any, margin: float = 1.0) -> Any:
+    """Semi-hard triplet loss of one batch (TensorFlow 1.x contrib's semantics, squared
+    distances).
+
+    For every anchor-positive pair (a != p, same label) the negative is the closest one
+    farther from the anchor than the positive (``d_an > d_ap``, semi-hard); when no
+    negative is that far, the farthest negative. The loss is
+    ``max(d_ap - d_an + margin, 0)`` averaged over the anchor-positive pairs.
+
+    Where the contrib formula is undefined or meaningless, this one is 0, never NaN: a batch
+    without positive pairs (it divides by 0) and the pairs of an anchor that has no
+    negative at all (a one-class batch: it charges ``margin + d_ap``; here there is no
+    triplet, so no loss). Memory ``b^3`` booleans: fine for the paper's 256, heavy past 1024.
+    """
+    hinge, pairs, _ = _semi_hard_terms(labels, embeddings, margin)
     return ops.sum(hinge) / ops.maximum(ops.sum(pairs), 1.0)
+
+
+def active_triplet_share(labels: Any, embeddings: Any, margin: float = 1.0) -> Any:
+    """The share of a batch's anchor-positive pairs whose triplet still has a loss (hinge
+    above 0): 1 while the space separates nothing, falling as the network learns; 0 for a
+    batch without pairs."""
+    hinge, pairs, _ = _semi_hard_terms(labels, embeddings, margin)
+    return ops.sum(ops.cast(hinge > 0, "float32") * pairs) / ops.maximum(ops.sum(pairs), 1.0)
+
+
+def semi_hard_share(labels: Any, embeddings: Any, margin: float = 1.0) -> Any:
+    """The share of a batch's anchor-positive pairs that found a semi-hard negative (one
+    farther from the anchor than the positive); the others fall back to the farthest."""
+    _, pairs, found = _semi_hard_terms(labels, embeddings, margin)
+    return ops.sum(ops.cast(found, "float32") * pairs) / ops.maximum(ops.sum(pairs), 1.0)
 
 
 @keras.saving.register_keras_serializable(package="dflib")
@@ -110,6 +135,27 @@ class SemiHardTripletLoss(keras.losses.Loss):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "margin": self.margin}
+
+
+# The per-epoch columns of the training log besides the loss (``val_`` prefixed too).
+TRIPLET_METRICS = ("active_triplets", "semi_hard")
+
+
+@keras.saving.register_keras_serializable(package="dflib")
+class TripletShare(keras.metrics.MeanMetricWrapper):
+    """A batch share of :func:`active_triplet_share` or :func:`semi_hard_share` as a Keras
+    metric, averaged over an epoch's batches; its name is the log column."""
+
+    def __init__(self, name: str = "active_triplets", margin: float = 1.0,
+                 **kwargs: Any) -> None:
+        if name not in TRIPLET_METRICS:
+            raise ValueError(f"unknown triplet metric {name!r}; choose from {TRIPLET_METRICS}")
+        share = active_triplet_share if name == "active_triplets" else semi_hard_share
+        super().__init__(lambda y, z: share(y, z, margin), name=name, **kwargs)
+        self.margin = float(margin)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "margin": self.margin, "dtype": self.dtype}
 
 
 # --------------------------------------------------------------------------- batches
@@ -174,12 +220,15 @@ class BalancedBatches(keras.utils.PyDataset):
 
 # --------------------------------------------------------------------------- network
 
-def build_mlp(input_dim: int = 512, dropout: float = 0.1) -> keras.Model:
+def build_mlp(input_dim: int = 512, dropout: float = 0.1,
+              unit_length: bool = False) -> keras.Model:
     """The original triplet network, ``input -> 256 -> 256 -> 128 -> 64``, ReLU, dropout.
 
     The 64-d output is linear and not L2-normalised, as in the original (a plain Dense 64
     under the semi-hard loss); with squared distances the loss stays finite without normalising,
     and classifiers downstream standardise their inputs where they need it.
+    ``unit_length`` divides each embedding by its length (FaceNet's own convention, where
+    squared distances lie in [0, 4] and the margin is a share of that range).
 
     One addition: a ``Normalization`` layer (adapted on the training embeddings by
     :func:`train`) standardises each input dimension. For pretrained FaceNet embeddings
@@ -193,6 +242,8 @@ def build_mlp(input_dim: int = 512, dropout: float = 0.1) -> keras.Model:
         x = keras.layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
         x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
     outputs = keras.layers.Dense(EMBEDDING_DIM, name="embedding")(x)
+    if unit_length:
+        outputs = keras.layers.UnitNormalization(name="unit_length")(outputs)
     return keras.Model(inputs, outputs, name="triplet_mlp")
 
 
@@ -240,9 +291,8 @@ class Training:
     """A trained (or reloaded) triplet network and its per-epoch log."""
 
     model: keras.Model
-    history: pd.DataFrame  # epoch, loss[, val_loss]
+    history: pd.DataFrame  # epoch, loss, active_triplets, semi_hard[, val_ of each]
     trained: bool  # False when a finished model was reloaded
-    monitor: str  # val_loss, or loss when the validation data lack a class
 
 
 def _digest(*arrays: np.ndarray) -> str:
@@ -276,30 +326,37 @@ def _has_both_classes(y: np.ndarray) -> bool:
 
 def train(run: RunPaths, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
           y_val: np.ndarray, *, epochs: int = 20, batch_size: int = 256,
-          learning_rate: float = 3e-4, margin: float = 1.0, patience: int = 10,
+          learning_rate: float = 3e-4, margin: float = 1.0, unit_length: bool = False,
           dropout: float = 0.1, seed: int = 0, verbose: int = 2,
           inputs: Mapping[str, Iterable[str]] | None = None) -> Training:
-    """Train the triplet network, or reload it when a finished one matches these inputs.
+    """Train the triplet network for ``epochs`` epochs, or reload it when a finished one
+    matches these inputs.
 
-    EarlyStopping watches ``val_loss`` (restoring the best weights) when the validation
-    data hold both classes, otherwise the training loss. The model goes to
-    ``models/triplet.keras`` (atomically), its fingerprint (parameters and a digest of the
-    data, and ``inputs``: the videos per split the embeddings came from, see
-    :func:`dflib.io.made_from`) to ``models/triplet.json`` after it, and the per-epoch log
-    to ``logs/triplet.csv``. A model made from anything else is retrained, saying why.
+    Every epoch runs and the last one's weights are kept, as in the original script (no
+    callbacks). Early stopping on the validation loss, with the best weights restored, kept
+    the network of epoch 1 in every seed tried on the demo (issue 27): the lowest
+    validation loss came before the network had learned anything, so the "triplet space"
+    was a near-random projection. The validation split, when it holds both classes, is
+    only logged (``val_loss``, ``val_active_triplets``, ``val_semi_hard``).
+
+    The model goes to ``models/triplet.keras`` (atomically), its fingerprint (parameters
+    and a digest of the data, and ``inputs``: the videos per split the embeddings came
+    from, see :func:`dflib.io.made_from`) to ``models/triplet.json`` after it, and the
+    per-epoch log to ``logs/triplet.csv``. A model made from anything else is retrained,
+    saying why.
     """
     for name, a in (("training", x_train), ("validation", x_val)):
         if not np.isfinite(a).all():
             raise ValueError(f"{name} embeddings contain NaN or inf")
     params = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-              "margin": margin, "patience": patience, "dropout": dropout, "seed": seed,
-              "backend": keras.backend.backend()}
+              "margin": margin, "unit_length": unit_length, "dropout": dropout, "seed": seed,
+              "schedule": "fixed epochs", "backend": keras.backend.backend()}
     # The architecture's own description, so that a change to build_mlp retrains too.
-    architecture = hashlib.sha256(build_mlp(x_train.shape[1], dropout).to_json().encode())
+    architecture = hashlib.sha256(build_mlp(x_train.shape[1], dropout, unit_length)
+                                  .to_json().encode())
     fingerprint = io.made_from({**params, "architecture": architecture.hexdigest(),
                                 "data": _digest(x_train, y_train, x_val, y_val)}, inputs or {})
     validate = len(x_val) > 0 and _has_both_classes(y_val)
-    monitor = "val_loss" if validate else "loss"
     target, fp_file, log_file = run.top_model_files(MODEL_NAME)
     if target.is_file() and fp_file.is_file() and log_file.is_file():
         record, damage = io.read_record(fp_file), io.read_problem(target)
@@ -308,28 +365,26 @@ def train(run: RunPaths, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
                  or (f"{target.name} {damage}" if damage else ""))
         if not stale:
             model = keras.saving.load_model(target, compile=False)
-            return Training(model, read_log(log_file), False, monitor)
+            return Training(model, read_log(log_file), False)
         print(f"{MODEL_NAME}: {stale}, retraining")
 
     fp_file.unlink(missing_ok=True)  # the old model no longer counts as finished
     seed_everything(seed)  # TensorFlow's deterministic ops too, as the CNNs train
-    model = build_mlp(x_train.shape[1], dropout)
+    model = build_mlp(x_train.shape[1], dropout, unit_length)
     model.get_layer(NORMALISATION).adapt(x_train)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss=SemiHardTripletLoss(margin))
+                  loss=SemiHardTripletLoss(margin),
+                  metrics=[TripletShare(name, margin) for name in TRIPLET_METRICS])
     train_batches = BalancedBatches(x_train, y_train, batch_size, seed=seed)
     val_batches = (BalancedBatches(x_val, y_val, batch_size, seed=seed, shuffle=False)
                    if validate else None)
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    callbacks = [StopOnNaN(batch_size, learning_rate),
-                 keras.callbacks.EarlyStopping(monitor=monitor, patience=patience,
-                                               restore_best_weights=True),
-                 keras.callbacks.CSVLogger(str(log_file))]
+    callbacks = [StopOnNaN(batch_size, learning_rate), keras.callbacks.CSVLogger(str(log_file))]
     model.fit(train_batches, validation_data=val_batches, epochs=epochs, callbacks=callbacks,
               shuffle=keras_shuffles(train_batches), verbose=verbose)
     _save_model(model, target)
     io.write_text(json.dumps(fingerprint, indent=2) + "\n", fp_file)
-    return Training(model, read_log(log_file), True, monitor)
+    return Training(model, read_log(log_file), True)
 
 
 def transform(model: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -502,8 +557,8 @@ class StageResult:
 def run_stage(run: RunPaths, videos: pd.DataFrame, params: Mapping[str, Any], seed: int = 0,
               progress: bool = True,
               scoring: evaluation.Scoring = evaluation.Scoring()) -> StageResult:
-    """Stage 07: train the triplet network on training-split FaceNet embeddings (validation
-    split for early stopping), then fit and score the classifiers on the raw embeddings
+    """Stage 07: train the triplet network on training-split FaceNet embeddings (the
+    validation split's loss and active triplets are logged), then fit and score the classifiers on the raw embeddings
     (``facenet/<clf>``) and on the triplet embeddings (``triplet/<clf>``).
 
     ``params`` is the profile's ``train_triplet`` section; ``videos`` the video index.
@@ -522,7 +577,7 @@ def run_stage(run: RunPaths, videos: pd.DataFrame, params: Mapping[str, Any], se
     tr, va, te = (split == "train") & chosen, (split == "val"), (split == "test")
     training = train(run, x[tr], y[tr], x[va & chosen], y[va & chosen], epochs=params["epochs"],
                      batch_size=params["batch_size"], learning_rate=params["learning_rate"],
-                     margin=params["margin"], patience=params["patience"],
+                     margin=params["margin"], unit_length=params["unit_length"],
                      dropout=params["dropout"], seed=seed, verbose=2 if progress else 0,
                      inputs={role: frames.loc[split == role, "video_id"].unique()
                              for role in ("train", "val")})

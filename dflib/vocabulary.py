@@ -14,6 +14,7 @@ own name (docs/design.md, "Contracts")::
     c3d  conv3d  conv3d_light
     rnn/<head>
     facenet/<classifier>  triplet/<classifier>
+    control/<statistic>
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePath
 from types import MappingProxyType
-from typing import Mapping
+from typing import Mapping, Sequence
 
 # Frame-CNN backbones (keras.applications) and the smallest input side each accepts
 # without ImageNet weights.
@@ -35,7 +36,13 @@ CNN_ARCHS = tuple(CNN_MIN_INPUT)
 ENSEMBLE_RULES: Mapping[str, str] = MappingProxyType({"boosted": "vote", "boosted_mean": "mean"})
 ENSEMBLES = tuple(ENSEMBLE_RULES)
 CLIP_MODELS = ("c3d", "conv3d", "conv3d_light")
-RNN_HEADS = ("lstm", "bilstm", "temporal_max", "gru")
+# ``time_average`` is the recurrent heads' fair baseline: a logistic regression on the mean
+# of the same features over time (dflib.sequences.build_head).
+RNN_HEADS = ("lstm", "bilstm", "temporal_max", "gru", "time_average")
+TIME_AVERAGE = "time_average"
+# Training-free statistics scored like detectors, to show what arithmetic alone finds
+# (dflib.controls); not detectors: the study never chooses one.
+CONTROLS = ("colour_jerk",)
 CLASSIFIERS = ("sgd", "logreg", "rf", "knn", "svc", "nb", "perceptron", "tree")
 AGGREGATIONS = ("mean", "max", "vote", "confident")
 
@@ -49,7 +56,7 @@ _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*(?:_[A-Za-z0-9.+-]+)*")
 PREDICTION_SPLITS = ("test", "val")
 
 # Display groups of the results tables and figures, in the paper's order.
-DISPLAY_GROUPS = ("frame CNN", "boosted", "temporal", "FaceNet", "triplet", "other")
+DISPLAY_GROUPS = ("frame CNN", "boosted", "temporal", "FaceNet", "triplet", "control", "other")
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,8 @@ class Family:
     ``dflib``, whose ``score_saved(run, methods, store, videos, settings, progress)``
     applies the run's trained models to other faces (:func:`dflib.reload.score_methods`).
     ``threshold_section`` is the profile section whose ``threshold`` its predictions were
-    called with (None: 0.5)."""
+    called with (None: 0.5). ``detector`` is false for a control (a statistic designed
+    knowing the data, scored like a detector for comparison): the study never picks one."""
 
     name: str
     members: tuple[str, ...]
@@ -73,6 +81,7 @@ class Family:
     placeholder: str = "<classifier>"  # the member in words, for error messages
     variants: str = ""  # regex of an optional third segment
     variants_in_words: str = ""
+    detector: bool = True
 
     @property
     def pattern(self) -> str:
@@ -101,6 +110,8 @@ FAMILIES: Mapping[str, Family] = MappingProxyType({f.name: f for f in (
            threshold_section="train_triplet"),
     Family("triplet", CLASSIFIERS, "triplet", "triplet", frame_level=True,
            threshold_section="train_triplet"),
+    Family("control", CONTROLS, "controls", "control", frame_level=False,
+           placeholder="<statistic>", detector=False),
 )})
 FRAME_LEVEL = tuple(name for name, f in FAMILIES.items() if f.frame_level)
 METHOD_NAME = re.compile("|".join(f.pattern for f in FAMILIES.values()))
@@ -123,6 +134,19 @@ def is_method(method: str) -> bool:
 def is_frame_level(method: str) -> bool:
     """Whether the method scores single faces (and writes frame predictions)."""
     return FAMILIES[family(method)].frame_level
+
+
+def is_detector(method: str) -> bool:
+    """False for a control (:data:`CONTROLS`); true for every other name, of a family or not."""
+    try:
+        return FAMILIES[family(method)].detector
+    except ValueError:
+        return True
+
+
+def is_temporal(method: str) -> bool:
+    """Whether a method is one of the temporal detectors (clip models, recurrent heads)."""
+    return is_detector(method) and display_group(method) == "temporal"
 
 
 def threshold_section(method: str) -> str | None:
@@ -164,9 +188,23 @@ def is_ensemble(method: str) -> bool:
     return method.startswith("cnn/") and method.rsplit("/", 1)[-1] in ENSEMBLES
 
 
-def single_chunk_of(method: str) -> str:
-    """``cnn/<arch>`` of a ``cnn/<arch>/...`` name: the chunk-0 model it is compared with."""
-    return cnn_method(method.split("/")[1])
+def control_method(statistic: str) -> str:
+    return f"control/{statistic}"
+
+
+def single_chunks_of(method: str, methods: Sequence[str]) -> list[str]:
+    """The single chunk models (``cnn/<arch>``, ``cnn/<arch>/chunk<i>``) among ``methods`` of
+    the backbone of a ``cnn/<arch>/...`` name: the members an ensemble is compared with."""
+    arch = method.split("/")[1]
+    return [m for m in methods if m == cnn_method(arch)
+            or re.fullmatch(rf"cnn/{re.escape(arch)}/chunk\d+", m)]
+
+
+def time_average_of(method: str) -> str | None:
+    """``rnn/time_average`` of a recurrent head's name (the baseline it is compared with);
+    None for the baseline itself and for other names."""
+    head, _, rest = method.partition("/")
+    return rnn_method(TIME_AVERAGE) if head == "rnn" and rest != TIME_AVERAGE else None
 
 
 def raw_embedding_of(method: str) -> str | None:

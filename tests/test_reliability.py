@@ -259,7 +259,7 @@ def test_embedding_and_triplet_stages_count_and_record_a_broken_store_file(tmp_p
         "run_name": "run", "dataset": "folder", "data_root": "unused",
         "outputs_dir": str(tmp_path), "img_size": 32, "seed": 0, "device": "cpu",
         "embed_faces": {"pretrained": "none", "batch_size": 16},
-        "train_triplet": {"epochs": 1, "batch_size": 8, "patience": 1,
+        "train_triplet": {"epochs": 1, "batch_size": 8,
                           "classifiers": ["sgd"]},
     }, stages=("embed_faces", "train_triplet"))
 

@@ -204,3 +204,49 @@ def test_evidence_figures_draw_one_entry_per_method_or_family(tmp_path):
     fig = plots.robustness_figure(table, chosen)
     assert len(fig.axes[0].get_lines()) == 4 + 1  # a line per family and the chance line
     plots.save_fig(fig, run, "fig_robustness_auc")
+
+
+def signal_run(tmp_path, signals: dict[str, tuple[float, float]]) -> RunPaths:
+    """A run whose methods score 16 test and 16 validation videos with the given signal
+    strength on each split (``method -> (validation, test)``): more signal, higher AUC."""
+    run = RunPaths(tmp_path / "run").ensure()
+    noise = np.random.default_rng(1).random(16)
+    labels = np.array([0] * 6 + [1] * 10)
+    for method, strengths in signals.items():
+        for split, strength in zip(("val", "test"), strengths):
+            scores = np.clip(0.2 + labels * strength + noise * 0.6, 0, 1).round(3)
+            evaluation.write_predictions(run, method, pd.DataFrame({
+                "video_id": [f"{split}{i}" for i in range(16)], "label": labels,
+                "score": scores, "pred": (scores > 0.5).astype(int), "n_frames": 4}),
+                split=split)
+        evaluation.score_method(run, method, scoring=evaluation.Scoring(resamples=0))
+    return run
+
+
+def test_bagging_is_compared_with_the_chunk_chosen_on_validation_not_chunk_0(tmp_path):
+    # chunk 1 is best on validation, chunk 2 on test: the reference is chunk 1
+    run = signal_run(tmp_path, {"cnn/ef0": (0.0, 0.1), "cnn/ef0/chunk1": (0.4, 0.1),
+                                "cnn/ef0/chunk2": (0.1, 0.6), "cnn/ef0/boosted": (0.2, 0.3),
+                                "cnn/ef0/boosted_mean": (0.2, 0.3)})
+    table = result_tables.comparisons(run)
+    bagging = table[table["question"].str.startswith("bagging")]
+    assert sorted(zip(bagging["method"], bagging["reference"])) == [
+        ("cnn/ef0/boosted", "cnn/ef0/chunk1"), ("cnn/ef0/boosted_mean", "cnn/ef0/chunk1")]
+
+
+def test_heads_face_time_averaging_and_temporal_models_the_control(tmp_path):
+    run = signal_run(tmp_path, {"rnn/lstm": (0.3, 0.3), "rnn/gru": (0.2, 0.2),
+                                "rnn/time_average": (0.2, 0.3), "c3d": (0.1, 0.1),
+                                "control/colour_jerk": (0.6, 0.6), "cnn/ef0": (0.5, 0.5)})
+    table = result_tables.comparisons(run)
+    pairs = {(m, r): q for m, r, q in zip(table["method"], table["reference"], table["question"])}
+    heads = {k for k, q in pairs.items() if q.startswith("temporal head")}
+    assert heads == {("rnn/lstm", "rnn/time_average"), ("rnn/gru", "rnn/time_average")}
+    control = {k for k, q in pairs.items() if "control" in q}
+    assert control == {(m, "control/colour_jerk")
+                       for m in ("rnn/lstm", "rnn/gru", "rnn/time_average", "c3d")}
+    # the control has the best validation AUC, but the study picks among detectors only
+    results = evaluation.results_table(run)
+    assert evaluation.chosen_method(results) == "cnn/ef0"
+    assert result_tables.paper_table(results).set_index("method").loc[
+        "control/colour_jerk", "family"] == "control"

@@ -250,7 +250,8 @@ def test_rnn_stage_extracts_features_once_and_keeps_every_test_video(tiny_run):
                                                 "n_videos": len(chunk0)}]}),
                   folder / "manifest.json")
     section = {"models": ["lstm"], "seq_len": 4, "epochs": 1, "batch_size": 4,
-               "learning_rate": 1e-3, "patience": 1, "dropout": 0.5, "class_weight": True}
+               "learning_rate": 1e-3, "patience": 1, "dropout": 0.5, "l2": 1e-3,
+               "class_weight": True}
     result = sequences.train_heads(store, videos, run, SHARED, section, verbose=0)
     assert set(result.features["status"]) == {"extracted"}
     with np.load(run.sequence_features_dir("ef0") / "tr0.npz") as z:
@@ -292,3 +293,109 @@ def test_conv3d_is_the_original_studys_conv3d_model():
                for layer in (*convs, model.get_layer("fc1"), model.get_layer("fc2")))
     light = clips.build_clip_model("conv3d_light", 16, 112)
     assert light.count_params() < model.count_params() / 20
+
+
+# --------------------------------------------------------------------------- issue 27
+
+def stand_in_cnn(folder, name: str, seed: int) -> None:
+    """A frame CNN with the contract's layer names (a real backbone is slow here)."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((32, 32, 3))
+    feats = keras.layers.Dense(cnn_features.FEATURE_DIM, activation="relu",
+                               name=cnn.FEATURES_LAYER)(keras.layers.GlobalAveragePooling2D()(inputs))
+    keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name=cnn.PREDICTIONS_LAYER)(
+        feats)).save(folder / f"{name}.keras")
+
+
+def test_heads_read_the_chunk_chosen_on_validation_and_the_baseline_trains(tiny_run):
+    run, store, videos = tiny_run
+    folder = run.models / "cnn" / "ef0"
+    folder.mkdir(parents=True)
+    train = videos[videos["split"] == "train"]
+    parts = cnn_training.balanced_chunks(train, cnn_training.n_chunks(train, 2), 0)
+    for i in range(2):
+        stand_in_cnn(folder, f"chunk{i}", i)
+    io.write_text(json.dumps({"arch": "ef0", "complete": True, "finished_at": 1.0,
+                              "config": {"chunks": 2, "seed": 0},
+                              "chunk_models": [{"model": f"models/cnn/ef0/chunk{i}.keras",
+                                                "n_videos": len(parts[i])} for i in range(2)]}),
+                  folder / "manifest.json")
+    # chunk 1 ranks the validation videos right, chunk 0 wrong; on test the other way round
+    for method, val_scores in (("cnn/ef0", [0.9, 0.1]), ("cnn/ef0/chunk1", [0.1, 0.9])):
+        for split, ids, scores in (("val", ["va0", "va1"], val_scores),
+                                   ("test", ["te_real", "te_long"], val_scores[::-1])):
+            evaluation.write_predictions(run, method, pd.DataFrame({
+                "video_id": ids, "label": [0, 1], "score": scores, "pred": [0, 0],
+                "n_frames": 6}), split=split)
+        evaluation.score_method(run, method, scoring=evaluation.Scoring(resamples=0))
+    section = {"models": ["lstm", "time_average"], "seq_len": 4, "epochs": 1, "batch_size": 4,
+               "learning_rate": 1e-3, "patience": 1, "dropout": 0.5, "l2": 1e-3,
+               "class_weight": True}
+    result = sequences.train_heads(store, videos, run, SHARED, section, verbose=0)
+    for method in ("rnn/lstm", "rnn/time_average"):
+        record = result.records[method]
+        assert record.config["features"]["chunk"] == 1
+        assert record.n_train == len(parts[1])
+    manifest = json.loads(run.sequence_features_manifest("ef0").read_text())
+    assert manifest["chunk"] == 1 and manifest["cnn_model"].endswith("chunk1.keras")
+    # the stored features are chunk 1's
+    extractor = cnn.feature_model(cnn.load_model(folder / "chunk1.keras"))
+    expected = extractor.predict(store.load("tr0")[0][:4].astype(np.float32), verbose=0)
+    with np.load(run.sequence_features_file("ef0", "tr0")) as z:
+        np.testing.assert_allclose(z["features"], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_time_average_is_a_logistic_regression_on_the_mean_features():
+    model = sequences.build_head("time_average", feature_dim=8, l2=0.0)
+    x, lengths = cnn_features.pad_sequences([sequence(3)], 5, feature_dim=8)
+    s = cnn_features.Sequences(np.array(["v"]), np.array([1]), x, lengths)
+    w, b = model.get_layer(cnn.PREDICTIONS_LAYER).get_weights()
+    logits = x[0, :3].mean(axis=0) @ w + b
+    expected = np.exp(logits) / np.exp(logits).sum()
+    np.testing.assert_allclose(model.predict(s.inputs, verbose=0)[0], expected, rtol=1e-5)
+    weights = [len(layer.losses) for layer in sequences.build_head("lstm", 8, l2=1e-3).layers]
+    assert sum(weights) >= 2  # the recurrent and the softmax kernels are penalised
+
+
+def coloured_faces(colours: np.ndarray, size: int = 16) -> np.ndarray:
+    """Faces whose inner half has the given mean colours over time, a border that flickers."""
+    faces = np.zeros((len(colours), size, size, 3), np.uint8)
+    faces[:] = np.asarray(colours, np.uint8)[:, None, None, :]
+    faces[:, :2] = RNG.integers(0, 256, (len(colours), 2, size, 3))  # outside the inner half
+    return faces
+
+
+def test_colour_jerk_sees_per_frame_flicker_not_drift_or_borders():
+    from dflib import controls
+
+    steady = coloured_faces(np.full((6, 3), 120))
+    drift = coloured_faces(np.linspace(100, 150, 6)[:, None].repeat(3, axis=1))
+    flicker = coloured_faces(120 + np.array([0, 6, -6, 6, -6, 0])[:, None].repeat(3, axis=1))
+    assert controls.colour_jerk(steady) == 0.0
+    assert controls.colour_jerk(drift) == pytest.approx(0.0, abs=0.2)  # uint8 rounding
+    # second differences -18, 24, -24, 18 (grey levels) on each channel: lengths times sqrt(3)
+    assert controls.colour_jerk(flicker) == pytest.approx(np.sqrt(3) * 21, rel=1e-6)
+    assert controls.colour_jerk(flicker[:2]) is None  # no second difference
+
+
+def test_controls_are_scored_like_detectors_and_keep_every_video(tiny_run):
+    from dflib import controls
+
+    run, store, videos = tiny_run
+    videos = videos.assign(n_faces=videos["n_faces"].where(videos["video_id"] != "te_long", 0))
+    rows = controls.run_controls(store, videos, run, scoring=evaluation.Scoring(resamples=0))
+    assert rows["method"].tolist() == ["control/colour_jerk"]
+    test, _ = evaluation.read_predictions(run, "control/colour_jerk")
+    status = test.set_index("video_id")["status"]
+    # te_short has 2 faces (no second difference), te_none and te_long none: the prior
+    assert set(test["video_id"]) == {"te_long", "te_real", "te_short", "te_none"}
+    assert status["te_real"] == "ok" and (status.drop("te_real") == "no_face").all()
+    val, _ = evaluation.read_predictions(run, "control/colour_jerk", "val")
+    assert len(val) == 2 and val["score"].between(0, 1).all()
+    assert tuple(controls.STATISTICS) == vocabulary.CONTROLS
+    assert vocabulary.family("control/colour_jerk") == "control"
+    assert not vocabulary.is_detector("control/colour_jerk")
+    again = controls.score_saved(run, ["control/colour_jerk"], store,
+                                 videos[videos["split"] == "test"], {})
+    pd.testing.assert_frame_equal(again["control/colour_jerk"][0], test,
+                                  check_dtype=False, atol=1e-6)

@@ -38,6 +38,27 @@ def reference_loss(labels: np.ndarray, x: np.ndarray, margin: float = 1.0) -> fl
     return float(np.mean(losses)) if losses else 0.0
 
 
+def reference_shares(labels: np.ndarray, x: np.ndarray, margin: float = 1.0) -> tuple[float, float]:
+    """(share of anchor-positive pairs with a loss, share that found a semi-hard negative),
+    one pair at a time, over the pairs whose anchor has a negative."""
+    y = np.asarray(labels).ravel()
+    x = np.asarray(x, dtype=np.float64)
+    d = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    active, found = [], []
+    for a in range(len(y)):
+        negatives = [d[a, n] for n in range(len(y)) if y[n] != y[a]]
+        if not negatives:
+            continue
+        for p in range(len(y)):
+            if p == a or y[p] != y[a]:
+                continue
+            farther = [dn for dn in negatives if dn > d[a, p]]
+            d_an = min(farther) if farther else max(negatives)
+            active.append(d[a, p] - d_an + margin > 0)
+            found.append(bool(farther))
+    return (float(np.mean(active)), float(np.mean(found))) if active else (0.0, 0.0)
+
+
 def random_batches(n: int = 24, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """Batches of varied size, dimension, scale, class balance and margin; some on an
     integer grid, so that exact distance ties test the strict 'farther than' rule."""
@@ -125,6 +146,18 @@ def test_edge_cases_train_without_nan():
     assert all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in model.weights)
 
 
+def test_active_and_semi_hard_shares_match_the_reference():
+    for y, x, margin in random_batches(12, seed=5):
+        active, found = reference_shares(y, x, margin)
+        got = [float(keras.ops.convert_to_numpy(f(y, x, margin)))
+               for f in (triplet.active_triplet_share, triplet.semi_hard_share)]
+        assert got == pytest.approx([active, found], abs=1e-6)
+    # a space that separates the classes by more than the margin leaves no active triplet
+    y = np.array([0, 0, 0, 1, 1, 1])
+    x = np.c_[10.0 * y, np.zeros(6)].astype(np.float32)
+    assert float(keras.ops.convert_to_numpy(triplet.active_triplet_share(y, x))) == 0.0
+
+
 def test_loss_class_is_the_function_and_serialises():
     y, x, _ = random_batches(1, seed=3)[0]
     loss = triplet.SemiHardTripletLoss(margin=0.5)
@@ -183,7 +216,7 @@ def clusters(n: int, dim: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarr
     return x.astype(np.float32), y
 
 
-TRAIN = {"epochs": 3, "batch_size": 32, "learning_rate": 1e-3, "margin": 1.0, "patience": 1,
+TRAIN = {"epochs": 3, "batch_size": 32, "learning_rate": 1e-3, "margin": 1.0,
          "dropout": 0.1, "seed": 0, "verbose": 0}
 
 
@@ -200,9 +233,10 @@ def test_training_saves_logs_and_reloads_a_finished_model(tmp_path):
     x, y = clusters(120)
     xv, yv = clusters(40, seed=1)
     first = triplet.train(run, x, y, xv, yv, **TRAIN)
-    assert first.trained and first.monitor == "val_loss"
+    assert first.trained
     assert run.top_model_files(triplet.MODEL_NAME)[0].is_file()
-    assert {"epoch", "loss", "val_loss"} <= set(first.history.columns)
+    assert {"epoch", "loss", "val_loss", "active_triplets", "val_active_triplets", "semi_hard",
+            "val_semi_hard"} <= set(first.history.columns)
     z = triplet.transform(first.model, xv)
     assert z.shape == (40, triplet.EMBEDDING_DIM) and np.isfinite(z).all()
 
@@ -211,6 +245,31 @@ def test_training_saves_logs_and_reloads_a_finished_model(tmp_path):
     np.testing.assert_allclose(triplet.transform(again.model, xv), z, atol=1e-5)
     changed = triplet.train(run, x, y, xv, yv, **{**TRAIN, "epochs": 1})
     assert changed.trained and len(changed.history) == 1
+
+
+def test_every_epoch_runs_and_the_last_epochs_weights_are_kept(tmp_path):
+    """The validation faces carry the opposite labels of the training clusters, so their
+    loss is lowest before training: early stopping with restored weights (this module's
+    old schedule) stopped there and kept a near-initial network (issue 27)."""
+    run = RunPaths(tmp_path).ensure()
+    x, y = clusters(120)
+    xv, yv = clusters(60, seed=1)
+    out = triplet.train(run, x, y, xv, 1 - yv, **{**TRAIN, "epochs": 5})
+    log = out.history
+    assert len(log) == 5 and log["val_loss"].idxmin() < 4  # epoch 5 is not the best
+    batches = triplet.BalancedBatches(xv, 1 - yv, TRAIN["batch_size"], shuffle=False)
+    kept = np.mean([loss_value(yb, triplet.transform(out.model, xb)) for xb, yb in
+                    (batches[i] for i in range(len(batches)))])
+    assert kept == pytest.approx(log["val_loss"].iloc[-1], rel=1e-4)
+    assert log["active_triplets"].iloc[-1] < log["active_triplets"].iloc[0]
+
+
+def test_unit_length_embeddings_lie_on_the_sphere(tmp_path):
+    x, y = clusters(90)
+    out = triplet.train(RunPaths(tmp_path).ensure(), x, y, x[:0], y[:0],
+                        **{**TRAIN, "epochs": 1, "margin": 0.2, "unit_length": True})
+    norms = np.linalg.norm(triplet.transform(out.model, x), axis=1)
+    np.testing.assert_allclose(norms, 1.0, atol=1e-5)
 
 
 def test_embeddings_of_other_videos_retrain_the_network_and_say_why(tmp_path, capsys):
@@ -228,7 +287,7 @@ def test_embeddings_of_other_videos_retrain_the_network_and_say_why(tmp_path, ca
 def test_validation_without_both_classes_falls_back_to_the_training_loss(tmp_path):
     x, y = clusters(60)
     out = triplet.train(RunPaths(tmp_path).ensure(), x, y, x[:0], y[:0], **{**TRAIN, "epochs": 1})
-    assert out.monitor == "loss" and "val_loss" not in out.history.columns
+    assert "val_loss" not in out.history.columns and "active_triplets" in out.history.columns
 
 
 @pytest.mark.parametrize("learning_rate", [1e38, 1e30])
@@ -329,6 +388,7 @@ def fake_embedding_run(tmp_path) -> tuple[RunPaths, pd.DataFrame]:
 def test_run_stage_trains_scores_and_feeds_the_figures(tmp_path):
     run, videos = fake_embedding_run(tmp_path)
     params = {**{k: v for k, v in TRAIN.items() if k not in ("seed", "verbose")},
+              "unit_length": False,
               "classifiers": ["logreg", "nb"], "aggregation": "mean", "threshold": 0.5}
     result = triplet.run_stage(run, videos, params, seed=0, progress=False)
     assert result.embeddings["used"] == "random" and result.training.trained
