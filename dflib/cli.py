@@ -9,6 +9,7 @@ from typing import Sequence
 
 from . import config
 from .devices import DEVICES
+from .faces_fields import SAMPLING_STRATEGIES
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
@@ -30,7 +31,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
             result = stages.read_dataset(profile)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                splits = stages.check_splits(profile, result)
+                splits = datasets.check_splits(profile.shared, profile.sections["index"],
+                                               result)
         except datasets.DatasetError as exc:
             print(f"error: {args.profile}: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
@@ -214,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         for flag, kind in (("--factor", float), ("--min-face-size", int),
                            ("--detect-max-side", int), ("--redetect-every", int)):
             p.add_argument(flag, type=kind, help="FaceExtractor setting (default: the "
-                           "profile default, dflib/config.py)")
+                           "profile default, dflib/faces_fields.py)")
     parallel.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                           help="worker counts to time (0: in this process, without and with "
                                "the next video decoded ahead); the speed-up is against the first")
@@ -227,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "decoder)")
     decode.add_argument("--frames", type=int, default=25, help="frames sampled per video")
     decode.add_argument("--sampling", default="first",
-                        choices=config.STAGE_BY_NAME["faces"].fields["sampling"].choices,
+                        choices=SAMPLING_STRATEGIES,
                         help="which frames, as the profile's faces.sampling picks them")
     decode.add_argument("--every-k", type=int, default=5, help="step of --sampling every_k")
     decode.add_argument("--repeats", type=int, default=3,
