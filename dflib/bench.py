@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import config, datasets, io, synth
+from . import datasets, io, synth
 from .devices import resolve_device
-from .faces import EXTRACTOR_KEYS, FaceExtractor, FaceStore, decode_ahead, run_extraction
+from .faces import FaceExtractor, FaceStore, decode_ahead, profile_defaults, run_extraction
 from .paths import RunPaths
 from .steptimes import STEPS, recording
 from .video import (SEEK_MIN_GAP, Sampled, VideoError, decoded, probe, read_frames,
@@ -72,10 +72,8 @@ Box = tuple[float, float, float, float]
 
 
 def profile_extractor_params(device: str = "auto") -> dict[str, Any]:
-    """FaceExtractor arguments as a profile that sets nothing gets them (config.py defaults)."""
-    fields = config.STAGE_BY_NAME["faces"].fields
-    params = {k: fields[k].default for k in EXTRACTOR_KEYS if k in fields}
-    return {**params, "img_size": config.SHARED["img_size"].default, "device": device}
+    """FaceExtractor arguments as a profile that sets nothing gets them (the fields' defaults)."""
+    return {**profile_defaults(), "device": device}
 
 
 def find_videos(path: str | Path) -> list[Path]:

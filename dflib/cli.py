@@ -10,6 +10,7 @@ from typing import NoReturn, Sequence
 
 from . import config
 from .devices import DEVICES
+from .faces_fields import SAMPLING_STRATEGIES
 
 EXIT_BAD_INPUT = 2
 EXIT_SIGNAL = 128  # + the signal's number, as shells report a process a signal ended
@@ -35,7 +36,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
                 datasets.left_out_line(result, f"{profile.run.left_out_csv}, {later}")) if line]
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                splits = stages.check_splits(profile, result)
+                splits = datasets.check_splits(profile.shared, profile.sections["index"],
+                                               result)
         except datasets.DatasetError as exc:
             print(f"error: {args.profile}: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
@@ -294,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         for flag, kind in (("--factor", float), ("--min-face-size", int),
                            ("--detect-max-side", int), ("--redetect-every", int)):
             p.add_argument(flag, type=kind, help="FaceExtractor setting (default: the "
-                           "profile default, dflib/config.py)")
+                           "profile default, dflib/faces_fields.py)")
     parallel.add_argument("--workers", type=_non_negative, nargs="+", default=[1, 2],
                           help="worker counts to time (0: in this process, without and with "
                                "the next video decoded ahead); the speed-up is against the first")
@@ -308,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--frames", type=_positive, default=25,
                         help="frames sampled per video")
     decode.add_argument("--sampling", default="first",
-                        choices=config.STAGE_BY_NAME["faces"].fields["sampling"].choices,
+                        choices=SAMPLING_STRATEGIES,
                         help="which frames, as the profile's faces.sampling picks them")
     decode.add_argument("--every-k", type=_positive, default=5,
                         help="step of --sampling every_k")

@@ -27,6 +27,7 @@ import pandas as pd
 from keras import layers
 
 from . import batches, cnn, cnn_training, evaluation, fitting, io
+from .clips_fields import TRAIN_C3D
 from .faces import store_inputs
 from .fitting import (ModelRecord, TemporalResult, finish_temporal_stage, finished_record,
                       fit_model, predict_scores, sample_class_weights, sample_video_rows,
@@ -237,12 +238,10 @@ def clip_counts(videos: pd.DataFrame, clip_len: int) -> pd.DataFrame:
 
 def clip_config(model: str, shared: Mapping[str, Any],
                 section: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything that decides a clip model."""
-    keys = ("clip_len", "clip_size", "epochs", "batch_size", "learning_rate", "momentum",
-            "patience", "dropout", "class_weight")
+    """Everything that decides a clip model: the section's fields but the model list."""
     return {"model": model, "architecture": CLIP_ARCHITECTURES[model],
             "img_size": shared["img_size"], "seed": shared["seed"],
-            **{k: section[k] for k in keys}}
+            **{k: section[k] for k in TRAIN_C3D if k != "models"}}
 
 
 def train_clip_models(store: batches.FaceSource, videos: pd.DataFrame, run: RunPaths,

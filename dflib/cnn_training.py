@@ -181,6 +181,16 @@ def _fit_chunk_task(store: FaceSource, i: int, part: pd.DataFrame, val: pd.DataF
     return _fit_chunk(store, i, part, val_data, run, cfg, made_from, verbose).as_dict()
 
 
+def train_section(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
+                  shared: Mapping[str, Any], section: Mapping[str, Any],
+                  verbose: int = 2) -> dict[str, Any]:
+    """:func:`train_chunks` with a validated profile's shared keys and ``train_cnn`` section
+    (:data:`dflib.cnn_training_fields.TRAIN_CNN`): the models' settings
+    (:class:`TrainConfig`) and where they train (``workers``, ``scheduler``)."""
+    return train_chunks(store, videos, run, TrainConfig.from_sections(shared, section), verbose,
+                        workers=section["workers"], scheduler=section["scheduler"])
+
+
 def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: TrainConfig,
                  verbose: int = 2, workers: int = 0, scheduler: str = "") -> dict[str, Any]:
     """Train one model per balanced chunk and return the manifest (also written to disk).
@@ -350,11 +360,11 @@ class CnnEvaluation:
 
 
 def evaluate_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
-                    manifest: Mapping[str, Any], aggregation: str = "mean",
-                    threshold: float = 0.5, tsne_max_points: int = 2000,
+                    manifest: Mapping[str, Any], section: Mapping[str, Any],
                     scoring: evaluation.Scoring = evaluation.Scoring()) -> CnnEvaluation:
     """Score the validation and test splits with every chunk model, write predictions
-    (``predictions/val/`` and ``predictions/``) and results rows.
+    (``predictions/val/`` and ``predictions/``) and results rows; ``section`` is the
+    profile's ``evaluate_cnn`` section (:data:`dflib.cnn_training_fields.EVALUATE_CNN`).
 
     ``videos``: the index rows with ``video_id, label, split, n_faces``; the methods are
     those of :func:`chunk_predictions`, each at frame and video level.
@@ -362,6 +372,7 @@ def evaluate_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
     model before training (rebuilt with chunk 0's seed and weights) and after.
     """
     cfg = TrainConfig(**manifest["config"])
+    aggregation, threshold = section["aggregation"], section["threshold"]
     test = videos[videos["split"] == "test"].reset_index(drop=True)
     for c in manifest["chunk_models"]:
         leaked = io.leaked_into(c.get("made_from", {}), test["video_id"])
@@ -381,7 +392,8 @@ def evaluate_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
     results = pd.concat([evaluation.score_method(run, m, threshold, scoring) for m in methods],
                         ignore_index=True)
 
-    sample = FaceBatches(store, test, cfg.batch_size, max_faces=tsne_max_points, seed=cfg.seed)
+    sample = FaceBatches(store, test, cfg.batch_size, max_faces=section["tsne_max_points"],
+                        seed=cfg.seed)
     seed_everything(cfg.seed)  # the same initial weights as chunk 0 before training
     fresh, _ = cnn.build_model(cfg.arch, cfg.img_size, manifest["chunk_models"][0]["weights_used"],
                                cfg.dropout)

@@ -20,75 +20,20 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from . import io, paths
+from .cnn_training_fields import EVALUATE_CNN, TRAIN_CNN
+from .clips_fields import TRAIN_C3D
+from .datasets_fields import DATASETS, INDEX
 from .devices import DEVICES
-from .vocabulary import (AGGREGATIONS, CLASSIFIERS, CLIP_MODELS, CNN_ARCHS, CNN_MIN_INPUT,
-                         GRAMMAR, RNN_HEADS, is_method)
-
-
-class ProfileError(ValueError):
-    """A profile problem, phrased as one line naming the key, value or path."""
-
-
-# A float as YAML 1.2 writes it: PyYAML reads YAML 1.1, where ``3e-4`` (no dot) is a string.
-_FLOAT_LITERAL = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
-
-
-def _as_float(value: Any) -> Any:
-    """``value`` as a float where the user means one (an int, or a string such as ``3e-4``
-    that YAML 1.2 reads as a float); anything else unchanged, for the type check."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str) and _FLOAT_LITERAL.fullmatch(value.strip()):
-        return float(value)
-    return value
-
-
-@dataclass(frozen=True)
-class Field:
-    """One parameter: its type, default, allowed values or range, and meaning."""
-
-    kind: type | tuple[type, ...]
-    default: Any
-    help: str
-    choices: Sequence[Any] | None = None
-    min: float | None = None
-    max: float | None = None
-    item: type | None = None  # element type of a list
-    length: int | None = None  # exact list length
-
-    def check(self, key: str, value: Any) -> Any:
-        """Return ``value`` coerced to the field's type, or raise :class:`ProfileError`."""
-        if self.kind is float:
-            value = _as_float(value)
-        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
-        wrong_bool = isinstance(value, bool) and bool not in kinds
-        if wrong_bool or not isinstance(value, kinds):
-            names = " or ".join(k.__name__ for k in kinds)
-            raise ProfileError(f"{key}: expected {names}, got {type(value).__name__} {value!r}")
-        if isinstance(value, list):
-            if self.length is not None and len(value) != self.length:
-                raise ProfileError(f"{key}: expected a list of {self.length} values, got {value!r}")
-            if self.item is not None:
-                value = [Field(self.item, None, "", choices=self.choices, min=self.min,
-                               max=self.max).check(f"{key}[{i}]", v) for i, v in enumerate(value)]
-            return value
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ProfileError(f"{key}: {value!r} is not a finite number")
-        if self.choices is not None and value not in self.choices:
-            raise ProfileError(f"{key}: {value!r} is not allowed (allowed: "
-                               f"{', '.join(map(str, self.choices))})")
-        if self.min is not None and value < self.min:
-            raise ProfileError(f"{key}: {value!r} is below the minimum {self.min}")
-        if self.max is not None and value > self.max:
-            raise ProfileError(f"{key}: {value!r} is above the maximum {self.max}")
-        return value
-
-
-DATASETS = ("celebdf", "ffpp", "dfdc", "folder")
-FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
-COMPRESSIONS = ("c0", "c23", "c40")
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
-                "slower", "veryslow")
+from .embeddings_fields import EMBED_FACES
+from .evaluation_fields import EVALUATION
+from .faces_fields import FACES
+from .fields import Field, ProfileError
+from .gradcam_fields import REPORT
+from .robustness_fields import ROBUSTNESS
+from .sequences_fields import TRAIN_RNN
+from .synth_fields import DEMO
+from .triplet_fields import TRAIN_TRIPLET
+from .vocabulary import CLASSIFIERS, CNN_MIN_INPUT, GRAMMAR, is_method
 
 SHARED: Mapping[str, Field] = MappingProxyType({
     "run_name": Field(str, None, "name of the run folder under outputs_dir"),
@@ -112,169 +57,19 @@ class Stage:
     fields: Mapping[str, Field] = field(default_factory=dict)
 
 
+# Each section's fields are declared by the code that reads them, in a light module beside
+# it (``<module>_fields``, see docs/design.md, "Parameters"); the schema only orders them.
 STAGES: tuple[Stage, ...] = (
-    Stage("index", "00_build_index.ipynb", {
-        "val_fraction": Field(float, 0.2, "share of training videos held out for validation",
-                              min=0.0, max=0.9),
-        "max_videos_per_class": Field(int, 0, "cap on videos per split and label (0: all)",
-                                      min=0),
-        "ffpp_methods": Field(list, ["NeuralTextures"], "FaceForensics++ manipulations",
-                              item=str, choices=FFPP_METHODS),
-        "ffpp_compression": Field(str, "c40", "FaceForensics++ compression",
-                                  choices=COMPRESSIONS),
-        "test_dataset": Field(str, "", "cross-dataset protocol: take the test videos from "
-                              "this dataset's test split (empty: the dataset's own)",
-                              choices=("", *DATASETS)),
-        "test_data_root": Field(str, "", "folder of test_dataset"),
-        "allow_empty_test": Field(bool, False, "the run only trains: an empty test split is "
-                                  "not an error (check and stage index refuse it otherwise)"),
-        "demo_generate": Field(bool, False, "write the demo dataset to data_root when missing"),
-        "demo_seed": Field(int, 0, "demo: seed of the generated videos (the run's seed varies "
-                           "training only, so every seed of --seeds reads the same data)", min=0),
-        "demo_identities": Field(int, 6, "demo: number of identities", min=2, max=64),
-        "demo_real_per_identity": Field(int, 4, "demo: real videos per identity", min=1),
-        "demo_fake_per_identity": Field(int, 10, "demo: fake videos per identity", min=1),
-        "demo_frames": Field(int, 32, "demo: frames per video", min=4),
-        "demo_width": Field(int, 320, "demo: frame width in pixels", min=96),
-        "demo_height": Field(int, 240, "demo: frame height in pixels", min=96),
-        "demo_test_fraction": Field(float, 0.3, "demo: share of the fakes of each identity in the "
-                                    "test list", min=0.01, max=0.99),
-        "demo_test_fraction_real": Field(float, 0.3, "demo: share of the real videos of each "
-                                         "identity in the test list", min=0.01, max=0.99),
-    }),
-    Stage("faces", "01_extract_faces.ipynb", {
-        "sampling": Field(str, "first", "which frames: first N (paper), N evenly spaced, every k-th",
-                          choices=("first", "even", "every_k")),
-        "every_k": Field(int, 5, "step of the every_k sampling", min=1),
-        "margin": Field(int, 40, "MTCNN margin around the box, in pixels of the final crop "
-                         "(facenet-pytorch's convention)", min=0),
-        "min_face_size": Field(int, 40, "smallest face to find, in pixels of the frame", min=8),
-        "thresholds": Field(list, [0.6, 0.7, 0.7], "MTCNN P/R/O-net thresholds", item=float,
-                            min=0.0, max=1.0, length=3),
-        "factor": Field(float, 0.709, "MTCNN image-pyramid scale factor", min=0.1, max=0.95),
-        "selection": Field(str, "largest", "which face to keep when several are found",
-                           choices=("largest", "probability")),
-        "multi_face": Field(str, "single", "frames with several faces: single scores the face "
-                            "chosen by selection; max also stores every face at least half "
-                            "the size of the largest and scores a frame by its most fake face "
-                            "(training and clip models use the chosen face)",
-                            choices=("single", "max")),
-        "crop": Field(str, "square", "crop geometry: a square around the face centre (square, "
-                      "no distortion) or the box plus margin stretched to a square (stretch, "
-                      "facenet-pytorch and the paper)", choices=("square", "stretch")),
-        "detect_max_side": Field(int, 320, "coarse detection pass on frames downscaled to this "
-                                 "long side, for faces of 20 detector pixels and up; frames where "
-                                 "it finds none are searched at full resolution (0: full "
-                                 "resolution only)", min=0),
-        "redetect_every": Field(int, 5, "search every n-th sampled frame in full; the frames "
-                                "between confirm its faces with MTCNN's R- and O-nets and are "
-                                "searched in full where none is confirmed (1: every frame)",
-                                min=1),
-        "batch_size": Field(int, 32, "frames per MTCNN call", min=1),
-        "workers": Field(int, 0, "Dask workers across videos (0: in this process)", min=0),
-        "scheduler": Field(str, "", "Dask scheduler address; empty starts a local cluster"),
-    }),
-    Stage("train_cnn", "02_train_cnn.ipynb", {
-        "arch": Field(str, "xception", "frame CNN backbone (nasnet is NASNetMobile; the original "
-                      "study's nasnet is NASNetLarge, nasnet_large here)", choices=CNN_ARCHS),
-        "weights": Field(str, "imagenet", "backbone weights: imagenet, none, or a weights file"),
-        "epochs": Field(int, 50, "maximum epochs per chunk model", min=1),
-        "batch_size": Field(int, 32, "faces per training batch", min=1),
-        "learning_rate": Field(float, 0.002, "Nadam learning rate", min=1e-7, max=1.0),
-        "patience": Field(int, 10, "EarlyStopping patience on val_loss (epochs)", min=0),
-        "chunks": Field(int, 0, "balanced chunks: 0 is n_majority // n_minority (the paper), "
-                        "1 is one model on everything", min=0),
-        "class_weight": Field(bool, False, "weight classes by frequency (single-model runs)"),
-        "augment": Field(bool, True, "the paper's augmentation (rotation, zoom, shift, shear, flip)"),
-        "dropout": Field(float, 0.5, "dropout before the softmax", min=0.0, max=0.95),
-        "workers": Field(int, 0, "Dask workers training chunk models in parallel, one chunk "
-                         "each (0: one after the other in this process)", min=0),
-        "scheduler": Field(str, "", "Dask scheduler address for chunk training; empty starts "
-                           "a local cluster of `workers` processes"),
-        "bn_recalibration_batches": Field(int, 16, "training batches that re-estimate the "
-                                          "BatchNorm statistics before each validation "
-                                          "(0 keeps the moving averages of Keras)", min=0),
-    }),
-    Stage("evaluate_cnn", "03_evaluate_cnn.ipynb", {
-        "aggregation": Field(str, "mean", "frame scores to a video score",
-                             choices=AGGREGATIONS),
-        "threshold": Field(float, 0.5, "fake if the score is above this", min=0.0, max=1.0),
-        "tsne_max_points": Field(int, 2000, "faces drawn in the t-SNE figures", min=10),
-    }),
-    Stage("train_c3d", "04_train_c3d.ipynb", {
-        "models": Field(list, ["c3d", "conv3d"], "3D CNNs: c3d (classic C3D), conv3d (the "
-                        "original study's conv3d_model) and conv3d_light (a light variant)",
-                        item=str, choices=CLIP_MODELS),
-        "clip_len": Field(int, 16, "consecutive sampled faces per clip; shorter videos repeat "
-                          "their last face", min=1),
-        "clip_size": Field(int, 112, "crop side; faces are resized to 128x171 scaled by "
-                           "clip_size/112 first", min=8),
-        "epochs": Field(int, 15, "maximum epochs per model", min=1),
-        "batch_size": Field(int, 32, "clips per batch", min=1),
-        "learning_rate": Field(float, 0.005, "SGD learning rate (Nesterov)", min=1e-7, max=1.0),
-        "momentum": Field(float, 0.9, "SGD momentum", min=0.0, max=0.999),
-        "patience": Field(int, 10, "EarlyStopping patience on val_loss (epochs)", min=0),
-        "dropout": Field(float, 0.5, "dropout after each fully connected layer", min=0.0,
-                         max=0.95),
-        "class_weight": Field(bool, True, "weight classes by their share of training clips"),
-    }),
-    Stage("train_rnn", "05_train_rnn.ipynb", {
-        "models": Field(list, list(RNN_HEADS), "recurrent heads on the frame CNN features "
-                        "(time_average: their baseline, a logistic regression on the features "
-                        "averaged over time)", item=str, choices=RNN_HEADS),
-        "seq_len": Field(int, 25, "first faces per video; shorter videos are padded and masked",
-                         min=1),
-        "epochs": Field(int, 15, "maximum epochs per head", min=1),
-        "batch_size": Field(int, 32, "videos per batch", min=1),
-        "learning_rate": Field(float, 0.001, "Adam learning rate", min=1e-7, max=1.0),
-        "patience": Field(int, 10, "EarlyStopping patience on val_loss (epochs)", min=0),
-        "dropout": Field(float, 0.5, "dropout before the softmax", min=0.0, max=0.95),
-        "l2": Field(float, 1e-3, "L2 penalty on every kernel of the heads (the heads train "
-                    "on one chunk's few videos)", min=0.0),
-        "class_weight": Field(bool, True, "weight classes by their share of training videos"),
-    }),
-    Stage("embed_faces", "06_embed_faces.ipynb", {
-        "pretrained": Field(str, "vggface2", "InceptionResnetV1 weights; when they cannot be "
-                            "had, dlib's face-recognition network, else a seeded random "
-                            "initialisation, is used and reported",
-                            choices=("vggface2", "casia-webface", "dlib", "none")),
-        "batch_size": Field(int, 64, "faces per FaceNet batch", min=1),
-        "max_faces_per_video": Field(int, 0, "embed at most this many stored faces of each "
-                                     "video, evenly spread (0 keeps all)", min=0),
-    }),
-    Stage("train_triplet", "07_train_triplet.ipynb", {
-        "epochs": Field(int, 20, "epochs of the triplet network, all run (the original's "
-                        "schedule: no early stopping, the last epoch's weights are kept)", min=1),
-        "batch_size": Field(int, 256, "embeddings per batch (below 128 the paper saw NaN losses)",
-                            min=2),
-        "learning_rate": Field(float, 3e-4, "Adam learning rate", min=1e-7, max=1.0),
-        "margin": Field(float, 1.0, "semi-hard triplet loss margin", min=0.0),
-        "unit_length": Field(bool, False, "divide each triplet embedding by its length "
-                             "(FaceNet's convention; squared distances then lie in [0, 4])"),
-        "dropout": Field(float, 0.1, "dropout between the MLP layers", min=0.0, max=0.95),
-        "classifiers": Field(list, list(CLASSIFIERS), "classic classifiers on the embeddings",
-                             item=str, choices=CLASSIFIERS),
-        "aggregation": Field(str, "mean", "frame scores to a video score", choices=AGGREGATIONS),
-        "threshold": Field(float, 0.5, "fake if the score is above this", min=0.0, max=1.0),
-        "tsne_max_points": Field(int, 2000, "faces drawn in the t-SNE figures", min=10),
-    }),
-    Stage("robustness", "08_compression_robustness.ipynb", {
-        "crfs": Field(list, [0, 23, 32, 40], "H.264 CRFs to re-encode the test videos at "
-                      "(0 lossless; FaceForensics++ c23 and c40 are 23 and 40)", item=int,
-                      min=0, max=51),
-        "preset": Field(str, "medium", "libx264 preset (speed of the encoder, not quality)",
-                        choices=X264_PRESETS),
-        "methods": Field(list, [], "detectors to score (empty: every method with results)",
-                         item=str),
-        "max_videos": Field(int, 0, "test videos re-encoded, a seeded subset keeping the class "
-                            "shares (0: all)", min=0),
-    }),
-    Stage("report", "09_results_report.ipynb", {
-        "gradcam_per_class": Field(int, 4, "real and fake test faces in the Grad-CAM grid",
-                                   min=1, max=32),
-        "gradcam_layer": Field(str, "", "layer whose feature map Grad-CAM reads (empty: the "
-                               "backbone's last convolutional output)"),
-    }),
+    Stage("index", "00_build_index.ipynb", {**INDEX, **DEMO}),
+    Stage("faces", "01_extract_faces.ipynb", FACES),
+    Stage("train_cnn", "02_train_cnn.ipynb", TRAIN_CNN),
+    Stage("evaluate_cnn", "03_evaluate_cnn.ipynb", EVALUATE_CNN),
+    Stage("train_c3d", "04_train_c3d.ipynb", TRAIN_C3D),
+    Stage("train_rnn", "05_train_rnn.ipynb", TRAIN_RNN),
+    Stage("embed_faces", "06_embed_faces.ipynb", EMBED_FACES),
+    Stage("train_triplet", "07_train_triplet.ipynb", TRAIN_TRIPLET),
+    Stage("robustness", "08_compression_robustness.ipynb", ROBUSTNESS),
+    Stage("report", "09_results_report.ipynb", REPORT),
 )
 
 STAGE_BY_NAME: Mapping[str, Stage] = MappingProxyType({s.name: s for s in STAGES})
@@ -282,18 +77,6 @@ STAGE_BY_NAME: Mapping[str, Stage] = MappingProxyType({s.name: s for s in STAGES
 # The ``evaluation`` section: how every stage that scores detectors scores them. Its keys
 # reach those stages' notebooks with the shared keys (see :meth:`Profile.stage_parameters`).
 EVALUATION_SECTION = "evaluation"
-THRESHOLD_RULES = ("fixed", "eer", "youden")
-EVALUATION: Mapping[str, Field] = MappingProxyType({
-    "threshold_rule": Field(str, "eer", "how threshold_val, the operating threshold of each "
-                            "method, is chosen on its validation predictions: fixed (the "
-                            "threshold of its stage), eer (where false positive and false "
-                            "negative rates meet) or youden (largest TPR - FPR)",
-                            choices=THRESHOLD_RULES),
-    "bootstrap_resamples": Field(int, 2000, "stratified bootstrap resamples of the 95 % "
-                                 "intervals (0: no intervals); seeded from seed", min=0),
-    "confidence": Field(float, 0.95, "coverage of the bootstrap and DeLong intervals",
-                        min=0.5, max=0.999),
-})
 SCORING_STAGES = ("evaluate_cnn", "train_c3d", "train_rnn", "train_triplet", "robustness",
                   "report")
 

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import unicodedata
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from io import StringIO
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import config, io, paths
+from .datasets_fields import DATASETS
 
 SPLITS = ("train", "val", "test")
 INDEX_COLUMNS = ["video_id", "path", "label", "split", "dataset", "method", "compression"]
@@ -372,19 +374,21 @@ def _folder_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], l
     return rows, missing
 
 
-_ADAPTERS: Mapping[str, _Adapter] = {
-    "celebdf": _Adapter(f"Celeb-real/, YouTube-real/, Celeb-synthesis/ and {CELEBDF_LIST}",
-                        _celebdf_required, _celebdf_collect,
-                        scanned=tuple((f, False) for f in CELEBDF_FOLDERS)),
-    "ffpp": _Adapter("original_sequences/youtube/<compression>/videos/ and "
-                     "manipulated_sequences/<Method>/<compression>/videos/",
-                     _ffpp_required, _ffpp_collect, extras=("target_id", "source_id")),
-    "dfdc": _Adapter("metadata.json beside the videos, or dfdc_train_part_*/ folders each "
-                     "with metadata.json", _dfdc_required, _dfdc_collect, extras=("original",),
-                     draws_test=True),
-    "folder": _Adapter("real/ and fake/ sub-folders of videos", _folder_required,
-                       _folder_collect, draws_test=True, scanned=(("real", True), ("fake", True))),
-}
+# The adapters in the order of their names, DATASETS (datasets_fields: the profile's
+# choices of ``dataset``): celebdf, ffpp, dfdc, folder.
+_ADAPTERS: Mapping[str, _Adapter] = dict(zip(DATASETS, (
+    _Adapter(f"Celeb-real/, YouTube-real/, Celeb-synthesis/ and {CELEBDF_LIST}",
+             _celebdf_required, _celebdf_collect,
+             scanned=tuple((f, False) for f in CELEBDF_FOLDERS)),
+    _Adapter("original_sequences/youtube/<compression>/videos/ and "
+             "manipulated_sequences/<Method>/<compression>/videos/",
+             _ffpp_required, _ffpp_collect, extras=("target_id", "source_id")),
+    _Adapter("metadata.json beside the videos, or dfdc_train_part_*/ folders each "
+             "with metadata.json", _dfdc_required, _dfdc_collect, extras=("original",),
+             draws_test=True),
+    _Adapter("real/ and fake/ sub-folders of videos", _folder_required, _folder_collect,
+             draws_test=True, scanned=(("real", True), ("fake", True))),
+), strict=True))
 
 
 def _adapter(dataset: str) -> _Adapter:
@@ -561,7 +565,21 @@ def split_sizes(videos: pd.DataFrame) -> str:
     return "splits: " + ", ".join(parts)
 
 
-def split_problems(videos: pd.DataFrame, allow_empty_test: bool = False
+def check_splits(shared: Mapping[str, Any], index: Mapping[str, Any],
+                 result: IndexResult) -> str:
+    """The split-size line of an index; what a later stage would stop on (a train split
+    that is empty or lacks a class, an empty test split unless ``index.allow_empty_test``)
+    raises a one-line DatasetError naming the split and class, the rest warns
+    (:func:`split_problems`)."""
+    error, notes = split_problems(result.videos, index["allow_empty_test"])
+    if error:
+        raise DatasetError(f"{shared['data_root']}: {error} ({split_sizes(result.videos)})")
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return split_sizes(result.videos)
+
+
+def split_problems(videos: pd.DataFrame, allow_empty_test: bool
                    ) -> tuple[str | None, list[str]]:
     """``(error, warnings)`` about the splits of an index, each one line.
 

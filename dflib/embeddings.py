@@ -33,7 +33,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -41,13 +41,13 @@ from tqdm.auto import tqdm
 
 from . import io
 from .devices import resolve_device
+from .embeddings_fields import PRETRAINED
 from .faces import FaceStore
 from .paths import RunPaths
 
 # facenet-pytorch's release files (facenet_pytorch/models/inception_resnet_v1.py).
 WEIGHT_FILES = {"vggface2": "20180402-114759-vggface2.pt",
                 "casia-webface": "20180408-102900-casia-webface.pt"}
-PRETRAINED = ("vggface2", "casia-webface", "dlib", "none")
 RANDOM = "random"
 DLIB = "dlib"
 INPUT_SIZE = 160
@@ -366,9 +366,16 @@ def _file_config(weights: str, run: RunPaths, video_id: str,
     return json.dumps(settings, sort_keys=True)
 
 
-def run_embedding(run: RunPaths, pretrained: str = "vggface2", batch_size: int = 64,
-                  seed: int = 0, device: str = "auto", max_faces_per_video: int = 0,
-                  progress: bool = True) -> EmbedResult:
+def run_section(run: RunPaths, shared: Mapping[str, Any], section: Mapping[str, Any],
+                progress: bool = True) -> EmbedResult:
+    """:func:`run_embedding` with a validated profile's shared keys and ``embed_faces``
+    section (:data:`dflib.embeddings_fields.EMBED_FACES`)."""
+    return run_embedding(run, section["pretrained"], section["batch_size"], shared["seed"],
+                         shared["device"], section["max_faces_per_video"], progress)
+
+
+def run_embedding(run: RunPaths, pretrained: str, batch_size: int, seed: int, device: str,
+                  max_faces_per_video: int = 0, progress: bool = True) -> EmbedResult:
     """Embed the stored faces of the run; skip videos whose file is already up to date.
 
     ``max_faces_per_video`` (0 = all) embeds an evenly spread subset of each video's faces

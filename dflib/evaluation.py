@@ -36,7 +36,7 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from .config import EVALUATION, THRESHOLD_RULES
+from .evaluation_fields import EVALUATION, THRESHOLD_RULES
 from .io import atomic_write, write_csv
 from .paths import RunPaths
 from .vocabulary import (AGGREGATIONS, ENSEMBLE_RULES, FRAMES_SUFFIX, PREDICTION_SPLITS,

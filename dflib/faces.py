@@ -11,6 +11,7 @@ use only, so importing this module stays cheap.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import zipfile
@@ -24,21 +25,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import io, mtcnn
+from . import config, io, mtcnn
 from .devices import check_device, resolve_device
+from .faces_fields import CROPS, FACES, MULTI_FACES, SELECTIONS
+from .fields import defaults
 from .paths import RunPaths, resolve
 from .steptimes import step
 from .video import Sampled, VideoError, read_image, sample_frames, set_decoder_threads
 
-SELECTIONS = ("largest", "probability")
-# single: one face per frame (the one ``selection`` chose). max: the other faces of the
-# frame (``similar_faces``) are stored too and frame-level detectors score a frame by its
-# most fake face (SBI's rule for footage with several people); models train on the chosen one.
-MULTI_FACES = ("single", "max")
-# square: a square around the box's centre, side the box's longer side plus the margin
-# (faces keep their proportions); stretch: the box plus margin resized to a square, as
-# facenet-pytorch's extract_face (and so the paper) cut them, widening narrow faces.
-CROPS = ("square", "stretch")
 # Face choice in a frame with several candidates (recorded per frame as its rule): a
 # candidate this far below the frame's best probability is dropped (hands and other
 # distractors score 0.7-0.9 where a face scores 0.99+); of those left, the one that
@@ -63,10 +57,6 @@ DETECT_MIN_FACE_PX = 20
 # counted (NEAR_REGION face sides across around each), resized so a face spans NEAR_FACE_PX.
 NEAR_REGION = 4.0
 NEAR_FACE_PX = 48.0
-# Constructor arguments of FaceExtractor, read from a profile's (flat) stage parameters.
-EXTRACTOR_KEYS = ("img_size", "margin", "min_face_size", "thresholds", "factor", "selection",
-                  "detect_max_side", "redetect_every", "crop", "multi_face", "batch_size",
-                  "device")
 # Parameters that change what is stored; a store file made with other values is redone.
 _RESULT_KEYS = ("img_size", "margin", "min_face_size", "thresholds", "factor", "selection",
                 "detect_max_side", "redetect_every", "crop", "multi_face")
@@ -114,11 +104,11 @@ class FaceExtractor:
     with MTCNN's last two networks, and are searched in full only where that fails.
     """
 
-    def __init__(self, img_size: int = 160, margin: int = 40, min_face_size: int = 40,
-                 thresholds: Sequence[float] = (0.6, 0.7, 0.7), factor: float = 0.709,
-                 selection: str = "largest", detect_max_side: int = 320,
-                 redetect_every: int = 5, crop: str = "square", multi_face: str = "single",
-                 batch_size: int = 32, device: str = "auto") -> None:
+    def __init__(self, *, img_size: int, margin: int, min_face_size: int,
+                 thresholds: Sequence[float], factor: float, selection: str,
+                 detect_max_side: int, redetect_every: int, crop: str, multi_face: str,
+                 batch_size: int, device: str) -> None:
+        # No defaults here: they are the fields' (FACES, config.SHARED), see from_params.
         if selection not in SELECTIONS:
             raise ValueError(f"selection {selection!r} is not one of {SELECTIONS}")
         if crop not in CROPS:
@@ -143,9 +133,18 @@ class FaceExtractor:
         self._mtcnn: Any = None
 
     @classmethod
+    def from_section(cls, shared: Mapping[str, Any], section: Mapping[str, Any]
+                     ) -> "FaceExtractor":
+        """Build from a validated profile's shared keys and ``faces`` section."""
+        given = {**shared, **section}
+        return cls(**{k: given[k] for k in EXTRACTOR_KEYS})
+
+    @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "FaceExtractor":
-        """Build from a mapping that may hold other keys too (a stage's parameters)."""
-        return cls(**{k: params[k] for k in EXTRACTOR_KEYS if k in params})
+        """Build from a mapping that may hold other keys too; the arguments it lacks take
+        the defaults a profile that sets nothing gets (:func:`profile_defaults`)."""
+        return cls(**{**profile_defaults(), **{k: params[k] for k in EXTRACTOR_KEYS
+                                              if k in params}})
 
     @property
     def params(self) -> dict[str, Any]:
@@ -397,6 +396,16 @@ class FaceExtractor:
         box = (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
                min(max(x2, 0.0), width), min(max(y2, 0.0), height))
         return FrameFace(face, box, prob, len(det), "", rule, len(similar), cut, others)
+
+
+# Constructor arguments of FaceExtractor: shared keys and ``faces`` keys of a profile.
+EXTRACTOR_KEYS = tuple(inspect.signature(FaceExtractor).parameters)
+
+
+def profile_defaults() -> dict[str, Any]:
+    """The FaceExtractor arguments of a profile that sets none of them (the fields' defaults)."""
+    given = {**defaults(config.SHARED), **defaults(FACES)}
+    return {k: given[k] for k in EXTRACTOR_KEYS}
 
 
 def with_other_faces(faces: np.ndarray, frame_idx: np.ndarray, other_faces: np.ndarray,
@@ -809,6 +818,15 @@ def run_extraction(videos: pd.DataFrame, run: RunPaths, extractor_params: Mappin
     io.write_csv(frames, run.faces_csv)
     io.write_csv(summary, run.faces_summary_csv)
     return Extraction(summary, _outcomes(summary, all_jobs, {job[0] for job in jobs}))
+
+
+def run_section(videos: pd.DataFrame, run: RunPaths, shared: Mapping[str, Any],
+                section: Mapping[str, Any], progress: bool = True) -> Extraction:
+    """:func:`run_extraction` with a validated profile's shared keys and ``faces`` section
+    (the fields of :mod:`dflib.faces_fields`)."""
+    return run_extraction(videos, run, FaceExtractor.from_section(shared, section).params,
+                          shared["frames_per_video"], section["sampling"], section["every_k"],
+                          section["workers"], section["scheduler"], progress)
 
 
 def _outcomes(summary: pd.DataFrame, all_jobs: list[tuple[str, str, Path, str]],

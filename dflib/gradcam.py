@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import keras
 import matplotlib.pyplot as plt
@@ -239,6 +240,14 @@ class Explanation:
     labels: np.ndarray  # 0 real, 1 fake
     scores: np.ndarray  # the model's P(fake)
     title: str
+
+
+def explain_section(run: RunPaths, shared: Mapping[str, Any], section: Mapping[str, Any]
+                    ) -> Explanation:
+    """:func:`explain_cnn` with a validated profile's shared keys and ``report`` section
+    (:data:`dflib.gradcam_fields.REPORT`)."""
+    return explain_cnn(run, section["gradcam_per_class"], shared["seed"],
+                       section["gradcam_layer"] or None)
 
 
 def explain_cnn(run: RunPaths, per_class: int, seed: int = 0,

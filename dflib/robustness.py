@@ -16,15 +16,15 @@ import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from . import evaluation, faces, io
-from .config import X264_PRESETS
 from .paths import RunPaths, resolve
+from .robustness_fields import X264_PRESETS
 from .vocabulary import display_group
 
 TABLE_COLUMNS = ["method", "family", "crf", "n", "n_no_face", "auc", "auc_low", "auc_high",
@@ -118,9 +118,25 @@ class RobustnessResult:
     extractions: dict[int, faces.Extraction]  # by CRF: its faces stage
 
 
+def run_section(run: RunPaths, test: pd.DataFrame, shared: Mapping[str, Any],
+                section: Mapping[str, Any], scoring: evaluation.Scoring,
+                progress: bool = True) -> RobustnessResult:
+    """:func:`run_robustness` with a validated profile's shared keys and ``robustness``
+    section (:data:`dflib.robustness_fields.ROBUSTNESS`): ``test`` (the index's test rows)
+    cut to ``max_videos``, every method with results when ``methods`` is empty, faces
+    extracted again with the settings of the run's face store."""
+    from . import reload  # torch before TensorFlow; see dflib.reload
+
+    return run_robustness(
+        run, pick_videos(test, section["max_videos"], shared["seed"]), section["crfs"],
+        section["methods"] or reload.trained_methods(run),
+        faces.store_settings(run, device=shared["device"]), section["preset"],
+        progress=progress, scoring=scoring)
+
+
 def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
                    methods: Sequence[str], extraction: faces.StoreSettings,
-                   preset: str = "medium", progress: bool = True,
+                   preset: str, progress: bool = True,
                    scoring: evaluation.Scoring = evaluation.Scoring()) -> RobustnessResult:
     """Re-encode ``test`` (index rows) at each CRF, extract faces with ``extraction`` (the
     run's own: :func:`dflib.faces.store_settings`), score ``methods``, each at its own

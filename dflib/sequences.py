@@ -25,6 +25,7 @@ from .fitting import (ModelRecord, TemporalResult, finish_temporal_stage, finish
                       fit_model, predict_scores, sample_class_weights, sample_video_rows,
                       saved_record)
 from .paths import RunPaths
+from .sequences_fields import TRAIN_RNN
 from .vocabulary import RNN_HEADS, TIME_AVERAGE, rnn_method
 
 # --------------------------------------------------------------------------- recurrent heads
@@ -84,11 +85,10 @@ def build_head(name: str, feature_dim: int = FEATURE_DIM, dropout: float = 0.5,
 
 def head_config(head: str, shared: Mapping[str, Any], section: Mapping[str, Any],
                 features: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything that decides a recurrent head, the features' origin included."""
-    keys = ("seq_len", "epochs", "batch_size", "learning_rate", "patience", "dropout", "l2",
-            "class_weight")
+    """Everything that decides a recurrent head, the features' origin included: the
+    section's fields but the head list."""
     return {"head": head, "seed": shared["seed"], "features": dict(features),
-            **{k: section[k] for k in keys}}
+            **{k: section[k] for k in TRAIN_RNN if k != "models"}}
 
 
 def head_predictions(model: keras.Model, sequences: Sequences, videos: pd.DataFrame,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import pandas as pd
@@ -33,35 +33,18 @@ def read_dataset(profile: config.Profile) -> datasets.IndexResult:
     return datasets.build_profile_index(profile.shared, profile.sections["index"])
 
 
-def check_splits(profile: config.Profile, result: datasets.IndexResult) -> str:
-    """The split-size line of an index; what a later stage would stop on (a train split
-    that is empty or lacks a class, an empty test split unless ``index.allow_empty_test``)
-    raises a one-line DatasetError naming the split and class, the rest warns
-    (:func:`dflib.datasets.split_problems`)."""
-    error, notes = datasets.split_problems(result.videos,
-                                           profile.sections["index"]["allow_empty_test"])
-    if error:
-        raise datasets.DatasetError(f"{profile.shared['data_root']}: {error} "
-                                    f"({datasets.split_sizes(result.videos)})")
-    for note in notes:
-        warnings.warn(note, stacklevel=2)
-    return datasets.split_sizes(result.videos)
-
-
 def build_index(profile: config.Profile) -> datasets.IndexResult:
     """Stage 00: generate the demo dataset if asked (from ``index.demo_seed``, never the
     run's seed; a ``data_root`` holding videos made with other settings is refused), then
     write ``index/videos.csv``
     (train and val from ``dataset``, test from ``index.test_dataset`` when it is set).
     Prints the split sizes; refuses a train split without both classes or an empty test
-    split (:func:`check_splits`) before any expensive stage. The files of the dataset's
-    folders that are not videos go to ``index/left_out.csv``, with one line."""
-    shared, p = profile.shared, profile.sections["index"]
-    root = paths.resolve(shared["data_root"])
-    if p["demo_generate"]:
-        from . import synth
+    split (:func:`dflib.datasets.check_splits`) before any expensive stage. The files of the
+    dataset's folders that are not videos go to ``index/left_out.csv``, with one line."""
+    from . import synth
 
-        synth.generate(root, **synth.profile_settings(p))
+    shared, p = profile.shared, profile.sections["index"]
+    synth.generate_section(shared, p)
     datasets.check_data_root(profile)
     result = read_dataset(profile)
     run = profile.run.ensure()
@@ -73,7 +56,7 @@ def build_index(profile: config.Profile) -> datasets.IndexResult:
                  datasets.left_out_line(result, run.left_out_csv)):
         if line:
             print(line)
-    print(check_splits(profile, result))
+    print(datasets.check_splits(shared, p, result))
     io.write_csv(result.videos, run.videos_csv)
     outcomes = pd.concat([
         pd.DataFrame({"video_id": result.videos["video_id"], "outcome": "processed", "reason": ""}),
@@ -92,26 +75,13 @@ def load_index(run: paths.RunPaths) -> pd.DataFrame:
                        dtype={"video_id": str, "path": str})
 
 
-def extractor_params(shared: Mapping[str, Any], faces: Mapping[str, Any]) -> dict[str, Any]:
-    """The :class:`dflib.faces.FaceExtractor` arguments of a profile's shared keys and
-    ``faces`` section."""
-    keys = ("margin", "min_face_size", "thresholds", "factor", "selection", "detect_max_side",
-            "redetect_every", "crop", "batch_size")
-    return {**{k: faces[k] for k in keys}, "img_size": shared["img_size"],
-            "device": shared["device"]}
-
-
 def extract_faces(profile: config.Profile, progress: bool = True) -> pd.DataFrame:
     """Stage 01: sample frames and extract one MTCNN face per frame for every video."""
     from . import faces
 
-    shared, p = profile.shared, profile.sections["faces"]
     run = profile.run.ensure()
-    extraction = faces.run_extraction(
-        load_index(run), run, extractor_params(shared, p),
-        frames_per_video=shared["frames_per_video"],
-        sampling=p["sampling"], every_k=p["every_k"], workers=p["workers"],
-        scheduler=p["scheduler"], progress=progress)
+    extraction = faces.run_section(load_index(run), run, profile.shared,
+                                   profile.sections["faces"], progress=progress)
     return record_faces(run, extraction)
 
 
@@ -127,12 +97,9 @@ def embed_faces(profile: config.Profile, progress: bool = True) -> "embeddings.E
     used (torch only; TensorFlow is never imported here)."""
     from . import embeddings
 
-    p = profile.sections["embed_faces"]
     run = profile.run.ensure()
-    result = embeddings.run_embedding(
-        run, pretrained=p["pretrained"], batch_size=p["batch_size"],
-        seed=profile.shared["seed"], device=profile.shared["device"],
-        max_faces_per_video=p["max_faces_per_video"], progress=progress)
+    result = embeddings.run_section(run, profile.shared, profile.sections["embed_faces"],
+                                    progress=progress)
     table = result.videos
     no_face = table["status"].isin(["embedded", "skipped"]) & (table["n_faces"] == 0)
     outcome = np.select([table["status"] == "failed", table["status"] == "no_store", no_face],
@@ -238,12 +205,9 @@ def train_cnn(profile: config.Profile, verbose: int = 2) -> dict:
     from . import cnn_training, faces
 
     run = profile.run.ensure()
-    cfg = cnn_training.TrainConfig.from_sections(profile.shared, profile.sections["train_cnn"])
     videos = videos_with_faces(run)
-    section = profile.sections["train_cnn"]
-    manifest = cnn_training.train_chunks(faces.FaceStore(run), videos, run, cfg, verbose,
-                                         workers=section["workers"],
-                                         scheduler=section["scheduler"])
+    manifest = cnn_training.train_section(faces.FaceStore(run), videos, run, profile.shared,
+                                          profile.sections["train_cnn"], verbose)
     summaries.stage_summary(run, "train_cnn", face_outcomes(videos[videos["split"] != "test"]))
     return manifest
 
@@ -254,13 +218,11 @@ def evaluate_cnn(profile: config.Profile) -> "cnn_training.CnnEvaluation":
     from . import cnn_training, faces
 
     run = profile.run.ensure()
-    p = profile.sections["evaluate_cnn"]
     videos = videos_with_faces(run)
     with _scoring(run, videos, "evaluate_cnn"):
         result = cnn_training.evaluate_chunks(
             faces.FaceStore(run), videos, run, cnn_training.latest_manifest(run),
-            aggregation=p["aggregation"], threshold=p["threshold"],
-            tsne_max_points=p["tsne_max_points"], scoring=scoring(profile))
+            profile.sections["evaluate_cnn"], scoring=scoring(profile))
     summaries.stage_summary(run, "evaluate_cnn", face_outcomes(videos[videos["split"] == "test"]))
     return result
 
@@ -308,17 +270,13 @@ def compression_robustness(profile: config.Profile,
     """Stage 08: the test videos re-encoded at each CRF, faces extracted again with the
     settings of the run's face store, every chosen detector scored on them;
     ``tables/robustness.csv``."""
-    from . import faces, reload, robustness  # reload loads torch before TensorFlow
+    from . import robustness
 
-    shared, p = profile.shared, profile.sections["robustness"]
     run = profile.run.ensure()
     videos = load_index(run)
-    test = robustness.pick_videos(videos[videos["split"] == "test"], p["max_videos"],
-                                  shared["seed"])
-    result = robustness.run_robustness(
-        run, test, p["crfs"], p["methods"] or reload.trained_methods(run),
-        faces.store_settings(run, device=shared["device"]), preset=p["preset"],
-        progress=progress, scoring=scoring(profile))
+    result = robustness.run_section(run, videos[videos["split"] == "test"], profile.shared,
+                                    profile.sections["robustness"], scoring(profile),
+                                    progress=progress)
     for crf, extraction in result.extractions.items():  # each CRF folder is a run of its own
         record_faces(run.crf_run(crf), extraction)
     summaries.stage_summary(run, "robustness", result.outcomes)
@@ -345,7 +303,6 @@ def results_report(profile: config.Profile) -> Report:
     from . import evaluation, gradcam, plots, result_tables
 
     run = profile.run.ensure()
-    p = profile.sections["report"]
     settings = config.run_settings(run) | dict(profile.shared)  # the run's whole profile
     evidence = scoring(profile)
     results = evaluation.results_table(run)
@@ -356,6 +313,5 @@ def results_report(profile: config.Profile) -> Report:
                                    "comparisons")
     by_group = plots.save_table(result_tables.results_by_group(run, evidence), run,
                                 "results_by_group")
-    explained = gradcam.explain_cnn(run, p["gradcam_per_class"], profile.shared["seed"],
-                                    p["gradcam_layer"] or None)
+    explained = gradcam.explain_section(run, profile.shared, profile.sections["report"])
     return Report(results, table, published, comparisons, by_group, explained)

@@ -43,6 +43,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .io import atomic_path, write_csv, write_text
+from .paths import resolve
+from .synth_fields import DEMO
 
 MANIFEST = "manifest.csv"
 PARAMS = "synth_params.json"
@@ -636,8 +638,7 @@ def profile_settings(index: Mapping[str, Any]) -> dict[str, Any]:
     """The :func:`generate` arguments of a profile's ``index`` section: each ``demo_<arg>``
     key is argument ``<arg>`` (``demo_seed`` is ``seed``: the data's own seed, never the
     run's, so the seeds of ``dflib run --seeds`` vary training over the same videos)."""
-    return {k.removeprefix("demo_"): v for k, v in index.items()
-            if k.startswith("demo_") and k != "demo_generate"}
+    return {k.removeprefix("demo_"): index[k] for k in DEMO if k != "demo_generate"}
 
 
 def recorded_params(**settings: Any) -> dict[str, Any]:
@@ -723,9 +724,29 @@ def folder_problem(out_dir: str | Path, settings: Mapping[str, Any] | None = Non
             "another folder, or delete this one to generate it anew")
 
 
-def generate(out_dir: str | Path, seed: int = 0, identities: int = 6, real_per_identity: int = 4,
-             fake_per_identity: int = 10, frames: int = 32, width: int = 320, height: int = 240,
-             fps: int = 15, test_fraction: float = 0.3, test_fraction_real: float | None = None,
+def generate_section(shared: Mapping[str, Any], index: Mapping[str, Any]
+                     ) -> pd.DataFrame | None:
+    """Stage index's demo: with ``index.demo_generate``, :func:`generate` at ``data_root``
+    with the section's ``demo_*`` fields (:data:`dflib.synth_fields.DEMO`, each named after
+    the argument it sets); None otherwise."""
+    if not index["demo_generate"]:
+        return None
+    return generate(resolve(shared["data_root"]), **profile_settings(index))
+
+
+def _default(key: str) -> Any:
+    """A ``demo_*`` field's default (the profile's, declared once)."""
+    return DEMO[key].default
+
+
+def generate(out_dir: str | Path, seed: int = _default("demo_seed"),
+             identities: int = _default("demo_identities"),
+             real_per_identity: int = _default("demo_real_per_identity"),
+             fake_per_identity: int = _default("demo_fake_per_identity"),
+             frames: int = _default("demo_frames"), width: int = _default("demo_width"),
+             height: int = _default("demo_height"), fps: int = 15,
+             test_fraction: float = _default("demo_test_fraction"),
+             test_fraction_real: float | None = None,
              progress: bool = True) -> pd.DataFrame:
     """Write the demo dataset in the Celeb-DF v2 layout under ``out_dir``; return its manifest.
 

@@ -39,6 +39,7 @@ from .batches import FaceSource
 from .devices import resolve_device
 from .fitting import keras_shuffles, seed_everything
 from .paths import RunPaths
+from .triplet_fields import TRAIN_TRIPLET
 from .vocabulary import CLASSIFIERS, embedding_method
 
 HIDDEN_UNITS = (256, 256, 128)
@@ -324,10 +325,17 @@ def _has_both_classes(y: np.ndarray) -> bool:
     return len(np.unique(y)) == 2
 
 
+def _default(key: str) -> Any:
+    """A ``train_triplet`` field's default (the profile's, declared once)."""
+    return TRAIN_TRIPLET[key].default
+
+
 def train(run: RunPaths, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
-          y_val: np.ndarray, *, epochs: int = 20, batch_size: int = 256,
-          learning_rate: float = 3e-4, margin: float = 1.0, unit_length: bool = False,
-          dropout: float = 0.1, seed: int = 0, verbose: int = 2,
+          y_val: np.ndarray, *, epochs: int = _default("epochs"),
+          batch_size: int = _default("batch_size"),
+          learning_rate: float = _default("learning_rate"), margin: float = _default("margin"),
+          unit_length: bool = _default("unit_length"), dropout: float = _default("dropout"),
+          seed: int = 0, verbose: int = 2,
           inputs: Mapping[str, Iterable[str]] | None = None) -> Training:
     """Train the triplet network for ``epochs`` epochs, or reload it when a finished one
     matches these inputs.

@@ -16,7 +16,8 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-SAMPLING_STRATEGIES = ("first", "even", "every_k")
+from .faces_fields import SAMPLING_STRATEGIES
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 # A seek decodes from the keyframe before the target (typically 12-250 frames back), so it

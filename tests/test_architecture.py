@@ -46,11 +46,24 @@ def test_no_import_circle_even_through_lazy_imports():
             visit(module, [])
 
 
-@pytest.mark.parametrize("leaf,allowed", [("vocabulary", set()), ("io", set()),
+FIELD_MODULES = sorted(m for m in MODULES if m.endswith("_fields"))
+
+
+@pytest.mark.parametrize("leaf,allowed", [("vocabulary", set()), ("io", set()), ("fields", set()),
                                           ("paths", {"io", "vocabulary"}),
-                                          ("config", {"io", "paths", "vocabulary", "devices"})])
+                                          ("config", {"io", "paths", "vocabulary", "devices",
+                                                      "fields", *FIELD_MODULES})])
 def test_leaf_modules_import_only_leaves(leaf, allowed):
     assert imported_modules(MODULES[leaf]) - {leaf} <= allowed
+
+
+@pytest.mark.parametrize("module", FIELD_MODULES)
+def test_each_fields_module_is_light_and_named_after_the_module_that_reads_it(module):
+    """``<owner>_fields`` declares the profile fields ``<owner>`` reads (that they reach it:
+    tests/test_params_reach.py): it imports only leaves, so dflib.config, which assembles
+    the schema from these modules, never imports TensorFlow or torch."""
+    assert module.removesuffix("_fields") in MODULES
+    assert imported_modules(MODULES[module]) <= {"fields", "vocabulary", "devices"}
 
 
 RUN_FOLDERS = {name for name, attr in vars(paths.RunPaths).items()
@@ -156,7 +169,8 @@ def test_every_family_names_a_model_module_that_rescores_it():
 
 # The rows of docs/design.md, "Modules", top to bottom.
 LAYERS = (
-    {"vocabulary", "io", "paths", "devices", "torch_first", "steptimes", "__init__"},
+    {"vocabulary", "io", "paths", "devices", "torch_first", "steptimes", "__init__", "fields",
+     *FIELD_MODULES},
     {"config"},
     {"datasets", "synth", "video"},
     {"evaluation", "summaries"},

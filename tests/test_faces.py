@@ -100,15 +100,15 @@ def extractor() -> FaceExtractor:
 # -- the extractor --------------------------------------------------------------------
 
 def test_coarse_pass_scale_and_smallest_face():
-    ex = FaceExtractor(min_face_size=40, detect_max_side=320)
+    ex = FaceExtractor.from_params({"min_face_size": 40, "detect_max_side": 320})
     assert ex.detect_scale(320, 240) == 1.0 and ex.coarse_min_face(320, 240) == 40
     assert ex.detect_scale(1280, 720) == pytest.approx(0.25)
     assert ex.coarse_min_face(1280, 720) == pytest.approx(80)  # 20 detector px at 1/4
     assert ex.coarse_min_face(1920, 1080) == pytest.approx(120)
-    assert FaceExtractor(min_face_size=200).coarse_min_face(1920, 1080) == 200
-    assert FaceExtractor(detect_max_side=0).detect_scale(1920, 1080) == 1.0
+    assert FaceExtractor.from_params({"min_face_size": 200}).coarse_min_face(1920, 1080) == 200
+    assert FaceExtractor.from_params({"detect_max_side": 0}).detect_scale(1920, 1080) == 1.0
     with pytest.raises(ValueError, match="margin"):
-        FaceExtractor(img_size=64, margin=64)
+        FaceExtractor.from_params({"img_size": 64, "margin": 64})
 
 
 def test_fast_path_agrees_with_full_resolution_and_crops_from_full_resolution(monkeypatch):

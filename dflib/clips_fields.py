@@ -1,0 +1,28 @@
+"""The ``train_c3d`` section's fields, read by :mod:`dflib.clips`."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Mapping
+
+from .fields import Field
+from .vocabulary import CLIP_MODELS
+
+
+TRAIN_C3D: Mapping[str, Field] = MappingProxyType({
+    "models": Field(list, ["c3d", "conv3d"], "3D CNNs: c3d (classic C3D), conv3d (the "
+                    "original study's conv3d_model) and conv3d_light (a light variant)",
+                    item=str, choices=CLIP_MODELS),
+    "clip_len": Field(int, 16, "consecutive sampled faces per clip; shorter videos repeat "
+                      "their last face", min=1),
+    "clip_size": Field(int, 112, "crop side; faces are resized to 128x171 scaled by "
+                       "clip_size/112 first", min=8),
+    "epochs": Field(int, 15, "maximum epochs per model", min=1),
+    "batch_size": Field(int, 32, "clips per batch", min=1),
+    "learning_rate": Field(float, 0.005, "SGD learning rate (Nesterov)", min=1e-7, max=1.0),
+    "momentum": Field(float, 0.9, "SGD momentum", min=0.0, max=0.999),
+    "patience": Field(int, 10, "EarlyStopping patience on val_loss (epochs)", min=0),
+    "dropout": Field(float, 0.5, "dropout after each fully connected layer", min=0.0,
+                     max=0.95),
+    "class_weight": Field(bool, True, "weight classes by their share of training clips"),
+})

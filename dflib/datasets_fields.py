@@ -1,0 +1,32 @@
+"""The ``index`` section's fields read by :mod:`dflib.datasets` (splits, the FaceForensics++
+selection, the cross-dataset protocol), and the names of its dataset adapters."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Mapping
+
+from .fields import Field
+
+
+# The dataset adapters of dflib.datasets (``dataset``, ``index.test_dataset``).
+DATASETS = ("celebdf", "ffpp", "dfdc", "folder")
+FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
+COMPRESSIONS = ("c0", "c23", "c40")
+
+INDEX: Mapping[str, Field] = MappingProxyType({
+    "val_fraction": Field(float, 0.2, "share of training videos held out for validation",
+                          min=0.0, max=0.9),
+    "max_videos_per_class": Field(int, 0, "cap on videos per split and label (0: all)",
+                                  min=0),
+    "ffpp_methods": Field(list, ["NeuralTextures"], "FaceForensics++ manipulations",
+                          item=str, choices=FFPP_METHODS),
+    "ffpp_compression": Field(str, "c40", "FaceForensics++ compression",
+                              choices=COMPRESSIONS),
+    "test_dataset": Field(str, "", "cross-dataset protocol: take the test videos from "
+                          "this dataset's test split (empty: the dataset's own)",
+                          choices=("", *DATASETS)),
+    "test_data_root": Field(str, "", "folder of test_dataset"),
+    "allow_empty_test": Field(bool, False, "the run only trains: an empty test split is "
+                              "not an error (check and stage index refuse it otherwise)"),
+})
