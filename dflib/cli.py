@@ -78,7 +78,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from . import synth
 
     config.SHARED["seed"].check("--seed", args.seed)
-    problem = synth.folder_problem(args.out_dir)
+    problem = synth.folder_problem(args.out_dir, {"seed": args.seed})
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT

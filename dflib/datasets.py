@@ -150,7 +150,8 @@ def scan_folder(root: Path, folder: Path, recursive: bool = True,
                 continue
             if not _utf8(entry.name):
                 folder = entry.is_dir(follow_symlinks=False)
-                if (folder and recursive) or (not folder and path.suffix.lower() in extensions):
+                if (folder and recursive) or (not folder and (
+                        extensions is None or path.suffix.lower() in extensions)):
                     what = "folder" if folder else "file"
                     problems.append(_missing(_printable(rel(path)), f"{what} name is not UTF-8 "
                                              "(Latin-1?); rename it to index it"))
