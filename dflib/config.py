@@ -190,12 +190,19 @@ STAGES: tuple[Stage, ...] = (
                            "clip_size/112 first", min=8),
         "epochs": Field(int, 15, "maximum epochs per model", min=1),
         "batch_size": Field(int, 32, "clips per batch", min=1),
-        "learning_rate": Field(float, 0.005, "SGD learning rate (Nesterov)", min=1e-7, max=1.0),
+        "optimizer": Field(str, "sgd", "sgd (Nesterov momentum, as C3D was trained) or adam",
+                           choices=("sgd", "adam")),
+        "learning_rate": Field(float, 0.005, "learning rate of the optimizer", min=1e-7,
+                               max=1.0),
         "momentum": Field(float, 0.9, "SGD momentum", min=0.0, max=0.999),
         "patience": Field(int, 10, "EarlyStopping patience on val_loss (epochs)", min=0),
         "dropout": Field(float, 0.5, "dropout after each fully connected layer", min=0.0,
                          max=0.95),
         "class_weight": Field(bool, True, "weight classes by their share of training clips"),
+        "bn_recalibration_batches": Field(int, 8, "training batches that re-estimate the "
+                                          "BatchNorm statistics before each validation "
+                                          "(models with BatchNorm; 0 keeps Keras' moving "
+                                          "averages)", min=0),
     }),
     Stage("train_rnn", "05_train_rnn.ipynb", {
         "models": Field(list, list(RNN_HEADS), "recurrent heads on the frame CNN features",
@@ -375,6 +382,10 @@ def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str,
     if "index" in given and index["demo_generate"] and shared["dataset"] != "celebdf":
         raise ProfileError(f"index.demo_generate: the demo dataset has the celebdf layout, "
                            f"not {shared['dataset']}'s; set dataset: celebdf or turn it off")
+    c3d = sections["train_c3d"]
+    if "train_c3d" in given and "conv3d_diff" in c3d["models"] and c3d["clip_len"] < 2:
+        raise ProfileError(f"train_c3d.clip_len: conv3d_diff subtracts consecutive faces, so it "
+                           f"needs at least 2, got {c3d['clip_len']}")
     if "robustness" in given:
         for i, method in enumerate(sections["robustness"]["methods"]):
             if not is_method(method):
