@@ -1,4 +1,4 @@
-"""The 3D-CNN family (``c3d``, ``conv3d``, ``conv3d_light``): clips of face-store faces, the
+"""The 3D-CNN family (``c3d``, ``conv3d``, ``conv3d_light``, ``conv3d_diff``): clips of face-store faces, the
 models, their training and their predictions.
 
 A clip model reads clips of ``clip_len`` consecutive sampled faces from the face store. As
@@ -35,11 +35,16 @@ from .fitting import (ModelRecord, TemporalResult, finish_temporal_stage, finish
 from .paths import RunPaths
 from .vocabulary import CLIP_MODELS
 
+# conv3d_diff's faces are averaged down to DIFF_GRID x DIFF_GRID cells before differencing.
+DIFF_GRID = 4
 # Part of each clip model's record, so a model saved under a name before its layers
 # changed (conv3d was the light variant) is retrained, not reused.
 CLIP_ARCHITECTURES = {"c3d": "C3D 64-128-256x2-512x2-512x2, fc 2048x2",
-                      "conv3d": "conv3d_model 64-128-128-256-256, fc 2048x2, L2 5e-3",
-                      "conv3d_light": "32-64-128 with batch normalisation, GAP, fc 128"}
+                      "conv3d": "conv3d_model 64-128-128-256-256, pool1 (2, 2, 1) TxHxW, fc 2048x2, "
+                                "L2 5e-3",
+                      "conv3d_light": "32-64-128 with batch normalisation, GAP, fc 128",
+                      "conv3d_diff": f"grey-level differences of {DIFF_GRID}x{DIFF_GRID}-cell "
+                                     "faces, then conv3d_light's layers"}
 # C3D's frame size (Tran et al. 2015): resize to 128 x 171, crop 112 x 112.
 C3D_RESIZE = (128, 171)
 C3D_CROP = 112
@@ -175,13 +180,16 @@ def build_c3d(clip_len: int, clip_size: int, dropout: float = 0.5) -> keras.Mode
 
 
 CONV3D_L2 = 5e-3
+# The script's first pool, in its (and this module's) time x height x width order.
+CONV3D_POOL1 = (2, 2, 1)
 
 
 def build_conv3d(clip_len: int, clip_size: int, dropout: float = 0.5) -> keras.Model:
     """The original study's ``conv3d_model``: five 3x3x3 convolutions of 64, 128, 128, 256
-    and 256 filters, each followed by a max pool, the first over space only (its (2, 2, 1)
-    in the script's height-width-time layout), the others 2x2x2 as in C3D; two fully
-    connected layers of 2048 with dropout, a 2-way softmax, and L2 5e-3 on every kernel.
+    and 256 filters, each followed by a max pool, the first (2, 2, 1), the others 2x2x2;
+    two fully connected layers of 2048 with dropout, a 2-way softmax, and L2 5e-3 on every
+    kernel. The script feeds time x height x width, the layout used here, so its first
+    pool halves time and height and keeps the width (not C3D's space-only first pool).
     Pools pad ("same") so short clips and small crops keep at least one cell."""
     reg = keras.regularizers.L2(CONV3D_L2)
     inputs = keras.Input((clip_len, clip_size, clip_size, 3), name="clips")
@@ -189,7 +197,7 @@ def build_conv3d(clip_len: int, clip_size: int, dropout: float = 0.5) -> keras.M
     for i, filters in enumerate((64, 128, 128, 256, 256), start=1):
         x = layers.Conv3D(filters, 3, padding="same", activation="relu",
                           kernel_regularizer=reg, name=f"conv{i}")(x)
-        x = layers.MaxPooling3D((1, 2, 2) if i == 1 else 2, padding="same", name=f"pool{i}")(x)
+        x = layers.MaxPooling3D(CONV3D_POOL1 if i == 1 else 2, padding="same", name=f"pool{i}")(x)
     x = layers.Flatten(name="flatten")(x)
     for fc in (1, 2):
         x = layers.Dense(2048, activation="relu", kernel_regularizer=reg, name=f"fc{fc}")(x)
@@ -205,6 +213,31 @@ def build_conv3d_light(clip_len: int, clip_size: int, dropout: float = 0.5) -> k
     of C3D's weights, and batch normalisation makes plain SGD from scratch converge faster."""
     inputs = keras.Input((clip_len, clip_size, clip_size, 3), name="clips")
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(inputs)
+    return keras.Model(inputs, _light_layers(x, dropout), name="conv3d_light")
+
+
+def build_conv3d_diff(clip_len: int, clip_size: int, dropout: float = 0.5) -> keras.Model:
+    """``conv3d_light``'s layers on the frame differences of coarse faces, not the original
+    study's: each face is averaged down to ``DIFF_GRID x DIFF_GRID`` cells (clip_size //
+    DIFF_GRID pixels a side), then consecutive faces are subtracted (``clip_len - 1``
+    differences). Averaging first removes pixel and codec noise and what the faces look
+    like, so what is left is how each region's colour changes over time, in grey levels.
+    On the demo the full-resolution 3D CNNs stayed at ln 2 in the epochs the budget allows
+    while this one learnt (notebook 04). Needs ``clip_len >= 2``."""
+    if clip_len < 2:
+        raise ValueError(f"conv3d_diff needs clip_len of at least 2, got {clip_len}")
+    cell = max(1, clip_size // DIFF_GRID)
+    inputs = keras.Input((clip_len, clip_size, clip_size, 3), name="clips")
+    # In grey levels, not rescaled: a flicker of a few levels would give the first
+    # convolution outputs of variance below BatchNorm's epsilon (1e-3), which it would then
+    # damp instead of normalising.
+    x = layers.AveragePooling3D((1, cell, cell), name="cells")(inputs)
+    x = cnn.FrameDifferences(name="differences")(x)
+    return keras.Model(inputs, _light_layers(x, dropout), name="conv3d_diff")
+
+
+def _light_layers(x: Any, dropout: float) -> Any:
+    """conv3d_light after its input: three conv-BN-ReLU-pool blocks, GAP, Dense 128, softmax."""
     for i, (filters, pool) in enumerate(((32, (1, 2, 2)), (64, 2), (128, 2)), start=1):
         x = layers.Conv3D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
         x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{i}")(x)
@@ -213,14 +246,14 @@ def build_conv3d_light(clip_len: int, clip_size: int, dropout: float = 0.5) -> k
     x = layers.GlobalAveragePooling3D(name="gap")(x)
     x = layers.Dense(128, activation="relu", name="fc")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(2, activation="softmax", name=cnn.PREDICTIONS_LAYER)(x)
-    return keras.Model(inputs, outputs, name="conv3d_light")
+    return layers.Dense(2, activation="softmax", name=cnn.PREDICTIONS_LAYER)(x)
 
 
 def build_clip_model(name: str, clip_len: int, clip_size: int, dropout: float = 0.5) -> keras.Model:
-    """``c3d``, ``conv3d`` or ``conv3d_light`` for clips ``float32 0-255 [T, c, c, 3]``;
+    """``c3d``, ``conv3d``, ``conv3d_light`` or ``conv3d_diff`` for clips ``float32 0-255 [T, c, c, 3]``;
     not compiled."""
-    builders = {"c3d": build_c3d, "conv3d": build_conv3d, "conv3d_light": build_conv3d_light}
+    builders = {"c3d": build_c3d, "conv3d": build_conv3d, "conv3d_light": build_conv3d_light,
+                "conv3d_diff": build_conv3d_diff}
     if name not in builders:
         raise ValueError(f"unknown clip model {name!r}; choose one of {CLIP_MODELS}")
     return builders[name](clip_len, clip_size, dropout)
@@ -244,6 +277,15 @@ def clip_config(model: str, shared: Mapping[str, Any],
             **{k: section[k] for k in TRAIN_C3D if k != "models"}}
 
 
+def clip_optimizer(section: Mapping[str, Any]) -> keras.optimizers.Optimizer:
+    """The section's ``optimizer`` at its ``learning_rate``: ``sgd`` (Nesterov, with
+    ``momentum``) or ``adam``."""
+    if section["optimizer"] == "adam":
+        return keras.optimizers.Adam(section["learning_rate"])
+    return keras.optimizers.SGD(section["learning_rate"], momentum=section["momentum"],
+                                nesterov=True)
+
+
 def train_clip_models(store: batches.FaceSource, videos: pd.DataFrame, run: RunPaths,
                       shared: Mapping[str, Any], section: Mapping[str, Any],
                       threshold: float = 0.5, verbose: int = 2,
@@ -252,9 +294,11 @@ def train_clip_models(store: batches.FaceSource, videos: pd.DataFrame, run: RunP
     and test splits, write predictions and results rows under the model's name (``c3d``,
     ``conv3d``).
 
-    ``videos``: the index with ``video_id, label, split, n_faces``. SGD with Nesterov
-    momentum, as C3D was trained; a model whose record shows the same configuration is
-    not retrained.
+    ``videos``: the index with ``video_id, label, split, n_faces``. ``optimizer``: SGD
+    with Nesterov momentum, as C3D was trained, or Adam. A model with BatchNorm layers has
+    their statistics re-estimated on ``bn_recalibration_batches`` centre-cropped training
+    batches before each validation (:class:`~dflib.fitting.BatchNormRecalibration`). A
+    model whose record shows the same configuration is not retrained.
     """
     train, val = cnn_training.split_videos(videos)
     test = videos[videos["split"] == "test"].reset_index(drop=True)
@@ -273,10 +317,12 @@ def train_clip_models(store: batches.FaceSource, videos: pd.DataFrame, run: RunP
                                seed=shared["seed"])
             val_data = ClipBatches(store, val, clip_len, size, batch)
             model = build_clip_model(name, clip_len, size, section["dropout"])
-            model.compile(optimizer=keras.optimizers.SGD(section["learning_rate"],
-                                                         momentum=section["momentum"],
-                                                         nesterov=True),
+            model.compile(optimizer=clip_optimizer(section),
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            # The clips as inference sees them (centre crop), in another seeded order.
+            recalibration = fitting.BatchNormRecalibration(
+                ClipBatches(store, train, clip_len, size, batch, shuffle=True,
+                            seed=shared["seed"] + 1), section["bn_recalibration_batches"])
             print(f"{name}: {model.count_params():,} weights, {data.n_samples} training clips, "
                   f"{val_data.n_samples} validation clips", flush=True)
             record = fit_model(
@@ -286,7 +332,8 @@ def train_clip_models(store: batches.FaceSource, videos: pd.DataFrame, run: RunP
                 "c3d", data, validation=val_data if val_data.n_samples else None,
                 epochs=section["epochs"], patience=section["patience"],
                 class_weight=sample_class_weights(data.labels, data.clips_per_video,
-                                                  section["class_weight"]), verbose=verbose)
+                                                  section["class_weight"]), verbose=verbose,
+                first_callbacks=[recalibration])
         else:
             print(f"{name}: {record.model} exists with this configuration, skipped")
         records[name] = record

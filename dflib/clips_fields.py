@@ -11,7 +11,9 @@ from .vocabulary import CLIP_MODELS
 
 TRAIN_C3D: Mapping[str, Field] = MappingProxyType({
     "models": Field(list, ["c3d", "conv3d"], "3D CNNs: c3d (classic C3D), conv3d (the "
-                    "original study's conv3d_model) and conv3d_light (a light variant)",
+                    "original study's conv3d_model), conv3d_light (a light variant) and "
+                    "conv3d_diff (conv3d_light on the differences of consecutive faces "
+                    "averaged to a 4x4 grid; not the paper's)",
                     item=str, choices=CLIP_MODELS),
     "clip_len": Field(int, 16, "consecutive sampled faces per clip; shorter videos repeat "
                       "their last face", min=1),
@@ -19,10 +21,17 @@ TRAIN_C3D: Mapping[str, Field] = MappingProxyType({
                        "clip_size/112 first", min=8),
     "epochs": Field(int, 15, "maximum epochs per model", min=1),
     "batch_size": Field(int, 32, "clips per batch", min=1),
-    "learning_rate": Field(float, 0.005, "SGD learning rate (Nesterov)", min=1e-7, max=1.0),
+    "optimizer": Field(str, "sgd", "sgd (Nesterov momentum, as C3D was trained) or adam",
+                       choices=("sgd", "adam")),
+    "learning_rate": Field(float, 0.005, "learning rate of the optimizer", min=1e-7,
+                           max=1.0),
     "momentum": Field(float, 0.9, "SGD momentum", min=0.0, max=0.999),
     "patience": Field(int, 10, "EarlyStopping patience on val_loss (epochs)", min=0),
     "dropout": Field(float, 0.5, "dropout after each fully connected layer", min=0.0,
                      max=0.95),
     "class_weight": Field(bool, True, "weight classes by their share of training clips"),
+    "bn_recalibration_batches": Field(int, 8, "training batches that re-estimate the "
+                                      "BatchNorm statistics before each validation "
+                                      "(models with BatchNorm; 0 keeps Keras' moving "
+                                      "averages)", min=0),
 })

@@ -195,10 +195,23 @@ class MaskedTemporalMax(keras.layers.Layer):
         return (input_shape[0], input_shape[2])
 
 
+@keras.saving.register_keras_serializable(package="dflib")
+class FrameDifferences(keras.layers.Layer):
+    """``x[:, t + 1] - x[:, t]`` of clips ``[b, T, ...]``: ``[b, T - 1, ...]``."""
+
+    def call(self, x: Any) -> Any:
+        return x[:, 1:] - x[:, :-1]
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        steps = None if input_shape[1] is None else input_shape[1] - 1
+        return (input_shape[0], steps, *input_shape[2:])
+
+
 def load_model(path: str | Path, compile: bool = False) -> keras.Model:
     """Load a saved frame CNN, clip model or recurrent head (their custom layers are known
     here); without ``compile`` the optimizer state is not restored. A file that does not
     read whole is :class:`dflib.io.DamagedArtifact`, one line naming it."""
     io.require_whole(path, "rerun the stage that trained it")
     return keras.saving.load_model(path, compile=compile, custom_objects={
-        "BackbonePreprocess": BackbonePreprocess, "MaskedTemporalMax": MaskedTemporalMax})
+        "BackbonePreprocess": BackbonePreprocess, "MaskedTemporalMax": MaskedTemporalMax,
+        "FrameDifferences": FrameDifferences})

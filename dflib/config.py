@@ -219,6 +219,10 @@ def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str,
     if "index" in given and index["demo_generate"] and shared["dataset"] != "celebdf":
         raise ProfileError(f"index.demo_generate: the demo dataset has the celebdf layout, "
                            f"not {shared['dataset']}'s; set dataset: celebdf or turn it off")
+    c3d = sections["train_c3d"]
+    if "train_c3d" in given and "conv3d_diff" in c3d["models"] and c3d["clip_len"] < 2:
+        raise ProfileError(f"train_c3d.clip_len: conv3d_diff subtracts consecutive faces, so it "
+                           f"needs at least 2, got {c3d['clip_len']}")
     if "robustness" in given:
         for i, method in enumerate(sections["robustness"]["methods"]):
             if not is_method(method):

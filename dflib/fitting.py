@@ -269,13 +269,15 @@ def saved_record(run: RunPaths, family: str, name: str) -> ModelRecord:
 def fit_model(model: keras.Model, run: RunPaths, record: ModelRecord, family: str, data: Any,
               y: np.ndarray | None = None, validation: Any = None, *, epochs: int,
               batch_size: int | None = None, patience: int,
-              class_weight: dict[int, float] | None = None, verbose: int = 2) -> ModelRecord:
+              class_weight: dict[int, float] | None = None, verbose: int = 2,
+              first_callbacks: Sequence[keras.callbacks.Callback] = ()) -> ModelRecord:
     """Train a compiled model with the frame CNN's callbacks and save it atomically.
 
     EarlyStopping on ``val_loss`` (``loss`` without validation data) restores the best
     epoch; the best epoch is checkpointed to ``<name>.inprogress.keras`` and renamed to
     ``<name>.keras`` only when training ends, so a killed run never leaves a final-looking
     partial model. The record is written last: its ``complete`` flag is what reruns trust.
+    ``first_callbacks``: as in :func:`fit_and_save`.
     """
     final, record_path, log = run.model_files(family, record.name)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -285,7 +287,7 @@ def fit_model(model: keras.Model, run: RunPaths, record: ModelRecord, family: st
     record.class_weight = {str(c): w for c, w in (class_weight or {}).items()}
     fit_and_save(model, final, log, record, data, validation=validation, epochs=epochs,
                  patience=patience, class_weight=class_weight, y=y,
-                 batch_size=batch_size, verbose=verbose)
+                 batch_size=batch_size, verbose=verbose, first_callbacks=first_callbacks)
     record.complete = True
     io.write_text(json.dumps(record.as_dict(), indent=2) + "\n", record_path)
     return record

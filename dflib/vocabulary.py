@@ -11,7 +11,7 @@ A method name is ``<family>/<member>[/<variant>]`` or, for the clip models, the 
 own name (docs/design.md, "Contracts")::
 
     cnn/<arch>  cnn/<arch>/chunk<i>  cnn/<arch>/boosted  cnn/<arch>/boosted_mean
-    c3d  conv3d  conv3d_light
+    c3d  conv3d  conv3d_light  conv3d_diff
     rnn/<head>
     facenet/<classifier>  triplet/<classifier>
     control/<statistic>
@@ -35,7 +35,7 @@ CNN_ARCHS = tuple(CNN_MIN_INPUT)
 # paper's max voting) and the mean of their scores (rules of dflib.evaluation.ensemble).
 ENSEMBLE_RULES: Mapping[str, str] = MappingProxyType({"boosted": "vote", "boosted_mean": "mean"})
 ENSEMBLES = tuple(ENSEMBLE_RULES)
-CLIP_MODELS = ("c3d", "conv3d", "conv3d_light")
+CLIP_MODELS = ("c3d", "conv3d", "conv3d_light", "conv3d_diff")
 # ``time_average`` is the recurrent heads' fair baseline: a logistic regression on the mean
 # of the same features over time (dflib.sequences.build_head).
 RNN_HEADS = ("lstm", "bilstm", "temporal_max", "gru", "time_average")

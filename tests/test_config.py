@@ -114,6 +114,14 @@ def test_margin_must_fit_in_the_crop(minimal):
         config.validate(minimal)
 
 
+def test_conv3d_diff_needs_two_faces_per_clip(minimal):
+    minimal.update(train_c3d={"models": ["conv3d_diff"], "clip_len": 1})
+    with pytest.raises(config.ProfileError, match="train_c3d.clip_len: conv3d_diff subtracts "
+                                                  "consecutive faces, so it needs at least 2"):
+        config.validate(minimal)
+    config.validate({**minimal, "train_c3d": {"models": ["c3d"], "clip_len": 1}})
+
+
 @pytest.mark.parametrize("method", ["cnn/ef0", "cnn/xception/chunk3", "cnn/ef0/boosted_mean",
                                     "c3d", "rnn/bilstm", "triplet/sgd", "facenet/tree"])
 def test_robustness_methods_accept_detector_names(minimal, method):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import keras
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ import pytest
 from dflib import (clips, cnn, cnn_features, cnn_training, evaluation, io, sequences,
                    vocabulary)
 from dflib.paths import RunPaths
+from sklearn.metrics import roc_auc_score
 
 RNG = np.random.default_rng(0)
 SIZE = 24  # stored face side in these tests
@@ -137,6 +139,22 @@ def test_temporal_max_ignores_masked_steps_even_when_they_hold_large_values():
     np.testing.assert_array_equal(nothing, [[0.0, 0.0]])
 
 
+def test_conv3d_diff_sees_only_how_coarse_faces_change():
+    model = clips.build_clip_model("conv3d_diff", clip_len=4, clip_size=16)
+    assert model.get_layer("cells").output.shape[1:] == (4, 4, 4, 3)  # DIFF_GRID cells
+    assert model.get_layer("differences").output.shape[1:] == (3, 4, 4, 3)
+    clip = RNG.uniform(0, 255, (1, 4, 16, 16, 3)).astype(np.float32)
+    brighter = np.clip(clip + 40, 0, 255)  # the same change over time, another appearance
+    still = np.repeat(clip[:, :1], 4, axis=1)
+    out = model.predict(np.concatenate([clip, clip[:, :, ::-1]]), verbose=0)
+    assert not np.allclose(out[0], out[1])  # it does read the faces
+    np.testing.assert_allclose(model.predict(still, verbose=0),
+                               model.predict(np.repeat(brighter[:, :1], 4, axis=1), verbose=0),
+                               rtol=1e-5)  # a still clip is a still clip, whatever it shows
+    with pytest.raises(ValueError, match="clip_len"):
+        clips.build_clip_model("conv3d_diff", clip_len=1, clip_size=16)
+
+
 def test_unknown_names_raise():
     with pytest.raises(ValueError, match="clip model"):
         clips.build_clip_model("i3d", 4, 16)
@@ -149,7 +167,8 @@ def test_save_and_reload_give_identical_predictions(tmp_path):
     x, lengths = cnn_features.pad_sequences([sequence(3), sequence(6)], 6, feature_dim=8)
     inputs = cnn_features.Sequences(np.array(["a", "b"]), np.array([0, 1]), x, lengths).inputs
     clip_batch = RNG.uniform(0, 255, (2, 4, 16, 16, 3)).astype(np.float32)
-    for model, x in ((head, inputs), (clips.build_clip_model("conv3d_light", 4, 16), clip_batch)):
+    for model, x in ((head, inputs), (clips.build_clip_model("conv3d_light", 4, 16), clip_batch),
+                     (clips.build_clip_model("conv3d_diff", 4, 16), clip_batch)):
         path = tmp_path / f"{model.name}.keras"
         model.save(path)
         np.testing.assert_array_equal(cnn.load_model(path).predict(x, verbose=0),
@@ -194,8 +213,9 @@ def tiny_run(tmp_path):
 
 
 CLIP_SECTION = {"models": ["conv3d_light"], "clip_len": 4, "clip_size": 16, "epochs": 1,
-                "batch_size": 4, "learning_rate": 0.005, "momentum": 0.9, "patience": 1,
-                "dropout": 0.5, "class_weight": True}
+                "batch_size": 4, "optimizer": "sgd", "learning_rate": 0.005, "momentum": 0.9,
+                "patience": 1, "dropout": 0.5, "class_weight": True,
+                "bn_recalibration_batches": 2}
 SHARED = {"seed": 0, "img_size": 32}
 
 
@@ -287,7 +307,9 @@ def test_conv3d_is_the_original_studys_conv3d_model():
     model = clips.build_clip_model("conv3d", 16, 112)
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv3D)]
     assert [c.filters for c in convs] == [64, 128, 128, 256, 256]
-    assert model.get_layer("pool1").pool_size == (1, 2, 2)  # space only, as (2, 2, 1) in HWT
+    # The script's input is time x height x width, as here: (2, 2, 1) halves time and height.
+    assert model.get_layer("pool1").pool_size == (2, 2, 1)
+    assert model.get_layer("pool1").output.shape[1:4] == (8, 56, 112)
     assert [model.get_layer(f"fc{i}").units for i in (1, 2)] == [2048, 2048]
     assert all(float(layer.kernel_regularizer.l2) == pytest.approx(5e-3)
                for layer in (*convs, model.get_layer("fc1"), model.get_layer("fc2")))
@@ -399,3 +421,42 @@ def test_controls_are_scored_like_detectors_and_keep_every_video(tiny_run):
                                  videos[videos["split"] == "test"], {})
     pd.testing.assert_frame_equal(again["control/colour_jerk"][0], test,
                                   check_dtype=False, atol=1e-6)
+
+
+def flicker_videos(n_per_class: int, rng: np.random.Generator, n_faces: int = 8,
+                   size: int = SIZE) -> dict[str, tuple[int, np.ndarray]]:
+    """Videos a frame model cannot tell apart and a clip model can: every video is one
+    smooth random face-sized texture; a real video keeps one brightness offset for all its
+    faces, a fake draws a new one for each face (flicker), from the same distribution."""
+    out = {}
+    for label in (0, 1):
+        for k in range(n_per_class):
+            texture = cv2.resize(rng.uniform(60, 190, (4, 4, 3)), (size, size))
+            offsets = rng.normal(0, 30, n_faces if label else 1)
+            frames = texture[None] + np.resize(offsets, n_faces)[:, None, None, None]
+            out[f"{'fake' if label else 'real'}{k}"] = (label, np.clip(frames, 0, 255).astype(np.uint8))
+    return out
+
+
+@pytest.mark.parametrize("name", ["conv3d_diff"])
+def test_the_default_clip_model_learns_a_separable_flicker_set(tmp_path, name):
+    """Loss falls and the outputs spread and rank the classes: the demo's clip model, with
+    the demo's optimizer, learns from scratch what no single frame shows."""
+    rng = np.random.default_rng(3)
+    splits = {"train": 12, "val": 3, "test": 4}
+    videos, arrays = [], {}
+    for split, n in splits.items():
+        for vid, (label, frames) in flicker_videos(n, rng).items():
+            arrays[f"{split}_{vid}"] = frames
+            videos.append({"video_id": f"{split}_{vid}", "label": label, "split": split,
+                           "n_faces": len(frames)})
+    run = RunPaths(tmp_path / "run").ensure()
+    section = {**CLIP_SECTION, "models": [name], "epochs": 8, "optimizer": "adam",
+               "learning_rate": 1e-3, "batch_size": 8, "patience": 8}
+    result = clips.train_clip_models(DictStore(arrays), pd.DataFrame(videos), run, SHARED,
+                                     section, verbose=0)
+    log = result.logs[name]
+    assert log["loss"].iloc[-1] < 0.7 * log["loss"].iloc[0]
+    test = result.predictions[name]
+    assert test["score"].std() > 0.1  # not one score for every video
+    assert roc_auc_score(test["label"], test["score"]) > 0.9
