@@ -15,6 +15,7 @@ import json
 import math
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -27,7 +28,7 @@ from tqdm.auto import tqdm
 from . import io, mtcnn
 from .devices import check_device, resolve_device
 from .paths import RunPaths, resolve
-from .steptimes import step
+from .steptimes import count, step
 from .video import Sampled, VideoError, read_image, sample_frames, set_decoder_threads
 
 SELECTIONS = ("largest", "probability")
@@ -196,6 +197,7 @@ class FaceExtractor:
         for members in by_shape.values():
             with step("shot_cuts"):
                 changes = shot_changes([frames[i] for i in members])
+            count("cuts", sum(changes))
             for i, cut in zip(members, changes):
                 cuts[i] = cut
             keys, key_of, since = [], {}, self.redetect_every
@@ -214,6 +216,7 @@ class FaceExtractor:
                                       [detections[key_of[i]] for i in followers])
             for i, det in zip(followers, confirmed):
                 detections[i] = det
+            count("confirmed", sum(len(det) > 0 for det in confirmed))
             lost = [i for i in members if i not in key_set and (
                 len(detections[i]) == 0 or detections[i][:, 4].max()
                 < detections[key_of[i]][:, 4].max() - PROB_DROP)]
@@ -260,6 +263,9 @@ class FaceExtractor:
             if cut:
                 last = None  # another shot: the last faces say nothing about where to look
             det = self._search_near(frame, last) if last is not None else np.empty((0, 5))
+            if last is not None:
+                count("near_searches")
+                count("near_found", len(det) > 0)
             if len(det) == 0:
                 det = self._search([frame], min(sides) if sides else None)[0]
             if len(det):
@@ -308,9 +314,11 @@ class FaceExtractor:
         scale = self.detect_scale(width, height)
         if known_side:
             scale = min(1.0, max(scale, 2 * DETECT_MIN_FACE_PX / known_side))
+        count("full_searches", len(frames))
         detections = self._detect(frames, scale)
         if scale < 1.0:
             missed = [i for i, det in enumerate(detections) if len(det) == 0]
+            count("full_resolution", len(missed))
             retried = self._detect([frames[i] for i in missed], 1.0) if missed else []
             for i, det in zip(missed, retried):
                 detections[i] = det
@@ -611,6 +619,30 @@ def store_settings(run: RunPaths, batch_size: int = 32, device: str = "auto") ->
                             "run stage 'faces' first")
 
 
+# torch intra-op threads while faces are extracted in this process. MTCNN's tensors are small
+# (a 320 px coarse frame, regions of a few hundred pixels around known faces, 24 and 48 px
+# candidate crops): one thread does nearly all a second one would, and every parallel
+# region waits for its slowest thread, so on a busy machine (a descheduled thread stalls
+# each region) two threads ran extraction 5-10x slower than one. The cores go to the
+# decoder (FFmpeg's own thread count, decoding the next video meanwhile: decode_ahead)
+# and, with more cores, to more videos at once (Dask workers, one thread each).
+EXTRACT_TORCH_THREADS = 1
+
+
+@contextmanager
+def extraction_threads() -> Iterator[None]:
+    """torch's intra-op thread count set to EXTRACT_TORCH_THREADS for the ``with`` body
+    and restored after it (later stages, training, keep their own)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(EXTRACT_TORCH_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def decode_ahead(paths: Sequence[str], n: int, strategy: str, every_k: int
                  ) -> Iterator[Sampled | VideoError | None]:
     """Each video's sampled frames, in order, the next one decoded in a thread while the
@@ -663,7 +695,7 @@ def _dask_task(video_id: str, path: str, target: str, params: dict[str, Any], n:
         import torch
 
         # Each worker process runs one task at a time; more threads would oversubscribe.
-        torch.set_num_threads(1)
+        torch.set_num_threads(EXTRACT_TORCH_THREADS)
         cv2.setNumThreads(1)
         set_decoder_threads(1)
         _WORKER_EXTRACTORS[key] = FaceExtractor(**params)
@@ -787,13 +819,14 @@ def run_extraction(videos: pd.DataFrame, run: RunPaths, extractor_params: Mappin
         decoded: Iterator[Any] = (decode_ahead([job[1] for job in jobs], frames_per_video,
                                                sampling, every_k)
                                   if decode_in_thread else iter([None] * len(jobs)))
-        for (vid, path, target, file_config), frames in tqdm(
-                zip(jobs, decoded), total=len(jobs), desc="faces", unit="video",
-                disable=not progress):
-            err = _extract_to_store(vid, path, target, extractor, frames_per_video, sampling,
-                                    every_k, file_config, frames)
-            if err:
-                errors[vid] = err
+        with extraction_threads():
+            for (vid, path, target, file_config), frames in tqdm(
+                    zip(jobs, decoded), total=len(jobs), desc="faces", unit="video",
+                    disable=not progress):
+                err = _extract_to_store(vid, path, target, extractor, frames_per_video,
+                                        sampling, every_k, file_config, frames)
+                if err:
+                    errors[vid] = err
 
     rows = [_video_rows(v, run.face_file(str(v["video_id"])), errors.get(str(v["video_id"])))
             for v in videos.to_dict("records")]
