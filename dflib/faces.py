@@ -40,10 +40,11 @@ MULTI_FACES = ("single", "max")
 # (faces keep their proportions); stretch: the box plus margin resized to a square, as
 # facenet-pytorch's extract_face (and so the paper) cut them, widening narrow faces.
 CROPS = ("square", "stretch")
-# Face choice in a frame with several candidates (recorded per frame as its rule): a
-# candidate this far below the frame's best probability is dropped (hands and other
-# distractors score 0.7-0.9 where a face scores 0.99+); of those left, the one that
-# overlaps the previous frame's face by TRACK_IOU continues the track; else ``selection``.
+# Face choice in a frame with several candidates (recorded per frame as its rule): the one
+# that overlaps the previous frame's face by TRACK_IOU continues the track, so one person
+# stays stored within a shot; else a candidate this far below the frame's best probability
+# is dropped (hands and other distractors score 0.7-0.9 where a face scores 0.99+), and of
+# those left ``selection`` picks. A shot change starts afresh.
 PROB_GAP = 0.05
 TRACK_IOU = 0.3
 # A frame between key frames whose confirmed face is this much less probable than the key
@@ -56,7 +57,7 @@ CUT_HISTOGRAM = 0.3
 CUT_PIXELS = 25.0
 CUT_THUMB = 64
 RULES = ("only", "gap", "track", "largest", "probability")
-CHOICE_VERSION = "gap-track-cut-2"  # in the store settings: stores chosen otherwise are redone
+CHOICE_VERSION = "gap-track-cut-3"  # in the store settings: stores chosen otherwise are redone
 # The coarse, downscaled detection pass looks for faces of at least this many detector
 # pixels (MTCNN's own default); smaller ones are left to the full-resolution pass.
 DETECT_MIN_FACE_PX = 20
@@ -211,18 +212,40 @@ class FaceExtractor:
                                                        [cuts[i] for i in keys])):
                 detections[i] = det
             key_set = set(keys)
-            followers = [i for i in members if i not in key_set and len(detections[key_of[i]])]
-            confirmed = self._confirm([frames[i] for i in followers],
-                                      [detections[key_of[i]] for i in followers])
-            for i, det in zip(followers, confirmed):
-                detections[i] = det
-            count("confirmed", sum(len(det) > 0 for det in confirmed))
-            lost = [i for i in members if i not in key_set and (
+            # Each frame between key frames confirms the faces of the frame before it (its
+            # key frame's where that one lost them): a face that moves is proposed where it
+            # just was. Proposing the key frame's boxes to every follower lost faces that
+            # moved a third of their width in a few frames (people walking), and another
+            # face took the track over. Rounds of the n-th frames after each key frame
+            # still go through the networks together.
+            before = dict(zip(members[1:], members))
+            position = {i: k for k, i in enumerate(members)}
+            by_round: dict[int, list[int]] = {}
+            for i in members:
+                if i not in key_set and len(detections[key_of[i]]):
+                    by_round.setdefault(position[i] - position[key_of[i]], []).append(i)
+            for _, batch in sorted(by_round.items()):
+                proposals = [detections[before[i]] if len(detections[before[i]])
+                             else detections[key_of[i]] for i in batch]
+                confirmed = self._confirm([frames[i] for i in batch], proposals)
+                for i, det in zip(batch, confirmed):
+                    detections[i] = det
+                count("confirmed", sum(len(det) > 0 for det in confirmed))
+            lost = [i for i in members if i not in key_set and len(detections[key_of[i]]) and (
                 len(detections[i]) == 0 or detections[i][:, 4].max()
                 < detections[key_of[i]][:, 4].max() - PROB_DROP)]
             for i, det in zip(lost, self._search([frames[i] for i in lost]) if lost else []):
                 if len(det) or not len(detections[i]):
                     detections[i] = det
+            # After a key frame without a face, only the coarse pass looks for one that
+            # came in: a face it cannot see (below coarse_min_face) waits for the next key
+            # frame, at most redetect_every - 1 frames. Searching each such frame at full
+            # resolution too made footage without faces (cutaways, title cards, crowds
+            # of tiny faces) cost more than the paper's every-frame search.
+            blank = [i for i in members if i not in key_set and not len(detections[key_of[i]])]
+            for i, det in zip(blank, self._search([frames[i] for i in blank], fine=False)
+                              if blank else []):
+                detections[i] = det
         out, previous = [], None
         for frame, det, cut in zip(frames, detections, cuts):
             if cut:
@@ -237,13 +260,15 @@ class FaceExtractor:
         """The face of a frame's detections ``[n, 5]`` and the rule that chose it (RULES)."""
         if len(det) == 1:
             return det[0], "only"
+        if previous is not None:
+            # The person of the frame before stays chosen even when another face scores
+            # higher now (a head turning away loses probability before it is lost).
+            overlap = box_iou(previous, det[:, :4])
+            if overlap.max() >= TRACK_IOU:
+                return det[int(np.argmax(overlap))], "track"
         kept = det[det[:, 4] >= det[:, 4].max() - PROB_GAP]
         if len(kept) == 1:
             return kept[0], "gap"
-        if previous is not None:
-            overlap = box_iou(previous, kept[:, :4])
-            if overlap.max() >= TRACK_IOU:
-                return kept[int(np.argmax(overlap))], "track"
         if self.selection == "largest":
             return kept[np.argmax((kept[:, 2] - kept[:, 0]) * (kept[:, 3] - kept[:, 1]))], "largest"
         return kept[np.argmax(kept[:, 4])], "probability"
@@ -302,12 +327,12 @@ class FaceExtractor:
         boxes[:, [1, 3]] = boxes[:, [1, 3]] * ((y2 - y1) / size[1]) + y1
         return boxes
 
-    def _search(self, frames: list[np.ndarray], known_side: float | None = None
-                ) -> list[np.ndarray]:
-        """Full detection of frames of one size: the coarse pass, then full resolution
-        for the frames where it found nothing. ``known_side``: the smallest face (frame
-        pixels) found in this video so far; the coarse pass then sees the frame at least
-        large enough for a face of half that size to keep ``DETECT_MIN_FACE_PX``."""
+    def _search(self, frames: list[np.ndarray], known_side: float | None = None,
+                fine: bool = True) -> list[np.ndarray]:
+        """Full detection of frames of one size: the coarse pass, then (``fine``) full
+        resolution for the frames where it found nothing. ``known_side``: the smallest face
+        (frame pixels) found in this video so far; the coarse pass then sees the frame at
+        least large enough for a face of half that size to keep ``DETECT_MIN_FACE_PX``."""
         if not frames:
             return []
         height, width = frames[0].shape[:2]
@@ -316,7 +341,7 @@ class FaceExtractor:
             scale = min(1.0, max(scale, 2 * DETECT_MIN_FACE_PX / known_side))
         count("full_searches", len(frames))
         detections = self._detect(frames, scale)
-        if scale < 1.0:
+        if scale < 1.0 and fine:
             missed = [i for i, det in enumerate(detections) if len(det) == 0]
             count("full_resolution", len(missed))
             retried = self._detect([frames[i] for i in missed], 1.0) if missed else []

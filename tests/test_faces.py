@@ -233,8 +233,8 @@ def test_only_every_nth_frame_is_searched_and_lost_faces_are_searched_again(monk
     frames.append(canvas(640, 360))
     searched: list[int] = []
     search = FaceExtractor._search
-    monkeypatch.setattr(FaceExtractor, "_search", lambda self, batch, *known: searched.append(
-        len(batch)) or search(self, batch, *known))
+    monkeypatch.setattr(FaceExtractor, "_search", lambda self, batch, *known, **kw: searched.append(
+        len(batch)) or search(self, batch, *known, **kw))
     tracked = FaceExtractor.from_params({**PARAMS, "redetect_every": 3}).extract(frames)
     every = FaceExtractor.from_params({**PARAMS, "redetect_every": 1}).extract(frames)
     # key frame 0 in full (key frame 3 finds the face near frame 0's), then frame 5; then
@@ -246,6 +246,25 @@ def test_only_every_nth_frame_is_searched_and_lost_faces_are_searched_again(monk
     assert all(iou(t.box, e.box) > 0.8 for t, e in zip(tracked[:5], every[:5]))
 
 
+def test_after_a_key_frame_without_a_face_only_the_coarse_pass_looks(monkeypatch):
+    """Key frames 0 and 3; key frame 0 has no face. Frame 1's large face is found by the
+    coarse pass in its own frame; frame 2's small one (below the coarse pass's 80 px) is
+    left to key frame 3, which finds it at full resolution: frames without a face cost the
+    coarse pass, not a full-resolution search each (cutaways, title cards)."""
+    small = paste(canvas(1280, 720), 70, 900, 200)
+    frames = [canvas(1280, 720), paste(canvas(1280, 720), 240, 700, 300), small, small.copy()]
+    scales = []
+    detect = FaceExtractor._detect
+    monkeypatch.setattr(FaceExtractor, "_detect",
+                        lambda self, frames, scale: scales.append(scale) or
+                        detect(self, frames, scale))
+    found = FaceExtractor.from_params({**PARAMS, "detect_max_side": 320,
+                                       "redetect_every": 3}).extract(frames)
+    assert [f.face is not None for f in found] == [False, True, False, True]
+    # key frames 0 and 3 (coarse, then full resolution), then frames 1-2 coarse only
+    assert scales == [0.25, 1.0, 0.25, 1.0, 0.25]
+
+
 def test_key_frames_are_searched_near_the_last_face_and_in_full_when_it_is_not_there(
         monkeypatch):
     """A small face in a large frame: key frame 0 is searched in full, the next key frames
@@ -255,8 +274,8 @@ def test_key_frames_are_searched_near_the_last_face_and_in_full_when_it_is_not_t
     frames = [paste(canvas(1920, 1080), 64, x, 500) for x in xs]
     calls: list[str] = []
     search, near = FaceExtractor._search, FaceExtractor._search_near
-    monkeypatch.setattr(FaceExtractor, "_search", lambda self, batch, *known: calls.append(
-        "full") or search(self, batch, *known))
+    monkeypatch.setattr(FaceExtractor, "_search", lambda self, batch, *known, **kw: calls.append(
+        "full") or search(self, batch, *known, **kw))
     monkeypatch.setattr(FaceExtractor, "_search_near", lambda self, frame, boxes: calls.append(
         "near") or near(self, frame, boxes))
     found = FaceExtractor.from_params({**PARAMS, "detect_max_side": 320,
@@ -352,7 +371,8 @@ def test_hands_and_cuts_do_not_take_the_face_s_place(monkeypatch):
     share, found = share_on_target(extractor, monkeypatch)
     assert share == 1.0
     rules = [f.rule for f in found]
-    assert set(rules[5:11]) == {"gap"}  # key frame 5 onwards see the hand: dropped
+    # key frame 5 onwards see the hand beside the face: the face continues its track
+    assert set(rules[5:11]) == {"track"}
     assert set(rules[1:5]) == {"only"}  # confirmed from key frame 0, which had no hand
     assert [f.shot_change for f in found] == [i == 12 for i in range(20)]
 
