@@ -57,7 +57,7 @@ CUT_HISTOGRAM = 0.3
 CUT_PIXELS = 25.0
 CUT_THUMB = 64
 RULES = ("only", "gap", "track", "largest", "probability")
-CHOICE_VERSION = "gap-track-cut-3"  # in the store settings: stores chosen otherwise are redone
+CHOICE_VERSION = "gap-track-cut-4"  # in the store settings: stores chosen otherwise are redone
 # The coarse, downscaled detection pass looks for faces of at least this many detector
 # pixels (MTCNN's own default); smaller ones are left to the full-resolution pass.
 DETECT_MIN_FACE_PX = 20
@@ -228,9 +228,9 @@ class FaceExtractor:
                 proposals = [detections[before[i]] if len(detections[before[i]])
                              else detections[key_of[i]] for i in batch]
                 confirmed = self._confirm([frames[i] for i in batch], proposals)
-                for i, det in zip(batch, confirmed):
-                    detections[i] = det
                 count("confirmed", sum(len(det) > 0 for det in confirmed))
+                for i, props, det in zip(batch, proposals, confirmed):
+                    detections[i] = self._follow(frames[i], props, det)
             lost = [i for i in members if i not in key_set and len(detections[key_of[i]]) and (
                 len(detections[i]) == 0 or detections[i][:, 4].max()
                 < detections[key_of[i]][:, 4].max() - PROB_DROP)]
@@ -255,6 +255,25 @@ class FaceExtractor:
             previous = np.asarray(face.box) if face.box is not None else previous
             out.append(face)
         return out
+
+    def _follow(self, frame: np.ndarray, proposals: np.ndarray, confirmed: np.ndarray
+                ) -> np.ndarray:
+        """``confirmed`` (the faces the networks confirmed at ``proposals``, the faces of
+        the frame before) plus each face of the frame before that was not confirmed,
+        searched for around where it was (:meth:`_search_near`): a face that moved more
+        than about a third of its width since the frame before (someone walking toward
+        the camera) is found where it went instead of another face taking its place."""
+        found = [confirmed]
+        for face in similar_faces(proposals):
+            if len(confirmed) and box_iou(face[:4], confirmed[:, :4]).max() >= TRACK_IOU:
+                continue
+            count("near_searches")
+            near = self._search_near(frame, face[None])
+            count("near_found", len(near) > 0)
+            seen = np.concatenate(found)
+            found += [d[None] for d in near
+                      if not len(seen) or box_iou(d[:4], seen[:, :4]).max() < TRACK_IOU]
+        return np.concatenate(found) if len(found) > 1 else confirmed
 
     def _choose(self, det: np.ndarray, previous: np.ndarray | None) -> tuple[np.ndarray, str]:
         """The face of a frame's detections ``[n, 5]`` and the rule that chose it (RULES)."""

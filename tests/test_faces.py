@@ -288,6 +288,41 @@ def test_key_frames_are_searched_near_the_last_face_and_in_full_when_it_is_not_t
     assert all(iou(f.box, e.box) > 0.8 for f, e in zip(found, every))
 
 
+def test_a_walking_face_keeps_its_track_between_key_frames():
+    """Two people; the chosen one walks 24 px a frame, two fifths of its face's width (as
+    people walking toward a 1080p camera at 25 fps do). Where the networks do not confirm
+    it at its last box, it is searched for around there, found, and stays the stored face;
+    before, the other person, confirmed in place, took over in the first frames."""
+    frames = []
+    for i in range(5):
+        img = paste(canvas(640, 360), 120, 20 + 24 * i, 60)
+        frames.append(paste(img, 100, 500, 200))
+    found = FaceExtractor.from_params({**PARAMS, "redetect_every": 5}).extract(frames)
+    centres = [(f.box[0] + f.box[2]) / 2 for f in found]
+    assert all(abs(c - (80 + 24 * i)) < 20 for i, c in enumerate(centres)), centres
+    assert [f.rule for f in found][1:] == ["track"] * 4
+
+
+def test_extraction_runs_torch_on_one_thread_and_gives_the_threads_back(videos, tmp_path,
+                                                                          monkeypatch):
+    import torch
+
+    from dflib import faces
+
+    seen = []
+    extract_frames = FaceExtractor.extract
+    monkeypatch.setattr(FaceExtractor, "extract", lambda self, frames: seen.append(
+        torch.get_num_threads()) or extract_frames(self, frames))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        extract(videos.iloc[:2], tmp_path)
+        assert seen == [faces.EXTRACT_TORCH_THREADS] * 2
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_selection_largest_or_most_probable(extractor):
     # The large head is blurred: MTCNN still finds it, with a lower probability.
     frame = paste(paste(canvas(640, 360), 200, 350, 80, blur=8), 90, 60, 100)
