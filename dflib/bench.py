@@ -39,21 +39,23 @@ from tqdm.auto import tqdm
 
 from . import datasets, io, synth
 from .devices import resolve_device
-from .faces import FaceExtractor, FaceStore, decode_ahead, profile_defaults, run_extraction
+from .faces import (EXTRACTOR_KEYS, FaceExtractor, FaceStore, decode_ahead, extraction_threads,
+                    profile_defaults, run_extraction, shot_changes)
 from .paths import RunPaths
-from .steptimes import STEPS, recording
+from .steptimes import COUNTS, STEPS, recording
 from .video import (SEEK_MIN_GAP, Sampled, VideoError, decoded, probe, read_frames,
                     sample_indices)
 
 EXTRACT_COLUMNS = ["footage", "resolution", "device", "settings", "videos", "frames",
                    "decode_fps", "baseline_fps", "dflib_fps", "dflib_ahead_fps", "speedup",
-                   "dflib_to_decode", "baseline_faces", "dflib_faces", "agreement", "mean_iou"]
+                   "dflib_to_decode", "baseline_faces", "dflib_faces", "faces_lost",
+                   "agreement", "mean_iou", "baseline_switches", "dflib_switches"]
 # `bench steps`: MTCNN searched on every sampled frame, as the paper did (the baseline
 # row), against the profile's key-frame search, on the same decoded frames.
 STEP_SEARCHES = ("every_frame", "key_frames")
 STEP_SHARES = ("decode", *STEPS, "other")
 STEPS_COLUMNS = ["footage", "resolution", "device", "search", "videos", "frames",
-                 "ms_per_frame", "speedup", *(f"{name}_share" for name in STEP_SHARES)]
+                 "ms_per_frame", "speedup", *(f"{name}_share" for name in STEP_SHARES), *COUNTS]
 PARALLEL_COLUMNS = ["workers", "decode_ahead", "videos", "frames", "repeats", "seconds",
                     "seconds_min", "seconds_max", "frames_per_s", "speedup"]
 FEED_COLUMNS = ["feed", "augment", "workers", "samples", "feed_per_s", "train_step_per_s",
@@ -183,19 +185,45 @@ def _bench_video(path: Path, n: int, baseline: BaselineExtractor, fast: FaceExtr
 
     common = [i for i in read if i in base]  # a truncated file can lose frames in either
     fast_boxes = dict(zip(read, (f.box for f in found)))
+    cut = dict(zip(read, shot_changes(frames)))
     return {"path": path, "resolution": f"{info.width}x{info.height}", "frames": len(common),
             "decode_s": decode_s, "dflib_s": dflib_s, "baseline_s": baseline_s,
-            "baseline": [base[i] for i in common], "dflib": [fast_boxes[i] for i in common]}
+            "baseline": [base[i] for i in common], "dflib": [fast_boxes[i] for i in common],
+            "cuts": [cut[i] for i in common]}
 
 
-def _decoding_ahead_seconds(paths: Sequence[Path], n: int, fast: FaceExtractor) -> float:
-    """dflib over ``paths`` as :func:`run_extraction` runs it: the next video's frames
-    decoded in a thread (:func:`decode_ahead`) while the detector works on the current one."""
+def face_switches(boxes: Sequence[Box | None], cuts: Sequence[bool]) -> int:
+    """How often the face kept jumps to another place between two neighbouring frames of
+    one shot (``cuts``: the picture cut before that frame): its centre moves more than half
+    the face's side (the mean of the two boxes'). Neighbouring frames of one person move
+    far less, so each such jump is another face taking the track over."""
+    switches = 0
+    for a, b, cut in zip(boxes, boxes[1:], cuts[1:]):
+        if a is None or b is None or cut:
+            continue
+        side = (max(a[2] - a[0], a[3] - a[1]) + max(b[2] - b[0], b[3] - b[1])) / 2
+        shift = math.hypot((a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2)
+        switches += shift > side / 2
+    return switches
+
+
+def _decoding_ahead_seconds(paths: Sequence[Path], n: int, fast: FaceExtractor
+                            ) -> list[float]:
+    """Per video of ``paths``, the seconds dflib spends on it as :func:`run_extraction`
+    runs it, the next video's frames decoded in a thread (:func:`decode_ahead`) while the
+    detector works on the current one: waiting for its frames, then detecting. The last
+    video is run first, untimed, so that the first one too is decoded while the detector
+    works, as in the middle of a stage run."""
+    order = [str(p) for p in [paths[-1], *paths]]
+    seconds: list[float] = []
     start = time.perf_counter()
-    for sampled in decode_ahead([str(p) for p in paths], n, "first", 1):
+    for sampled in decode_ahead(order, n, "first", 1):
         if isinstance(sampled, Sampled):
             fast.extract(sampled.frames)
-    return time.perf_counter() - start
+        now = time.perf_counter()
+        seconds.append(now - start)
+        start = now
+    return seconds[1:]
 
 
 def _warm_up(path: Path, baseline: BaselineExtractor, fast: FaceExtractor) -> None:
@@ -206,119 +234,156 @@ def _warm_up(path: Path, baseline: BaselineExtractor, fast: FaceExtractor) -> No
     baseline.frame(frames[0])
 
 
+def _videos(paths: Sequence[str | Path]) -> list[Path]:
+    """The videos of every entry of ``paths`` (a video or a folder), in order; an entry
+    that names none prints one line on stderr and is left out."""
+    videos = []
+    for group in paths:
+        try:
+            videos += find_videos(group)
+        except FileNotFoundError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+    return videos
+
+
+def _geomean(values: Iterable[float]) -> float:
+    """Geometric mean of the positive, finite ``values`` (NaN without any)."""
+    kept = [v for v in values if v > 0 and math.isfinite(v)]
+    return float(np.exp(np.mean(np.log(kept)))) if kept else math.nan
+
+
 def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "auto",
                   params: dict[str, Any] | None = None, progress: bool = True
                   ) -> pd.DataFrame:
-    """One row per entry of ``paths`` (a video or a folder of videos): dflib's detector
-    settings, frames/s of decoding, the baseline and dflib (both include decoding),
-    dflib's speed-up over the baseline and its rate as a share of decoding alone (1 would
-    mean detection costs nothing beyond the decoder), the frames with a face per method,
-    agreement and mean IoU (see :func:`compare_boxes`).
+    """One row per video of ``paths`` (videos and folders of videos), then a summary row
+    (``footage`` ``all``): dflib's detector settings, frames/s of decoding, the baseline
+    and dflib (both include decoding), dflib's speed-up over the baseline and its rate as a
+    share of decoding alone (1 would mean detection costs nothing beyond the decoder), the
+    frames with a face per method, the baseline's faces dflib lost, agreement and mean IoU
+    (see :func:`compare_boxes`), and how often each method's face jumped to another person
+    within a shot (:func:`face_switches`).
 
     ``dflib_fps`` decodes each video, then detects on it; ``dflib_ahead_fps`` is
     :func:`run_extraction`'s way, decoding the next video while detecting on this one.
-    ``params`` overrides the
-    profile's FaceExtractor defaults. An unreadable video or path prints one line on
-    stderr naming it and is left out.
+    The summary row's rates are over all frames; its ``speedup`` and ``dflib_to_decode``
+    are the geometric means of the videos', its ``agreement`` and ``mean_iou`` the lowest
+    video's, its counts the sums. Both detectors run with the stage's thread settings
+    (:func:`dflib.faces.extraction_threads`). ``params`` overrides the profile's
+    FaceExtractor defaults. An unreadable video or path prints one line on stderr naming
+    it and is left out.
     """
     device = resolve_device(device)
     fast = FaceExtractor.from_params({**profile_extractor_params(device), **(params or {})})
     baseline = BaselineExtractor(device)
     settings = (f"min_face_size={fast.min_face_size} factor={fast.factor} "
                 f"detect_max_side={fast.detect_max_side} redetect_every={fast.redetect_every}")
-    rows = []
-    for group, videos in _video_groups(paths):
-        results = []
-        warm = False
-        for video in tqdm(videos, desc=f"bench {Path(group).name}", unit="video",
+    results = []
+    with extraction_threads():
+        for video in tqdm(_videos(paths), desc="bench extract", unit="video",
                           disable=not progress):
             try:
-                if not warm:
+                if not results:
                     _warm_up(video, baseline, fast)
-                    warm = True
                 results.append(_bench_video(video, frames, baseline, fast))
             except VideoError as exc:
                 tqdm.write(f"error: {exc}", file=sys.stderr)  # on its own line, not the bar's
         if not results:
-            continue
-        n = sum(r["frames"] for r in results)
-        base = [b for r in results for b in r["baseline"]]
-        fast_boxes = [b for r in results for b in r["dflib"]]
-        agreement, mean_iou = compare_boxes(base, fast_boxes)
-        baseline_fps = n / sum(r["baseline_s"] for r in results)
-        dflib_fps = n / sum(r["dflib_s"] for r in results)
-        decode_fps = n / sum(r["decode_s"] for r in results)
-        resolutions = sorted({r["resolution"] for r in results})
+            return pd.DataFrame(columns=EXTRACT_COLUMNS)
+        ahead = _decoding_ahead_seconds([r["path"] for r in results], frames, fast)
+    rows = []
+    for r, ahead_s in zip(results, ahead):
+        n = r["frames"]
+        agreement, mean_iou = compare_boxes(r["baseline"], r["dflib"])
+        baseline_faces = sum(b is not None for b in r["baseline"])
+        dflib_faces = sum(b is not None for b in r["dflib"])
         rows.append({
-            "footage": str(group), "resolution": ", ".join(resolutions), "device": device,
-            "settings": settings, "videos": len(results), "frames": n,
-            "decode_fps": decode_fps,
-            "baseline_fps": baseline_fps, "dflib_fps": dflib_fps,
-            "dflib_ahead_fps": n / _decoding_ahead_seconds([r["path"] for r in results],
-                                                           frames, fast),
-            "speedup": dflib_fps / baseline_fps,
-            "dflib_to_decode": dflib_fps / decode_fps,
-            "baseline_faces": sum(b is not None for b in base),
-            "dflib_faces": sum(b is not None for b in fast_boxes),
-            "agreement": agreement, "mean_iou": mean_iou})
-    return pd.DataFrame(rows, columns=EXTRACT_COLUMNS)
+            "footage": str(r["path"]), "resolution": r["resolution"], "device": device,
+            "settings": settings, "videos": 1, "frames": n, "decode_fps": n / r["decode_s"],
+            "baseline_fps": n / r["baseline_s"], "dflib_fps": n / r["dflib_s"],
+            "dflib_ahead_fps": n / ahead_s, "speedup": r["baseline_s"] / r["dflib_s"],
+            "dflib_to_decode": r["decode_s"] / r["dflib_s"],
+            "baseline_faces": baseline_faces, "dflib_faces": dflib_faces,
+            "faces_lost": max(0, baseline_faces - dflib_faces),
+            "agreement": agreement, "mean_iou": mean_iou,
+            "baseline_switches": face_switches(r["baseline"], r["cuts"]),
+            "dflib_switches": face_switches(r["dflib"], r["cuts"])})
+    clips = pd.DataFrame(rows, columns=EXTRACT_COLUMNS)
+    n = clips["frames"].sum()
+    summary = {
+        "footage": "all", "resolution": f"{clips['resolution'].nunique()} sizes",
+        "device": device, "settings": settings, "videos": len(clips), "frames": n,
+        "decode_fps": n / sum(r["decode_s"] for r in results),
+        "baseline_fps": n / sum(r["baseline_s"] for r in results),
+        "dflib_fps": n / sum(r["dflib_s"] for r in results), "dflib_ahead_fps": n / sum(ahead),
+        "speedup": _geomean(clips["speedup"]), "dflib_to_decode": _geomean(clips["dflib_to_decode"]),
+        "agreement": clips["agreement"].min(), "mean_iou": clips["mean_iou"].min(),
+        **{col: clips[col].sum() for col in ("baseline_faces", "dflib_faces", "faces_lost",
+                                               "baseline_switches", "dflib_switches")}}
+    return pd.concat([clips, pd.DataFrame([summary], columns=EXTRACT_COLUMNS)],
+                     ignore_index=True)
 
 
 def bench_steps(paths: Sequence[str | Path], frames: int = 25, device: str = "auto",
                 params: dict[str, Any] | None = None, progress: bool = True) -> pd.DataFrame:
-    """Where extraction's time goes: per entry of ``paths`` and search, milliseconds per
-    frame (decoding included) and the share of each step (decoding, those of
-    :data:`dflib.steptimes.STEPS`, and ``other``: tracking, selection, bookkeeping).
+    """Where extraction's time goes: per video of ``paths`` (videos and folders) and search,
+    milliseconds per frame (decoding included), the share of each step (decoding, those of
+    :data:`dflib.steptimes.STEPS`, and ``other``: tracking, selection, bookkeeping) and how
+    many frames took each way through the search (:data:`dflib.steptimes.COUNTS`); then
+    one summary row per search (``footage`` ``all``: shares of the total time, counts
+    summed, ``speedup`` the geometric mean of the videos').
 
     ``every_frame`` searches every sampled frame in full (``redetect_every`` 1, the
     paper's way); ``key_frames`` is the profile's search; both run on the same decoded
-    frames of each video, and ``speedup`` is each row's rate over ``every_frame``'s.
-    ``params`` overrides the profile's FaceExtractor defaults. An unreadable video
-    prints one line on stderr naming it and is left out."""
+    frames of each video, with the stage's thread settings, and ``speedup`` is each row's
+    rate over ``every_frame``'s. ``params`` overrides the profile's FaceExtractor
+    defaults. An unreadable video prints one line on stderr naming it and is left out."""
     device = resolve_device(device)
     chosen = {**profile_extractor_params(device), **(params or {})}
     extractors = {"every_frame": FaceExtractor.from_params({**chosen, "redetect_every": 1}),
                   "key_frames": FaceExtractor.from_params(chosen)}
-    rows = []
-    for group, videos in _video_groups(paths):
-        decode_s = 0.0
-        extract_s = dict.fromkeys(STEP_SEARCHES, 0.0)
-        step_s = {search: dict.fromkeys(STEPS, 0.0) for search in STEP_SEARCHES}
-        n, counted, resolutions = 0, 0, set()
-        for video in tqdm(videos, desc=f"steps {Path(group).name}", unit="video",
+    rows: list[dict[str, Any]] = []
+    with extraction_threads():
+        for video in tqdm(_videos(paths), desc="bench steps", unit="video",
                           disable=not progress):
             try:
-                info, decoded_frames, read, seconds = _first_frames(video, frames)
+                info, decoded_frames, read, decode_s = _first_frames(video, frames)
             except VideoError as exc:
                 tqdm.write(f"error: {exc}", file=sys.stderr)
                 continue
-            if not counted:  # model loading is not charged to the first video
+            if not rows:  # model loading is not charged to the first video
                 for extractor in extractors.values():
                     extractor.extract(decoded_frames[:1])
-            decode_s += seconds
             for search, extractor in extractors.items():
                 start = time.perf_counter()
-                with recording() as steps:
+                with recording() as record:
                     extractor.extract(decoded_frames)
-                extract_s[search] += time.perf_counter() - start
-                for name, spent in steps.items():
-                    step_s[search][name] += spent
-            n += len(read)
-            counted += 1
-            resolutions.add(f"{info.width}x{info.height}")
-        if not counted:
-            continue
-        elapsed = {search: decode_s + extract_s[search] for search in STEP_SEARCHES}
-        for search in STEP_SEARCHES:
-            shares = {"decode": decode_s, **step_s[search],
-                      "other": extract_s[search] - sum(step_s[search].values())}
-            rows.append({"footage": str(group), "resolution": ", ".join(sorted(resolutions)),
-                         "device": device, "search": search, "videos": counted, "frames": n,
-                         "ms_per_frame": 1000 * elapsed[search] / n,
-                         "speedup": elapsed[STEP_SEARCHES[0]] / elapsed[search],
-                         **{f"{name}_share": shares[name] / elapsed[search]
-                            for name in STEP_SHARES}})
-    return pd.DataFrame(rows, columns=STEPS_COLUMNS)
+                rows.append({"footage": str(video), "resolution": f"{info.width}x{info.height}",
+                             "search": search, "frames": len(read), "decode_s": decode_s,
+                             "extract_s": time.perf_counter() - start,
+                             **{name: record.seconds.get(name, 0.0) for name in STEPS},
+                             **{name: record.counts.get(name, 0) for name in COUNTS}})
+    if not rows:
+        return pd.DataFrame(columns=STEPS_COLUMNS)
+    raw = pd.DataFrame(rows)
+    raw["videos"] = 1
+    raw["seconds"] = raw["decode_s"] + raw["extract_s"]
+    every = raw[raw["search"] == STEP_SEARCHES[0]].set_index("footage")["seconds"]
+    raw["speedup"] = raw["footage"].map(every) / raw["seconds"]
+    totals = raw.groupby("search", sort=False).agg(
+        {"frames": "sum", "videos": "sum", "decode_s": "sum", "extract_s": "sum",
+         "seconds": "sum", **{name: "sum" for name in (*STEPS, *COUNTS)}}).reset_index()
+    totals["footage"] = "all"
+    totals["resolution"] = f"{raw['resolution'].nunique()} sizes"
+    totals["speedup"] = [_geomean(raw.loc[raw["search"] == s, "speedup"])
+                         for s in totals["search"]]
+    table = pd.concat([raw, totals], ignore_index=True)
+    table["device"] = device
+    table["ms_per_frame"] = 1000 * table["seconds"] / table["frames"]
+    table["decode"] = table["decode_s"]
+    table["other"] = table["extract_s"] - table[list(STEPS)].sum(axis=1)
+    for name in STEP_SHARES:
+        table[f"{name}_share"] = table[name] / table["seconds"]
+    return table[STEPS_COLUMNS]
 
 
 def bench_parallel(paths: Sequence[str | Path], frames: int = 25,

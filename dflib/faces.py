@@ -16,6 +16,7 @@ import json
 import math
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -30,13 +31,14 @@ from .devices import check_device, resolve_device
 from .faces_fields import CROPS, FACES, MULTI_FACES, SELECTIONS
 from .fields import defaults
 from .paths import RunPaths, resolve
-from .steptimes import step
+from .steptimes import count, step
 from .video import Sampled, VideoError, read_image, sample_frames, set_decoder_threads
 
-# Face choice in a frame with several candidates (recorded per frame as its rule): a
-# candidate this far below the frame's best probability is dropped (hands and other
-# distractors score 0.7-0.9 where a face scores 0.99+); of those left, the one that
-# overlaps the previous frame's face by TRACK_IOU continues the track; else ``selection``.
+# Face choice in a frame with several candidates (recorded per frame as its rule): the one
+# that overlaps the previous frame's face by TRACK_IOU continues the track, so one person
+# stays stored within a shot; else a candidate this far below the frame's best probability
+# is dropped (hands and other distractors score 0.7-0.9 where a face scores 0.99+), and of
+# those left ``selection`` picks. A shot change starts afresh.
 PROB_GAP = 0.05
 TRACK_IOU = 0.3
 # A frame between key frames whose confirmed face is this much less probable than the key
@@ -49,7 +51,7 @@ CUT_HISTOGRAM = 0.3
 CUT_PIXELS = 25.0
 CUT_THUMB = 64
 RULES = ("only", "gap", "track", "largest", "probability")
-CHOICE_VERSION = "gap-track-cut-2"  # in the store settings: stores chosen otherwise are redone
+CHOICE_VERSION = "gap-track-cut-4"  # in the store settings: stores chosen otherwise are redone
 # The coarse, downscaled detection pass looks for faces of at least this many detector
 # pixels (MTCNN's own default); smaller ones are left to the full-resolution pass.
 DETECT_MIN_FACE_PX = 20
@@ -195,6 +197,7 @@ class FaceExtractor:
         for members in by_shape.values():
             with step("shot_cuts"):
                 changes = shot_changes([frames[i] for i in members])
+            count("cuts", sum(changes))
             for i, cut in zip(members, changes):
                 cuts[i] = cut
             keys, key_of, since = [], {}, self.redetect_every
@@ -208,17 +211,40 @@ class FaceExtractor:
                                                        [cuts[i] for i in keys])):
                 detections[i] = det
             key_set = set(keys)
-            followers = [i for i in members if i not in key_set and len(detections[key_of[i]])]
-            confirmed = self._confirm([frames[i] for i in followers],
-                                      [detections[key_of[i]] for i in followers])
-            for i, det in zip(followers, confirmed):
-                detections[i] = det
-            lost = [i for i in members if i not in key_set and (
+            # Each frame between key frames confirms the faces of the frame before it (its
+            # key frame's where that one lost them): a face that moves is proposed where it
+            # just was. Proposing the key frame's boxes to every follower lost faces that
+            # moved a third of their width in a few frames (people walking), and another
+            # face took the track over. Rounds of the n-th frames after each key frame
+            # still go through the networks together.
+            before = dict(zip(members[1:], members))
+            position = {i: k for k, i in enumerate(members)}
+            by_round: dict[int, list[int]] = {}
+            for i in members:
+                if i not in key_set and len(detections[key_of[i]]):
+                    by_round.setdefault(position[i] - position[key_of[i]], []).append(i)
+            for _, batch in sorted(by_round.items()):
+                proposals = [detections[before[i]] if len(detections[before[i]])
+                             else detections[key_of[i]] for i in batch]
+                confirmed = self._confirm([frames[i] for i in batch], proposals)
+                count("confirmed", sum(len(det) > 0 for det in confirmed))
+                for i, props, det in zip(batch, proposals, confirmed):
+                    detections[i] = self._follow(frames[i], props, det)
+            lost = [i for i in members if i not in key_set and len(detections[key_of[i]]) and (
                 len(detections[i]) == 0 or detections[i][:, 4].max()
                 < detections[key_of[i]][:, 4].max() - PROB_DROP)]
             for i, det in zip(lost, self._search([frames[i] for i in lost]) if lost else []):
                 if len(det) or not len(detections[i]):
                     detections[i] = det
+            # After a key frame without a face, only the coarse pass looks for one that
+            # came in: a face it cannot see (below coarse_min_face) waits for the next key
+            # frame, at most redetect_every - 1 frames. Searching each such frame at full
+            # resolution too made footage without faces (cutaways, title cards, crowds
+            # of tiny faces) cost more than the paper's every-frame search.
+            blank = [i for i in members if i not in key_set and not len(detections[key_of[i]])]
+            for i, det in zip(blank, self._search([frames[i] for i in blank], fine=False)
+                              if blank else []):
+                detections[i] = det
         out, previous = [], None
         for frame, det, cut in zip(frames, detections, cuts):
             if cut:
@@ -229,17 +255,38 @@ class FaceExtractor:
             out.append(face)
         return out
 
+    def _follow(self, frame: np.ndarray, proposals: np.ndarray, confirmed: np.ndarray
+                ) -> np.ndarray:
+        """``confirmed`` (the faces the networks confirmed at ``proposals``, the faces of
+        the frame before) plus each face of the frame before that was not confirmed,
+        searched for around where it was (:meth:`_search_near`): a face that moved more
+        than about a third of its width since the frame before (someone walking toward
+        the camera) is found where it went instead of another face taking its place."""
+        found = [confirmed]
+        for face in similar_faces(proposals):
+            if len(confirmed) and box_iou(face[:4], confirmed[:, :4]).max() >= TRACK_IOU:
+                continue
+            count("near_searches")
+            near = self._search_near(frame, face[None])
+            count("near_found", len(near) > 0)
+            seen = np.concatenate(found)
+            found += [d[None] for d in near
+                      if not len(seen) or box_iou(d[:4], seen[:, :4]).max() < TRACK_IOU]
+        return np.concatenate(found) if len(found) > 1 else confirmed
+
     def _choose(self, det: np.ndarray, previous: np.ndarray | None) -> tuple[np.ndarray, str]:
         """The face of a frame's detections ``[n, 5]`` and the rule that chose it (RULES)."""
         if len(det) == 1:
             return det[0], "only"
+        if previous is not None:
+            # The person of the frame before stays chosen even when another face scores
+            # higher now (a head turning away loses probability before it is lost).
+            overlap = box_iou(previous, det[:, :4])
+            if overlap.max() >= TRACK_IOU:
+                return det[int(np.argmax(overlap))], "track"
         kept = det[det[:, 4] >= det[:, 4].max() - PROB_GAP]
         if len(kept) == 1:
             return kept[0], "gap"
-        if previous is not None:
-            overlap = box_iou(previous, kept[:, :4])
-            if overlap.max() >= TRACK_IOU:
-                return kept[int(np.argmax(overlap))], "track"
         if self.selection == "largest":
             return kept[np.argmax((kept[:, 2] - kept[:, 0]) * (kept[:, 3] - kept[:, 1]))], "largest"
         return kept[np.argmax(kept[:, 4])], "probability"
@@ -259,6 +306,9 @@ class FaceExtractor:
             if cut:
                 last = None  # another shot: the last faces say nothing about where to look
             det = self._search_near(frame, last) if last is not None else np.empty((0, 5))
+            if last is not None:
+                count("near_searches")
+                count("near_found", len(det) > 0)
             if len(det) == 0:
                 det = self._search([frame], min(sides) if sides else None)[0]
             if len(det):
@@ -295,21 +345,23 @@ class FaceExtractor:
         boxes[:, [1, 3]] = boxes[:, [1, 3]] * ((y2 - y1) / size[1]) + y1
         return boxes
 
-    def _search(self, frames: list[np.ndarray], known_side: float | None = None
-                ) -> list[np.ndarray]:
-        """Full detection of frames of one size: the coarse pass, then full resolution
-        for the frames where it found nothing. ``known_side``: the smallest face (frame
-        pixels) found in this video so far; the coarse pass then sees the frame at least
-        large enough for a face of half that size to keep ``DETECT_MIN_FACE_PX``."""
+    def _search(self, frames: list[np.ndarray], known_side: float | None = None,
+                fine: bool = True) -> list[np.ndarray]:
+        """Full detection of frames of one size: the coarse pass, then (``fine``) full
+        resolution for the frames where it found nothing. ``known_side``: the smallest face
+        (frame pixels) found in this video so far; the coarse pass then sees the frame at
+        least large enough for a face of half that size to keep ``DETECT_MIN_FACE_PX``."""
         if not frames:
             return []
         height, width = frames[0].shape[:2]
         scale = self.detect_scale(width, height)
         if known_side:
             scale = min(1.0, max(scale, 2 * DETECT_MIN_FACE_PX / known_side))
+        count("full_searches", len(frames))
         detections = self._detect(frames, scale)
-        if scale < 1.0:
+        if scale < 1.0 and fine:
             missed = [i for i, det in enumerate(detections) if len(det) == 0]
+            count("full_resolution", len(missed))
             retried = self._detect([frames[i] for i in missed], 1.0) if missed else []
             for i, det in zip(missed, retried):
                 detections[i] = det
@@ -626,6 +678,30 @@ def store_settings(run: RunPaths, batch_size: int = 32, device: str = "auto") ->
                             "file is enough); run stage 'faces' first")
 
 
+# torch intra-op threads while faces are extracted in this process. MTCNN's tensors are small
+# (a 320 px coarse frame, regions of a few hundred pixels around known faces, 24 and 48 px
+# candidate crops): one thread does nearly all a second one would, and every parallel
+# region waits for its slowest thread, so on a busy machine (a descheduled thread stalls
+# each region) two threads ran extraction 5-10x slower than one. The cores go to the
+# decoder (FFmpeg's own thread count, decoding the next video meanwhile: decode_ahead)
+# and, with more cores, to more videos at once (Dask workers, one thread each).
+EXTRACT_TORCH_THREADS = 1
+
+
+@contextmanager
+def extraction_threads() -> Iterator[None]:
+    """torch's intra-op thread count set to EXTRACT_TORCH_THREADS for the ``with`` body
+    and restored after it (later stages, training, keep their own)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(EXTRACT_TORCH_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def decode_ahead(paths: Sequence[str], n: int, strategy: str, every_k: int
                  ) -> Iterator[Sampled | VideoError | None]:
     """Each video's sampled frames, in order, the next one decoded in a thread while the
@@ -678,7 +754,7 @@ def _dask_task(video_id: str, path: str, target: str, params: dict[str, Any], n:
         import torch
 
         # Each worker process runs one task at a time; more threads would oversubscribe.
-        torch.set_num_threads(1)
+        torch.set_num_threads(EXTRACT_TORCH_THREADS)
         cv2.setNumThreads(1)
         set_decoder_threads(1)
         _WORKER_EXTRACTORS[key] = FaceExtractor(**params)
@@ -802,13 +878,14 @@ def run_extraction(videos: pd.DataFrame, run: RunPaths, extractor_params: Mappin
         decoded: Iterator[Any] = (decode_ahead([job[1] for job in jobs], frames_per_video,
                                                sampling, every_k)
                                   if decode_in_thread else iter([None] * len(jobs)))
-        for (vid, path, target, file_config), frames in tqdm(
-                zip(jobs, decoded), total=len(jobs), desc="faces", unit="video",
-                disable=not progress):
-            err = _extract_to_store(vid, path, target, extractor, frames_per_video, sampling,
-                                    every_k, file_config, frames)
-            if err:
-                errors[vid] = err
+        with extraction_threads():
+            for (vid, path, target, file_config), frames in tqdm(
+                    zip(jobs, decoded), total=len(jobs), desc="faces", unit="video",
+                    disable=not progress):
+                err = _extract_to_store(vid, path, target, extractor, frames_per_video,
+                                        sampling, every_k, file_config, frames)
+                if err:
+                    errors[vid] = err
 
     rows = [_video_rows(v, run.face_file(str(v["video_id"])), errors.get(str(v["video_id"])))
             for v in videos.to_dict("records")]

@@ -36,7 +36,14 @@ def test_box_comparison():
     assert math.isnan(bench.compare_boxes([None], [None])[1])
 
 
-def test_extract_bench_table_csv_and_agreement(videos, tmp_path, capsys):
+def test_face_switches_count_jumps_within_a_shot():
+    a, near, other = (100, 100, 140, 140), (104, 102, 144, 142), (300, 100, 340, 140)
+    assert bench.face_switches([a, near, near, a], [False] * 4) == 0
+    assert bench.face_switches([a, other, a, None, other], [False] * 5) == 2
+    assert bench.face_switches([a, other, other], [False, True, False]) == 0  # a shot cut
+
+
+def test_extract_bench_one_row_per_video_and_a_summary(videos, tmp_path, capsys):
     out = tmp_path / "extract.csv"
     rc = cli.main(["bench", "extract", str(videos), str(tmp_path / "gone"), "--frames",
                    str(FRAMES), "--device", "cpu", "--out", str(out)])
@@ -50,19 +57,31 @@ def test_extract_bench_table_csv_and_agreement(videos, tmp_path, capsys):
 
     table = pd.read_csv(out)
     assert list(table.columns) == bench.EXTRACT_COLUMNS
-    assert len(table) == 1  # the missing folder gives no row; the broken video is left out
-    row = table.iloc[0]
-    assert (row["videos"], row["frames"], row["resolution"]) == (4, 4 * FRAMES, "320x240")
+    clips, summary = table.iloc[:-1], table.iloc[-1]
+    assert len(clips) == 4  # one per readable video; the missing folder has none
+    assert sorted(clips["footage"]) == sorted(str(v) for v in bench.find_videos(videos)
+                                              if v.name != "broken.mp4")
+    assert (clips["frames"] == FRAMES).all() and (clips["resolution"] == "320x240").all()
     for col in ("decode_fps", "baseline_fps", "dflib_fps", "dflib_ahead_fps", "speedup",
                 "dflib_to_decode"):
-        assert row[col] > 0
-    assert row["dflib_to_decode"] == pytest.approx(row["dflib_fps"] / row["decode_fps"])
-    assert row["baseline_faces"] > 0
-    assert row["agreement"] >= 0.9
-    assert row["mean_iou"] >= 0.8
+        assert (table[col] > 0).all(), col
+    assert clips["dflib_to_decode"].tolist() == pytest.approx(
+        (clips["dflib_fps"] / clips["decode_fps"]).tolist())
+    assert clips["faces_lost"].tolist() == (clips["baseline_faces"]
+                                            - clips["dflib_faces"]).clip(lower=0).tolist()
+    assert (clips["baseline_faces"] > 0).all()
+    assert (clips["agreement"] >= 0.9).all() and (clips["mean_iou"] >= 0.8).all()
+    assert (clips[["baseline_switches", "dflib_switches"]] == 0).all().all()  # one face each
+
+    assert (summary["footage"], summary["videos"], summary["frames"]) == ("all", 4, 4 * FRAMES)
+    assert summary["speedup"] == pytest.approx(math.prod(clips["speedup"]) ** (1 / 4))
+    assert summary["agreement"] == clips["agreement"].min()
+    assert summary["mean_iou"] == clips["mean_iou"].min()
+    for col in ("baseline_faces", "dflib_faces", "faces_lost"):
+        assert summary[col] == clips[col].sum()
 
 
-def test_steps_bench_shares_every_frame_against_key_frames(videos, tmp_path, capsys):
+def test_steps_bench_shares_and_searches_per_video(videos, tmp_path, capsys):
     out = tmp_path / "steps.csv"
     rc = cli.main(["bench", "steps", str(videos), "--frames", str(FRAMES), "--device", "cpu",
                    "--out", str(out)])
@@ -72,32 +91,48 @@ def test_steps_bench_shares_every_frame_against_key_frames(videos, tmp_path, cap
 
     table = pd.read_csv(out)
     assert list(table.columns) == bench.STEPS_COLUMNS
-    assert table["search"].tolist() == list(bench.STEP_SEARCHES)
-    assert table["videos"].tolist() == [4, 4] and table["frames"].tolist() == [16, 16]
-    assert table["speedup"].iloc[0] == 1.0 and table["speedup"].iloc[1] > 0
+    assert table["search"].tolist() == list(bench.STEP_SEARCHES) * 5
+    clips, summary = table.iloc[:-2], table.iloc[-2:]
+    assert (clips["frames"] == FRAMES).all() and (clips["videos"] == 1).all()
+    assert summary["footage"].tolist() == ["all", "all"]
+    assert summary["frames"].tolist() == [4 * FRAMES] * 2
+    every = clips[clips["search"] == "every_frame"]
+    keys = clips[clips["search"] == "key_frames"]
+    assert (every["speedup"] == 1.0).all() and (keys["speedup"] > 0).all()
+    assert summary["speedup"].iloc[1] == pytest.approx(math.prod(keys["speedup"]) ** (1 / 4))
     shares = table[[f"{name}_share" for name in bench.STEP_SHARES]]
     assert (shares >= 0).all().all()
-    assert shares.sum(axis=1).tolist() == pytest.approx([1.0, 1.0])
+    assert shares.sum(axis=1).tolist() == pytest.approx([1.0] * len(table))
     # Both searches found faces: every network ran, and every frame of the full search
     # went through the pyramid.
     for name in ("decode", "pyramid", "pnet", "rnet", "onet", "face_crops"):
-        assert (table[f"{name}_share"] > 0).all(), name
+        assert (summary[f"{name}_share"] > 0).all(), name
+    # The paper's search looks at every frame in full; the key-frame search at its first
+    # frame only (4 frames, one face that stays put), confirming the others.
+    assert (every["full_searches"] == FRAMES).all() and (every["confirmed"] == 0).all()
+    assert (keys["full_searches"] == 1).all() and (keys["confirmed"] == FRAMES - 1).all()
+    assert summary["full_searches"].tolist() == [4 * FRAMES, 4]
 
 
 def test_step_clock_counts_only_while_recording():
     with steptimes.step("pnet"):
         pass
-    with steptimes.recording() as seconds:
+    steptimes.count("cuts")
+    with steptimes.recording() as record:
         with steptimes.step("pnet"):
             pass
         with steptimes.step("pnet"):
             pass
         with steptimes.step("onet"):
             pass
-    assert set(seconds) == {"pnet", "onet"} and all(v >= 0 for v in seconds.values())
+        steptimes.count("cuts", 2)
+        steptimes.count("cuts")
+    assert set(record.seconds) == {"pnet", "onet"}
+    assert all(v >= 0 for v in record.seconds.values())
+    assert record.counts == {"cuts": 3}
     with steptimes.recording() as later:
         pass
-    assert later == {}
+    assert later.seconds == {} and later.counts == {}
 
 
 def test_parallel_bench_table(videos):
