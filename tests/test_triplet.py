@@ -262,6 +262,13 @@ def test_every_epoch_runs_and_the_last_epochs_weights_are_kept(tmp_path):
                     (batches[i] for i in range(len(batches)))])
     assert kept == pytest.approx(log["val_loss"].iloc[-1], rel=1e-4)
     assert log["active_triplets"].iloc[-1] < log["active_triplets"].iloc[0]
+    from dflib import plots
+
+    fig = plots.triplet_training_figure(log)
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]
+    assert legends == [["train", "validation"], ["active train", "active validation",
+                                                 "semi-hard found train",
+                                                 "semi-hard found validation"]]
 
 
 def test_unit_length_embeddings_lie_on_the_sphere(tmp_path):
