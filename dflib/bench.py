@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from . import datasets, io, synth
 from .devices import resolve_device
-from .faces import (EXTRACTOR_KEYS, FaceExtractor, FaceStore, decode_ahead, extraction_threads,
+from .faces import (FaceExtractor, FaceStore, decode_ahead, extraction_threads,
                     profile_defaults, run_extraction, shot_changes)
 from .paths import RunPaths
 from .steptimes import COUNTS, STEPS, recording

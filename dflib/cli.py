@@ -11,6 +11,7 @@ from typing import NoReturn, Sequence
 from . import config
 from .devices import DEVICES
 from .faces_fields import SAMPLING_STRATEGIES
+from .synth_fields import DEMO
 
 EXIT_BAD_INPUT = 2
 EXIT_SIGNAL = 128  # + the signal's number, as shells report a process a signal ended
@@ -77,7 +78,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from . import synth
 
-    config.SHARED["seed"].check("--seed", args.seed)
+    DEMO["demo_seed"].check("--seed", args.seed)
     problem = synth.folder_problem(args.out_dir, {"seed": args.seed})
     if problem:
         print(f"error: {problem}", file=sys.stderr)

@@ -9,9 +9,7 @@ who edits the parameters cell gets the same one-line errors as ``dflib check``.
 from __future__ import annotations
 
 import difflib
-import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType

@@ -102,8 +102,11 @@ class FaceExtractor:
     ``min_face_size``, so small or distant faces are still found, at full cost.
 
     Faces move little between neighbouring frames: only every ``redetect_every``-th
-    sampled frame is searched this way, the frames between check the faces found there
-    with MTCNN's last two networks, and are searched in full only where that fails.
+    sampled frame (and the first frame after a shot change) is searched this way. Each
+    frame between confirms the faces of the frame before it with MTCNN's last two
+    networks, looks for a face it did not confirm around where it was, and is searched in
+    full only where no face is left; after a key frame without a face, the frames between
+    get the coarse pass only.
     """
 
     def __init__(self, *, img_size: int, margin: int, min_face_size: int,
@@ -180,9 +183,10 @@ class FaceExtractor:
         """Detect, select and crop one face per RGB uint8 frame.
 
         ``frames`` are one video's sampled frames in order: every ``redetect_every``-th
-        is searched in full, the frames between confirm the faces of the last searched one
-        (:func:`dflib.mtcnn.confirm`), and any frame where none is confirmed is searched in
-        full too.
+        is searched in full, each frame between confirms the faces of the frame before it
+        (:func:`dflib.mtcnn.confirm`) and searches near a face it did not confirm
+        (:meth:`_follow`), and any frame where none is left is searched in full too (only
+        the coarse pass when its key frame had no face).
 
         A shot change makes its frame a key frame; a frame whose confirmed face is
         ``PROB_DROP`` less probable than its key frame's best is searched in full again.

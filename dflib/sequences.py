@@ -170,15 +170,17 @@ def train_heads(store: batches.FaceSource, videos: pd.DataFrame, run: RunPaths,
 
 def saved_files(run: RunPaths, methods: Sequence[str]) -> list[Path]:
     """The files :func:`score_saved` reads for ``methods``: each head's record and model,
-    and the frame CNN whose features it reads (its manifest and chunk 0's model)."""
+    and the frame CNN whose features it reads (its manifest and the chunk model the heads
+    were trained on, chosen on validation: ``features.chunk`` of the record)."""
     files: list[Path] = []
     for m in methods:
         name = m.split("/", 1)[1]
         record = saved_record(run, "rnn", name)
-        arch = record.config["features"]["arch"]
-        manifest = cnn_training.completed_manifest(run, arch)
+        origin = record.config["features"]
+        manifest = cnn_training.completed_manifest(run, origin["arch"])
+        chunk = manifest["chunk_models"][origin["chunk"]]["model"]
         files += [run.model_files("rnn", name)[1], run.artifact(record.model),
-                  run.cnn_manifest(arch), run.artifact(manifest["chunk_models"][0]["model"])]
+                  run.cnn_manifest(origin["arch"]), run.artifact(chunk)]
     return files
 
 

@@ -16,10 +16,11 @@ from typing import Iterator
 # The steps of FaceExtractor.extract and dflib.mtcnn, in pipeline order.
 STEPS = ("shot_cuts", "shrink", "pyramid", "pnet", "candidate_crops", "rnet", "onet",
          "suppression", "face_crops")
-# Frames counted by FaceExtractor.extract: shot cuts found; key frames searched near the
-# faces of the key frame before (and those where a face was found there); frames that
-# confirmed their key frame's faces; frames searched in full (the coarse pass), and those
-# of them searched again at full resolution.
+# Frames counted by FaceExtractor.extract: shot cuts found; searches near a known face
+# (key frames near the faces of the key frame before, frames between near a face of the
+# frame before that they did not confirm) and those that found one; frames between key
+# frames that confirmed the faces of the frame before; frames searched in full (the
+# coarse pass), and those of them searched again at full resolution.
 COUNTS = ("cuts", "near_searches", "near_found", "confirmed", "full_searches",
           "full_resolution")
 

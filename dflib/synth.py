@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .io import atomic_path, write_csv, write_text
+from .io import atomic_path, read_record, write_csv, write_text
 from .paths import resolve
 from .synth_fields import DEMO
 
@@ -654,10 +654,7 @@ def recorded_params(**settings: Any) -> dict[str, Any]:
 
 def _made_with(out: Path) -> dict[str, Any] | None:
     """The parameters ``synth_params.json`` records (None: absent or unreadable)."""
-    try:
-        return json.loads((out / PARAMS).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    return read_record(out / PARAMS)
 
 
 def _foreign(out: Path) -> list[str]:

@@ -12,7 +12,8 @@ from .fields import Field
 DEMO: Mapping[str, Field] = MappingProxyType({
     "demo_generate": Field(bool, False, "write the demo dataset to data_root when missing"),
     "demo_seed": Field(int, 0, "demo: seed of the generated videos (the run's seed varies "
-                       "training only, so every seed of --seeds reads the same data)", min=0),
+                       "training only, so every seed of --seeds reads the same data)", min=0,
+                       max=2**31 - 1),
     "demo_identities": Field(int, 6, "demo: number of identities", min=2, max=64),
     "demo_real_per_identity": Field(int, 4, "demo: real videos per identity", min=1),
     "demo_fake_per_identity": Field(int, 10, "demo: fake videos per identity", min=1),

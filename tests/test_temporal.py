@@ -360,6 +360,9 @@ def test_heads_read_the_chunk_chosen_on_validation_and_the_baseline_trains(tiny_
         assert record.n_train == len(parts[1])
     manifest = json.loads(run.sequence_features_manifest("ef0").read_text())
     assert manifest["chunk"] == 1 and manifest["cnn_model"].endswith("chunk1.keras")
+    # dflib predict checks the chunk the heads read, not chunk 0
+    checked = sequences.saved_files(run, ["rnn/lstm"])
+    assert folder / "chunk1.keras" in checked and folder / "chunk0.keras" not in checked
     # the stored features are chunk 1's
     extractor = cnn.feature_model(cnn.load_model(folder / "chunk1.keras"))
     expected = extractor.predict(store.load("tr0")[0][:4].astype(np.float32), verbose=0)
