@@ -633,7 +633,7 @@ def test_a_triplet_network_or_its_fingerprint_cut_short_is_retrained(tmp_path, c
     rng = np.random.default_rng(0)
     y = (np.arange(60) % 3 == 0).astype(np.int64)
     x = (rng.normal(size=(60, 16)) + 1.5 * y[:, None]).astype(np.float32)
-    args = {"epochs": 1, "batch_size": 32, "patience": 1, "verbose": 0}
+    args = {"epochs": 1, "batch_size": 32, "verbose": 0}
     triplet.train(run, x, y, x[:20], y[:20], **args)
     target, fingerprint, _ = run.top_model_files(triplet.MODEL_NAME)
     for damaged, reason in ((target, "triplet.keras does not read whole (BadZipFile: "),
