@@ -138,13 +138,6 @@ class FaceExtractor:
         self._mtcnn: Any = None
 
     @classmethod
-    def from_section(cls, shared: Mapping[str, Any], section: Mapping[str, Any]
-                     ) -> "FaceExtractor":
-        """Build from a validated profile's shared keys and ``faces`` section."""
-        given = {**shared, **section}
-        return cls(**{k: given[k] for k in EXTRACTOR_KEYS})
-
-    @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "FaceExtractor":
         """Build from a mapping that may hold other keys too; the arguments it lacks take
         the defaults a profile that sets nothing gets (:func:`profile_defaults`)."""
@@ -905,7 +898,7 @@ def run_section(videos: pd.DataFrame, run: RunPaths, shared: Mapping[str, Any],
                 section: Mapping[str, Any], progress: bool = True) -> Extraction:
     """:func:`run_extraction` with a validated profile's shared keys and ``faces`` section
     (the fields of :mod:`dflib.faces_fields`)."""
-    return run_extraction(videos, run, FaceExtractor.from_section(shared, section).params,
+    return run_extraction(videos, run, FaceExtractor.from_params({**shared, **section}).params,
                           shared["frames_per_video"], section["sampling"], section["every_k"],
                           section["workers"], section["scheduler"], progress)
 
