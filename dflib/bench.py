@@ -633,10 +633,10 @@ def _peak_rss_mb() -> float:
 
 def train_epoch(root: str, arch: str, img_size: int, batch_size: int) -> dict[str, float]:
     """Train ``arch`` (random weights) for one epoch on the store under ``root`` through
-    :class:`~dflib.batches.FaceBatches`; run in a fresh process by :func:`bench_train_memory`."""
+    :class:`~dflib.detectors.models.batches.FaceBatches`; run in a fresh process by :func:`bench_train_memory`."""
     import keras
 
-    from . import batches, cnn, fitting
+    from .detectors.models import batches, cnn, fitting
 
     videos = pd.read_csv(RunPaths(Path(root)).videos_csv, dtype={"video_id": str})
     fitting.seed_everything(0)
@@ -772,15 +772,15 @@ def bench_train_feed(run: str | Path | None = None, videos: int = 40, faces_per_
     """Samples/s that the training feeds deliver against the rate of the model's own
     training step on this machine, in one run; ``ratio`` above 1 means the feed keeps up.
 
-    Faces: :class:`~dflib.batches.FaceBatches` with the paper's augmentation off and on,
-    against ``arch`` at ``img_size``. Clips: :class:`~dflib.clips.ClipBatches` (random
+    Faces: :class:`~dflib.detectors.models.batches.FaceBatches` with the paper's augmentation off and on,
+    against ``arch`` at ``img_size``. Clips: :class:`~dflib.detectors.models.clips.ClipBatches` (random
     crop and flip) against C3D. Sequences: the recurrent heads' in-memory feature arrays
     against a BiLSTM head. The faces come from ``run``'s face store (its ``img_size``), or
     from a generated store of random faces of ``img_size`` px.
     """
     import keras
 
-    from . import batches, clips, cnn, cnn_features, fitting, sequences
+    from .detectors.models import batches, clips, cnn, cnn_features, fitting, sequences
 
     with tempfile.TemporaryDirectory(prefix="dflib-bench-") as tmp:
         if run is None:

@@ -10,28 +10,23 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 import yaml
 
-from . import io, paths
-from .cnn_training_fields import EVALUATE_CNN, TRAIN_CNN
-from .clips_fields import TRAIN_C3D
+from . import detectors, io, paths
 from .datasets_fields import DATASETS, INDEX
 from .devices import DEVICES
-from .embeddings_fields import EMBED_FACES
 from .evaluation_fields import EVALUATION
 from .faces_fields import FACES
-from .fields import Field, ProfileError
+from .fields import Field, ProfileError, Stage
 from .gradcam_fields import REPORT
 from .robustness_fields import ROBUSTNESS
-from .sequences_fields import TRAIN_RNN
 from .synth_fields import DEMO
-from .triplet_fields import TRAIN_TRIPLET
-from .vocabulary import CLASSIFIERS, CNN_MIN_INPUT, GRAMMAR, is_method
+from .vocabulary import CLASSIFIERS, CNN_MIN_INPUT
 
 SHARED: Mapping[str, Field] = MappingProxyType({
     "run_name": Field(str, None, "name of the run folder under outputs_dir"),
@@ -46,28 +41,16 @@ SHARED: Mapping[str, Field] = MappingProxyType({
 })
 
 
-@dataclass(frozen=True)
-class Stage:
-    """A stage of the study: its notebook and the parameters of its profile section."""
-
-    name: str
-    notebook: str
-    fields: Mapping[str, Field] = field(default_factory=dict)
-
-
 # Each section's fields are declared by the code that reads them, in a light module beside
 # it (``<module>_fields``, see docs/design.md, "Parameters"); the schema only orders them.
+# The detector stages, and their order, are the registry's (dflib.detectors): a family's
+# stages come where the family stands in it.
 STAGES: tuple[Stage, ...] = (
     Stage("index", "00_build_index.ipynb", {**INDEX, **DEMO}),
     Stage("faces", "01_extract_faces.ipynb", FACES),
-    Stage("train_cnn", "02_train_cnn.ipynb", TRAIN_CNN),
-    Stage("evaluate_cnn", "03_evaluate_cnn.ipynb", EVALUATE_CNN),
-    Stage("train_c3d", "04_train_c3d.ipynb", TRAIN_C3D),
-    Stage("train_rnn", "05_train_rnn.ipynb", TRAIN_RNN),
-    Stage("embed_faces", "06_embed_faces.ipynb", EMBED_FACES),
-    Stage("train_triplet", "07_train_triplet.ipynb", TRAIN_TRIPLET),
-    Stage("robustness", "08_compression_robustness.ipynb", ROBUSTNESS),
-    Stage("report", "09_results_report.ipynb", REPORT),
+    *detectors.STAGES,
+    Stage("robustness", "08_compression_robustness.ipynb", ROBUSTNESS, scoring=True),
+    Stage("report", "09_results_report.ipynb", REPORT, scoring=True),
 )
 
 STAGE_BY_NAME: Mapping[str, Stage] = MappingProxyType({s.name: s for s in STAGES})
@@ -75,8 +58,7 @@ STAGE_BY_NAME: Mapping[str, Stage] = MappingProxyType({s.name: s for s in STAGES
 # The ``evaluation`` section: how every stage that scores detectors scores them. Its keys
 # reach those stages' notebooks with the shared keys (see :meth:`Profile.stage_parameters`).
 EVALUATION_SECTION = "evaluation"
-SCORING_STAGES = ("evaluate_cnn", "train_c3d", "train_rnn", "train_triplet", "robustness",
-                  "report")
+SCORING_STAGES = tuple(s.name for s in STAGES if s.scoring)
 
 
 def stage_fields(stage: str) -> dict[str, Field]:
@@ -223,9 +205,9 @@ def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str,
                            f"needs at least 2, got {c3d['clip_len']}")
     if "robustness" in given:
         for i, method in enumerate(sections["robustness"]["methods"]):
-            if not is_method(method):
+            if not detectors.is_method(method):
                 raise ProfileError(f"robustness.methods[{i}]: {method!r} is not a detector name "
-                                   f"({GRAMMAR}; classifiers: {', '.join(CLASSIFIERS)})")
+                                   f"({detectors.GRAMMAR}; classifiers: {', '.join(CLASSIFIERS)})")
     arch = sections["train_cnn"]["arch"]
     if "train_cnn" in given and shared["img_size"] < CNN_MIN_INPUT[arch]:
         raise ProfileError(f"img_size: {shared['img_size']} is below the minimum input "

@@ -39,8 +39,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from .evaluation_fields import EVALUATION, THRESHOLD_RULES
 from .io import atomic_write, write_csv
 from .paths import RunPaths
+from .detectors import is_detector
 from .vocabulary import (AGGREGATIONS, ENSEMBLE_RULES, FRAMES_SUFFIX, PREDICTION_SPLITS,
-                         is_detector, method_from_filename)
+                         method_from_filename)
 
 
 # DFDC winner's confident strategy: frames above T (or below 1 - T) count as confident.
@@ -51,7 +52,7 @@ CONFIDENT_REAL_SHARE = 0.9
 STATUS_OK = "ok"
 STATUS_NO_FACE = "no_face"
 STATUS_FAILED = "failed"
-# ``face_status`` values of the video index (``stages.videos_with_faces``) that mean the faces
+# ``face_status`` values of the video index (``stage_inputs.videos_with_faces``) that mean the faces
 # stage could not read the video: such a video's row says ``failed``, not ``no_face``.
 FACE_FAILED = ("failed", "unreadable")
 

@@ -1,4 +1,5 @@
-"""Parameter declarations: :class:`Field`, the one-line :class:`ProfileError`, and defaults.
+"""Parameter declarations: :class:`Field`, the one-line :class:`ProfileError`, defaults, and
+the :class:`Stage` a section belongs to.
 
 A leaf (it imports nothing of dflib), so the code that reads a profile section can declare
 that section's fields next to itself in a light ``<module>_fields`` module, and
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 
@@ -76,3 +77,16 @@ class Field:
 def defaults(fields: Mapping[str, Field]) -> dict[str, Any]:
     """Each field's default: the values of a section a profile leaves empty."""
     return {k: f.default for k, f in fields.items()}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage of the study: its notebook and the parameters of its profile section.
+
+    ``scoring``: the stage scores detectors, so its notebook also receives the
+    ``evaluation`` section (:func:`dflib.config.stage_fields`)."""
+
+    name: str
+    notebook: str
+    fields: Mapping[str, Field] = field(default_factory=dict)
+    scoring: bool = False

@@ -1,6 +1,6 @@
 """Grad-CAM heatmaps of the frame CNNs: where in a face the detector sees "fake".
 
-The models of :mod:`dflib.cnn` nest their keras.applications backbone as one layer of
+The models of :mod:`dflib.detectors.models.cnn` nest their keras.applications backbone as one layer of
 the outer model, so the backbone's last feature map is not a tensor of the outer graph:
 ``keras.Model(model.inputs, [backbone.get_layer(name).output, ...])`` fails ("disconnected
 graph"). :func:`cam_model` therefore splits the backbone into a sub-model with two
@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from .cnn import load_model
-from .cnn_training import latest_manifest
+from .detectors.models.cnn import load_model
+from .detectors.models.cnn_training import latest_manifest
 from .faces import FaceStore
 from .paths import RunPaths
 from .plots import LABEL_NAMES
@@ -78,9 +78,9 @@ def cam_model(model: keras.Model, layer_name: str | None = None) -> keras.Model:
     """A model sharing ``model``'s weights with outputs ``[feature_map, logit_of_fake]``.
 
     ``model`` must end in a Dense layer with a 2-way softmax (column 1 = fake, as
-    :mod:`dflib.cnn` builds) or a 1-unit sigmoid. With a nested backbone, the layers of
+    :mod:`dflib.detectors.models.cnn` builds) or a 1-unit sigmoid. With a nested backbone, the layers of
     ``model`` must form a chain (each layer feeds the next), which holds for every model
-    :func:`dflib.cnn.build_model` makes.
+    :func:`dflib.detectors.models.cnn.build_model` makes.
     """
     head = model.layers[-1]
     activation = (keras.activations.serialize(head.activation)

@@ -197,7 +197,7 @@ def tsne_figure(before: np.ndarray, after: np.ndarray, labels: np.ndarray,
 
 
 def triplet_training_figure(log: pd.DataFrame) -> plt.Figure:
-    """The triplet network's log (:func:`dflib.triplet.train`) in two panels: the loss per
+    """The triplet network's log (:func:`dflib.detectors.models.triplet.train`) in two panels: the loss per
     epoch, and the share of anchor-positive pairs whose triplet is still active (has a
     loss) beside the share that found a semi-hard negative; training solid, validation
     dashed when present."""
@@ -331,7 +331,8 @@ def roc_group_figure(predictions: dict[str, pd.DataFrame], title: str = "") -> p
     boosted, temporal, FaceNet, triplet), AUC in each legend: one panel of 20+ curves
     is unreadable."""
     from . import evaluation
-    from .vocabulary import DISPLAY_GROUPS, display_group
+    from .detectors import display_group
+    from .vocabulary import DISPLAY_GROUPS
 
     groups: dict[str, list[str]] = {}
     for name in predictions:

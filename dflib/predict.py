@@ -19,7 +19,7 @@ import pandas as pd
 
 from . import config, datasets, evaluation, faces, reload, video
 from .paths import RunPaths
-from .vocabulary import FRAME_LEVEL, is_frame_level
+from .detectors import FRAME_LEVEL, is_frame_level
 
 STATUS_ERROR = "error"
 FRAME_COLUMNS = ("path", "frame_idx", "score")

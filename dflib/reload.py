@@ -16,15 +16,14 @@ from __future__ import annotations
 from . import torch_first  # noqa: F401  (before TensorFlow, see above)
 
 # isort: split
-import importlib
 from collections import defaultdict
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from . import (batches, config, evaluation, io)
+from . import config, detectors, evaluation, io
+from .detectors.models import batches
 from .paths import RunPaths
-from .vocabulary import FAMILIES, family, threshold_section
 
 
 def trained_methods(run: RunPaths) -> list[str]:
@@ -47,7 +46,7 @@ def best_method(run: RunPaths) -> str:
 def method_threshold(settings: Mapping[str, Any], method: str) -> float:
     """The threshold a method's predictions were called with (its stage's ``threshold``;
     the temporal stages use 0.5)."""
-    section = threshold_section(method)
+    section = detectors.threshold_section(method)
     return float(settings[section]["threshold"]) if section else 0.5
 
 
@@ -63,10 +62,10 @@ def operating_threshold(run: RunPaths, method: str) -> float:
 
 def check_saved(run: RunPaths, method: str) -> None:
     """Raise ``FileNotFoundError`` or ``ValueError`` naming the first file that ``method``'s
-    saved models need (its family module's ``saved_files``) and that is missing or not
-    whole, before any face is extracted for it."""
-    module = importlib.import_module(f"dflib.{FAMILIES[family(method)].module}")
-    for path in module.saved_files(run, [method]):  # names a missing or damaged record
+    saved models need (its family's ``saved_files``) and that is missing or not whole,
+    before any face is extracted for it."""
+    # saved_files names a missing or damaged record
+    for path in detectors.detector_of(method).saved_files(run, [method]):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found; {method} cannot be scored without "
                                     "it (copy the run folder again, or rerun its stage)")
@@ -81,20 +80,20 @@ def score_methods(run: RunPaths, methods: Sequence[str], store: batches.FaceSour
     """Predictions of ``videos`` (``video_id, label, n_faces``; ``label`` may be a
     placeholder for unlabelled videos) by each method, faces read from ``store``.
 
-    Each family's model module re-scores its methods (``score_saved``, named by
-    :data:`dflib.vocabulary.FAMILIES`), all the methods of one module in one call, so shared
-    work (a CNN's chunk models, the embeddings) is done once. Aggregation and threshold are
+    Each family re-scores its methods (its ``score_saved``, :mod:`dflib.detectors`), all
+    of them in one call, together with those of the families it is ``rescored_with``, so
+    shared work (a CNN's chunk models, the embeddings) is done once. Aggregation and threshold are
     the run's own (its ``profile.yaml``), so a method scores new faces exactly as it scored
     its test split. Video rows follow the prediction contract (``video_id, label, score,
     pred, n_frames, status``); frame rows exist for frame-level detectors.
     """
-    by_module: dict[str, list[str]] = defaultdict(list)
+    by_scorer: dict[str, list[str]] = defaultdict(list)
     for m in dict.fromkeys(methods):
-        by_module[FAMILIES[family(m)].module].append(m)
+        by_scorer[detectors.detector_of(m).rescored_with].append(m)
     settings = config.run_settings(run)
     videos = videos.reset_index(drop=True)
     out: dict[str, evaluation.Prediction] = {}
-    for module, members in by_module.items():
-        scorer = importlib.import_module(f"dflib.{module}").score_saved
-        out.update(scorer(run, members, store, videos, settings, progress))
+    for scorer, members in by_scorer.items():
+        out.update(detectors.BY_NAME[scorer].score_saved(run, members, store, videos, settings,
+                                                         progress))
     return {m: out[m] for m in dict.fromkeys(methods)}

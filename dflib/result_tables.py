@@ -14,8 +14,9 @@ import pandas as pd
 
 from . import evaluation, synth
 from .paths import RunPaths, resolve
-from .vocabulary import (CONTROLS, DISPLAY_GROUPS, control_method, display_group, is_ensemble,
-                         is_temporal, raw_embedding_of, single_chunks_of, time_average_of)
+from .detectors import display_group, is_temporal
+from .vocabulary import (CONTROLS, DISPLAY_GROUPS, control_method, is_ensemble, raw_embedding_of,
+                         single_chunks_of, time_average_of)
 
 # --------------------------------------------------------------------------- paper-style results
 

@@ -23,9 +23,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import evaluation, faces, io
+from .detectors import display_group
 from .paths import RunPaths, resolve
 from .robustness_fields import X264_PRESETS
-from .vocabulary import display_group
 
 TABLE_COLUMNS = ["method", "family", "crf", "n", "n_no_face", "auc", "auc_low", "auc_high",
                  "acc", "balanced_acc", "balanced_acc_val", "eer", "ap", "logloss", "ece"]
@@ -209,7 +209,7 @@ def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
 
 
 class StoresByKey:
-    """Several face stores read as one :class:`dflib.batches.FaceSource`: video
+    """Several face stores read as one :class:`dflib.detectors.models.batches.FaceSource`: video
     ``<key>/<video_id>`` is ``video_id`` of the store under ``key``."""
 
     def __init__(self, stores: Mapping[str, faces.FaceStore]):

@@ -1,5 +1,8 @@
 """Stage entry points: what each notebook's main cell calls, with a validated profile.
 
+The data, faces, robustness and report stages are here; a detector stage is run by the
+family that owns it (:func:`run_detector_stage`, :mod:`dflib.detectors`).
+
 Each function reads earlier artifacts from the run folder, writes its own, and returns a
 small summary for the notebook to show; nothing passes through notebook memory. Each also
 counts its videos as processed, skipped or failed, with reasons, in
@@ -9,19 +12,16 @@ counts its videos as processed, skipped or failed, with reasons, in
 
 from __future__ import annotations
 
-import contextlib
-import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
-from . import config, datasets, io, paths, summaries
+from . import config, datasets, detectors, io, paths, summaries
+from .stage_inputs import load_index, scoring
 
 if TYPE_CHECKING:  # heavy (TensorFlow, torch) modules are imported inside the stages
-    from . import (cnn_training, embeddings, evaluation, faces, fitting, gradcam, robustness,
-                   triplet)
+    from . import faces, gradcam, robustness
 
 # Outcomes of the faces stage that get a row in failures.csv: a video without a face too.
 FACE_FAILURES = ("skipped", "failed")
@@ -67,14 +67,6 @@ def build_index(profile: config.Profile) -> datasets.IndexResult:
     return result
 
 
-def load_index(run: paths.RunPaths) -> pd.DataFrame:
-    """The run's video index; a clear error when stage 00 has not run."""
-    if not run.videos_csv.exists():
-        raise FileNotFoundError(f"{run.videos_csv}: no video index; run stage 'index' first")
-    return pd.read_csv(run.videos_csv, keep_default_na=False,
-                       dtype={"video_id": str, "path": str})
-
-
 def extract_faces(profile: config.Profile, progress: bool = True) -> pd.DataFrame:
     """Stage 01: sample frames and extract one MTCNN face per frame for every video."""
     from . import faces
@@ -92,176 +84,13 @@ def record_faces(run: paths.RunPaths, extraction: "faces.Extraction") -> pd.Data
     return extraction.summary
 
 
-def embed_faces(profile: config.Profile, progress: bool = True) -> "embeddings.EmbedResult":
-    """Stage 06: FaceNet embeddings of every stored face, plus the manifest of the weights
-    used (torch only; TensorFlow is never imported here)."""
-    from . import embeddings
-
-    run = profile.run.ensure()
-    result = embeddings.run_section(run, profile.shared, profile.sections["embed_faces"],
-                                    progress=progress)
-    table = result.videos
-    no_face = table["status"].isin(["embedded", "skipped"]) & (table["n_faces"] == 0)
-    outcome = np.select([table["status"] == "failed", table["status"] == "no_store", no_face],
-                        ["failed", "skipped", "skipped"], "processed")
-    reason = np.select([table["status"] == "failed", table["status"] == "no_store", no_face,
-                        table["status"] == "skipped"],
-                       ["unreadable store file", table["reason"], "no_face", "already done"], "")
-    summaries.stage_summary(run, "embed_faces", pd.DataFrame({
-        "video_id": table["video_id"], "outcome": outcome, "reason": reason,
-        "detail": table["reason"]}))
-    return result
-
-
-def train_triplet(profile: config.Profile, progress: bool = True) -> "triplet.StageResult":
-    """Stage 07: the semi-hard triplet network on FaceNet embeddings and the classic
-    classifiers before (``facenet/<clf>``) and after (``triplet/<clf>``) it."""
-    from . import embeddings, triplet
-
-    run = profile.run.ensure()
-    videos = videos_with_faces(run)
-    with _scoring(run, videos, "train_triplet"):
-        result = triplet.run_stage(run, videos, profile.sections["train_triplet"],
-                                   seed=profile.shared["seed"], progress=progress,
-                                   scoring=scoring(profile))
-    # A video with faces but no readable embedding file (the embedding stage failed it, or
-    # the file broke since) added nothing to training or scoring: a failure here too.
-    problems = embeddings.check_embeddings(run, videos).to_numpy()
-    outcomes = face_outcomes(videos)
-    lost = (outcomes["outcome"] == "processed").to_numpy() & (problems != "")
-    outcomes.loc[lost, ["outcome", "reason"]] = ["failed", "no readable embedding file"]
-    outcomes.loc[lost, "detail"] = problems[lost]
-    summaries.stage_summary(run, "train_triplet", outcomes)
-    return result
-
-
-def scoring(profile: config.Profile) -> "evaluation.Scoring":
-    """How the scoring stages score detectors: the profile's ``evaluation`` section and seed."""
-    from . import evaluation
-
-    return evaluation.Scoring.of(profile.shared, profile.sections[config.EVALUATION_SECTION])
-
-
-def videos_with_faces(run: paths.RunPaths) -> pd.DataFrame:
-    """The video index with each video's stored face count and the faces stage's verdict.
-
-    ``n_faces`` (0 when none), ``face_status``: ``ok``, ``no_face``, ``failed`` (its
-    extraction failed, or it is missing from ``faces/summary.csv``) or ``unreadable`` (its
-    store file cannot be read now: it counts 0 faces, so no stage reads it), and
-    ``face_reason``; ``n_other_faces``: the other faces a ``faces.multi_face: max`` store
-    holds besides the chosen one of each frame.
-    """
-    from . import faces
-
-    store = faces.FaceStore(run)
-    summary = store.summary().reindex(columns=["video_id", "status", "n_faces",
-                                               "n_other_faces", "reason"]).rename(
-        columns={"status": "face_status", "reason": "face_reason"})
-    videos = load_index(run).merge(summary, on="video_id", how="left")
-    absent = videos["face_status"].isna()
-    videos["face_status"] = videos["face_status"].fillna("failed")
-    videos["face_reason"] = videos["face_reason"].fillna("").where(
-        ~absent, "not in faces/summary.csv: rerun stage 'faces'")
-    videos["n_faces"] = videos["n_faces"].fillna(0).astype(int)
-    videos["n_other_faces"] = videos["n_other_faces"].fillna(0).astype(int)
-    problems = pd.Series([store.check(v, n) if n > 0 else ""
-                          for v, n in zip(videos["video_id"], videos["n_faces"])],
-                         index=videos.index)
-    bad = problems != ""
-    videos.loc[bad, "face_status"] = "unreadable"
-    videos.loc[bad, "face_reason"] = problems[bad]
-    videos.loc[bad, ["n_faces", "n_other_faces"]] = 0
-    return videos
-
-
-def face_outcomes(videos: pd.DataFrame) -> pd.DataFrame:
-    """Stage outcomes of :func:`videos_with_faces` rows: a video with faces is processed, one
-    without is skipped (``no_face``, or ``failed at stage faces``, already recorded
-    there), one whose store file cannot be read now is failed (``unreadable store file``)."""
-    status, has_faces = videos["face_status"], videos["n_faces"] > 0
-    outcome = np.select([has_faces, status == "unreadable"], ["processed", "failed"], "skipped")
-    reason = np.select([has_faces, status == "unreadable", status == "failed"],
-                       ["", "unreadable store file", "failed at stage faces"], "no_face")
-    return pd.DataFrame({"video_id": videos["video_id"].to_numpy(), "outcome": outcome,
-                         "reason": reason, "detail": videos["face_reason"].to_numpy()})
-
-
-@contextlib.contextmanager
-def _scoring(run: paths.RunPaths, videos: pd.DataFrame, stage: str) -> Iterator[None]:
-    """Around a stage that scores the test split: an empty split is one clear warning
-    (the results rows get n = 0 and NaN metrics) instead of one per metric and method."""
-    if (videos["split"] == "test").any():
-        yield
-        return
-    warnings.warn(f"{run.videos_csv}: the test split has no videos, so stage {stage} scores "
-                  "nothing (its results rows have n = 0 and NaN metrics)", stacklevel=3)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="empty evaluation set")
-        yield
-
-
-def train_cnn(profile: config.Profile, verbose: int = 2) -> dict:
-    """Stage 02: one frame CNN per balanced chunk; returns the training manifest."""
-    from . import cnn_training, faces
-
-    run = profile.run.ensure()
-    videos = videos_with_faces(run)
-    manifest = cnn_training.train_section(faces.FaceStore(run), videos, run, profile.shared,
-                                          profile.sections["train_cnn"], verbose)
-    summaries.stage_summary(run, "train_cnn", face_outcomes(videos[videos["split"] != "test"]))
-    return manifest
-
-
-def evaluate_cnn(profile: config.Profile) -> "cnn_training.CnnEvaluation":
-    """Stage 03: score the test split with the latest trained CNN's chunk models, write
-    predictions and results rows; the architecture comes from the training manifest."""
-    from . import cnn_training, faces
-
-    run = profile.run.ensure()
-    videos = videos_with_faces(run)
-    with _scoring(run, videos, "evaluate_cnn"):
-        result = cnn_training.evaluate_chunks(
-            faces.FaceStore(run), videos, run, cnn_training.latest_manifest(run),
-            profile.sections["evaluate_cnn"], scoring=scoring(profile))
-    summaries.stage_summary(run, "evaluate_cnn", face_outcomes(videos[videos["split"] == "test"]))
-    return result
-
-
-def train_c3d(profile: config.Profile, verbose: int = 2) -> "fitting.TemporalResult":
-    """Stage 04: train (or reuse) the 3D CNNs on face clips, score the test split as
-    ``c3d`` / ``conv3d`` (video level) and upsert their results rows."""
-    from . import clips, faces
-
-    run = profile.run.ensure()
-    videos = videos_with_faces(run)
-    with _scoring(run, videos, "train_c3d"):
-        result = clips.train_clip_models(faces.FaceStore(run), videos, run, profile.shared,
-                                         profile.sections["train_c3d"], verbose=verbose,
-                                         scoring=scoring(profile))
-    summaries.stage_summary(run, "train_c3d", face_outcomes(videos))
-    return result
-
-
-def train_rnn(profile: config.Profile, verbose: int = 2) -> "fitting.TemporalResult":
-    """Stage 05: the latest frame CNN's features (of its validation-chosen chunk) for the
-    first ``seq_len`` faces of every video, then the recurrent heads and their
-    time-averaging baseline, scored as ``rnn/<head>`` (video level); and the training-free
-    temporal controls, scored as ``control/<statistic>``."""
-    from . import controls, faces, sequences
-
-    run = profile.run.ensure()
-    videos = videos_with_faces(run)
-    store = faces.FaceStore(run)
-    with _scoring(run, videos, "train_rnn"):
-        result = sequences.train_heads(store, videos, run, profile.shared,
-                                       profile.sections["train_rnn"], verbose=verbose,
-                                       scoring=scoring(profile))
-        controls.run_controls(store, videos, run, scoring=scoring(profile))
-    outcomes = face_outcomes(videos)
-    failed = outcomes["video_id"].isin(
-        result.features.loc[result.features["status"] == "failed", "video_id"])
-    outcomes.loc[failed, ["outcome", "reason"]] = ["failed", "unreadable store file"]
-    summaries.stage_summary(run, "train_rnn", outcomes)
+def run_detector_stage(profile: config.Profile, stage: str, **options: Any) -> Any:
+    """A detector stage (``train_cnn``, ``train_c3d``, ...): its owner family trains and
+    scores, then each family that joins the stage does (in registry order); returns what
+    the owner's ``train`` returns. ``options`` (``verbose``, ``progress``) go to each."""
+    result = detectors.stage_owner(stage).train(profile, stage, **options)
+    for joiner in detectors.joiners(stage):
+        joiner.train(profile, stage, **options)
     return result
 
 

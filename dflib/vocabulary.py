@@ -1,11 +1,11 @@
-"""The study's vocabulary: detector families, the grammar of method names, and the lists
-of backbones, heads, clip models, classifiers and aggregation rules.
+"""The study's vocabulary: the grammar of method names (:class:`Family`, the record each
+detector family declares), and the lists of backbones, heads, clip models, classifiers and
+aggregation rules.
 
-Every other module asks this one: ``config`` validates profiles against its lists, the
-stages name their methods with :func:`cnn_method` and friends, reports group rows by
-:func:`display_group`, ``dflib predict`` asks :func:`is_frame_level`. A leaf: it imports
-nothing from dflib. Adding a family is one :class:`Family` entry here plus its model code
-(docs/extending.md, "Adding a detector family").
+``config`` validates profiles against its lists, the stages name their methods with
+:func:`cnn_method` and friends. A leaf: it imports nothing from dflib. The families
+themselves, and what a method name's family says about it (``display_group``,
+``is_frame_level``, ...), are the registry's: :mod:`dflib.detectors`.
 
 A method name is ``<family>/<member>[/<variant>]`` or, for the clip models, the model's
 own name (docs/design.md, "Contracts")::
@@ -37,11 +37,11 @@ ENSEMBLE_RULES: Mapping[str, str] = MappingProxyType({"boosted": "vote", "booste
 ENSEMBLES = tuple(ENSEMBLE_RULES)
 CLIP_MODELS = ("c3d", "conv3d", "conv3d_light", "conv3d_diff")
 # ``time_average`` is the recurrent heads' fair baseline: a logistic regression on the mean
-# of the same features over time (dflib.sequences.build_head).
+# of the same features over time (dflib.detectors.models.sequences.build_head).
 RNN_HEADS = ("lstm", "bilstm", "temporal_max", "gru", "time_average")
 TIME_AVERAGE = "time_average"
 # Training-free statistics scored like detectors, to show what arithmetic alone finds
-# (dflib.controls); not detectors: the study never chooses one.
+# (dflib.detectors.models.controls); not detectors: the study never chooses one.
 CONTROLS = ("colour_jerk",)
 CLASSIFIERS = ("sgd", "logreg", "rf", "knn", "svc", "nb", "perceptron", "tree")
 AGGREGATIONS = ("mean", "max", "vote", "confident")
@@ -63,17 +63,14 @@ DISPLAY_GROUPS = ("frame CNN", "boosted", "temporal", "FaceNet", "triplet", "con
 class Family:
     """A detector family: how its method names are formed and how the study treats them.
 
+    Each family module of :mod:`dflib.detectors` holds one, as its detector's ``family``.
     ``members`` are the second segment of its names (``cnn/<arch>``), or the whole names
-    when ``prefixed`` is false (the clip models). ``module`` is its model module under
-    ``dflib``, whose ``score_saved(run, methods, store, videos, settings, progress)``
-    applies the run's trained models to other faces (:func:`dflib.reload.score_methods`).
-    ``threshold_section`` is the profile section whose ``threshold`` its predictions were
-    called with (None: 0.5). ``detector`` is false for a control (a statistic designed
+    when ``prefixed`` is false (the clip models). ``threshold_section`` is the profile
+    section whose ``threshold`` its predictions were called with (None: 0.5). ``detector`` is false for a control (a statistic designed
     knowing the data, scored like a detector for comparison): the study never picks one."""
 
     name: str
     members: tuple[str, ...]
-    module: str
     display_group: str
     frame_level: bool
     threshold_section: str | None = None
@@ -91,79 +88,20 @@ class Family:
         variant = f"(/({self.variants}))?" if self.variants else ""
         return f"{self.name}/({members}){variant}"
 
+    def method(self, member: str) -> str:
+        """The method name of one of its members (``<family>/<member>``, or the member alone
+        for a family whose names are not prefixed)."""
+        if member not in self.members:
+            raise ValueError(f"{member!r} is not a member of family {self.name} "
+                             f"({', '.join(self.members)})")
+        return f"{self.name}/{member}" if self.prefixed else member
+
     @property
     def grammar(self) -> str:
         """The family's names in words, for error messages."""
         if not self.prefixed:
             return ", ".join(self.members)
         return f"{self.name}/{self.placeholder}{self.variants_in_words}"
-
-
-FAMILIES: Mapping[str, Family] = MappingProxyType({f.name: f for f in (
-    Family("cnn", CNN_ARCHS, "cnn_training", "frame CNN", frame_level=True,
-           threshold_section="evaluate_cnn", placeholder="<arch>",
-           variants=r"chunk\d+|" + "|".join(ENSEMBLES),
-           variants_in_words="[/chunk<i>|/" + "|/".join(ENSEMBLES) + "]"),
-    Family("c3d", CLIP_MODELS, "clips", "temporal", frame_level=False, prefixed=False),
-    Family("rnn", RNN_HEADS, "sequences", "temporal", frame_level=False, placeholder="<head>"),
-    Family("facenet", CLASSIFIERS, "triplet", "FaceNet", frame_level=True,
-           threshold_section="train_triplet"),
-    Family("triplet", CLASSIFIERS, "triplet", "triplet", frame_level=True,
-           threshold_section="train_triplet"),
-    Family("control", CONTROLS, "controls", "control", frame_level=False,
-           placeholder="<statistic>", detector=False),
-)})
-FRAME_LEVEL = tuple(name for name, f in FAMILIES.items() if f.frame_level)
-METHOD_NAME = re.compile("|".join(f.pattern for f in FAMILIES.values()))
-GRAMMAR = ", ".join(f.grammar for f in FAMILIES.values())
-
-
-def family(method: str) -> str:
-    """The detector family of a method name; a clear error for a name of no family."""
-    for name, fam in FAMILIES.items():
-        if re.fullmatch(fam.pattern, method):
-            return name
-    raise ValueError(f"method {method!r} is not a detector name ({GRAMMAR}; classifiers: "
-                     f"{', '.join(CLASSIFIERS)})")
-
-
-def is_method(method: str) -> bool:
-    return METHOD_NAME.fullmatch(method) is not None
-
-
-def is_frame_level(method: str) -> bool:
-    """Whether the method scores single faces (and writes frame predictions)."""
-    return FAMILIES[family(method)].frame_level
-
-
-def is_detector(method: str) -> bool:
-    """False for a control (:data:`CONTROLS`); true for every other name, of a family or not."""
-    try:
-        return FAMILIES[family(method)].detector
-    except ValueError:
-        return True
-
-
-def is_temporal(method: str) -> bool:
-    """Whether a method is one of the temporal detectors (clip models, recurrent heads)."""
-    return is_detector(method) and display_group(method) == "temporal"
-
-
-def threshold_section(method: str) -> str | None:
-    """The profile section whose ``threshold`` the method's predictions were called with."""
-    return FAMILIES[family(method)].threshold_section
-
-
-def display_group(method: str) -> str:
-    """The group a method's rows are shown in (:data:`DISPLAY_GROUPS`), as the paper groups
-    them; names of no family go to ``other``."""
-    try:
-        fam = family(method)
-    except ValueError:
-        return "other"
-    if fam == "cnn" and is_ensemble(method):
-        return "boosted"
-    return FAMILIES[fam].display_group
 
 
 def cnn_method(arch: str, chunk: int | None = None, ensemble: str | None = None) -> str:

@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from dflib import cnn, vocabulary
+from dflib import vocabulary
+from dflib.detectors.models import cnn
 
 RNG = np.random.default_rng(0)
 

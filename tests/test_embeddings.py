@@ -181,7 +181,7 @@ def test_offline_falls_back_to_dlibs_pretrained_network_and_says_so(offline, run
                            "split": ["train", "test", "test"]})
     x, _ = emb.load_embeddings(run, videos)
     assert x.shape == (3, emb.DLIB_DIM)
-    from dflib import triplet
+    from dflib.detectors.models import triplet
 
     assert triplet.build_mlp(x.shape[1]).input_shape == (None, emb.DLIB_DIM)
     assert result.weights.used == emb.DLIB

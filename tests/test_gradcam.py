@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import cnn, gradcam, io
+from dflib import gradcam, io
+from dflib.detectors.models import cnn
 from dflib.paths import RunPaths
 
 SIZE = 24

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import config, datasets, faces, io, paths, stages
+from dflib import config, datasets, faces, io, paths, stage_inputs, stages
 
 # Keys whose base value differs from the schema default so that the keys next to them are
 # read at all (the demo's keys are read only when the demo is generated).
@@ -119,7 +119,7 @@ def _with_faces(rec: Recorder) -> None:
     table = pd.DataFrame({"video_id": ["v0", "v1"], "split": ["train", "test"],
                           "label": [0, 1], "n_faces": [2, 2], "n_other_faces": [0, 0],
                           "face_status": ["ok", "ok"], "face_reason": ["", ""]})
-    rec.monkeypatch.setattr(stages, "videos_with_faces", lambda run: table)
+    rec.monkeypatch.setattr(stage_inputs, "videos_with_faces", lambda run: table)
 
 
 def probe_index(profile: config.Profile, rec: Recorder) -> None:
@@ -143,51 +143,51 @@ def probe_faces(profile: config.Profile, rec: Recorder) -> None:
 
 
 def probe_train_cnn(profile: config.Profile, rec: Recorder) -> None:
-    from dflib import cnn_training
+    from dflib.detectors.models import cnn_training
 
     _with_faces(rec)
     rec.replace(cnn_training, "train_chunks", stop=True)
-    stages.train_cnn(profile)
+    stages.run_detector_stage(profile, "train_cnn")
 
 
 def probe_evaluate_cnn(profile: config.Profile, rec: Recorder) -> None:
-    from dflib import cnn_training
+    from dflib.detectors.models import cnn_training
 
     _with_faces(rec)
     rec.replace(cnn_training, "latest_manifest", returns={})
     rec.replace(cnn_training, "evaluate_chunks", stop=True)
-    stages.evaluate_cnn(profile)
+    stages.run_detector_stage(profile, "evaluate_cnn")
 
 
 def probe_train_c3d(profile: config.Profile, rec: Recorder) -> None:
-    from dflib import clips
+    from dflib.detectors.models import clips
 
     _with_faces(rec)
     rec.replace(clips, "train_clip_models", stop=True)
-    stages.train_c3d(profile)
+    stages.run_detector_stage(profile, "train_c3d")
 
 
 def probe_train_rnn(profile: config.Profile, rec: Recorder) -> None:
-    from dflib import sequences
+    from dflib.detectors.models import sequences
 
     _with_faces(rec)
     rec.replace(sequences, "train_heads", stop=True)
-    stages.train_rnn(profile)
+    stages.run_detector_stage(profile, "train_rnn")
 
 
 def probe_embed_faces(profile: config.Profile, rec: Recorder) -> None:
     from dflib import embeddings
 
     rec.replace(embeddings, "run_embedding", stop=True)
-    stages.embed_faces(profile, progress=False)
+    stages.run_detector_stage(profile, "embed_faces", progress=False)
 
 
 def probe_train_triplet(profile: config.Profile, rec: Recorder) -> None:
-    from dflib import triplet
+    from dflib.detectors.models import triplet
 
     _with_faces(rec)
     rec.replace(triplet, "run_stage", stop=True)
-    stages.train_triplet(profile, progress=False)
+    stages.run_detector_stage(profile, "train_triplet", progress=False)
 
 
 def probe_robustness(profile: config.Profile, rec: Recorder) -> None:

@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from dflib import (cli, evaluation, faces, fitting, io, predict, reload, robustness, stages,
-                   vocabulary)
+from dflib import (cli, detectors, evaluation, faces, io, predict, reload, robustness,
+                   stage_inputs)
+from dflib.detectors.models import fitting
 from dflib.paths import PROJECT_ROOT, RunPaths
 
 
@@ -33,7 +34,7 @@ def write_faceless_video(path: Path, frames: int = 12) -> Path:
 
 
 def split_test_videos(run: RunPaths) -> pd.DataFrame:
-    videos = stages.videos_with_faces(run)
+    videos = stage_inputs.videos_with_faces(run)
     return videos[videos["split"] == "test"].reset_index(drop=True)
 
 
@@ -46,18 +47,18 @@ def test_detectors_reproduce_every_stage_prediction(smoke_run):
     """Reloaded from disk and scored again, every method gives its stage's own scores."""
     run = RunPaths(smoke_run)
     methods = reload.trained_methods(run)
-    assert {vocabulary.family(m) for m in methods} == set(vocabulary.FAMILIES)
+    assert {detectors.family(m) for m in methods} == set(detectors.FAMILIES)
     scored = reload.score_methods(run, methods, faces.FaceStore(run), split_test_videos(run))
     for method, (videos, _) in scored.items():
         stage, _ = evaluation.read_predictions(run, method)
-        atol = EMBEDDING_ATOL if vocabulary.family(method) in ("facenet", "triplet") else 1e-6
+        atol = EMBEDDING_ATOL if detectors.family(method) in ("facenet", "triplet") else 1e-6
         np.testing.assert_allclose(videos["score"], stage["score"], atol=atol, err_msg=method)
         assert videos["video_id"].tolist() == stage["video_id"].tolist()
 
 
 def test_unknown_method_name_is_refused():
     with pytest.raises(ValueError, match="not a detector name"):
-        vocabulary.family("svm")
+        detectors.family("svm")
 
 
 def test_predict_cli_scores_a_video_and_reports_a_faceless_and_an_unreadable_one(smoke_run,

@@ -30,8 +30,9 @@ import yaml
 from test_faces import PARAMS, canvas, paste, write_video
 from test_training import profile_for, tiny_model, video_table, write_run
 
-from dflib import (cnn, cnn_training, config, evaluation, faces, io, notebooks, paths,
-                   plots, stages, summaries)
+from dflib import (config, evaluation, faces, io, notebooks, paths, plots, stage_inputs, stages,
+                   summaries)
+from dflib.detectors.models import cnn, cnn_training
 from dflib.paths import RunPaths
 
 TESTS = Path(__file__).resolve().parent
@@ -172,10 +173,10 @@ def test_empty_test_split_at_evaluation_says_so_once(tmp_path, monkeypatch):
                        ignore_index=True)
     run = write_run(tmp_path, videos)
     profile = profile_for(run)
-    stages.train_cnn(profile, verbose=0)
+    stages.run_detector_stage(profile, "train_cnn", verbose=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = stages.evaluate_cnn(profile)
+        result = stages.run_detector_stage(profile, "evaluate_cnn")
     messages = [str(w.message) for w in caught if "test split" in str(w.message)
                 or "empty evaluation set" in str(w.message)]
     assert messages == [f"{run.videos_csv}: the test split has no videos, so stage "
@@ -263,7 +264,7 @@ def test_embedding_and_triplet_stages_count_and_record_a_broken_store_file(tmp_p
                           "classifiers": ["sgd"]},
     }, stages=("embed_faces", "train_triplet"))
 
-    result = stages.embed_faces(profile, progress=False)
+    result = stages.run_detector_stage(profile, "embed_faces", progress=False)
     status = result.videos.set_index("video_id")["status"]
     assert (status["broken"], status["gone"], status["blank"]) == ("failed", "no_store",
                                                                    "embedded")
@@ -273,7 +274,7 @@ def test_embedding_and_triplet_stages_count_and_record_a_broken_store_file(tmp_p
     row = failures(run).query("stage == 'embed_faces'")
     assert row["video_id"].tolist() == ["broken"] and str(broken) in row["reason"].iloc[0]
 
-    stages.train_triplet(profile, progress=False)
+    stages.run_detector_stage(profile, "train_triplet", progress=False)
     preds = evaluation.read_predictions(run, "triplet/sgd")[0].set_index("video_id")
     assert preds.loc[["broken", "gone", "blank"], "status"].tolist() == [
         "failed", "failed", "no_face"]
@@ -327,8 +328,8 @@ def test_folder_mixing_good_and_broken_videos_scores_the_good_ones(tmp_path, mon
     assert outcome_counts(run, "faces")[("processed", "")] == 8
     assert outcome_counts(run, "faces")[("failed", "zero-byte file")] == 1
 
-    stages.train_cnn(profile, verbose=0)
-    stages.evaluate_cnn(profile)
+    stages.run_detector_stage(profile, "train_cnn", verbose=0)
+    stages.run_detector_stage(profile, "evaluate_cnn")
     preds, _ = evaluation.read_predictions(run, "cnn/ef0")
     preds = preds.set_index("video_id")
     test = index.loc[index["split"] == "test", "video_id"]
@@ -346,7 +347,7 @@ def test_folder_mixing_good_and_broken_videos_scores_the_good_ones(tmp_path, mon
     victim = good[0]
     store_file = run.face_file(victim)
     store_file.write_bytes(store_file.read_bytes()[:200])
-    stages.evaluate_cnn(profile)
+    stages.run_detector_stage(profile, "evaluate_cnn")
     preds, _ = evaluation.read_predictions(run, "cnn/ef0")
     assert preds.set_index("video_id").loc[victim, "status"] == "failed"
     assert outcome_counts(run, "evaluate_cnn")[("failed", "unreadable store file")] == 1
@@ -425,7 +426,8 @@ def test_kill_during_face_extraction_then_rerun(tmp_path):
 TRAIN_SCRIPT = """
 import sys, time
 from pathlib import Path
-from dflib import cnn, stages, batches, cnn_training
+from dflib import stages
+from dflib.detectors.models import cnn, batches, cnn_training
 from dflib.paths import RunPaths
 from test_training import tiny_model, profile_for
 cnn.build_model = tiny_model
@@ -434,9 +436,9 @@ read = batches.FaceBatches.__getitem__
 batches.FaceBatches.__getitem__ = lambda self, i: (time.sleep(0.15), read(self, i))[1]
 profile = profile_for(RunPaths(Path(sys.argv[1])))
 if sys.argv[2] == "train":
-    stages.train_cnn(profile, verbose=0)
+    stages.run_detector_stage(profile, "train_cnn", verbose=0)
 else:
-    stages.evaluate_cnn(profile)
+    stages.run_detector_stage(profile, "evaluate_cnn")
 """
 
 
@@ -454,9 +456,9 @@ def test_kill_during_training_and_evaluation_then_rerun(tmp_path, monkeypatch):
     assert (folder / "chunk0.keras").exists() and not (folder / "chunk1.keras").exists()
     assert not cnn_training.read_manifest(run.cnn_manifest("ef0"))["complete"]
     with pytest.raises(FileNotFoundError, match="no completed CNN training"):
-        stages.evaluate_cnn(profile_for(run))  # a half-trained run is not evaluated
+        stages.run_detector_stage(profile_for(run), "evaluate_cnn")  # a half-trained run is not evaluated
     stamp = (folder / "chunk0.keras").stat().st_mtime_ns
-    manifest = stages.train_cnn(profile_for(run), verbose=0)
+    manifest = stages.run_detector_stage(profile_for(run), "train_cnn", verbose=0)
     assert manifest["complete"] and manifest["chunks"] == 3
     assert (folder / "chunk0.keras").stat().st_mtime_ns == stamp  # not retrained
     assert sorted(p.name for p in folder.iterdir()) == [
@@ -465,12 +467,12 @@ def test_kill_during_training_and_evaluation_then_rerun(tmp_path, monkeypatch):
     # Evaluation: a clean evaluation of a copy is the reference.
     reference = write_run(tmp_path / "copy", videos)
     shutil.copytree(run.models, reference.models, dirs_exist_ok=True)
-    stages.evaluate_cnn(profile_for(reference))
+    stages.run_detector_stage(profile_for(reference), "evaluate_cnn")
     kill_when(start(TRAIN_SCRIPT, str(run.root), "evaluate"),
               lambda: any(run.predictions.glob("*.csv")))
     for table in run.predictions.glob("*.csv"):  # every file there is whole
         assert len(pd.read_csv(table)) in (4, 4 * 3)
-    stages.evaluate_cnn(profile_for(run))
+    stages.run_detector_stage(profile_for(run), "evaluate_cnn")
     assert run.results_csv.read_bytes() == reference.results_csv.read_bytes()
     assert partials(run.root) == []
 
@@ -536,7 +538,7 @@ def test_a_store_damaged_inside_is_failed_by_later_stages_and_redone_by_faces(tm
     whole = target.read_bytes()
     damage_inside(target)
 
-    seen = stages.videos_with_faces(run).set_index("video_id").loc["a"]
+    seen = stage_inputs.videos_with_faces(run).set_index("video_id").loc["a"]
     assert (seen["face_status"], seen["n_faces"]) == ("unreadable", 0)
     assert seen["face_reason"] == (f"{target}: unreadable store file (damaged: member "
                                    "faces.npy fails its CRC check)")
@@ -555,20 +557,20 @@ def test_a_frame_cnn_or_its_manifest_cut_short_is_trained_again(tmp_path, capsys
                         video_table(1, 1, "test")], ignore_index=True)
     run = write_run(tmp_path, videos)
     profile = profile_for(run, epochs=1)
-    stages.train_cnn(profile, verbose=0)
+    stages.run_detector_stage(profile, "train_cnn", verbose=0)
     model = run.cnn_chunk_model("ef0", 0)
 
     cut_short(model)  # a copy that stopped
     capsys.readouterr()
-    stages.train_cnn(profile, verbose=0)
+    stages.run_detector_stage(profile, "train_cnn", verbose=0)
     out = capsys.readouterr().out
     assert "chunk 0: chunk0.keras does not read whole (BadZipFile: " in out
     assert out.count("retraining") == 1 and io.read_problem(model) == ""
-    assert stages.evaluate_cnn(profile).methods  # it loads and scores
+    assert stages.run_detector_stage(profile, "evaluate_cnn").methods  # it loads and scores
 
     manifest = run.cnn_manifest("ef0")
     manifest.write_text(manifest.read_text()[:40])
-    assert stages.train_cnn(profile, verbose=0)["complete"]  # trained as if for the first time
+    assert stages.run_detector_stage(profile, "train_cnn", verbose=0)["complete"]  # trained as if for the first time
     assert io.read_record(manifest)["complete"]
 
 
@@ -578,7 +580,7 @@ def test_a_saved_model_that_does_not_read_whole_is_one_line_where_it_is_loaded(t
     import joblib
     from sklearn.linear_model import LogisticRegression
 
-    from dflib import triplet
+    from dflib.detectors.models import triplet
 
     model = tmp_path / "chunk0.keras"
     tiny_model("ef0", 32)[0].save(model)
@@ -602,7 +604,7 @@ def test_a_temporal_model_or_its_record_damaged_is_not_reused(tmp_path):
     model file damaged inside or a record cut short means retraining, with the reason."""
     import zipfile
 
-    from dflib import fitting
+    from dflib.detectors.models import fitting
 
     run = RunPaths(tmp_path / "run").ensure()
     final, record_path, _ = run.model_files("c3d", "c3d")
@@ -627,7 +629,7 @@ def test_a_temporal_model_or_its_record_damaged_is_not_reused(tmp_path):
 
 @pytest.mark.slow
 def test_a_triplet_network_or_its_fingerprint_cut_short_is_retrained(tmp_path, capsys):
-    from dflib import triplet
+    from dflib.detectors.models import triplet
 
     run = RunPaths(tmp_path).ensure()
     rng = np.random.default_rng(0)

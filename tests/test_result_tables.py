@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import config, evaluation, paths, plots, result_tables, vocabulary
+from dflib import config, detectors, evaluation, paths, plots, result_tables
 from dflib.paths import RunPaths
 
 
@@ -20,7 +20,7 @@ def results(rows: list[tuple]) -> pd.DataFrame:
 
 
 def test_method_families():
-    family = {m: vocabulary.display_group(m) for m in (
+    family = {m: detectors.display_group(m) for m in (
         "cnn/xception", "cnn/ef0/chunk3", "cnn/ef0/boosted", "cnn/ef0/boosted_mean", "c3d",
         "conv3d", "rnn/bilstm", "rnn/temporal_max", "facenet/sgd", "triplet/knn", "bench/x")}
     assert family == {
@@ -199,7 +199,7 @@ def test_evidence_figures_draw_one_entry_per_method_or_family(tmp_path):
     assert list(by_family) == ["frame CNN", "boosted", "FaceNet", "triplet"]
     plots.save_fig(plots.reliability_figure(by_family), run, "fig_reliability")
     table = pd.concat([results.query("level == 'video'").assign(crf=c) for c in (-1, 23, 40)])
-    table["family"] = table["method"].map(vocabulary.display_group)
+    table["family"] = table["method"].map(detectors.display_group)
     chosen = result_tables.group_choices(results, list(table["method"]))
     fig = plots.robustness_figure(table, chosen)
     assert len(fig.axes[0].get_lines()) == 4 + 1  # a line per family and the chance line

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import (clips, cnn, cnn_features, cnn_training, evaluation, io, sequences,
-                   vocabulary)
+from dflib import detectors, evaluation, io, vocabulary
+from dflib.detectors.models import clips, cnn, cnn_features, cnn_training, sequences
 from dflib.paths import RunPaths
 from sklearn.metrics import roc_auc_score
 
@@ -391,7 +391,7 @@ def coloured_faces(colours: np.ndarray, size: int = 16) -> np.ndarray:
 
 
 def test_colour_jerk_sees_per_frame_flicker_not_drift_or_borders():
-    from dflib import controls
+    from dflib.detectors.models import controls
 
     steady = coloured_faces(np.full((6, 3), 120))
     drift = coloured_faces(np.linspace(100, 150, 6)[:, None].repeat(3, axis=1))
@@ -404,7 +404,7 @@ def test_colour_jerk_sees_per_frame_flicker_not_drift_or_borders():
 
 
 def test_controls_are_scored_like_detectors_and_keep_every_video(tiny_run):
-    from dflib import controls
+    from dflib.detectors.models import controls
 
     run, store, videos = tiny_run
     videos = videos.assign(n_faces=videos["n_faces"].where(videos["video_id"] != "te_long", 0))
@@ -418,8 +418,8 @@ def test_controls_are_scored_like_detectors_and_keep_every_video(tiny_run):
     val, _ = evaluation.read_predictions(run, "control/colour_jerk", "val")
     assert len(val) == 2 and val["score"].between(0, 1).all()
     assert tuple(controls.STATISTICS) == vocabulary.CONTROLS
-    assert vocabulary.family("control/colour_jerk") == "control"
-    assert not vocabulary.is_detector("control/colour_jerk")
+    assert detectors.family("control/colour_jerk") == "control"
+    assert not detectors.is_detector("control/colour_jerk")
     again = controls.score_saved(run, ["control/colour_jerk"], store,
                                  videos[videos["split"] == "test"], {})
     pd.testing.assert_frame_equal(again["control/colour_jerk"][0], test,

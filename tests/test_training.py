@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import (batches, cnn, cnn_training, config, evaluation, faces, fitting, io,
-                   plots, stages)
+from dflib import config, evaluation, faces, io, plots, stages
+from dflib.detectors.models import batches, cnn, cnn_training, fitting
 from dflib.paths import RunPaths
 
 SIZE = 32
@@ -243,7 +243,7 @@ def test_train_resume_and_evaluate_end_to_end(tmp_path, capsys, monkeypatch):
     run = write_run(tmp_path, videos)
     profile = profile_for(run)
 
-    manifest = stages.train_cnn(profile, verbose=0)
+    manifest = stages.run_detector_stage(profile, "train_cnn", verbose=0)
     folder = run.models / "cnn" / "ef0"
     assert manifest["chunks"] == 2 and manifest["complete"]
     assert manifest["weights_requested"] == manifest["weights_used"] == "none"
@@ -262,16 +262,16 @@ def test_train_resume_and_evaluate_end_to_end(tmp_path, capsys, monkeypatch):
     (folder / "chunk1.inprogress.keras").write_bytes(b"truncated")
     mtime0 = (folder / "chunk0.keras").stat().st_mtime_ns
     capsys.readouterr()
-    again = stages.train_cnn(profile, verbose=0)
+    again = stages.run_detector_stage(profile, "train_cnn", verbose=0)
     assert "chunk 0: chunk0.keras exists, skipped" in capsys.readouterr().out
     assert (folder / "chunk0.keras").stat().st_mtime_ns == mtime0
     assert (folder / "chunk1.keras").exists() and not (folder / "chunk1.inprogress.keras").exists()
     assert again["chunk_models"][0] == manifest["chunk_models"][0]
     assert again["finished_at"] > manifest["finished_at"]  # chunk 1 was trained again
     # Nothing left to train: the training is the same one, so what reads it is kept too.
-    assert stages.train_cnn(profile, verbose=0)["finished_at"] == again["finished_at"]
+    assert stages.run_detector_stage(profile, "train_cnn", verbose=0)["finished_at"] == again["finished_at"]
 
-    result = stages.evaluate_cnn(profile)
+    result = stages.run_detector_stage(profile, "evaluate_cnn")
     assert result.methods == ["cnn/ef0", "cnn/ef0/chunk1", "cnn/ef0/boosted",
                               "cnn/ef0/boosted_mean"]
     table = evaluation.results_table(run)
@@ -305,7 +305,7 @@ def test_same_seed_same_models(tmp_path, monkeypatch):
     weights = []
     for name in ("a", "b"):
         run = write_run(tmp_path / name, videos)
-        stages.train_cnn(profile_for(run), verbose=0)
+        stages.run_detector_stage(profile_for(run), "train_cnn", verbose=0)
         model = cnn.load_model(run.models / "cnn" / "ef0" / "chunk0.keras")
         weights.append(model.get_weights())
     for wa, wb in zip(*weights):
@@ -319,7 +319,7 @@ def test_a_changed_split_retrains_and_no_model_trained_on_a_test_video_is_scored
                         video_table(1, 1, "test")], ignore_index=True)
     run = write_run(tmp_path, videos)
     profile = profile_for(run)
-    first = stages.train_cnn(profile, verbose=0)
+    first = stages.run_detector_stage(profile, "train_cnn", verbose=0)
     assert all(set(c["made_from"]["inputs"]["train"]) <= set(videos.loc[videos["split"] == "train",
                                                                           "video_id"])
                for c in first["chunk_models"])
@@ -330,10 +330,10 @@ def test_a_changed_split_retrains_and_no_model_trained_on_a_test_video_is_scored
     index.loc[index["video_id"].isin(moved), "split"] = "test"
     io.write_csv(index, run.videos_csv)
     with pytest.raises(ValueError, match="chunk 0 was trained on .* now in the test split"):
-        stages.evaluate_cnn(profile)  # the old models must not score their training videos
+        stages.run_detector_stage(profile, "evaluate_cnn")  # the old models must not score their training videos
 
     capsys.readouterr()
-    second = stages.train_cnn(profile, verbose=0)
+    second = stages.run_detector_stage(profile, "train_cnn", verbose=0)
     out = capsys.readouterr().out
     assert "exists, skipped" not in out
     assert "chunk 0: trained on other videos (" in out and ", retraining" in out
@@ -341,18 +341,18 @@ def test_a_changed_split_retrains_and_no_model_trained_on_a_test_video_is_scored
     for chunk in second["chunk_models"]:
         read = set(chunk["made_from"]["inputs"]["train"]) | set(chunk["made_from"]["inputs"]["val"])
         assert not read & test_ids
-    result = stages.evaluate_cnn(profile)
+    result = stages.run_detector_stage(profile, "evaluate_cnn")
     vids, _ = evaluation.read_predictions(run, result.methods[0])
     assert set(moved) <= set(vids["video_id"])
 
     # The same split again: nothing retrains; another val_fraction-like change (a val
     # video moved to train) retrains and says so.
     capsys.readouterr()
-    stages.train_cnn(profile, verbose=0)
+    stages.run_detector_stage(profile, "train_cnn", verbose=0)
     assert "chunk 0: chunk0.keras exists, skipped" in capsys.readouterr().out
     index.loc[index["video_id"] == "val_real0", "split"] = "train"
     io.write_csv(index, run.videos_csv)
-    stages.train_cnn(profile, verbose=0)
+    stages.run_detector_stage(profile, "train_cnn", verbose=0)
     assert "moved to another split" in capsys.readouterr().out
 
 
@@ -404,8 +404,8 @@ def test_chunks_trained_on_two_dask_workers_match_the_sequential_training(tmp_pa
     videos = pd.concat([video_table(2, 4, "train"), video_table(1, 1, "val"),
                         video_table(2, 2, "test")], ignore_index=True)
     sequential, parallel = (write_run(tmp_path / name, videos) for name in ("seq", "dask"))
-    expected = stages.train_cnn(profile_for(sequential), verbose=0)
-    stages.evaluate_cnn(profile_for(sequential))
+    expected = stages.run_detector_stage(profile_for(sequential), "train_cnn", verbose=0)
+    stages.run_detector_stage(profile_for(sequential), "evaluate_cnn")
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tiny_model, by value
     try:
@@ -413,7 +413,7 @@ def test_chunks_trained_on_two_dask_workers_match_the_sequential_training(tmp_pa
                           dashboard_address=None) as cluster, Client(cluster) as client:
             client.run(lambda: setattr(cnn, "build_model", tiny_model))
             profile = profile_for(parallel, scheduler=cluster.scheduler_address)
-            manifest = stages.train_cnn(profile, verbose=0)
+            manifest = stages.run_detector_stage(profile, "train_cnn", verbose=0)
             pids = set(client.run(os.getpid).values())
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
@@ -422,7 +422,7 @@ def test_chunks_trained_on_two_dask_workers_match_the_sequential_training(tmp_pa
     same = ("chunk", "n_videos", "n_real", "n_fake", "n_faces", "made_from", "model", "log")
     assert [{k: c[k] for k in same} for c in manifest["chunk_models"]] == [
         {k: c[k] for k in same} for c in expected["chunk_models"]]
-    stages.evaluate_cnn(profile_for(parallel))
+    stages.run_detector_stage(profile_for(parallel), "evaluate_cnn")
     for folder in ("predictions", "predictions/val"):
         names = sorted(p.name for p in (sequential.root / folder).glob("cnn__*.csv"))
         assert names and names == sorted(p.name for p in (parallel.root / folder).glob("cnn__*.csv"))
@@ -433,7 +433,7 @@ def test_chunks_trained_on_two_dask_workers_match_the_sequential_training(tmp_pa
         ours, theirs = (cnn.load_model(r.cnn_chunk_model("ef0", chunk)).get_weights()
                         for r in (parallel, sequential))
         assert all(np.array_equal(a, b) for a, b in zip(ours, theirs)), chunk
-    again = stages.train_cnn(profile_for(parallel), verbose=0)  # sequential rerun: all kept
+    again = stages.run_detector_stage(profile_for(parallel), "train_cnn", verbose=0)  # sequential rerun: all kept
     assert again["chunk_models"] == manifest["chunk_models"]
 
 
@@ -453,7 +453,7 @@ def test_a_trained_chunk_model_separates_its_training_faces_in_inference_mode(tm
         "train_cnn": {"arch": "ef0", "weights": "none", "epochs": 3, "batch_size": 8,
                       "patience": 3, "chunks": 1, "augment": False},
     }, stages=("train_cnn",))
-    manifest = stages.train_cnn(profile, verbose=0)
+    manifest = stages.run_detector_stage(profile, "train_cnn", verbose=0)
     model = cnn.load_model(run.root / manifest["chunk_models"][0]["model"])
     train = videos[videos["split"] == "train"]
     scores = cnn_training.score_faces([model], batches.FaceBatches(faces.FaceStore(run), train, 16))

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import evaluation, triplet, vocabulary
+from dflib import evaluation, vocabulary
+from dflib.detectors.models import triplet
 from dflib.paths import RunPaths
 
 
@@ -89,7 +90,7 @@ TORCH_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
     import keras
-    from dflib import triplet
+    from dflib.detectors.models import triplet
     assert keras.backend.backend() == "torch"
     out = []
     for y, x, margin in json.load(sys.stdin):

@@ -21,9 +21,9 @@ import keras
 import numpy as np
 import pandas as pd
 
-from . import evaluation, io
+from ... import evaluation, io
 from .batches import LABELS
-from .paths import RunPaths
+from ...paths import RunPaths
 
 # --------------------------------------------------------------------------- seeding
 

@@ -26,14 +26,15 @@ import numpy as np
 import pandas as pd
 from keras import layers
 
-from . import batches, cnn, cnn_training, evaluation, fitting, io
+from ... import evaluation, io
+from . import batches, cnn, cnn_training, fitting
 from .clips_fields import TRAIN_C3D
-from .faces import store_inputs
+from ...faces import store_inputs
 from .fitting import (ModelRecord, TemporalResult, finish_temporal_stage, finished_record,
                       fit_model, predict_scores, sample_class_weights, sample_video_rows,
                       saved_record)
-from .paths import RunPaths
-from .vocabulary import CLIP_MODELS
+from ...paths import RunPaths
+from ...vocabulary import CLIP_MODELS
 
 # conv3d_diff's faces are averaged down to DIFF_GRID x DIFF_GRID cells before differencing.
 DIFF_GRID = 4
@@ -105,7 +106,7 @@ def prepare_clip(faces: np.ndarray, clip_size: int,
 class ClipBatches(batches.FaceBatches):
     """Batches ``(clips float32 0-255 [b, T, c, c, 3], labels [b])`` streamed from a store.
 
-    The frame CNN's :class:`~dflib.batches.FaceBatches` with clips in place of faces: the
+    The frame CNN's :class:`~dflib.detectors.models.batches.FaceBatches` with clips in place of faces: the
     same bounded video cache and the same epoch order (videos shuffled in windows of
     ``cache_videos``, samples shuffled inside a window). ``videos`` needs ``video_id,
     label, n_faces``; videos without faces give no clip. ``augment``: random crop + flip
@@ -297,7 +298,7 @@ def train_clip_models(store: batches.FaceSource, videos: pd.DataFrame, run: RunP
     ``videos``: the index with ``video_id, label, split, n_faces``. ``optimizer``: SGD
     with Nesterov momentum, as C3D was trained, or Adam. A model with BatchNorm layers has
     their statistics re-estimated on ``bn_recalibration_batches`` centre-cropped training
-    batches before each validation (:class:`~dflib.fitting.BatchNormRecalibration`). A
+    batches before each validation (:class:`~dflib.detectors.models.fitting.BatchNormRecalibration`). A
     model whose record shows the same configuration is not retrained.
     """
     train, val = cnn_training.split_videos(videos)

@@ -34,13 +34,13 @@ from keras import ops
 from sklearn.base import BaseEstimator, ClassifierMixin
 from tqdm.auto import tqdm
 
-from . import evaluation, io
+from ... import evaluation, io
 from .batches import FaceSource
-from .devices import resolve_device
+from ...devices import resolve_device
 from .fitting import keras_shuffles, seed_everything
-from .paths import RunPaths
+from ...paths import RunPaths
 from .triplet_fields import TRAIN_TRIPLET
-from .vocabulary import CLASSIFIERS, embedding_method
+from ...vocabulary import CLASSIFIERS, embedding_method
 
 HIDDEN_UNITS = (256, 256, 128)
 EMBEDDING_DIM = 64
@@ -571,7 +571,7 @@ def run_stage(run: RunPaths, videos: pd.DataFrame, params: Mapping[str, Any], se
 
     ``params`` is the profile's ``train_triplet`` section; ``videos`` the video index.
     """
-    from .embeddings import load_embeddings, read_manifest
+    from ...embeddings import load_embeddings, read_manifest
 
     manifest = read_manifest(run)
     x, frames = load_embeddings(run, videos)
@@ -638,7 +638,7 @@ def tsne_inputs(result: StageResult, max_points: int, seed: int = 0) -> dict[str
 
 def _facenet(run: RunPaths, device: str) -> Any:
     """The embedding network with the weights the run's embeddings were made with."""
-    from . import embeddings
+    from ... import embeddings
 
     manifest = embeddings.read_manifest(run)
     if manifest["used"] == embeddings.RANDOM:
@@ -668,7 +668,7 @@ def score_saved(run: RunPaths, methods: Sequence[str], store: FaceSource, videos
     """``facenet/<clf>`` and ``triplet/<clf>`` methods of the run applied to other faces
     (:func:`dflib.reload.score_methods`): the faces are embedded once, with the network and
     weights the run's embeddings were made with, for every classifier of both spaces."""
-    from . import embeddings
+    from ... import embeddings
 
     model = _facenet(run, settings["device"])
     # The embedding stage's batch size: CPU kernels sum in another order for another batch.

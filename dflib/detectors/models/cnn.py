@@ -17,8 +17,8 @@ from typing import Any, Callable
 import keras
 from keras import ops
 
-from . import io
-from .vocabulary import CNN_MIN_INPUT
+from ... import io
+from ...vocabulary import CNN_MIN_INPUT
 
 
 @dataclass(frozen=True)

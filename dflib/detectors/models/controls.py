@@ -6,7 +6,7 @@ A control is not a detector. :func:`colour_jerk` was designed knowing how the de
 generator draws its fakes (:mod:`dflib.synth` gives every frame of a pasted face a fresh
 colour offset, the "flicker" of face-swap videos), so its score on the demo says what a
 temporal cue is worth there, not how well anything detects deepfakes. The study never
-picks a control (:func:`dflib.vocabulary.is_detector`).
+picks a control (:func:`dflib.detectors.is_detector`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import evaluation
+from ... import evaluation
 from .batches import FaceSource
 from .fitting import sample_video_rows
-from .paths import RunPaths
-from .vocabulary import CONTROLS, control_method
+from ...paths import RunPaths
+from ...vocabulary import CONTROLS, control_method
 
 # The inner face: the central share of the crop's side, inside the cheeks and brows, so that
 # the background and the hair around the face move the statistic as little as possible.

@@ -15,9 +15,10 @@ import keras
 import numpy as np
 import pandas as pd
 
-from . import batches, cnn, evaluation, io
-from .paths import RunPaths
-from .vocabulary import cnn_method
+from ... import evaluation, io
+from . import batches, cnn
+from ...paths import RunPaths
+from ...vocabulary import cnn_method
 
 FEATURE_DIM = 512
 

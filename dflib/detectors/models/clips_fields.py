@@ -1,12 +1,12 @@
-"""The ``train_c3d`` section's fields, read by :mod:`dflib.clips`."""
+"""The ``train_c3d`` section's fields, read by :mod:`dflib.detectors.models.clips`."""
 
 from __future__ import annotations
 
 from types import MappingProxyType
 from typing import Mapping
 
-from .fields import Field
-from .vocabulary import CLIP_MODELS
+from ...fields import Field
+from ...vocabulary import CLIP_MODELS
 
 
 TRAIN_C3D: Mapping[str, Field] = MappingProxyType({

@@ -1,6 +1,6 @@
 """The recurrent family (``lstm``, ``bilstm``, ``temporal_max``, ``gru``) and its baseline
 (``time_average``): heads on a trained frame CNN's 512-d ``features`` for the first
-``seq_len`` faces of a video (read from the feature cache, :mod:`dflib.cnn_features`; the
+``seq_len`` faces of a video (read from the feature cache, :mod:`dflib.detectors.models.cnn_features`; the
 chunk model of highest validation AUC gives them), their training and their predictions.
 
 Shorter videos are zero-padded and carry an explicit boolean mask input, so padding never
@@ -17,16 +17,17 @@ import numpy as np
 import pandas as pd
 from keras import layers, ops, regularizers
 
-from . import batches, cnn, cnn_training, evaluation, fitting, io
+from ... import evaluation, io
+from . import batches, cnn, cnn_training, fitting
 from .cnn_features import (FEATURE_DIM, Sequences, extract_sequence_features, feature_chunk,
                            load_sequences, sequence_features)
-from .faces import store_inputs
+from ...faces import store_inputs
 from .fitting import (ModelRecord, TemporalResult, finish_temporal_stage, finished_record,
                       fit_model, predict_scores, sample_class_weights, sample_video_rows,
                       saved_record)
-from .paths import RunPaths
+from ...paths import RunPaths
 from .sequences_fields import TRAIN_RNN
-from .vocabulary import RNN_HEADS, TIME_AVERAGE, rnn_method
+from ...vocabulary import RNN_HEADS, TIME_AVERAGE, rnn_method
 
 # --------------------------------------------------------------------------- recurrent heads
 
@@ -108,7 +109,7 @@ def train_heads(store: batches.FaceSource, videos: pd.DataFrame, run: RunPaths,
                 threshold: float = 0.5, verbose: int = 2,
                 scoring: evaluation.Scoring = evaluation.Scoring()) -> TemporalResult:
     """Sequence features from the run's latest frame CNN (its chunk of highest validation
-    AUC, :func:`dflib.cnn_features.feature_chunk`), then every head of ``section["models"]``
+    AUC, :func:`dflib.detectors.models.cnn_features.feature_chunk`), then every head of ``section["models"]``
     trained (or reused) on that chunk's training videos and scored as ``rnn/<head>``.
 
     Adam on whole videos (one sequence each); a head whose record shows the same

@@ -1,12 +1,12 @@
-"""The ``train_rnn`` section's fields, read by :mod:`dflib.sequences`."""
+"""The ``train_rnn`` section's fields, read by :mod:`dflib.detectors.models.sequences`."""
 
 from __future__ import annotations
 
 from types import MappingProxyType
 from typing import Mapping
 
-from .fields import Field
-from .vocabulary import RNN_HEADS
+from ...fields import Field
+from ...vocabulary import RNN_HEADS
 
 
 TRAIN_RNN: Mapping[str, Field] = MappingProxyType({

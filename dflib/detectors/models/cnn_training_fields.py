@@ -1,12 +1,12 @@
-"""The ``train_cnn`` and ``evaluate_cnn`` sections' fields, read by :mod:`dflib.cnn_training`."""
+"""The ``train_cnn`` and ``evaluate_cnn`` sections' fields, read by :mod:`dflib.detectors.models.cnn_training`."""
 
 from __future__ import annotations
 
 from types import MappingProxyType
 from typing import Mapping
 
-from .fields import Field
-from .vocabulary import AGGREGATIONS, CNN_ARCHS
+from ...fields import Field
+from ...vocabulary import AGGREGATIONS, CNN_ARCHS
 
 
 TRAIN_CNN: Mapping[str, Field] = MappingProxyType({

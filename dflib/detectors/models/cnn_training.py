@@ -15,13 +15,14 @@ import keras
 import numpy as np
 import pandas as pd
 
-from . import cnn, evaluation, io
+from ... import evaluation, io
+from . import cnn
 from .batches import PAPER_AUGMENTATION, FaceBatches, FaceSource
-from .faces import store_inputs
+from ...faces import store_inputs
 from .fitting import (BatchNormRecalibration, FitRecord, class_weights, fit_and_save,
                       private_default_seeds, seed_everything)
-from .paths import RunPaths
-from .vocabulary import ENSEMBLE_RULES, cnn_method
+from ...paths import RunPaths
+from ...vocabulary import ENSEMBLE_RULES, cnn_method
 
 # --------------------------------------------------------------------------- chunks
 
@@ -185,7 +186,7 @@ def train_section(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
                   shared: Mapping[str, Any], section: Mapping[str, Any],
                   verbose: int = 2) -> dict[str, Any]:
     """:func:`train_chunks` with a validated profile's shared keys and ``train_cnn`` section
-    (:data:`dflib.cnn_training_fields.TRAIN_CNN`): the models' settings
+    (:data:`dflib.detectors.models.cnn_training_fields.TRAIN_CNN`): the models' settings
     (:class:`TrainConfig`) and where they train (``workers``, ``scheduler``)."""
     return train_chunks(store, videos, run, TrainConfig.from_sections(shared, section), verbose,
                         workers=section["workers"], scheduler=section["scheduler"])
@@ -254,7 +255,7 @@ def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: Tr
     if todo and (workers > 0 or scheduler):
         from distributed import as_completed
 
-        from .cluster import dask_client
+        from ...cluster import dask_client
 
         with dask_client(workers, scheduler) as client:
             futures = [client.submit(_fit_chunk_task, store, i, part, val, run, cfg, made_from,
@@ -364,7 +365,7 @@ def evaluate_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
                     scoring: evaluation.Scoring = evaluation.Scoring()) -> CnnEvaluation:
     """Score the validation and test splits with every chunk model, write predictions
     (``predictions/val/`` and ``predictions/``) and results rows; ``section`` is the
-    profile's ``evaluate_cnn`` section (:data:`dflib.cnn_training_fields.EVALUATE_CNN`).
+    profile's ``evaluate_cnn`` section (:data:`dflib.detectors.models.cnn_training_fields.EVALUATE_CNN`).
 
     ``videos``: the index rows with ``video_id, label, split, n_faces``; the methods are
     those of :func:`chunk_predictions`, each at frame and video level.

@@ -1,4 +1,4 @@
-"""The ``train_triplet`` section's fields, read by :mod:`dflib.triplet` (``tsne_max_points``
+"""The ``train_triplet`` section's fields, read by :mod:`dflib.detectors.models.triplet` (``tsne_max_points``
 by notebook 07's t-SNE cell)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Mapping
 
-from .fields import Field
-from .vocabulary import AGGREGATIONS, CLASSIFIERS
+from ...fields import Field
+from ...vocabulary import AGGREGATIONS, CLASSIFIERS
 
 
 TRAIN_TRIPLET: Mapping[str, Field] = MappingProxyType({
