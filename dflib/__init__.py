@@ -43,6 +43,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
                     "detectors.models.fitting", "detectors.models.cnn_training",
                     "detectors.models.clips", "detectors.models.cnn_features",
                     "detectors.models.sequences", "detectors.models.triplet",
+                    "detectors.models.classifiers",
                     "detectors.models.controls"),
      "Keras models and their custom layers; face batches and augmentation; fitting, seeding "
      "and training records of every Keras model; the families' training and re-scoring "

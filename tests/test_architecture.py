@@ -322,3 +322,16 @@ def test_docs_point_to_the_one_layer_table():
     design = (PACKAGE.parent / "docs" / "design.md").read_text(encoding="utf-8")
     assert "dflib.LAYERS" in design
     assert "| leaves |" not in design  # the table lives in dflib/__init__.py only
+
+
+def test_the_registry_and_the_profile_load_no_model_library():
+    """``dflib check`` reads the registry through config: importing both loads neither
+    TensorFlow, Keras nor torch (the family modules import their model code when called)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, dflib.config, dflib.detectors; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=PACKAGE.parent)
+    assert out.stdout.strip() == "[]"

@@ -580,7 +580,7 @@ def test_a_saved_model_that_does_not_read_whole_is_one_line_where_it_is_loaded(t
     import joblib
     from sklearn.linear_model import LogisticRegression
 
-    from dflib.detectors.models import triplet
+    from dflib.detectors.models import classifiers
 
     model = tmp_path / "chunk0.keras"
     tiny_model("ef0", 32)[0].save(model)
@@ -591,12 +591,12 @@ def test_a_saved_model_that_does_not_read_whole_is_one_line_where_it_is_loaded(t
     assert str(err.value).startswith(f"{model}: does not read whole (BadZipFile: ")
     assert str(err.value).endswith("; rerun the stage that trained it")
     run = RunPaths(tmp_path / "run").ensure()
-    clf = triplet.classifier_path(run, "facenet/lr")
+    clf = classifiers.classifier_path(run, "facenet/lr")
     io.atomic_write(clf, lambda p: joblib.dump(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), p))
-    assert triplet.load_classifier(run, "facenet/lr").classes_.tolist() == [0, 1]
+    assert classifiers.load_classifier(run, "facenet/lr").classes_.tolist() == [0, 1]
     cut_short(clf)
     with pytest.raises(io.DamagedArtifact, match="rerun stage 'train_triplet'"):
-        triplet.load_classifier(run, "facenet/lr")
+        classifiers.load_classifier(run, "facenet/lr")
 
 
 def test_a_temporal_model_or_its_record_damaged_is_not_reused(tmp_path):

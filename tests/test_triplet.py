@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from dflib import evaluation, vocabulary
-from dflib.detectors.models import triplet
+from dflib.detectors.models import classifiers, triplet
 from dflib.paths import RunPaths
 
 
@@ -318,8 +318,8 @@ def test_a_nan_loss_stops_training_with_a_clear_message(tmp_path, learning_rate)
 @pytest.mark.parametrize("name", vocabulary.CLASSIFIERS)
 def test_classifiers_give_probabilities_of_fake(name):
     x, y = clusters(90)
-    clf = triplet.make_classifier(name, seed=0, n_train=len(y)).fit(x, y)
-    p = triplet.fake_probability(clf, x)
+    clf = classifiers.make_classifier(name, seed=0, n_train=len(y)).fit(x, y)
+    p = classifiers.fake_probability(clf, x)
     assert p.shape == (90,) and ((p >= 0) & (p <= 1)).all()
     assert p[y == 1].mean() > p[y == 0].mean()
 
@@ -341,7 +341,7 @@ def test_a_margin_classifiers_probability_ranks_as_its_decision_function(name, s
     margin_model = make_pipeline(StandardScaler(), {"svc": SVC, "perceptron": Perceptron}[name](
         random_state=0)).fit(x, y)
     margin = margin_model.decision_function(x)
-    p = triplet.fake_probability(triplet.make_classifier(name, seed=0).fit(x, y), x)
+    p = classifiers.fake_probability(classifiers.make_classifier(name, seed=0).fit(x, y), x)
     order = np.argsort(margin, kind="stable")
     assert (np.diff(p[order]) >= 0).all() and p[order[-1]] > p[order[0]]
     assert ((p > 0.5) == (margin_model.predict(x) == 1)).all()
@@ -356,7 +356,7 @@ def test_evaluate_classifiers_writes_predictions_and_results(tmp_path):
                            "frame_idx": np.tile([0, 1, 2], 4), "label": labels})
     # v4 is a test video where no face was found
     videos = pd.DataFrame({"video_id": ["v0", "v1", "v2", "v3", "v4"], "label": [0, 1, 0, 1, 1]})
-    rows = triplet.evaluate_classifiers(run, "facenet", ["logreg", "knn"], x, y, xt, frames,
+    rows = classifiers.evaluate_classifiers(run, "facenet", ["logreg", "knn"], x, y, xt, frames,
                                         videos, seed=0, progress=False)
     assert set(zip(rows["method"], rows["level"])) == {
         (m, lvl) for m in ("facenet/logreg", "facenet/knn") for lvl in ("frame", "video")}
