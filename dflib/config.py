@@ -30,6 +30,7 @@ from .gradcam_fields import REPORT
 from .robustness_fields import ROBUSTNESS
 from .sequences_fields import TRAIN_RNN
 from .synth_fields import DEMO
+from .frequency_fields import TRAIN_FREQUENCY
 from .triplet_fields import TRAIN_TRIPLET
 from .vocabulary import CLASSIFIERS, CNN_MIN_INPUT, GRAMMAR, is_method
 
@@ -66,6 +67,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("train_rnn", "05_train_rnn.ipynb", TRAIN_RNN),
     Stage("embed_faces", "06_embed_faces.ipynb", EMBED_FACES),
     Stage("train_triplet", "07_train_triplet.ipynb", TRAIN_TRIPLET),
+    Stage("train_frequency", "11_train_frequency.ipynb", TRAIN_FREQUENCY),
     Stage("robustness", "08_compression_robustness.ipynb", ROBUSTNESS),
     Stage("report", "09_results_report.ipynb", REPORT),
 )
@@ -75,8 +77,8 @@ STAGE_BY_NAME: Mapping[str, Stage] = MappingProxyType({s.name: s for s in STAGES
 # The ``evaluation`` section: how every stage that scores detectors scores them. Its keys
 # reach those stages' notebooks with the shared keys (see :meth:`Profile.stage_parameters`).
 EVALUATION_SECTION = "evaluation"
-SCORING_STAGES = ("evaluate_cnn", "train_c3d", "train_rnn", "train_triplet", "robustness",
-                  "report")
+SCORING_STAGES = ("evaluate_cnn", "train_c3d", "train_rnn", "train_triplet", "train_frequency",
+                  "robustness", "report")
 
 
 def stage_fields(stage: str) -> dict[str, Field]:

@@ -61,7 +61,8 @@ def colour_jerk(faces: np.ndarray) -> float | None:
     return float(np.linalg.norm(second, axis=1).mean())
 
 
-# The statistic of each name of dflib.vocabulary.CONTROLS, in its order.
+# The statistic of each training-free name of dflib.vocabulary.CONTROLS, in its order (the
+# identity control is fitted: dflib.identity).
 STATISTICS = {"colour_jerk": colour_jerk}
 
 
@@ -100,10 +101,11 @@ def run_controls(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
     upsert their results rows (the rows of controls no longer listed are retired); return
     the rows. Nothing is fitted: the validation split only sets ``threshold_val`` and
     ``val_split_auc``, as for every method."""
-    methods = [control_method(c) for c in CONTROLS]
-    evaluation.retire_methods(run, "control", methods)
+    # Every control's name is kept: the identity control is fitted by stage train_frequency.
+    evaluation.retire_methods(run, "control", [control_method(c) for c in CONTROLS])
     rows = []
-    for statistic, method in zip(CONTROLS, methods):
+    for statistic in STATISTICS:
+        method = control_method(statistic)
         for split in ("val", "test"):
             part = videos[videos["split"] == split].reset_index(drop=True)
             evaluation.write_predictions(run, method, control_predictions(
@@ -115,11 +117,19 @@ def run_controls(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
 def score_saved(run: RunPaths, methods: Sequence[str], store: FaceSource, videos: pd.DataFrame,
                 settings: Mapping[str, object], progress: bool = False
                 ) -> dict[str, evaluation.Prediction]:
-    """Controls applied to other faces (:func:`dflib.reload.score_methods`): nothing was
-    trained, so this is the statistic itself."""
-    return {m: (control_predictions(m.split("/", 1)[1], store, videos), None) for m in methods}
+    """Controls applied to other faces (:func:`dflib.reload.score_methods`): the statistic
+    itself for the training-free ones; the identity control embeds the faces and asks its
+    saved model (:func:`dflib.identity.score_saved`)."""
+    from . import identity
+
+    return {m: identity.score_saved(run, store, videos, settings, progress)
+            if m == identity.METHOD else (control_predictions(m.split("/", 1)[1], store, videos),
+                                          None) for m in methods}
 
 
 def saved_files(run: RunPaths, methods: Sequence[str]) -> list[Path]:
-    """The files :func:`score_saved` reads: none, a control is not trained."""
-    return []
+    """The files :func:`score_saved` reads: the identity control's model and the
+    embeddings' manifest; none for the training-free statistics."""
+    from . import identity
+
+    return identity.saved_files(run) if identity.METHOD in methods else []

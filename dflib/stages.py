@@ -20,8 +20,8 @@ import pandas as pd
 from . import config, datasets, io, paths, summaries
 
 if TYPE_CHECKING:  # heavy (TensorFlow, torch) modules are imported inside the stages
-    from . import (cnn_training, embeddings, evaluation, faces, fitting, gradcam, robustness,
-                   triplet)
+    from . import (cnn_training, embeddings, evaluation, faces, fitting, frequency, gradcam,
+                   robustness, triplet)
 
 # Outcomes of the faces stage that get a row in failures.csv: a video without a face too.
 FACE_FAILURES = ("skipped", "failed")
@@ -132,6 +132,29 @@ def train_triplet(profile: config.Profile, progress: bool = True) -> "triplet.St
     outcomes.loc[lost, ["outcome", "reason"]] = ["failed", "no readable embedding file"]
     outcomes.loc[lost, "detail"] = problems[lost]
     summaries.stage_summary(run, "train_triplet", outcomes)
+    return result
+
+
+def train_frequency(profile: config.Profile) -> "frequency.StageResult":
+    """Stage 11: the frequency-artefact detectors (``frequency/<feature>``: a logistic
+    regression on each face's spectrum, SRM or DCT features), then the identity control
+    (``control/identity``) where stage 06's embeddings exist, else one line why not."""
+    from . import faces, frequency, identity
+
+    run = profile.run.ensure()
+    videos = videos_with_faces(run)
+    section = profile.sections["train_frequency"]
+    with _scoring(run, videos, "train_frequency"):
+        result = frequency.run_stage(run, faces.FaceStore(run), videos, section,
+                                     scoring=scoring(profile))
+        control = identity.run_control(run, videos, section["threshold"], scoring(profile))
+    if isinstance(control, str):
+        print(control)
+    outcomes = face_outcomes(videos)
+    failed = outcomes["video_id"].isin(list(result.failed))
+    outcomes.loc[failed, ["outcome", "reason"]] = ["failed", "unreadable store file"]
+    outcomes.loc[failed, "detail"] = outcomes.loc[failed, "video_id"].map(result.failed)
+    summaries.stage_summary(run, "train_frequency", outcomes)
     return result
 
 
