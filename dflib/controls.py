@@ -22,7 +22,7 @@ from . import evaluation
 from .batches import FaceSource
 from .fitting import sample_video_rows
 from .paths import RunPaths
-from .vocabulary import CONTROLS, control_method
+from .vocabulary import CONTROLS, TEMPORAL_CONTROLS, control_method
 
 # The inner face: the central share of the crop's side, inside the cheeks and brows, so that
 # the background and the hair around the face move the statistic as little as possible.
@@ -61,7 +61,7 @@ def colour_jerk(faces: np.ndarray) -> float | None:
     return float(np.linalg.norm(second, axis=1).mean())
 
 
-# The statistic of each training-free name of dflib.vocabulary.CONTROLS, in its order (the
+# The statistic of each name of dflib.vocabulary.TEMPORAL_CONTROLS, in its order (the
 # identity control is fitted: dflib.identity).
 STATISTICS = {"colour_jerk": colour_jerk}
 
@@ -74,7 +74,7 @@ def control_predictions(statistic: str, store: FaceSource, videos: pd.DataFrame,
     ``no_face`` (``failed`` where the index's ``face_status`` says so); ``n_faces`` of
     ``videos``, when present, spares opening the files of videos without faces."""
     if statistic not in STATISTICS:
-        raise ValueError(f"unknown control {statistic!r}; choose one of {CONTROLS}")
+        raise ValueError(f"unknown control {statistic!r}; choose one of {TEMPORAL_CONTROLS}")
     n_faces = videos["n_faces"] if "n_faces" in videos else pd.Series(1, index=videos.index)
     ids, labels, values, steps = [], [], [], {}
     for vid, label, n in zip(videos["video_id"].astype(str), videos["label"], n_faces):

@@ -23,17 +23,19 @@ from __future__ import annotations
 import re
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from . import evaluation, io
-from .batches import FaceSource
 from .paths import RunPaths
-from .vocabulary import control_method
+from .vocabulary import IDENTITY_CONTROL, control_method
 
-METHOD = control_method("identity")
+if TYPE_CHECKING:  # dflib.batches loads Keras; fitting the control needs only NumPy
+    from .batches import FaceSource
+
+METHOD = control_method(IDENTITY_CONTROL)
 # Celeb-DF's (and the demo's) file names: id<k>_<n> (real), id<t>_id<s>_<n> (fake).
 _CELEBDF_NAME = re.compile(r"id(\d+)_(?:id(\d+)_)?\d+")
 # FaceForensics++ manipulations that keep the target's face (they move its expression).

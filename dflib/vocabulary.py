@@ -43,9 +43,12 @@ RNN_HEADS = ("lstm", "bilstm", "temporal_max", "gru", "time_average")
 TIME_AVERAGE = "time_average"
 # Training-free statistics scored like detectors, to show what arithmetic alone finds
 # (dflib.controls); not detectors: the study never chooses one.
-# ``identity`` is the identity control (dflib.identity): the training fake share of the
-# nearest training identity in the face-embedding space, which sees who is shown, nothing else.
-CONTROLS = ("colour_jerk", "identity")
+# The temporal ones are what the temporal detectors are compared with; ``identity`` is the
+# identity control (dflib.identity): the training fake share of the nearest training identity
+# in the face-embedding space, which sees who is shown, nothing else.
+TEMPORAL_CONTROLS = ("colour_jerk",)
+IDENTITY_CONTROL = "identity"
+CONTROLS = (*TEMPORAL_CONTROLS, IDENTITY_CONTROL)
 # Frequency-artefact features, one linear detector each (dflib.frequency); ``all`` is the
 # three side by side.
 FREQUENCY_FEATURES = ("spectrum", "srm", "dct", "all")

@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import controls, evaluation, frequency, identity, io, vocabulary
+from dflib import (controls, evaluation, frequency, html_report, identity, io, result_tables,
+                   vocabulary)
 from dflib.paths import RunPaths
+from test_result_tables import signal_run
 
 SIDE = 32
 PARAMS = {"features": list(vocabulary.FREQUENCY_FEATURES), "c": 1.0, "aggregation": "mean",
@@ -200,3 +202,28 @@ def test_the_identity_control_without_embeddings_is_one_line_not_an_error(tmp_pa
     videos = pd.DataFrame({"video_id": ["Celeb-real/id0_0000"], "label": [0], "split": ["test"]})
     why = identity.run_control(run, videos)
     assert isinstance(why, str) and "embed_faces" in why and "\n" not in why
+
+
+def test_every_detector_faces_the_identity_control_in_comparisons_and_its_table(tmp_path):
+    run = signal_run(tmp_path, {"rnn/lstm": (0.3, 0.3), "frequency/srm": (0.5, 0.6),
+                                "control/colour_jerk": (0.2, 0.2),
+                                "control/identity": (0.1, 0.1)})
+    table = result_tables.comparisons(run)
+    pairs = set(zip(table["method"], table["reference"], table["question"]))
+    against = {(m, r) for m, r, q in pairs if q == result_tables.IDENTITY_QUESTION}
+    assert against == {("rnn/lstm", "control/identity"), ("frequency/srm", "control/identity")}
+    # the temporal detector still faces the temporal control, never the identity one as such
+    assert ("rnn/lstm", "control/colour_jerk",
+            "temporal model vs the training-free temporal control") in pairs
+    results = evaluation.results_table(run)
+    ids = result_tables.identity_table(results, table)
+    assert ids["method"].tolist() == ["frequency/srm", "rnn/lstm"]  # by AUC
+    video = results[results["level"] == "video"].set_index("method")
+    assert (ids["identity_auc"] == video.loc["control/identity", "auc"]).all()
+    np.testing.assert_allclose(ids["delta_auc"], ids["auc"] - ids["identity_auc"], atol=1e-5)
+    guide = html_report.identity_guide(results, "celebdf")
+    assert "control/identity" in guide and "test identities appear in training" in guide
+    assert "appear in training" not in html_report.identity_guide(results, "ffpp")
+    assert html_report.identity_guide(results[results["method"] != "control/identity"],
+                                      "celebdf") == ""
+    assert result_tables.identity_table(results, table.iloc[:0]).empty
