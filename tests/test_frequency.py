@@ -61,9 +61,12 @@ def test_features_are_deterministic_and_their_shapes_depend_on_the_crop_size_onl
     for name in PARAMS["features"]:
         np.testing.assert_array_equal(first[name], again[name])
         assert first[name].shape[1] == other[name].shape[1] and np.isfinite(first[name]).all()
-    # inner face (16 px) then whole crop (32 px): 8 + 16 rings, 2 x 150 pairs, 2 x 64 DCT bins
+    # inner face (12 px), face (20 px), whole crop (32 px): 6 + 10 + 16 rings, 3 x 150 pairs,
+    # 3 x 64 DCT bins
     assert {k: v.shape for k, v in first.items()} == {
-        "spectrum": (3, 24), "srm": (3, 300), "dct": (3, 128), "all": (3, 452)}
+        "spectrum": (3, 32), "srm": (3, 450), "dct": (3, 192), "all": (3, 674)}
+    tiny = frequency.feature_rows(noise_faces(rng, 2, blurred=False)[:, :16, :16], ["dct"])
+    assert tiny["dct"].shape == (2, 192) and np.isfinite(tiny["dct"]).all()  # 6 px: padded
     with pytest.raises(ValueError, match="unknown frequency feature 'wavelet'"):
         frequency.feature_rows(faces, ["wavelet"])
 
