@@ -13,7 +13,9 @@ The identity of a video is that of the face it shows, as its dataset names it: a
 real ``id<k>_<n>`` shows ``k``; a fake ``id<t>_id<s>_<n>`` puts identity ``s``'s face on
 target ``t``'s video, so it shows ``s`` (the demo's self-blends are ``id<t>_id<t>_<n>``:
 ``t``); a FaceForensics++ face swap (Deepfakes, FaceSwap, FaceShifter) shows its
-``source_id``, a reenactment (Face2Face, NeuralTextures) and an original its ``target_id``.
+``source_id``, a reenactment (Face2Face, NeuralTextures) and an original its ``target_id``;
+a manifest's ``source_identity`` column (the demo's, which also names the people of its
+``YouTube-real`` videos) is the face shown.
 Videos of no known identity add nothing to training; when too few remain, the control is
 left out with one line.
 """
@@ -51,6 +53,9 @@ def shown_identity(videos: pd.DataFrame) -> pd.Series:
                           for c in ("target_id", "source_id"))
         swapped = (videos["label"] == 1) & ~videos["method"].isin(REENACTMENTS) & (source != "")
         out = target.where(~swapped, source).astype(object)
+    if "source_identity" in videos.columns:  # a manifest's: the demo's names the face shown
+        listed = videos["source_identity"].map(lambda v: "" if pd.isna(v) else f"id{v}")
+        out = out.where(out != "", listed)
     for i, vid in videos["video_id"].astype(str).items():
         if out[i]:
             continue

@@ -151,6 +151,11 @@ def test_the_face_shown_is_the_source_of_a_swap_and_the_target_otherwise():
         "source_id": [None, None, None, None, None, "054", "054"]})
     assert identity.shown_identity(videos).tolist() == ["id3", "id5", "id4", "", "071", "054",
                                                          "071"]
+    # the demo's manifest names the face shown, also of a YouTube-real video
+    demo = pd.DataFrame({"video_id": ["YouTube-real/00007", "Celeb-synthesis/id0_id5_0011"],
+                         "label": [0, 1], "method": ["real", "faceswap"],
+                         "identity": [3, 0], "source_identity": [3, 5]})
+    assert identity.shown_identity(demo).tolist() == ["id3", "id5"]
 
 
 def test_the_identity_score_is_the_nearest_identity_fake_share():
