@@ -233,9 +233,11 @@ def identity_table(results: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataF
     """``tables/identity.csv``: each detector's test video AUC with its interval beside the
     identity control's, and their DeLong difference (from ``comparisons``); empty when the
     run has no identity control."""
+    identity = control_method(IDENTITY_CONTROL)
+    if comparisons.empty or results.empty:
+        return pd.DataFrame(columns=IDENTITY_COLUMNS)
     pairs = comparisons[comparisons["question"] == IDENTITY_QUESTION]
     video = results[results["level"] == "video"].set_index("method")
-    identity = control_method(IDENTITY_CONTROL)
     if pairs.empty or identity not in video.index:
         return pd.DataFrame(columns=IDENTITY_COLUMNS)
     own = video.loc[pairs["method"], ["auc", "auc_low", "auc_high"]].reset_index(drop=True)

@@ -235,3 +235,4 @@ def test_every_detector_faces_the_identity_control_in_comparisons_and_its_table(
     assert html_report.identity_guide(results[results["method"] != "control/identity"],
                                       "celebdf") == ""
     assert result_tables.identity_table(results, table.iloc[:0]).empty
+    assert result_tables.identity_table(pd.DataFrame(), pd.DataFrame()).empty  # nothing scored
