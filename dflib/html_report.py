@@ -22,6 +22,9 @@ import pandas as pd
 
 from . import config, evaluation, io, result_tables, summaries
 from .paths import RunPaths
+from .vocabulary import IDENTITY_CONTROL, control_method
+
+IDENTITY_METHOD = control_method(IDENTITY_CONTROL)
 
 FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg")
 LEAD_FIGURES = ("fig_forest_auc.png",)  # shown with the comparisons, before the others
@@ -164,7 +167,30 @@ def _results_section(run: RunPaths) -> str:
             "split (<code>val_split_auc</code>), the default of <code>dflib predict</code>; "
             "the test split chooses nothing. Methods whose intervals overlap are not ranked "
             "by these numbers.</p>")
-    return f"<h2>Results</h2>\n{note}\n{result_tables.format_paper_table(table, 'html')}"
+    guide = identity_guide(evaluation.results_table(run), config.run_settings(run)["dataset"])
+    return (f"<h2>Results</h2>\n{note}\n{guide}\n"
+            f"{result_tables.format_paper_table(table, 'html')}")
+
+
+def identity_guide(results: pd.DataFrame, dataset: str) -> str:
+    """The reading guide's paragraph on the identity control (empty without its row): what
+    it sees, its test AUC, and for Celeb-DF that the test identities appear in training."""
+    row = results[(results["method"] == IDENTITY_METHOD) & (results["level"] == "video")]
+    if row.empty:
+        return ""
+    auc = row.iloc[0]
+    text = (f"<p><b>Identity alone.</b> <code>{IDENTITY_METHOD}</code> sees only who is shown: "
+            "each video's nearest training identity in the face-embedding space, scored by that "
+            "identity's share of fakes in training. Its test video AUC, "
+            f"{auc['auc']:.3f} [{auc['auc_low']:.3f}, {auc['auc_high']:.3f}], is how far "
+            "recognising people ranks the test videos; a detector's AUC above it (with the "
+            "DeLong difference in <code>tables/identity.csv</code>) is what it sees beyond "
+            "identity. ")
+    if dataset == "celebdf":
+        text += ("On Celeb-DF v2 the official test list holds out videos, not people: the "
+                 "test identities appear in training (the demo's split does the same), so "
+                 "identity can inflate every detector's AUC there.")
+    return text + "</p>"
 
 
 def _evidence_section(run: RunPaths, figures: list[Path]) -> str:

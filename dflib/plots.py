@@ -357,3 +357,33 @@ def roc_group_figure(predictions: dict[str, pd.DataFrame], title: str = "") -> p
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def spectrum_figure(spectra: pd.DataFrame) -> plt.Figure:
+    """Durall et al.'s figure: the mean azimuthally averaged log spectrum of training faces,
+    real against each manipulation (``dflib.detectors.models.frequency.mean_spectra``), with a band of one
+    standard deviation; right, each group's mean minus the reals', where a manipulation
+    adds or removes energy."""
+    fig, (ax, diff) = plt.subplots(1, 2, figsize=(10, 3.6))
+    groups = list(dict.fromkeys(spectra["group"]))
+    real = spectra[spectra["group"] == "real"].set_index("radius")["mean"]
+    colours = plt.get_cmap("tab10").colors
+    for k, group in enumerate(groups):
+        rows = spectra[spectra["group"] == group]
+        label = f"{group} ({int(rows['n_faces'].iloc[0])} faces)"
+        ax.plot(rows["radius"], rows["mean"], color=colours[k % 10], label=label)
+        ax.fill_between(rows["radius"], rows["mean"] - rows["sd"], rows["mean"] + rows["sd"],
+                        color=colours[k % 10], alpha=0.15)
+        if group != "real" and len(real):
+            diff.plot(rows["radius"], rows["mean"].to_numpy() - real.reindex(rows["radius"]).to_numpy(),
+                      color=colours[k % 10], label=group)
+    ax.set(xlabel="spatial frequency (cycles per face crop)", ylabel="20 log |F| (mean over ring)",
+           title="mean spectrum of training faces")
+    ax.legend(fontsize=8)
+    diff.axhline(0, color="grey", lw=0.8)
+    diff.set(xlabel="spatial frequency (cycles per face crop)", ylabel="difference from real",
+             title="fake minus real")
+    if len(groups) > 1:
+        diff.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -14,8 +14,9 @@ import pandas as pd
 
 from . import evaluation, synth
 from .paths import RunPaths, resolve
-from .detectors import display_group, is_temporal
-from .vocabulary import (CONTROLS, DISPLAY_GROUPS, control_method, is_ensemble, raw_embedding_of,
+from .detectors import display_group, is_detector, is_temporal
+from .vocabulary import (DISPLAY_GROUPS, IDENTITY_CONTROL, TEMPORAL_CONTROLS, control_method,
+                         is_ensemble, raw_embedding_of,
                          single_chunks_of, time_average_of)
 
 # --------------------------------------------------------------------------- paper-style results
@@ -191,12 +192,15 @@ def comparison_pairs(results: pd.DataFrame, methods: Sequence[str],
       single chunk of highest validation AUC (does bagging beat choosing one member?);
     * each recurrent head against ``rnn/time_average``, a logistic regression on the same
       features averaged over time (does the head learn anything temporal?);
-    * each temporal detector against each control (does it learn more than arithmetic?);
+    * each temporal detector against each temporal control (does it learn more than
+      arithmetic?);
+    * every detector against the identity control (does it see more than who is shown?);
     * every method against the validation-chosen one.
 
     Every reference is chosen on validation (``results``' ``val_split_auc``), never test."""
     present = set(methods)
-    controls = [control_method(c) for c in CONTROLS if control_method(c) in present]
+    controls = [control_method(c) for c in TEMPORAL_CONTROLS if control_method(c) in present]
+    identity = control_method(IDENTITY_CONTROL)
     pairs = []
     for m in methods:
         raw, average = raw_embedding_of(m), time_average_of(m)
@@ -213,10 +217,37 @@ def comparison_pairs(results: pd.DataFrame, methods: Sequence[str],
         if is_temporal(m):
             pairs += [(m, c, "temporal model vs the training-free temporal control")
                       for c in controls]
+        if identity in present and is_detector(m):
+            pairs.append((m, identity, IDENTITY_QUESTION))
     if chosen is not None:
         pairs += [(m, chosen, "against the method chosen on validation")
                   for m in methods if m != chosen]
     return pairs
+
+
+IDENTITY_QUESTION = "detector vs the identity control (identity alone)"
+IDENTITY_COLUMNS = ["method", "auc", "auc_low", "auc_high", "identity_auc", "delta_auc",
+                    "delta_low", "delta_high", "p_value", "n"]
+
+
+def identity_table(results: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFrame:
+    """``tables/identity.csv``: each detector's test video AUC with its interval beside the
+    identity control's, and their DeLong difference (from ``comparisons``); empty when the
+    run has no identity control."""
+    identity = control_method(IDENTITY_CONTROL)
+    if comparisons.empty or results.empty:
+        return pd.DataFrame(columns=IDENTITY_COLUMNS)
+    pairs = comparisons[comparisons["question"] == IDENTITY_QUESTION]
+    video = results[results["level"] == "video"].set_index("method")
+    if pairs.empty or identity not in video.index:
+        return pd.DataFrame(columns=IDENTITY_COLUMNS)
+    own = video.loc[pairs["method"], ["auc", "auc_low", "auc_high"]].reset_index(drop=True)
+    table = pd.concat([pairs[["method"]].reset_index(drop=True), own], axis=1).assign(
+        identity_auc=float(video.loc[identity, "auc"]))
+    table = pd.concat([table, pairs[["delta_auc", "delta_low", "delta_high", "p_value", "n"]]
+                       .reset_index(drop=True)], axis=1)
+    return table.sort_values("auc", ascending=False, kind="stable")[IDENTITY_COLUMNS] \
+        .reset_index(drop=True)
 
 
 def comparisons(run: RunPaths, confidence: float = 0.95) -> pd.DataFrame:

@@ -142,5 +142,6 @@ def results_report(profile: config.Profile) -> Report:
                                    "comparisons")
     by_group = plots.save_table(result_tables.results_by_group(run, evidence), run,
                                 "results_by_group")
+    plots.save_table(result_tables.identity_table(results, comparisons), run, "identity")
     explained = gradcam.explain_section(run, profile.shared, profile.sections["report"])
     return Report(results, table, published, comparisons, by_group, explained)

@@ -14,6 +14,7 @@ own name (docs/design.md, "Contracts")::
     c3d  conv3d  conv3d_light  conv3d_diff
     rnn/<head>
     facenet/<classifier>  triplet/<classifier>
+    frequency/<feature>
     control/<statistic>
 """
 
@@ -42,7 +43,15 @@ RNN_HEADS = ("lstm", "bilstm", "temporal_max", "gru", "time_average")
 TIME_AVERAGE = "time_average"
 # Training-free statistics scored like detectors, to show what arithmetic alone finds
 # (dflib.detectors.models.controls); not detectors: the study never chooses one.
-CONTROLS = ("colour_jerk",)
+# The temporal ones are what the temporal detectors are compared with; ``identity`` is the
+# identity control (dflib.detectors.models.identity): the training fake share of the nearest training identity
+# in the face-embedding space, which sees who is shown, nothing else.
+TEMPORAL_CONTROLS = ("colour_jerk",)
+IDENTITY_CONTROL = "identity"
+CONTROLS = (*TEMPORAL_CONTROLS, IDENTITY_CONTROL)
+# Frequency-artefact features, one linear detector each (dflib.detectors.models.frequency); ``all`` is the
+# three side by side.
+FREQUENCY_FEATURES = ("spectrum", "srm", "dct", "all")
 CLASSIFIERS = ("sgd", "logreg", "rf", "knn", "svc", "nb", "perceptron", "tree")
 AGGREGATIONS = ("mean", "max", "vote", "confident")
 
@@ -56,7 +65,8 @@ _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*(?:_[A-Za-z0-9.+-]+)*")
 PREDICTION_SPLITS = ("test", "val")
 
 # Display groups of the results tables and figures, in the paper's order.
-DISPLAY_GROUPS = ("frame CNN", "boosted", "temporal", "FaceNet", "triplet", "control", "other")
+DISPLAY_GROUPS = ("frame CNN", "boosted", "temporal", "FaceNet", "triplet", "frequency", "control",
+                  "other")
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,10 @@ def embedding_method(space: str, classifier: str) -> str:
 def is_ensemble(method: str) -> bool:
     """Whether a ``cnn/...`` name is a vote of the chunk models."""
     return method.startswith("cnn/") and method.rsplit("/", 1)[-1] in ENSEMBLES
+
+
+def frequency_method(feature: str) -> str:
+    return f"frequency/{feature}"
 
 
 def control_method(statistic: str) -> str:

@@ -190,6 +190,14 @@ def probe_train_triplet(profile: config.Profile, rec: Recorder) -> None:
     stages.run_detector_stage(profile, "train_triplet", progress=False)
 
 
+def probe_train_frequency(profile: config.Profile, rec: Recorder) -> None:
+    from dflib.detectors.models import frequency
+
+    _with_faces(rec)
+    rec.replace(frequency, "run_stage", stop=True)
+    stages.run_detector_stage(profile, "train_frequency")
+
+
 def probe_robustness(profile: config.Profile, rec: Recorder) -> None:
     from dflib import reload, robustness
 
@@ -215,7 +223,8 @@ PROBES: dict[str, Callable[[config.Profile, Recorder], None]] = {
     "index": probe_index, "faces": probe_faces, "train_cnn": probe_train_cnn,
     "evaluate_cnn": probe_evaluate_cnn, "train_c3d": probe_train_c3d,
     "train_rnn": probe_train_rnn, "embed_faces": probe_embed_faces,
-    "train_triplet": probe_train_triplet, "robustness": probe_robustness,
+    "train_triplet": probe_train_triplet, "train_frequency": probe_train_frequency,
+    "robustness": probe_robustness,
     "report": probe_report,
 }
 

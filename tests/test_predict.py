@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from dflib import (cli, detectors, evaluation, faces, io, predict, reload, robustness,
+from dflib import (cli, config, detectors, evaluation, faces, io, predict, reload, robustness,
                    stage_inputs)
 from dflib.detectors.models import fitting
 from dflib.paths import PROJECT_ROOT, RunPaths
@@ -331,10 +331,11 @@ def test_pick_videos_keeps_both_classes():
 
 def test_report_has_tables_figures_and_every_notebook(smoke_run):
     page = (smoke_run / "report" / "index.html").read_text(encoding="utf-8")
-    for name in ("fig_roc_all", "fig_gradcam", "fig_robustness_auc", "triplet/sgd"):
+    for name in ("fig_roc_all", "fig_gradcam", "fig_robustness_auc", "triplet/sgd",
+                 "fig_frequency_spectrum", "frequency/srm", "Identity alone"):
         assert name in page
     rendered = sorted(p.name for p in (smoke_run / "report" / "notebooks").glob("*.html"))
-    assert len(rendered) == 10 and rendered[-1] == "09_results_report.html"
+    assert rendered == sorted(s.notebook.replace(".ipynb", ".html") for s in config.STAGES)
     for name in rendered:
         assert f"notebooks/{name}" in page
 

@@ -417,7 +417,7 @@ def test_controls_are_scored_like_detectors_and_keep_every_video(tiny_run):
     assert status["te_real"] == "ok" and (status.drop("te_real") == "no_face").all()
     val, _ = evaluation.read_predictions(run, "control/colour_jerk", "val")
     assert len(val) == 2 and val["score"].between(0, 1).all()
-    assert tuple(controls.STATISTICS) == vocabulary.CONTROLS
+    assert tuple(controls.STATISTICS) == vocabulary.TEMPORAL_CONTROLS
     assert detectors.family("control/colour_jerk") == "control"
     assert not detectors.is_detector("control/colour_jerk")
     again = controls.score_saved(run, ["control/colour_jerk"], store,

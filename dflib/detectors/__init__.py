@@ -18,11 +18,11 @@ from typing import Mapping
 
 from ..fields import Stage
 from ..vocabulary import CLASSIFIERS, Family, is_ensemble
-from . import c3d, cnn, control, facenet, rnn, triplet
+from . import c3d, cnn, control, facenet, frequency, rnn, triplet
 from .base import Detector
 
 DETECTORS: tuple[Detector, ...] = (cnn.DETECTOR, c3d.DETECTOR, rnn.DETECTOR, facenet.DETECTOR,
-                                   triplet.DETECTOR, control.DETECTOR)
+                                   triplet.DETECTOR, frequency.DETECTOR, control.DETECTOR)
 
 BY_NAME: Mapping[str, Detector] = MappingProxyType({d.family.name: d for d in DETECTORS})
 FAMILIES: Mapping[str, Family] = MappingProxyType({n: d.family for n, d in BY_NAME.items()})

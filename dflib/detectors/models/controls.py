@@ -22,7 +22,7 @@ from ... import evaluation
 from .batches import FaceSource
 from .fitting import sample_video_rows
 from ...paths import RunPaths
-from ...vocabulary import CONTROLS, control_method
+from ...vocabulary import CONTROLS, TEMPORAL_CONTROLS, control_method
 
 # The inner face: the central share of the crop's side, inside the cheeks and brows, so that
 # the background and the hair around the face move the statistic as little as possible.
@@ -61,7 +61,8 @@ def colour_jerk(faces: np.ndarray) -> float | None:
     return float(np.linalg.norm(second, axis=1).mean())
 
 
-# The statistic of each name of dflib.vocabulary.CONTROLS, in its order.
+# The statistic of each name of dflib.vocabulary.TEMPORAL_CONTROLS, in its order (the
+# identity control is fitted: dflib.detectors.models.identity).
 STATISTICS = {"colour_jerk": colour_jerk}
 
 
@@ -73,7 +74,7 @@ def control_predictions(statistic: str, store: FaceSource, videos: pd.DataFrame,
     ``no_face`` (``failed`` where the index's ``face_status`` says so); ``n_faces`` of
     ``videos``, when present, spares opening the files of videos without faces."""
     if statistic not in STATISTICS:
-        raise ValueError(f"unknown control {statistic!r}; choose one of {CONTROLS}")
+        raise ValueError(f"unknown control {statistic!r}; choose one of {TEMPORAL_CONTROLS}")
     n_faces = videos["n_faces"] if "n_faces" in videos else pd.Series(1, index=videos.index)
     ids, labels, values, steps = [], [], [], {}
     for vid, label, n in zip(videos["video_id"].astype(str), videos["label"], n_faces):
@@ -100,10 +101,11 @@ def run_controls(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
     upsert their results rows (the rows of controls no longer listed are retired); return
     the rows. Nothing is fitted: the validation split only sets ``threshold_val`` and
     ``val_split_auc``, as for every method."""
-    methods = [control_method(c) for c in CONTROLS]
-    evaluation.retire_methods(run, "control", methods)
+    # Every control's name is kept: the identity control is fitted by stage train_frequency.
+    evaluation.retire_methods(run, "control", [control_method(c) for c in CONTROLS])
     rows = []
-    for statistic, method in zip(CONTROLS, methods):
+    for statistic in STATISTICS:
+        method = control_method(statistic)
         for split in ("val", "test"):
             part = videos[videos["split"] == split].reset_index(drop=True)
             evaluation.write_predictions(run, method, control_predictions(
@@ -115,11 +117,19 @@ def run_controls(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
 def score_saved(run: RunPaths, methods: Sequence[str], store: FaceSource, videos: pd.DataFrame,
                 settings: Mapping[str, object], progress: bool = False
                 ) -> dict[str, evaluation.Prediction]:
-    """Controls applied to other faces (:func:`dflib.reload.score_methods`): nothing was
-    trained, so this is the statistic itself."""
-    return {m: (control_predictions(m.split("/", 1)[1], store, videos), None) for m in methods}
+    """Controls applied to other faces (:func:`dflib.reload.score_methods`): the statistic
+    itself for the training-free ones; the identity control embeds the faces and asks its
+    saved model (:func:`dflib.detectors.models.identity.score_saved`)."""
+    from . import identity
+
+    return {m: identity.score_saved(run, store, videos, settings, progress)
+            if m == identity.METHOD else (control_predictions(m.split("/", 1)[1], store, videos),
+                                          None) for m in methods}
 
 
 def saved_files(run: RunPaths, methods: Sequence[str]) -> list[Path]:
-    """The files :func:`score_saved` reads: none, a control is not trained."""
-    return []
+    """The files :func:`score_saved` reads: the identity control's model and the
+    embeddings' manifest; none for the training-free statistics."""
+    from . import identity
+
+    return identity.saved_files(run) if identity.METHOD in methods else []

@@ -489,7 +489,7 @@ def tsne_inputs(result: StageResult, max_points: int, seed: int = 0) -> dict[str
 
 # --------------------------------------------------------------------------- re-scoring
 
-def _facenet(run: RunPaths, device: str) -> Any:
+def run_facenet(run: RunPaths, device: str) -> Any:
     """The embedding network with the weights the run's embeddings were made with."""
     from ... import embeddings
 
@@ -523,7 +523,7 @@ def score_saved(run: RunPaths, methods: Sequence[str], store: FaceSource, videos
     weights the run's embeddings were made with, for every classifier of both spaces."""
     from ... import embeddings
 
-    model = _facenet(run, settings["device"])
+    model = run_facenet(run, settings["device"])
     # The embedding stage's batch size: CPU kernels sum in another order for another batch.
     batch_size = settings["embed_faces"]["batch_size"]
     max_faces = int(embeddings.read_manifest(run).get("max_faces_per_video", 0))
