@@ -411,11 +411,12 @@ def _perturb_video(run: RunPaths, video: Mapping[str, Any], conditions: Sequence
                            for frame, i in zip(source_frames, source_read)]
                     read = source_read
                 box_of = dict(zip(frame_idx.tolist(), boxes))
+                # A video the clean store found no face in keeps its status (no_face, failed).
                 _write_faces(target, [extractor.cut_box(f, box_of[i]) for f, i in zip(cut, read)],
-                             read, status if len(read) else "no_face", "", config)
+                             read, status if len(read) or not len(frame_idx) else "no_face",
+                             "", config)
             with np.load(target) as z:
-                n_faces = len(z["frame_idx"])
-            out[condition] = (n_faces, status if n_faces else "no_face", None)
+                out[condition] = (len(z["frame_idx"]), str(z["status"]), None)
         except (VideoError, EncodeError) as exc:
             short = ("cannot re-encode" if isinstance(exc, EncodeError)
                      else "cannot decode for the perturbations")
