@@ -172,7 +172,7 @@ LAYERS = (
     {"vocabulary", "io", "paths", "devices", "torch_first", "steptimes", "__init__", "fields",
      *FIELD_MODULES},
     {"config"},
-    {"datasets", "synth", "video"},
+    {"datasets", "synth", "video", "perturbations"},
     {"evaluation", "summaries"},
     {"mtcnn", "faces", "embeddings", "cluster"},
     {"cnn", "batches", "fitting", "cnn_training", "clips", "cnn_features", "sequences", "triplet",
