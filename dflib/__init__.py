@@ -31,8 +31,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
      "registry that lists them and answers what a method name's family says"),
     ("profile", ("config",), "the schema, assembled from the _fields modules and the "
      "registry's stages, and its validation"),
-    ("data", ("datasets", "synth", "video"),
-     "dataset adapters and the dataset-folder check, the generated demo, decoding"),
+    ("data", ("datasets", "synth", "video", "perturbations"),
+     "dataset adapters and the dataset-folder check, the generated demo, decoding, the "
+     "DeeperForensics-1.0 frame distortions"),
     ("scoring", ("evaluation", "summaries"),
      "prediction files, metrics, intervals and the results table; stage outcome counts and "
      "failures"),

@@ -428,6 +428,11 @@ class FaceExtractor:
             square[sy1 - top:sy2 - top, sx1 - left:sx2 - left] = frame[sy1:sy2, sx1:sx2]
         return cv2.resize(square, (self.img_size, self.img_size), interpolation=cv2.INTER_AREA)
 
+    def cut_box(self, frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
+        """The crop of a known face box ``(x1, y1, x2, y2)`` of ``frame``, cut as extraction
+        cuts it: stage 08 cuts the stored boxes from distorted frames."""
+        return self._cut(frame, *(float(v) for v in box))
+
     def _crop(self, frame: np.ndarray, det: np.ndarray, previous: np.ndarray | None = None,
               cut: bool = False) -> FrameFace:
         """Choose one detection (:meth:`_choose`, ``previous``: the last frame's face box)

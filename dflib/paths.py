@@ -149,6 +149,10 @@ class RunPaths:
         return self.table("robustness")
 
     @property
+    def perturbations_csv(self) -> Path:
+        return self.table("perturbations")
+
+    @property
     def report_dir(self) -> Path:
         """The self-contained HTML report and the figures it shows."""
         return self.root / "report"
@@ -254,6 +258,11 @@ class RunPaths:
     def crf_run(self, crf: int) -> "RunPaths":
         """The small run folder of the test videos re-encoded at one CRF."""
         return RunPaths(self.root / "robustness" / f"crf{crf:02d}")
+
+    def perturbation_run(self, kind: str, level: int) -> "RunPaths":
+        """The small run folder of the test videos' faces under one DeeperForensics-1.0
+        distortion ``kind`` at ``level``."""
+        return RunPaths(self.root / "robustness" / f"{kind}{level}")
 
     def reencoded_video(self, video_id: str) -> Path:
         """A re-encoded test video of a CRF run (:meth:`crf_run`)."""

@@ -273,6 +273,53 @@ def robustness_figure(table: pd.DataFrame, chosen: dict[str, str],
     return fig
 
 
+def perturbation_figure(table: pd.DataFrame, chosen: dict[str, str],
+                        metric: str = "auc") -> plt.Figure:
+    """One panel per DeeperForensics-1.0 distortion type of ``table``
+    (``tables/perturbations.csv``): ``metric`` against the level, one line per family
+    (``chosen``: family -> its validation-chosen method) with its bootstrap band; level 0
+    is the clean videos, and each level is labelled with its parameter."""
+    from .robustness import ORIGINAL_TYPE
+
+    clean = table[table["type"] == ORIGINAL_TYPE]
+    kinds = list(dict.fromkeys(table.loc[table["type"] != ORIGINAL_TYPE, "type"]))
+    cols = min(4, max(1, len(kinds)))
+    rows_n = max(1, -(-len(kinds) // cols))
+    fig, axes = plt.subplots(rows_n, cols, figsize=(3.0 * cols, 2.6 * rows_n + 0.6),
+                             sharey=True, squeeze=False)
+    for ax, kind in zip(axes.flat, kinds):
+        rows = table[table["type"] == kind]
+        levels = sorted(rows["level"].unique())
+        params = rows.drop_duplicates("level").set_index("level")["parameter"]
+        for family, method in chosen.items():
+            line = pd.concat([clean[clean["method"] == method],
+                              rows[rows["method"] == method]]).sort_values("level")
+            if line.empty:
+                continue
+            colour = group_colour(family)
+            ax.plot(line["level"], line[metric], marker="o", ms=3, lw=1.4, color=colour,
+                    label=f"{family}: {method}")
+            if {f"{metric}_low", f"{metric}_high"} <= set(line.columns):
+                ax.fill_between(line["level"], line[f"{metric}_low"], line[f"{metric}_high"],
+                                color=colour, alpha=0.12, lw=0)
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax.set_xticks([0, *levels], ["clean", *(f"{lv}\n{params[lv]:g}" for lv in levels)],
+                      fontsize=7)
+        ax.set_title(kind, fontsize=9)
+        ax.set_ylim(0, 1.02)
+    for ax in axes.flat[len(kinds):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"video {metric.upper()}", fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(3, max(1, len(labels))),
+               bbox_to_anchor=(0.5, 0.0))
+    fig.suptitle("DeeperForensics-1.0 distortions: each family's validation-chosen detector "
+                 "(95 % band); level, then its parameter", fontsize=9)
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * -(-len(labels) // 3), 1, 1))
+    return fig
+
+
 def forest_figure(table: pd.DataFrame, metric: str = "auc") -> plt.Figure:
     """Video-level ``metric`` of every method with its 95 % interval, one row per method in
     the order of ``table`` (:func:`dflib.result_tables.paper_table` rows of one level), coloured

@@ -409,6 +409,10 @@ def test_every_score_figure_draws_on_an_empty_or_one_class_split(labels, tmp_pat
     predictions = {"cnn/ef0": table, "c3d": table, "triplet/sgd": table}
     robust = pd.DataFrame({"method": ["c3d", "c3d"], "family": ["temporal", "temporal"],
                            "crf": [robustness.ORIGINAL, 23], "auc": [np.nan, np.nan]})
+    distorted = pd.DataFrame({"type": [robustness.ORIGINAL_TYPE, "noise"], "level": [0, 5],
+                              "parameter": [np.nan, 0.05], "method": ["c3d", "c3d"],
+                              "auc": [np.nan, np.nan], "auc_low": [np.nan, np.nan],
+                              "auc_high": [np.nan, np.nan]})
     run = RunPaths(tmp_path).ensure()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the one-class warning is asserted elsewhere
@@ -416,7 +420,9 @@ def test_every_score_figure_draws_on_an_empty_or_one_class_split(labels, tmp_pat
                    plots.roc_group_figure(predictions),
                    plots.tsne_figure(np.zeros((len(labels), 512)), np.zeros((len(labels), 512)),
                                      np.asarray(labels)),
-                   plots.robustness_figure(robust, {"temporal": "c3d"})]
+                   plots.robustness_figure(robust, {"temporal": "c3d"}),
+                   plots.perturbation_figure(distorted, {"temporal": "c3d"}),
+                   plots.perturbation_figure(distorted.iloc[:1], {"temporal": "c3d"})]
     for i, fig in enumerate(figures):
         assert plots.save_fig(fig, run, f"fig_{i}").stat().st_size > 0
     said = "no videos to score" if not labels else "one class only: no ROC curve"

@@ -278,6 +278,29 @@ def test_robustness_table_covers_every_method_and_crf(smoke_run):
     assert list(wide.columns) == ["method", "original", "crf0", "crf40"]
 
 
+def test_perturbation_table_covers_every_method_and_condition_asked(smoke_run):
+    """The smoke profile asks for noise and compression at level 5: each method has a row
+    for each and for the clean videos, on every test video; compression 5 (CRF 40) cut its
+    faces from the CRF curve's own re-encode."""
+    run = RunPaths(smoke_run)
+    table = robustness.read_perturbations(run)
+    methods = reload.trained_methods(run)
+    conditions = set(zip(table["type"], table["level"]))
+    assert conditions == {(robustness.ORIGINAL_TYPE, 0), ("noise", 5), ("compression", 5)}
+    for _, rows in table.groupby(["type", "level"]):
+        assert sorted(rows["method"]) == sorted(methods)
+    assert (table["n"] == len(split_test_videos(run))).all()
+    assert set(table.loc[table["type"] == "compression", "parameter"]) == {40}
+    for vid in split_test_videos(run)["video_id"]:
+        clean_faces, clean_idx = faces.FaceStore(run).load(vid)
+        noisy, noisy_idx = faces.FaceStore(run.perturbation_run("noise", 5)).load(vid)
+        np.testing.assert_array_equal(noisy_idx, clean_idx)  # the clean boxes, distorted
+        assert noisy.shape == clean_faces.shape and not np.array_equal(noisy, clean_faces)
+    wide = robustness.auc_by_perturbation(table)
+    assert list(wide.columns) == ["method", "original", "noise5", "compression5"]
+    assert (smoke_run / "figures" / "fig_perturbations_auc.png").is_file()
+
+
 def test_lossless_reencode_gives_the_same_faces(smoke_run):
     """CRF 0 is lossless: the same frames decode, so the same faces are stored."""
     run = RunPaths(smoke_run)
