@@ -28,6 +28,7 @@ from .faces_fields import FACES
 from .fields import Field, ProfileError
 from .gradcam_fields import REPORT
 from .robustness_fields import ROBUSTNESS
+from .sbi_fields import TRAIN_SBI
 from .sequences_fields import TRAIN_RNN
 from .synth_fields import DEMO
 from .triplet_fields import TRAIN_TRIPLET
@@ -62,6 +63,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("faces", "01_extract_faces.ipynb", FACES),
     Stage("train_cnn", "02_train_cnn.ipynb", TRAIN_CNN),
     Stage("evaluate_cnn", "03_evaluate_cnn.ipynb", EVALUATE_CNN),
+    Stage("train_sbi", "10_train_sbi.ipynb", TRAIN_SBI),
     Stage("train_c3d", "04_train_c3d.ipynb", TRAIN_C3D),
     Stage("train_rnn", "05_train_rnn.ipynb", TRAIN_RNN),
     Stage("embed_faces", "06_embed_faces.ipynb", EMBED_FACES),
@@ -75,7 +77,7 @@ STAGE_BY_NAME: Mapping[str, Stage] = MappingProxyType({s.name: s for s in STAGES
 # The ``evaluation`` section: how every stage that scores detectors scores them. Its keys
 # reach those stages' notebooks with the shared keys (see :meth:`Profile.stage_parameters`).
 EVALUATION_SECTION = "evaluation"
-SCORING_STAGES = ("evaluate_cnn", "train_c3d", "train_rnn", "train_triplet", "robustness",
+SCORING_STAGES = ("evaluate_cnn", "train_sbi", "train_c3d", "train_rnn", "train_triplet", "robustness",
                   "report")
 
 
