@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -43,7 +43,6 @@ from .embeddings import dlib_models_dir
 from .faces import FaceStore, store_inputs, store_settings
 from .fitting import BatchNormRecalibration, fit_and_save, private_default_seeds, seed_everything
 from .paths import RunPaths
-from .result_tables import method_by_group
 from .vocabulary import cnn_method, sbi_method
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
@@ -378,10 +377,12 @@ class SbiResult:
     method: str
     manifest: dict[str, Any]
     results: pd.DataFrame  # its results rows (video and frame level)
-    by_manipulation: pd.DataFrame  # video AUC on each manipulation's fakes against all reals
     n_faces: int  # real training faces
     n_missing: int  # of those, left out without landmarks
     missing: pd.DataFrame  # video_id, n_missing
+    # Video metrics on each manipulation's fakes against all test reals (the stage fills
+    # it from dflib.result_tables, a layer above this module).
+    by_manipulation: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def train(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: SbiConfig,
@@ -452,7 +453,7 @@ def run_stage(store: FaceStore, videos: pd.DataFrame, run: RunPaths, shared: Map
     """The ``train_sbi`` stage: landmarks, training, then the validation and test splits
     scored as ``cnn/<arch>/sbi`` with ``scoring_section``'s (the run's ``evaluate_cnn``)
     aggregation and threshold, as :func:`dflib.reload.score_methods` rescores it; results
-    rows, predictions, and the video AUC by manipulation."""
+    rows and predictions."""
     cfg = SbiConfig.from_sections(shared, section)
     train_videos, _ = split_videos(videos)
     reals = train_videos[(train_videos["label"] == 0) & (train_videos["n_faces"] > 0)]
@@ -475,8 +476,5 @@ def run_stage(store: FaceStore, videos: pd.DataFrame, run: RunPaths, shared: Map
         v, f = scored[cnn_method(cfg.arch)]
         evaluation.write_predictions(run, method, v, f, split=split)
     results = evaluation.score_method(run, method, threshold, scoring)
-    by_group = method_by_group(run, method, scoring)
-    missing = landmarks.missing()
-    return SbiResult(method, manifest, results,
-                     by_group[by_group["group_kind"] == "manipulation"].reset_index(drop=True),
-                     len(landmarks.found), int((~landmarks.found).sum()), missing)
+    return SbiResult(method, manifest, results, len(landmarks.found),
+                     int((~landmarks.found).sum()), landmarks.missing())

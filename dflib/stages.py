@@ -233,7 +233,7 @@ def train_sbi(profile: config.Profile, verbose: int = 2) -> "sbi.SbiResult":
     ``evaluate_cnn`` aggregation and threshold (those it is rescored with later). A real
     face without landmarks is left out and counted; its video fails (failures.csv) only
     if none of its faces is left."""
-    from . import faces, sbi
+    from . import faces, result_tables, sbi
 
     run = profile.run.ensure()
     videos = videos_with_faces(run)
@@ -242,6 +242,9 @@ def train_sbi(profile: config.Profile, verbose: int = 2) -> "sbi.SbiResult":
                                profile.sections["train_sbi"],
                                config.run_settings(run)["evaluate_cnn"], scoring(profile),
                                verbose)
+        groups = result_tables.method_by_group(run, result.method, scoring(profile))
+    # Face swaps and self-blends apart: does it find more than a generator like its own?
+    result.by_manipulation = groups[groups["group_kind"] == "manipulation"].reset_index(drop=True)
     outcomes = face_outcomes(videos[(videos["split"] != "train") | (videos["label"] == 0)])
     missing = result.missing.merge(videos[["video_id", "n_faces"]], on="video_id")
     for row in missing.itertuples():
