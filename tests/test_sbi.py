@@ -3,6 +3,7 @@ train_sbi stage trained, scored, kept by evaluate_cnn and reloaded like a frame 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import cv2
@@ -89,6 +90,28 @@ def test_a_self_blend_is_a_pair_blended_inside_the_hull_and_seeded(dlib_models):
     other, _ = sbi.self_blend(face, points[0], np.random.default_rng(100))
     assert not np.array_equal(other, sbi.self_blend(face, points[0],
                                                     np.random.default_rng(0))[0])
+
+
+def test_the_recipe_shares_no_value_with_the_demo_s_self_blend_generator():
+    """dflib.synth's fakes must not be made by the generator the SBI model trains on: no
+    number of its mask and self-blend code is a value of the recipe."""
+    import ast
+    import inspect
+
+    from dflib import synth
+
+    def numbers(node: ast.AST) -> set[float]:
+        return {float(n.value) for n in ast.walk(node) if isinstance(n, ast.Constant)
+                and isinstance(n.value, (int, float)) and not isinstance(n.value, bool)}
+
+    plan = ast.parse(inspect.getsource(synth._plan_paste))
+    selfblend = next(n for n in ast.walk(plan) if isinstance(n, ast.If)).orelse
+    theirs = set().union(*(numbers(n) for n in selfblend),
+                         numbers(ast.parse(inspect.getsource(synth._face_mask))))
+    ours = {float(v) for value in dataclasses.astuple(sbi.SBI_RECIPE)
+            for v in (value if isinstance(value, tuple) else (value,))}
+    # 0, 1, 2, 3 and a half are counts, indices, the identity and even odds, not settings.
+    assert ours & (theirs - {0.0, 0.5, 1.0, 2.0, 3.0}) == set()
 
 
 # --------------------------------------------------------------------------- the stage
