@@ -26,11 +26,12 @@ from .embeddings_fields import EMBED_FACES
 from .evaluation_fields import EVALUATION
 from .faces_fields import FACES
 from .fields import Field, ProfileError
+from .frequency_fields import TRAIN_FREQUENCY
 from .gradcam_fields import REPORT
 from .robustness_fields import ROBUSTNESS
+from .sbi_fields import TRAIN_SBI
 from .sequences_fields import TRAIN_RNN
 from .synth_fields import DEMO
-from .frequency_fields import TRAIN_FREQUENCY
 from .triplet_fields import TRAIN_TRIPLET
 from .vocabulary import CLASSIFIERS, CNN_MIN_INPUT, GRAMMAR, is_method
 
@@ -63,6 +64,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("faces", "01_extract_faces.ipynb", FACES),
     Stage("train_cnn", "02_train_cnn.ipynb", TRAIN_CNN),
     Stage("evaluate_cnn", "03_evaluate_cnn.ipynb", EVALUATE_CNN),
+    Stage("train_sbi", "10_train_sbi.ipynb", TRAIN_SBI),
     Stage("train_c3d", "04_train_c3d.ipynb", TRAIN_C3D),
     Stage("train_rnn", "05_train_rnn.ipynb", TRAIN_RNN),
     Stage("embed_faces", "06_embed_faces.ipynb", EMBED_FACES),
@@ -77,8 +79,8 @@ STAGE_BY_NAME: Mapping[str, Stage] = MappingProxyType({s.name: s for s in STAGES
 # The ``evaluation`` section: how every stage that scores detectors scores them. Its keys
 # reach those stages' notebooks with the shared keys (see :meth:`Profile.stage_parameters`).
 EVALUATION_SECTION = "evaluation"
-SCORING_STAGES = ("evaluate_cnn", "train_c3d", "train_rnn", "train_triplet", "train_frequency",
-                  "robustness", "report")
+SCORING_STAGES = ("evaluate_cnn", "train_sbi", "train_c3d", "train_rnn", "train_triplet",
+                  "train_frequency", "robustness", "report")
 
 
 def stage_fields(stage: str) -> dict[str, Field]:
@@ -153,7 +155,8 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_outputs: b
                 raise ProfileError(f"{name}: expected a mapping, got {section!r}")
             sections[name] = _check_section(f"{name}.", section, fields)
         for key, value in (("index.test_data_root", sections["index"]["test_data_root"]),
-                           ("train_cnn.weights", sections["train_cnn"]["weights"])):
+                           ("train_cnn.weights", sections["train_cnn"]["weights"]),
+                           ("train_sbi.weights", sections["train_sbi"]["weights"])):
             _check_path(key, value)
         _check_across(shared, sections, list(STAGE_BY_NAME) if stages is None else stages)
         if check_outputs:
@@ -228,10 +231,11 @@ def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str,
             if not is_method(method):
                 raise ProfileError(f"robustness.methods[{i}]: {method!r} is not a detector name "
                                    f"({GRAMMAR}; classifiers: {', '.join(CLASSIFIERS)})")
-    arch = sections["train_cnn"]["arch"]
-    if "train_cnn" in given and shared["img_size"] < CNN_MIN_INPUT[arch]:
-        raise ProfileError(f"img_size: {shared['img_size']} is below the minimum input "
-                           f"{CNN_MIN_INPUT[arch]} of train_cnn.arch '{arch}'")
+    for stage in ("train_cnn", "train_sbi"):
+        arch = sections[stage]["arch"]
+        if stage in given and shared["img_size"] < CNN_MIN_INPUT[arch]:
+            raise ProfileError(f"img_size: {shared['img_size']} is below the minimum input "
+                               f"{CNN_MIN_INPUT[arch]} of {stage}.arch '{arch}'")
 
 
 def check_outputs_dir(shared: Mapping[str, Any]) -> None:

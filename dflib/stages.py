@@ -21,7 +21,7 @@ from . import config, datasets, io, paths, summaries
 
 if TYPE_CHECKING:  # heavy (TensorFlow, torch) modules are imported inside the stages
     from . import (cnn_training, embeddings, evaluation, faces, fitting, frequency, gradcam,
-                   robustness, triplet)
+                   robustness, sbi, triplet)
 
 # Outcomes of the faces stage that get a row in failures.csv: a video without a face too.
 FACE_FAILURES = ("skipped", "failed")
@@ -247,6 +247,35 @@ def evaluate_cnn(profile: config.Profile) -> "cnn_training.CnnEvaluation":
             faces.FaceStore(run), videos, run, cnn_training.latest_manifest(run),
             profile.sections["evaluate_cnn"], scoring=scoring(profile))
     summaries.stage_summary(run, "evaluate_cnn", face_outcomes(videos[videos["split"] == "test"]))
+    return result
+
+
+def train_sbi(profile: config.Profile, verbose: int = 2) -> "sbi.SbiResult":
+    """Stage 10 (run after 03): the frame CNN trained on the real training faces and their
+    self-blended images (dflib.sbi), scored as ``cnn/<arch>/sbi`` with the run's
+    ``evaluate_cnn`` aggregation and threshold (those it is rescored with later). A real
+    face without landmarks is left out and counted; its video fails (failures.csv) only
+    if none of its faces is left."""
+    from . import faces, result_tables, sbi
+
+    run = profile.run.ensure()
+    videos = videos_with_faces(run)
+    with _scoring(run, videos, "train_sbi"):
+        result = sbi.run_stage(faces.FaceStore(run), videos, run, profile.shared,
+                               profile.sections["train_sbi"],
+                               config.run_settings(run)["evaluate_cnn"], scoring(profile),
+                               verbose)
+        groups = result_tables.method_by_group(run, result.method, scoring(profile))
+    # Face swaps and self-blends apart: does it find more than a generator like its own?
+    result.by_manipulation = groups[groups["group_kind"] == "manipulation"].reset_index(drop=True)
+    outcomes = face_outcomes(videos[(videos["split"] != "train") | (videos["label"] == 0)])
+    missing = result.missing.merge(videos[["video_id", "n_faces"]], on="video_id")
+    for row in missing.itertuples():
+        at = outcomes["video_id"] == row.video_id
+        if row.n_missing >= row.n_faces:
+            outcomes.loc[at, ["outcome", "reason"]] = ["failed", "no landmarks"]
+        outcomes.loc[at, "detail"] = f"{row.n_missing} of {row.n_faces} faces without landmarks"
+    summaries.stage_summary(run, "train_sbi", outcomes)
     return result
 
 

@@ -176,7 +176,7 @@ LAYERS = (
     {"evaluation", "summaries"},
     {"mtcnn", "faces", "embeddings", "cluster"},
     {"cnn", "batches", "fitting", "cnn_training", "clips", "cnn_features", "sequences", "triplet",
-     "controls", "frequency", "identity"},
+     "controls", "sbi", "frequency", "identity"},
     {"reload", "robustness", "predict"},
     {"result_tables", "plots", "gradcam", "html_report"},
     {"stages", "notebooks", "bench", "cli", "__main__"},
