@@ -45,11 +45,11 @@ LAYERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
                     "detectors.models.clips", "detectors.models.cnn_features",
                     "detectors.models.sequences", "detectors.models.triplet",
                     "detectors.models.classifiers", "detectors.models.frequency",
-                    "detectors.models.identity",
+                    "detectors.models.identity", "detectors.models.sbi",
                     "detectors.models.controls"),
      "Keras models and their custom layers; face batches and augmentation; fitting, seeding "
      "and training records of every Keras model; the families' training and re-scoring "
-     "code (frame-CNN chunks, 3D CNNs, the recurrent heads' feature cache and the heads, "
+     "code (frame-CNN chunks, the frame CNN trained on self-blended images, 3D CNNs, the recurrent heads' feature cache and the heads, "
      "the triplet network and the classic classifiers, the frequency-artefact detectors, "
      "the training-free and identity controls)"),
     ("re-scoring", ("reload", "robustness", "predict"),

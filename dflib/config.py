@@ -133,7 +133,8 @@ def validate(raw: Mapping[str, Any], source: str = "<profile>", check_outputs: b
                 raise ProfileError(f"{name}: expected a mapping, got {section!r}")
             sections[name] = _check_section(f"{name}.", section, fields)
         for key, value in (("index.test_data_root", sections["index"]["test_data_root"]),
-                           ("train_cnn.weights", sections["train_cnn"]["weights"])):
+                           ("train_cnn.weights", sections["train_cnn"]["weights"]),
+                           ("train_sbi.weights", sections["train_sbi"]["weights"])):
             _check_path(key, value)
         _check_across(shared, sections, list(STAGE_BY_NAME) if stages is None else stages)
         if check_outputs:
@@ -208,10 +209,11 @@ def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str,
             if not detectors.is_method(method):
                 raise ProfileError(f"robustness.methods[{i}]: {method!r} is not a detector name "
                                    f"({detectors.GRAMMAR}; classifiers: {', '.join(CLASSIFIERS)})")
-    arch = sections["train_cnn"]["arch"]
-    if "train_cnn" in given and shared["img_size"] < CNN_MIN_INPUT[arch]:
-        raise ProfileError(f"img_size: {shared['img_size']} is below the minimum input "
-                           f"{CNN_MIN_INPUT[arch]} of train_cnn.arch '{arch}'")
+    for stage in ("train_cnn", "train_sbi"):
+        arch = sections[stage]["arch"]
+        if stage in given and shared["img_size"] < CNN_MIN_INPUT[arch]:
+            raise ProfileError(f"img_size: {shared['img_size']} is below the minimum input "
+                               f"{CNN_MIN_INPUT[arch]} of {stage}.arch '{arch}'")
 
 
 def check_outputs_dir(shared: Mapping[str, Any]) -> None:

@@ -206,6 +206,25 @@ class RunPaths:
     def cnn_chunk_log(self, arch: str, chunk: int) -> Path:
         return self.logs / f"cnn_{arch}_chunk{chunk}.csv"
 
+    def sbi_dir(self, arch: str) -> Path:
+        """``models/sbi/<arch>/``: the frame CNN trained on self-blends (outside
+        ``models/cnn/``, so the stages that take the latest bagged CNN never take it)."""
+        return self.models / "sbi" / arch
+
+    def sbi_manifest(self, arch: str) -> Path:
+        return self.sbi_dir(arch) / "manifest.json"
+
+    def sbi_model(self, arch: str) -> Path:
+        return self.sbi_dir(arch) / "model.keras"
+
+    def sbi_log(self, arch: str) -> Path:
+        return self.logs / f"sbi_{arch}.csv"
+
+    @property
+    def sbi_landmarks(self) -> Path:
+        """dlib's 68 landmarks of the real training faces, with what they were made from."""
+        return self.features / "sbi" / "landmarks.npz"
+
     def model_files(self, family: str, name: str) -> tuple[Path, Path, Path]:
         """``(models/<family>/<name>.keras, its .json record, logs/<family>_<name>.csv)``."""
         folder = self.models / family

@@ -276,30 +276,40 @@ def results_by_group(run: RunPaths, scoring: evaluation.Scoring = evaluation.Sco
     on each manipulation method (its fakes against all test reals) and each compression
     (``unknown`` where the index has none), from :func:`dflib.evaluation.result_row` at the
     method's own ``threshold_val``."""
+    results = evaluation.results_table(run)
+    methods = paper_table(results).query("level == 'video'")["method"]
+    parts = [method_by_group(run, m, scoring, results) for m in methods]
+    return (pd.concat(parts, ignore_index=True) if parts
+            else pd.DataFrame(columns=GROUP_COLUMNS))
+
+
+def method_by_group(run: RunPaths, method: str, scoring: evaluation.Scoring = evaluation.Scoring(),
+                    results: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One method's rows of :func:`results_by_group` (``results``: the run's results table,
+    read when not given)."""
     index = pd.read_csv(run.videos_csv, keep_default_na=False, dtype={"video_id": str})
     test = index[index["split"] == "test"].set_index("video_id")
-    results = evaluation.results_table(run)
+    results = evaluation.results_table(run) if results is None else results
     video = results[results["level"] == "video"].set_index("method")
+    t_val = video.loc[method, "threshold_val"]
+    pred, _ = evaluation.read_predictions(run, method)
+    pred = pred.join(test[["method", "compression"]].rename(
+        columns={"method": "manipulation"}), on="video_id")
+    pred["compression"] = pred["compression"].replace("", "unknown").fillna("unknown")
+    groups = [("manipulation", m, (pred["label"] == 0) | (pred["manipulation"] == m))
+              for m in sorted(pred.loc[pred["label"] == 1, "manipulation"].dropna().unique())]
+    groups += [("compression", c, pred["compression"] == c)
+               for c in sorted(pred["compression"].unique())]
     rows = []
-    for method in paper_table(results).query("level == 'video'")["method"]:
-        t_val = video.loc[method, "threshold_val"]
-        pred, _ = evaluation.read_predictions(run, method)
-        pred = pred.join(test[["method", "compression"]].rename(
-            columns={"method": "manipulation"}), on="video_id")
-        pred["compression"] = pred["compression"].replace("", "unknown").fillna("unknown")
-        groups = [("manipulation", m, (pred["label"] == 0) | (pred["manipulation"] == m))
-                  for m in sorted(pred.loc[pred["label"] == 1, "manipulation"].dropna().unique())]
-        groups += [("compression", c, pred["compression"] == c)
-                   for c in sorted(pred["compression"].unique())]
-        for kind, name, keep in groups:
-            part = pred[keep]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a one-class group gets NaN (docs/design.md)
-                row = evaluation.result_row(part["label"], part["score"],
-                                            threshold_val=None if pd.isna(t_val) else t_val,
-                                            scoring=scoring)
-            rows.append({"method": method, "level": "video", "group_kind": kind,
-                         "group": name, **row})
+    for kind, name, keep in groups:
+        part = pred[keep]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a one-class group gets NaN (docs/design.md)
+            row = evaluation.result_row(part["label"], part["score"],
+                                        threshold_val=None if pd.isna(t_val) else t_val,
+                                        scoring=scoring)
+        rows.append({"method": method, "level": "video", "group_kind": kind,
+                     "group": name, **row})
     table = pd.DataFrame(rows, columns=GROUP_COLUMNS)
     return table.round({c: evaluation.RESULT_DECIMALS for c in GROUP_COLUMNS[7:]})
 

@@ -11,6 +11,12 @@ itself) through a feathered mask, with colour and resolution mismatch and per-fr
 flicker. Outside the face region a fake and its real video are the same pixels before
 encoding, so nothing but the face tells the classes apart.
 
+The ``selfblend`` fakes are not made by the self-blended-image training of
+:mod:`dflib.sbi` (``cnn/<arch>/sbi``): the two generators share no code and no parameter
+value (5 landmarks and a feathered ellipse or 7-point hull here, dlib's 68 and an
+elastically deformed hull there), and the study reports that detector's AUC on face swaps
+and self-blends separately.
+
 Layout under ``out_dir``::
 
     Celeb-real/id{i}_{k:04d}.mp4            real videos of identity i

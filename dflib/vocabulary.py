@@ -11,6 +11,7 @@ A method name is ``<family>/<member>[/<variant>]`` or, for the clip models, the 
 own name (docs/design.md, "Contracts")::
 
     cnn/<arch>  cnn/<arch>/chunk<i>  cnn/<arch>/boosted  cnn/<arch>/boosted_mean
+    cnn/<arch>/sbi
     c3d  conv3d  conv3d_light  conv3d_diff
     rnn/<head>
     facenet/<classifier>  triplet/<classifier>
@@ -36,6 +37,9 @@ CNN_ARCHS = tuple(CNN_MIN_INPUT)
 # paper's max voting) and the mean of their scores (rules of dflib.evaluation.ensemble).
 ENSEMBLE_RULES: Mapping[str, str] = MappingProxyType({"boosted": "vote", "boosted_mean": "mean"})
 ENSEMBLES = tuple(ENSEMBLE_RULES)
+# The variant of a frame CNN trained on real faces and their self-blends (dflib.sbi): one
+# model, neither a chunk of the bagging nor a vote of chunks.
+SBI = "sbi"
 CLIP_MODELS = ("c3d", "conv3d", "conv3d_light", "conv3d_diff")
 # ``time_average`` is the recurrent heads' fair baseline: a logistic regression on the mean
 # of the same features over time (dflib.detectors.models.sequences.build_head).
@@ -120,6 +124,16 @@ def cnn_method(arch: str, chunk: int | None = None, ensemble: str | None = None)
     if ensemble is not None:
         return f"cnn/{arch}/{ensemble}"
     return f"cnn/{arch}" if not chunk else f"cnn/{arch}/chunk{chunk}"
+
+
+def sbi_method(arch: str) -> str:
+    """``cnn/<arch>/sbi``: the ``arch`` frame CNN trained on self-blended images."""
+    return f"cnn/{arch}/{SBI}"
+
+
+def is_sbi(method: str) -> bool:
+    """Whether a name is a frame CNN trained on self-blended images (``cnn/<arch>/sbi``)."""
+    return method.startswith("cnn/") and method.count("/") == 2 and method.endswith(f"/{SBI}")
 
 
 def rnn_method(head: str) -> str:

@@ -101,10 +101,11 @@ def test_profile_round_trips_through_yaml(minimal, tmp_path):
     assert config.load(path).shared["run_name"] == "t"
 
 
-def test_image_size_below_the_backbone_minimum_is_refused(minimal):
-    minimal.update(img_size=64, train_cnn={"arch": "xception"})
+@pytest.mark.parametrize("stage", ["train_cnn", "train_sbi"])
+def test_image_size_below_the_backbone_minimum_is_refused(minimal, stage):
+    minimal.update({"img_size": 64, "train_cnn": {"arch": "ef0"}, stage: {"arch": "xception"}})
     with pytest.raises(config.ProfileError, match="img_size: 64 is below the minimum input 71 "
-                                                  "of train_cnn.arch 'xception'"):
+                                                  f"of {stage}.arch 'xception'"):
         config.validate(minimal)
 
 
@@ -123,13 +124,13 @@ def test_conv3d_diff_needs_two_faces_per_clip(minimal):
 
 
 @pytest.mark.parametrize("method", ["cnn/ef0", "cnn/xception/chunk3", "cnn/ef0/boosted_mean",
-                                    "c3d", "rnn/bilstm", "triplet/sgd", "facenet/tree"])
+                                    "cnn/ef0/sbi", "c3d", "rnn/bilstm", "triplet/sgd", "facenet/tree"])
 def test_robustness_methods_accept_detector_names(minimal, method):
     config.validate({**minimal, "robustness": {"methods": [method]}})
 
 
 @pytest.mark.parametrize("method", ["svm", "cnn/vgg", "triplet/svm", "rnn/transformer",
-                                    "cnn/ef0/boosted_max"])
+                                    "cnn/ef0/boosted_max", "cnn/ef0/sbi/chunk1"])
 def test_robustness_methods_refuse_other_names_up_front(minimal, method):
     with pytest.raises(config.ProfileError, match=r"robustness.methods\[0\]: .* is not a "
                                                   r"detector name"):

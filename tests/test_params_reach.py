@@ -39,6 +39,7 @@ VALUES: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {
     "faces.scheduler": ("tcp://127.0.0.1:8786", {}, {}),
     "train_cnn.weights": ("none", {}, {}),
     "train_cnn.scheduler": ("tcp://127.0.0.1:8786", {}, {}),
+    "train_sbi.weights": ("none", {}, {}),
     "robustness.methods": (["facenet/svc"], {}, {}),
     "report.gradcam_layer": ("top_conv", {}, {}),
 }
@@ -159,6 +160,14 @@ def probe_evaluate_cnn(profile: config.Profile, rec: Recorder) -> None:
     stages.run_detector_stage(profile, "evaluate_cnn")
 
 
+def probe_train_sbi(profile: config.Profile, rec: Recorder) -> None:
+    from dflib.detectors.models import sbi
+
+    _with_faces(rec)
+    rec.replace(sbi, "run_stage", stop=True)
+    stages.run_detector_stage(profile, "train_sbi")
+
+
 def probe_train_c3d(profile: config.Profile, rec: Recorder) -> None:
     from dflib.detectors.models import clips
 
@@ -221,7 +230,8 @@ def probe_report(profile: config.Profile, rec: Recorder) -> None:
 
 PROBES: dict[str, Callable[[config.Profile, Recorder], None]] = {
     "index": probe_index, "faces": probe_faces, "train_cnn": probe_train_cnn,
-    "evaluate_cnn": probe_evaluate_cnn, "train_c3d": probe_train_c3d,
+    "evaluate_cnn": probe_evaluate_cnn, "train_sbi": probe_train_sbi,
+    "train_c3d": probe_train_c3d,
     "train_rnn": probe_train_rnn, "embed_faces": probe_embed_faces,
     "train_triplet": probe_train_triplet, "train_frequency": probe_train_frequency,
     "robustness": probe_robustness,

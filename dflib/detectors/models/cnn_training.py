@@ -22,7 +22,7 @@ from ...faces import store_inputs
 from .fitting import (BatchNormRecalibration, FitRecord, class_weights, fit_and_save,
                       private_default_seeds, seed_everything)
 from ...paths import RunPaths
-from ...vocabulary import ENSEMBLE_RULES, cnn_method
+from ...vocabulary import ENSEMBLE_RULES, cnn_method, is_sbi, sbi_method
 
 # --------------------------------------------------------------------------- chunks
 
@@ -389,7 +389,8 @@ def evaluate_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
         for method, (v, f) in scored.items():
             evaluation.write_predictions(run, method, v, f, split=split)
     methods = list(scored)
-    evaluation.retire_methods(run, cnn_method(cfg.arch), methods)
+    # cnn/<arch>/sbi shares the prefix but is stage train_sbi's own model: never retired here.
+    evaluation.retire_methods(run, cnn_method(cfg.arch), [*methods, sbi_method(cfg.arch)])
     results = pd.concat([evaluation.score_method(run, m, threshold, scoring) for m in methods],
                         ignore_index=True)
 
@@ -402,23 +403,30 @@ def evaluate_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
                          penultimate_features(models[0], sample), sample.face_labels)
 
 
-def completed_manifest(run: RunPaths, arch: str) -> dict[str, Any]:
-    """The manifest of the run's finished ``arch`` training; an error when there is none."""
-    manifest = read_manifest(run.cnn_manifest(arch))
+def completed_manifest(run: RunPaths, arch: str, sbi: bool = False) -> dict[str, Any]:
+    """The manifest of the run's finished ``arch`` training (with ``sbi``, of its training
+    on self-blended images, stage train_sbi); an error when there is none."""
+    path = run.sbi_manifest(arch) if sbi else run.cnn_manifest(arch)
+    manifest = read_manifest(path)
     if not manifest or not manifest.get("complete"):
-        raise FileNotFoundError(f"{run.cnn_manifest(arch)}: no completed {arch} "
-                                "training in this run")
+        raise FileNotFoundError(f"{path}: no completed {arch} "
+                                f"{'self-blend ' if sbi else ''}training in this run")
     return manifest
 
 
+def _trainings(methods: Sequence[str]) -> list[tuple[str, bool]]:
+    """``(arch, sbi)`` of each training the ``cnn/...`` methods come from, in order."""
+    return list(dict.fromkeys((m.split("/")[1], is_sbi(m)) for m in methods))
+
+
 def saved_files(run: RunPaths, methods: Sequence[str]) -> list[Path]:
-    """The files :func:`score_saved` reads for ``methods``: each backbone's manifest and
-    every chunk model it names."""
+    """The files :func:`score_saved` reads for ``methods``: each training's manifest and
+    every model it names."""
     files: list[Path] = []
-    for arch in dict.fromkeys(m.split("/")[1] for m in methods):
-        manifest = completed_manifest(run, arch)
-        files += [run.cnn_manifest(arch), *(run.artifact(c["model"])
-                                            for c in manifest["chunk_models"])]
+    for arch, sbi in _trainings(methods):
+        manifest = completed_manifest(run, arch, sbi)
+        files += [run.sbi_manifest(arch) if sbi else run.cnn_manifest(arch),
+                  *(run.artifact(c["model"]) for c in manifest["chunk_models"])]
     return files
 
 
@@ -426,16 +434,19 @@ def score_saved(run: RunPaths, methods: Sequence[str], store: FaceSource, videos
                 settings: Mapping[str, Any], progress: bool = False
                 ) -> dict[str, evaluation.Prediction]:
     """``cnn/...`` methods of a finished training applied to other faces
-    (:func:`dflib.reload.score_methods`): each backbone's chunk models are loaded once."""
+    (:func:`dflib.reload.score_methods`): each training's models are loaded once;
+    ``cnn/<arch>/sbi`` is the one model of stage train_sbi, scored as a chunk model is."""
     section = settings["evaluate_cnn"]
     out: dict[str, evaluation.Prediction] = {}
-    for arch in dict.fromkeys(m.split("/")[1] for m in methods):
-        manifest = completed_manifest(run, arch)
+    for arch, sbi in _trainings(methods):
+        manifest = completed_manifest(run, arch, sbi)
         models = [cnn.load_model(run.artifact(c["model"])) for c in manifest["chunk_models"]]
         scored = chunk_predictions(models, arch, store, videos, manifest["config"]["batch_size"],
                                    section["aggregation"], section["threshold"])
+        if sbi:
+            scored = {sbi_method(arch): scored[cnn_method(arch)]}
         for m in methods:
-            if m.split("/")[1] == arch:
+            if (m.split("/")[1], is_sbi(m)) == (arch, sbi):
                 if m not in scored:
                     raise ValueError(f"method {m!r}: the {arch} training has "
                                      f"{', '.join(scored)} only")
