@@ -15,6 +15,11 @@ RSS of one training epoch on a face store at 1x and k x the faces, each in a fre
 process. ``footage`` writes 720p videos (dflib.synth) and 1080p "distant speaker" videos
 made from them. Tables are returned as DataFrames; the CLI prints them and writes CSVs.
 torch, facenet-pytorch and keras are imported on first use only.
+
+Over 600 lines on purpose: developer tooling outside the runtime path (only ``dflib bench``
+imports it), and each benchmark is a few functions around one shared harness (the same
+videos and frames for baseline and candidate, the timing, the summary row); split per
+benchmark, that harness would be imported back by every part.
 """
 
 from __future__ import annotations

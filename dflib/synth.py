@@ -12,10 +12,14 @@ flicker. Outside the face region a fake and its real video are the same pixels b
 encoding, so nothing but the face tells the classes apart.
 
 The ``selfblend`` fakes are not made by the self-blended-image training of
-:mod:`dflib.sbi` (``cnn/<arch>/sbi``): the two generators share no code and no parameter
+:mod:`dflib.detectors.models.sbi` (``cnn/<arch>/sbi``): the two generators share no code and no parameter
 value (5 landmarks and a feathered ellipse or 7-point hull here, dlib's 68 and an
 elastically deformed hull there), and the study reports that detector's AUC on face swaps
 and self-blends separately.
+
+Over 600 lines on purpose: one generator whose steps (identities, masks, paste, render,
+encode, plan, the folder's record) are private to it and change together, since the demo's
+videos depend on all of them; split, those helpers would become public with one user.
 
 Layout under ``out_dir``::
 

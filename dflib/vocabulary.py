@@ -37,7 +37,7 @@ CNN_ARCHS = tuple(CNN_MIN_INPUT)
 # paper's max voting) and the mean of their scores (rules of dflib.evaluation.ensemble).
 ENSEMBLE_RULES: Mapping[str, str] = MappingProxyType({"boosted": "vote", "boosted_mean": "mean"})
 ENSEMBLES = tuple(ENSEMBLE_RULES)
-# The variant of a frame CNN trained on real faces and their self-blends (dflib.sbi): one
+# The variant of a frame CNN trained on real faces and their self-blends (models.sbi): one
 # model, neither a chunk of the bagging nor a vote of chunks.
 SBI = "sbi"
 CLIP_MODELS = ("c3d", "conv3d", "conv3d_light", "conv3d_diff")

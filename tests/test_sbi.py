@@ -1,4 +1,4 @@
-"""Self-blended images (dflib.sbi): the method name, the landmarks, the blend, and the
+"""Self-blended images (dflib.detectors.models.sbi): the method name, the landmarks, the blend, and the
 train_sbi stage trained, scored, kept by evaluate_cnn and reloaded like a frame CNN."""
 
 from __future__ import annotations

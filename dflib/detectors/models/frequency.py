@@ -23,7 +23,7 @@ demo's validation split this raised the video AUC of ``srm`` from 0.69 (whole cr
 "Frequency detectors"). ``all`` concatenates the three.
 
 Each face gives one feature row; a frame's score is the classifier's P(fake), a video's the
-study's aggregation of its frames, as for the FaceNet classifiers (:mod:`dflib.triplet`).
+study's aggregation of its frames, as for the FaceNet classifiers (:mod:`dflib.detectors.models.triplet`).
 """
 
 from __future__ import annotations

@@ -393,7 +393,7 @@ def train(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: SbiConfig
     """Train (or reuse) the SBI model on the real training videos' faces and their
     self-blends; the validation split chooses the epoch. Returns its manifest
     (``models/sbi/<arch>/manifest.json``), in the frame CNN's manifest format with one
-    model, so :func:`dflib.cnn_training.score_saved` reloads it."""
+    model, so :func:`dflib.detectors.models.cnn_training.score_saved` reloads it."""
     train_videos, val = split_videos(videos)
     reals = train_videos[(train_videos["label"] == 0) & (train_videos["n_faces"] > 0)]
     usable = int(landmarks.found.sum())

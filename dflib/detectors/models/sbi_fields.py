@@ -1,4 +1,4 @@
-"""The ``train_sbi`` section's fields, read by :mod:`dflib.sbi`."""
+"""The ``train_sbi`` section's fields, read by :mod:`dflib.detectors.models.sbi`."""
 
 from __future__ import annotations
 
