@@ -34,9 +34,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("data", ("datasets", "synth", "video", "perturbations"),
      "dataset adapters and the dataset-folder check, the generated demo, decoding, the "
      "DeeperForensics-1.0 frame distortions"),
-    ("scoring", ("evaluation", "summaries"),
-     "prediction files, metrics, intervals and the results table; stage outcome counts and "
-     "failures"),
+    ("scoring", ("statistics", "evaluation", "summaries"),
+     "aggregation, ensembles, metrics, thresholds, intervals and DeLong's test; prediction "
+     "files and the results table; stage outcome counts and failures"),
     ("faces", ("mtcnn", "faces", "embeddings", "cluster", "stage_inputs"),
      "batched MTCNN, the face store, FaceNet / dlib embeddings, the Dask client; what the "
      "stages read (each video's faces and verdict) and how they score"),

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import evaluation, faces, io, perturbations
+from . import evaluation, faces, io, perturbations, statistics
 from .detectors import display_group
 from .paths import RunPaths, resolve
 from .robustness_fields import VIDEO_PERTURBATION, X264_PRESETS
@@ -137,7 +137,7 @@ class RobustnessResult:
 
 
 def run_section(run: RunPaths, test: pd.DataFrame, shared: Mapping[str, Any],
-                section: Mapping[str, Any], scoring: evaluation.Scoring,
+                section: Mapping[str, Any], scoring: statistics.Scoring,
                 progress: bool = True) -> RobustnessResult:
     """:func:`run_robustness` with a validated profile's shared keys and ``robustness``
     section (:data:`dflib.robustness_fields.ROBUSTNESS`): ``test`` (the index's test rows)
@@ -158,7 +158,7 @@ def run_section(run: RunPaths, test: pd.DataFrame, shared: Mapping[str, Any],
 def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
                    methods: Sequence[str], extraction: faces.StoreSettings,
                    preset: str, progress: bool = True,
-                   scoring: evaluation.Scoring = evaluation.Scoring(),
+                   scoring: statistics.Scoring = statistics.Scoring(),
                    conditions: Sequence[Condition] = (), seed: int = 0) -> RobustnessResult:
     """Re-encode ``test`` (index rows) at each CRF, extract faces with ``extraction`` (the
     run's own: :func:`dflib.faces.store_settings`), score ``methods``, each at its own
@@ -479,7 +479,7 @@ def _thresholds_val(run: RunPaths) -> dict[str, dict[str, float]]:
 
 def _original_rows(run: RunPaths, methods: Sequence[str], test: pd.DataFrame,
                    thresholds: Mapping[str, Mapping[str, float]],
-                   scoring: evaluation.Scoring) -> pd.DataFrame:
+                   scoring: statistics.Scoring) -> pd.DataFrame:
     """Each method's own test predictions restricted to ``test``, scored the same way."""
     ids = set(test["video_id"].astype(str))
     rows = []
@@ -491,10 +491,10 @@ def _original_rows(run: RunPaths, methods: Sequence[str], test: pd.DataFrame,
 
 
 def _video_row(videos: pd.DataFrame, thresholds: Mapping[str, float],
-               scoring: evaluation.Scoring) -> dict[str, Any]:
+               scoring: statistics.Scoring) -> dict[str, Any]:
     """The video-level metrics of one method's predictions, at its ``threshold_val``."""
-    return {"n_no_face": int((videos["status"] != evaluation.STATUS_OK).sum()),
-            **evaluation.result_row(videos["label"], videos["score"],
+    return {"n_no_face": int((videos["status"] != statistics.STATUS_OK).sum()),
+            **statistics.result_row(videos["label"], videos["score"],
                                     threshold_val=thresholds.get("video"), scoring=scoring)}
 
 
