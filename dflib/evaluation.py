@@ -100,10 +100,10 @@ def score_method(run: RunPaths, method: str, threshold: float = 0.5,
     one rule. Each level's ``threshold_val`` comes from the method's validation
     predictions of that level (``scoring.threshold_rule``), unless ``thresholds_val``
     (level -> threshold) gives it; ``val_split_auc`` is the AUC on those predictions (NaN
-    without them); intervals come from :func:`bootstrap_intervals` over videos. The
-    method's old rows are replaced, rows are sorted by method and level, and floats are
-    written with 6 decimals so equal inputs give byte-identical files. Stages run one
-    after another; two processes upserting at once could lose a row. Returns the
+    without them); intervals come from :func:`dflib.statistics.bootstrap_intervals` over
+    videos. The method's old rows are replaced, rows are sorted by method and level, and
+    floats are written with 6 decimals so equal inputs give byte-identical files. Stages
+    run one after another; two processes upserting at once could lose a row. Returns the
     method's new rows.
     """
     videos, frames = read_predictions(run, method)

@@ -44,9 +44,9 @@ def videos_with_faces(run: paths.RunPaths) -> pd.DataFrame:
     ``face_reason``; ``n_other_faces``: the other faces a ``faces.multi_face: max`` store
     holds besides the chosen one of each frame.
     """
-    from . import faces
+    from . import face_store
 
-    store = faces.FaceStore(run)
+    store = face_store.FaceStore(run)
     summary = store.summary().reindex(columns=["video_id", "status", "n_faces",
                                                "n_other_faces", "reason"]).rename(
         columns={"status": "face_status", "reason": "face_reason"})

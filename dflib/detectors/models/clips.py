@@ -29,7 +29,7 @@ from keras import layers
 from ... import evaluation, io, statistics
 from . import batches, cnn, cnn_training, fitting
 from .clips_fields import TRAIN_C3D
-from ...faces import store_inputs
+from ...face_store import store_inputs
 from .fitting import (ModelRecord, TemporalResult, finish_temporal_stage, finished_record,
                       fit_model, predict_scores, sample_class_weights, sample_video_rows,
                       saved_record)

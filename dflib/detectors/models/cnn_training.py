@@ -18,7 +18,7 @@ import pandas as pd
 from ... import evaluation, io, statistics
 from . import cnn
 from .batches import PAPER_AUGMENTATION, FaceBatches, FaceSource
-from ...faces import store_inputs
+from ...face_store import store_inputs
 from .fitting import (BatchNormRecalibration, FitRecord, class_weights, fit_and_save,
                       private_default_seeds, seed_everything)
 from ...paths import RunPaths

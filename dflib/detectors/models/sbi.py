@@ -38,7 +38,7 @@ import pandas as pd
 
 from ... import evaluation, io, statistics
 from ...embeddings import dlib_models_dir
-from ...faces import FaceStore, store_inputs, store_settings
+from ...face_store import FaceStore, store_inputs, store_settings
 from ...paths import RunPaths
 from ...vocabulary import cnn_method, sbi_method
 from . import cnn
@@ -64,7 +64,7 @@ def predictor_path() -> Path:
 
 def face_box(size: int, margin: int) -> tuple[int, int, int, int]:
     """``(left, top, right, bottom)`` of the detected face inside a stored crop: the box
-    fills ``size - margin`` pixels of the ``size``, centred (dflib.faces.FaceExtractor)."""
+    fills ``size - margin`` pixels of the ``size``, centred (dflib.face_extractor.FaceExtractor)."""
     lo = margin // 2
     return lo, lo, size - 1 - (margin - lo), size - 1 - (margin - lo)
 

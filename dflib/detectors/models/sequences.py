@@ -21,7 +21,7 @@ from ... import evaluation, io, statistics
 from . import batches, cnn, cnn_training, fitting
 from .cnn_features import (FEATURE_DIM, Sequences, extract_sequence_features, feature_chunk,
                            load_sequences, sequence_features)
-from ...faces import store_inputs
+from ...face_store import store_inputs
 from .fitting import (ModelRecord, TemporalResult, finish_temporal_stage, finished_record,
                       fit_model, predict_scores, sample_class_weights, sample_video_rows,
                       saved_record)
