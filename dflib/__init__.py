@@ -34,12 +34,15 @@ LAYERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("data", ("datasets", "synth", "video", "perturbations"),
      "dataset adapters and the dataset-folder check, the generated demo, decoding, the "
      "DeeperForensics-1.0 frame distortions"),
-    ("scoring", ("evaluation", "summaries"),
-     "prediction files, metrics, intervals and the results table; stage outcome counts and "
-     "failures"),
-    ("faces", ("mtcnn", "faces", "embeddings", "cluster", "stage_inputs"),
-     "batched MTCNN, the face store, FaceNet / dlib embeddings, the Dask client; what the "
-     "stages read (each video's faces and verdict) and how they score"),
+    ("scoring", ("statistics", "evaluation", "summaries"),
+     "aggregation, ensembles, metrics, thresholds, intervals and DeLong's test; prediction "
+     "files and the results table; stage outcome counts and failures"),
+    ("faces", ("mtcnn", "face_extractor", "face_store", "faces", "embeddings", "cluster",
+               "stage_inputs"),
+     "batched MTCNN; the face extractor (which face of a frame is kept, the key-frame "
+     "tracker); the face store (its file format, redo rules and reader); the faces stage's "
+     "extraction run (decode-ahead, Dask); FaceNet / dlib embeddings, the Dask client; what "
+     "the stages read (each video's faces and verdict) and how they score"),
     ("model code", ("detectors.models", "detectors.models.cnn", "detectors.models.batches",
                     "detectors.models.fitting", "detectors.models.cnn_training",
                     "detectors.models.clips", "detectors.models.cnn_features",

@@ -6,7 +6,7 @@ frames, with the largest pixel difference between them.
 ``extract``: on the same videos and sampled frames, decoding alone, the original study's
 face extraction (every frame decoded in order, one full-resolution ``MTCNN.detect`` per
 frame with facenet-pytorch's defaults, largest box cropped) and dflib's
-:class:`~dflib.faces.FaceExtractor` with the profile defaults, also as the stage runs it
+:class:`~dflib.face_extractor.FaceExtractor` with the profile defaults, also as the stage runs it
 (the next video decoded while the detector works). ``steps``: the share of each step of
 dflib's extraction (decoding, pyramid, the three networks, crops, ...), searching every
 frame against the key-frame search. ``parallel``:
@@ -44,8 +44,9 @@ from tqdm.auto import tqdm
 
 from . import datasets, io, synth
 from .devices import resolve_device
-from .faces import (FaceExtractor, FaceStore, decode_ahead, extraction_threads,
-                    profile_defaults, run_extraction, shot_changes)
+from .face_extractor import FaceExtractor, profile_defaults, shot_changes
+from .face_store import FaceStore
+from .faces import decode_ahead, extraction_threads, run_extraction
 from .paths import RunPaths
 from .steptimes import COUNTS, STEPS, recording
 from .video import (SEEK_MIN_GAP, Sampled, VideoError, decoded, probe, read_frames,

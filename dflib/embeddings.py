@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from . import io
 from .devices import resolve_device
 from .embeddings_fields import PRETRAINED
-from .faces import FaceStore
+from .face_store import FaceStore
 from .paths import RunPaths
 
 # facenet-pytorch's release files (facenet_pytorch/models/inception_resnet_v1.py).

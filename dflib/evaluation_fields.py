@@ -1,5 +1,5 @@
-"""The ``evaluation`` section's fields, read by :mod:`dflib.evaluation`
-(:meth:`~dflib.evaluation.Scoring.of`): how every stage that scores detectors scores them."""
+"""The ``evaluation`` section's fields, read by :mod:`dflib.statistics`
+(:meth:`~dflib.statistics.Scoring.of`): how every stage that scores detectors scores them."""
 
 from __future__ import annotations
 

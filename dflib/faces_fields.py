@@ -1,5 +1,5 @@
-"""The ``faces`` section's fields, read by :mod:`dflib.faces` (:class:`~dflib.faces.FaceExtractor`
-and :func:`~dflib.faces.run_section`), and the choices of its options."""
+"""The ``faces`` section's fields, read by :mod:`dflib.faces` (:func:`~dflib.faces.run_section`,
+through :meth:`~dflib.face_extractor.FaceExtractor.from_params`), and the choices of its options."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from .detectors.models.cnn import load_model
 from .detectors.models.cnn_training import latest_manifest
-from .faces import FaceStore
+from .face_store import FaceStore
 from .paths import RunPaths
 from .plots import LABEL_NAMES
 

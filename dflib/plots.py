@@ -113,12 +113,12 @@ def training_curves_figure(logs: dict[str, pd.DataFrame]) -> plt.Figure:
 def roc_figure(predictions: dict[str, pd.DataFrame], title: str = "") -> plt.Figure:
     """ROC curves of several methods (tables with ``label`` and ``score``), AUC in the
     legend; fake is the positive class."""
-    from . import evaluation
+    from . import statistics
 
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     drawn = 0
     for name, table in predictions.items():
-        fpr, tpr, auc = evaluation.roc_points(table["label"], table["score"])
+        fpr, tpr, auc = statistics.roc_points(table["label"], table["score"])
         ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
         drawn += len(fpr) > 0
     if not drawn:
@@ -354,14 +354,14 @@ def reliability_figure(predictions: dict[str, tuple[str, pd.DataFrame]]) -> plt.
     """Reliability diagrams, one panel per family (``predictions``: family -> (method, its
     test video predictions)): the fake rate against the mean score in 15 equal-width bins,
     marker area by the number of videos, ECE in the title; the diagonal is calibrated."""
-    from . import evaluation
+    from . import statistics
 
     n = max(1, len(predictions))
     fig, axes = plt.subplots(1, n, squeeze=False, sharey=True, figsize=(2.9 * n, 3.3))
     for ax, (family, (method, table)) in zip(axes.flat, predictions.items()):
-        bins = evaluation.reliability_bins(table["label"], table["score"])
+        bins = statistics.reliability_bins(table["label"], table["score"])
         bins = bins[bins["n"] > 0]
-        ece = evaluation.expected_calibration_error(table["label"], table["score"])
+        ece = statistics.expected_calibration_error(table["label"], table["score"])
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
         ax.plot(bins["mean_score"], bins["fake_rate"], color="tab:blue", lw=1)
         ax.scatter(bins["mean_score"], bins["fake_rate"], s=12 + 200 * bins["n"] / len(table),
@@ -377,7 +377,7 @@ def roc_group_figure(predictions: dict[str, pd.DataFrame], title: str = "") -> p
     """Every method's ROC curve, one panel per family of the paper's tables (frame CNN,
     boosted, temporal, FaceNet, triplet), AUC in each legend: one panel of 20+ curves
     is unreadable."""
-    from . import evaluation
+    from . import statistics
     from .detectors import display_group
     from .vocabulary import DISPLAY_GROUPS
 
@@ -391,7 +391,7 @@ def roc_group_figure(predictions: dict[str, pd.DataFrame], title: str = "") -> p
         drawn = 0
         for name in groups[family]:
             table = predictions[name]
-            fpr, tpr, auc = evaluation.roc_points(table["label"], table["score"])
+            fpr, tpr, auc = statistics.roc_points(table["label"], table["score"])
             ax.plot(fpr, tpr, lw=1.2, label=f"{name} ({auc:.3f})")
             drawn += len(fpr) > 0
         if not drawn:

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from . import config, datasets, evaluation, faces, reload, video
+from . import config, datasets, evaluation, face_extractor, face_store, faces, reload, video
 from .paths import RunPaths
 from .detectors import FRAME_LEVEL, is_frame_level
 
@@ -73,7 +73,7 @@ class MemoryFaces:
     def load(self, video_id: str, every_face: bool = False) -> tuple[np.ndarray, np.ndarray]:
         a = self.by_video[video_id]
         if every_face:
-            return faces.with_other_faces(a["faces"], a["frame_idx"], a["other_faces"],
+            return face_store.with_other_faces(a["faces"], a["frame_idx"], a["other_faces"],
                                           a["other_frame_idx"])
         return a["faces"], a["frame_idx"]
 
@@ -106,7 +106,7 @@ def check_method(run: RunPaths, method: str | None, want_frames: bool = False) -
         raise ValueError(f"--frames-csv: {method} scores whole clips or sequences, not frames "
                          f"(frame-level methods: {', '.join(m for m in trained if is_frame_level(m))})")
     reload.check_saved(run, method)
-    faces.store_settings(run)
+    face_store.store_settings(run)
     return method
 
 
@@ -125,8 +125,8 @@ def predict_videos(videos: Sequence[str | Path], run: RunPaths, method: str,
     An image given to a detector of clips or sequences is an ``error`` saying so.
     """
     settings = config.run_settings(run)
-    extraction = faces.store_settings(run, device=settings["device"])
-    extractor = faces.FaceExtractor.from_params(extraction.extractor)
+    extraction = face_store.store_settings(run, device=settings["device"])
+    extractor = face_extractor.FaceExtractor.from_params(extraction.extractor)
     threshold = reload.operating_threshold(run, method) if threshold is None else threshold
     frame_level = is_frame_level(method)
     records: list[dict[str, Any]] = []

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import evaluation, synth
+from . import evaluation, statistics, synth
 from .paths import RunPaths, resolve
 from .detectors import display_group, is_detector, is_temporal
 from .vocabulary import (DISPLAY_GROUPS, IDENTITY_CONTROL, TEMPORAL_CONTROLS, control_method,
@@ -26,7 +26,7 @@ from .vocabulary import (DISPLAY_GROUPS, IDENTITY_CONTROL, TEMPORAL_CONTROLS, co
 # of the metrics with intervals follow in the saved table and print as one cell.
 METRICS = ("acc", "balanced_acc", "auc", "eer", "ap", "threshold_val", "balanced_acc_val",
            "ece", "brier", "val_split_auc")
-WITH_INTERVALS = tuple(m for m in METRICS if m in evaluation.INTERVAL_METRICS)
+WITH_INTERVALS = tuple(m for m in METRICS if m in statistics.INTERVAL_METRICS)
 LEVELS = ("video", "frame")
 OURS = "this run"
 PUBLISHED = "published (Kumar et al. 2020)"
@@ -264,17 +264,17 @@ def comparisons(run: RunPaths, confidence: float = 0.95) -> pd.DataFrame:
         if len(both) != len(a) or (both["label"] != both["label_ref"]).any():
             raise ValueError(f"{method} and {reference} were not scored on the same test videos")
         rows.append({"method": method, "reference": reference,
-                     **evaluation.delong_test(both["label"], both["score"], both["score_ref"],
+                     **statistics.delong_test(both["label"], both["score"], both["score_ref"],
                                               confidence), "question": question})
     table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     return table.round({c: evaluation.RESULT_DECIMALS for c in COMPARISON_COLUMNS[2:6]})
 
 
-def results_by_group(run: RunPaths, scoring: evaluation.Scoring = evaluation.Scoring()
+def results_by_group(run: RunPaths, scoring: statistics.Scoring = statistics.Scoring()
                      ) -> pd.DataFrame:
     """``tables/results_by_group.csv``: every video-level method's metrics (with intervals)
     on each manipulation method (its fakes against all test reals) and each compression
-    (``unknown`` where the index has none), from :func:`dflib.evaluation.result_row` at the
+    (``unknown`` where the index has none), from :func:`dflib.statistics.result_row` at the
     method's own ``threshold_val``."""
     results = evaluation.results_table(run)
     methods = paper_table(results).query("level == 'video'")["method"]
@@ -283,7 +283,7 @@ def results_by_group(run: RunPaths, scoring: evaluation.Scoring = evaluation.Sco
             else pd.DataFrame(columns=GROUP_COLUMNS))
 
 
-def method_by_group(run: RunPaths, method: str, scoring: evaluation.Scoring = evaluation.Scoring(),
+def method_by_group(run: RunPaths, method: str, scoring: statistics.Scoring = statistics.Scoring(),
                     results: pd.DataFrame | None = None) -> pd.DataFrame:
     """One method's rows of :func:`results_by_group` (``results``: the run's results table,
     read when not given)."""
@@ -305,7 +305,7 @@ def method_by_group(run: RunPaths, method: str, scoring: evaluation.Scoring = ev
         part = pred[keep]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a one-class group gets NaN (docs/design.md)
-            row = evaluation.result_row(part["label"], part["score"],
+            row = statistics.result_row(part["label"], part["score"],
                                         threshold_val=None if pd.isna(t_val) else t_val,
                                         scoring=scoring)
         rows.append({"method": method, "level": "video", "group_kind": kind,

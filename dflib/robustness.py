@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import evaluation, faces, io, perturbations
+from . import evaluation, face_extractor, face_store, faces, io, perturbations, statistics
 from .detectors import display_group
 from .paths import RunPaths, resolve
 from .robustness_fields import VIDEO_PERTURBATION, X264_PRESETS
@@ -137,7 +137,7 @@ class RobustnessResult:
 
 
 def run_section(run: RunPaths, test: pd.DataFrame, shared: Mapping[str, Any],
-                section: Mapping[str, Any], scoring: evaluation.Scoring,
+                section: Mapping[str, Any], scoring: statistics.Scoring,
                 progress: bool = True) -> RobustnessResult:
     """:func:`run_robustness` with a validated profile's shared keys and ``robustness``
     section (:data:`dflib.robustness_fields.ROBUSTNESS`): ``test`` (the index's test rows)
@@ -148,7 +148,7 @@ def run_section(run: RunPaths, test: pd.DataFrame, shared: Mapping[str, Any],
     return run_robustness(
         run, pick_videos(test, section["max_videos"], shared["seed"]), section["crfs"],
         section["methods"] or reload.trained_methods(run),
-        faces.store_settings(run, device=shared["device"]), section["preset"],
+        face_store.store_settings(run, device=shared["device"]), section["preset"],
         progress=progress, scoring=scoring,
         conditions=perturbation_conditions(section["perturbations"],
                                            section["perturbation_levels"]),
@@ -156,12 +156,12 @@ def run_section(run: RunPaths, test: pd.DataFrame, shared: Mapping[str, Any],
 
 
 def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
-                   methods: Sequence[str], extraction: faces.StoreSettings,
+                   methods: Sequence[str], extraction: face_store.StoreSettings,
                    preset: str, progress: bool = True,
-                   scoring: evaluation.Scoring = evaluation.Scoring(),
+                   scoring: statistics.Scoring = statistics.Scoring(),
                    conditions: Sequence[Condition] = (), seed: int = 0) -> RobustnessResult:
     """Re-encode ``test`` (index rows) at each CRF, extract faces with ``extraction`` (the
-    run's own: :func:`dflib.faces.store_settings`), score ``methods``, each at its own
+    run's own: :func:`dflib.face_store.store_settings`), score ``methods``, each at its own
     ``threshold_val`` of ``results.csv`` (chosen on the clean validation videos).
 
     Rows with ``crf`` = :data:`ORIGINAL` repeat each method's own video-level results on
@@ -186,15 +186,15 @@ def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
     for crf in crfs:
         videos, extractions[crf] = _reencode_and_extract(run, test, crf, extraction, preset,
                                                          failures, progress)
-        stores[_crf_key(crf)] = faces.FaceStore(run.crf_run(crf))
+        stores[_crf_key(crf)] = face_store.FaceStore(run.crf_run(crf))
         scored_videos.append(videos.assign(video_id=_crf_key(crf) + "/"
                                            + videos["video_id"].astype(str)))
     perturbed = perturb_faces(run, test, conditions,
-                              faces.FaceExtractor.from_params(extraction.extractor), seed,
+                              face_extractor.FaceExtractor.from_params(extraction.extractor), seed,
                               preset, progress=progress) if conditions else PerturbedFaces({}, [])
     failures += perturbed.failures
     for condition, videos in perturbed.videos.items():
-        stores[condition.key] = faces.FaceStore(condition.run(run))
+        stores[condition.key] = face_store.FaceStore(condition.run(run))
         scored_videos.append(videos.assign(video_id=condition.key + "/"
                                            + videos["video_id"].astype(str)))
     # One call for every CRF and condition: each detector is loaded once, not once per CRF
@@ -242,7 +242,7 @@ def run_robustness(run: RunPaths, test: pd.DataFrame, crfs: Sequence[int],
 
 
 def _reencode_and_extract(run: RunPaths, test: pd.DataFrame, crf: int,
-                          extraction: faces.StoreSettings, preset: str,
+                          extraction: face_store.StoreSettings, preset: str,
                           failures: list[dict[str, str]], progress: bool
                           ) -> tuple[pd.DataFrame, faces.Extraction]:
     """``test`` re-encoded at ``crf`` and its faces extracted in ``robustness/crf<NN>/``:
@@ -319,7 +319,7 @@ class PerturbedFaces:
 
 
 def perturb_faces(run: RunPaths, test: pd.DataFrame, conditions: Sequence[Condition],
-                  extractor: faces.FaceExtractor, seed: int, preset: str,
+                  extractor: face_extractor.FaceExtractor, seed: int, preset: str,
                   progress: bool = True) -> PerturbedFaces:
     """The faces of ``test`` under each condition, written as each condition's face store.
 
@@ -364,7 +364,7 @@ def _clean_faces(run: RunPaths, video_id: str) -> tuple[np.ndarray, np.ndarray, 
 
 
 def _perturb_video(run: RunPaths, video: Mapping[str, Any], conditions: Sequence[Condition],
-                   extractor: faces.FaceExtractor, seed: int, preset: str
+                   extractor: face_extractor.FaceExtractor, seed: int, preset: str
                    ) -> dict[Condition, tuple[int, str, dict[str, str] | None]]:
     """One video under every condition: ``n_faces, face_status, failure`` of each, its
     face files written (or reused) on the way."""
@@ -372,7 +372,7 @@ def _perturb_video(run: RunPaths, video: Mapping[str, Any], conditions: Sequence
     out: dict[Condition, tuple[int, str, dict[str, str] | None]] = {}
     try:
         frame_idx, boxes, status = _clean_faces(run, vid)
-        digest = faces.store_digest(run, vid)
+        digest = face_store.store_digest(run, vid)
     except VideoError as exc:
         for condition in conditions:
             _write_faces(condition.run(run).face_file(vid), [], [], "failed", str(exc), "")
@@ -427,7 +427,7 @@ def _perturb_video(run: RunPaths, video: Mapping[str, Any], conditions: Sequence
 
 def _write_faces(target: Path, crops: Sequence[np.ndarray], frame_idx: Sequence[int],
                  status: str, reason: str, config: str) -> None:
-    """A condition's face file, read by :class:`dflib.faces.FaceStore`; ``config`` "" (a
+    """A condition's face file, read by :class:`dflib.face_store.FaceStore`; ``config`` "" (a
     failure) is never reused, so a rerun tries the video again."""
     size = crops[0].shape[0] if len(crops) else 0
     io.write_npz(target, faces=(np.stack(crops) if len(crops)
@@ -440,7 +440,7 @@ class StoresByKey:
     """Several face stores read as one :class:`dflib.detectors.models.batches.FaceSource`: video
     ``<key>/<video_id>`` is ``video_id`` of the store under ``key``."""
 
-    def __init__(self, stores: Mapping[str, faces.FaceStore]):
+    def __init__(self, stores: Mapping[str, face_store.FaceStore]):
         self.stores = dict(stores)
 
     def load(self, video_id: str, every_face: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -479,7 +479,7 @@ def _thresholds_val(run: RunPaths) -> dict[str, dict[str, float]]:
 
 def _original_rows(run: RunPaths, methods: Sequence[str], test: pd.DataFrame,
                    thresholds: Mapping[str, Mapping[str, float]],
-                   scoring: evaluation.Scoring) -> pd.DataFrame:
+                   scoring: statistics.Scoring) -> pd.DataFrame:
     """Each method's own test predictions restricted to ``test``, scored the same way."""
     ids = set(test["video_id"].astype(str))
     rows = []
@@ -491,10 +491,10 @@ def _original_rows(run: RunPaths, methods: Sequence[str], test: pd.DataFrame,
 
 
 def _video_row(videos: pd.DataFrame, thresholds: Mapping[str, float],
-               scoring: evaluation.Scoring) -> dict[str, Any]:
+               scoring: statistics.Scoring) -> dict[str, Any]:
     """The video-level metrics of one method's predictions, at its ``threshold_val``."""
-    return {"n_no_face": int((videos["status"] != evaluation.STATUS_OK).sum()),
-            **evaluation.result_row(videos["label"], videos["score"],
+    return {"n_no_face": int((videos["status"] != statistics.STATUS_OK).sum()),
+            **statistics.result_row(videos["label"], videos["score"],
                                     threshold_val=thresholds.get("video"), scoring=scoring)}
 
 

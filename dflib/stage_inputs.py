@@ -16,7 +16,7 @@ import pandas as pd
 from . import config, paths
 
 if TYPE_CHECKING:
-    from . import evaluation
+    from . import statistics
 
 
 def load_index(run: paths.RunPaths) -> pd.DataFrame:
@@ -28,11 +28,11 @@ def load_index(run: paths.RunPaths) -> pd.DataFrame:
 
 
 
-def scoring(profile: config.Profile) -> "evaluation.Scoring":
+def scoring(profile: config.Profile) -> "statistics.Scoring":
     """How the scoring stages score detectors: the profile's ``evaluation`` section and seed."""
-    from . import evaluation
+    from . import statistics
 
-    return evaluation.Scoring.of(profile.shared, profile.sections[config.EVALUATION_SECTION])
+    return statistics.Scoring.of(profile.shared, profile.sections[config.EVALUATION_SECTION])
 
 
 def videos_with_faces(run: paths.RunPaths) -> pd.DataFrame:
@@ -44,9 +44,9 @@ def videos_with_faces(run: paths.RunPaths) -> pd.DataFrame:
     ``face_reason``; ``n_other_faces``: the other faces a ``faces.multi_face: max`` store
     holds besides the chosen one of each frame.
     """
-    from . import faces
+    from . import face_store
 
-    store = faces.FaceStore(run)
+    store = face_store.FaceStore(run)
     summary = store.summary().reindex(columns=["video_id", "status", "n_faces",
                                                "n_other_faces", "reason"]).rename(
         columns={"status": "face_status", "reason": "face_reason"})

@@ -34,7 +34,7 @@ CNN_MIN_INPUT: Mapping[str, int] = MappingProxyType({
     "ef0": 32, "ef5": 32})
 CNN_ARCHS = tuple(CNN_MIN_INPUT)
 # The votes of the chunk models, by method suffix: majority vote of their calls (the
-# paper's max voting) and the mean of their scores (rules of dflib.evaluation.ensemble).
+# paper's max voting) and the mean of their scores (rules of dflib.statistics.ensemble).
 ENSEMBLE_RULES: Mapping[str, str] = MappingProxyType({"boosted": "vote", "boosted_mean": "mean"})
 ENSEMBLES = tuple(ENSEMBLE_RULES)
 # The variant of a frame CNN trained on real faces and their self-blends (models.sbi): one

@@ -1,4 +1,4 @@
-"""Tests of dflib.evaluation; every expected number is worked out by hand in a comment."""
+"""Tests of dflib.statistics and dflib.evaluation; every expected number is worked out by hand in a comment."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import evaluation as ev
+from dflib import evaluation as ev, statistics as st
 from dflib import vocabulary
 from dflib.paths import RunPaths
 
@@ -18,66 +18,66 @@ from dflib.paths import RunPaths
 @pytest.mark.parametrize("rule, expected", [("mean", 0.7), ("max", 0.7), ("vote", 1.0),
                                             ("confident", 0.7)])
 def test_aggregate_one_frame(rule, expected):
-    assert ev.aggregate([0.7], rule) == pytest.approx(expected)
+    assert st.aggregate([0.7], rule) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("rule, expected", [("mean", 0.5), ("max", 0.5), ("vote", 0.0),
                                             ("confident", 0.5)])
 def test_aggregate_all_equal_at_threshold(rule, expected):
     # a frame at exactly 0.5 is not a fake vote: the comparison is strict
-    assert ev.aggregate(np.full(4, 0.5), rule) == pytest.approx(expected)
+    assert st.aggregate(np.full(4, 0.5), rule) == pytest.approx(expected)
 
 
 def test_aggregate_vote_exactly_half_is_not_a_majority():
-    assert ev.aggregate([0.9, 0.1], "vote") == 0.5
+    assert st.aggregate([0.9, 0.1], "vote") == 0.5
     frames = pd.DataFrame({"video_id": ["v", "v"], "frame_idx": [0, 1], "label": [1, 1],
                            "score": [0.9, 0.1]})
-    out = ev.video_predictions(frames, pd.DataFrame({"video_id": ["v"], "label": [1]}), "vote")
+    out = st.video_predictions(frames, pd.DataFrame({"video_id": ["v"], "label": [1]}), "vote")
     assert out.loc[0, "score"] == 0.5 and out.loc[0, "pred"] == 0
 
 
 def test_aggregate_vote_uses_threshold():
-    assert ev.aggregate([0.6, 0.7, 0.9], "vote", threshold=0.65) == pytest.approx(2 / 3)
+    assert st.aggregate([0.6, 0.7, 0.9], "vote", threshold=0.65) == pytest.approx(2 / 3)
 
 
 def test_confident_fake_branch():
     # 12 of 15 frames > 0.8: 12 > 15/2.5 = 6 and 12 > 11 -> mean of those = 0.9
     # (plain mean would be (12*0.9 + 3*0.1)/15 = 0.74)
-    assert ev.aggregate([0.9] * 12 + [0.1] * 3, "confident") == pytest.approx(0.9)
+    assert st.aggregate([0.9] * 12 + [0.1] * 3, "confident") == pytest.approx(0.9)
 
 
 def test_confident_fake_branch_needs_more_than_11():
     # 11 confident fakes of 12 frames: 11 is not > 11 -> no branch 1, no reals -> plain mean
-    assert ev.aggregate([0.9] * 11 + [0.5], "confident") == pytest.approx((9.9 + 0.5) / 12)
+    assert st.aggregate([0.9] * 11 + [0.5], "confident") == pytest.approx((9.9 + 0.5) / 12)
 
 
 def test_confident_fake_branch_needs_more_than_n_over_2_5():
     # n = 30: n/2.5 = 12, so 12 confident fakes are not enough but 13 are
-    assert ev.aggregate([0.9] * 12 + [0.5] * 18, "confident") == pytest.approx((10.8 + 9) / 30)
-    assert ev.aggregate([0.9] * 13 + [0.5] * 17, "confident") == pytest.approx(0.9)
+    assert st.aggregate([0.9] * 12 + [0.5] * 18, "confident") == pytest.approx((10.8 + 9) / 30)
+    assert st.aggregate([0.9] * 13 + [0.5] * 17, "confident") == pytest.approx(0.9)
 
 
 def test_confident_real_branch():
     # 19 of 20 frames < 0.2: 19 > 0.9*20 = 18 -> mean of those = 0.1 (plain mean 0.12)
-    assert ev.aggregate([0.1] * 19 + [0.5], "confident") == pytest.approx(0.1)
+    assert st.aggregate([0.1] * 19 + [0.5], "confident") == pytest.approx(0.1)
     # 9 of 10: 9 is not > 9 -> plain mean (0.9 + 0.5)/10 = 0.14
-    assert ev.aggregate([0.1] * 9 + [0.5], "confident") == pytest.approx(0.14)
+    assert st.aggregate([0.1] * 9 + [0.5], "confident") == pytest.approx(0.14)
 
 
 def test_confident_plain_mean_branch():
     scores = [0.9] * 5 + [0.1] * 5 + [0.5] * 5
-    assert ev.aggregate(scores, "confident") == pytest.approx(0.5)
+    assert st.aggregate(scores, "confident") == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("bad", [[], [0.2, float("nan")], [[0.1, 0.2]]])
 def test_aggregate_rejects_bad_input(bad):
     with pytest.raises(ValueError):
-        ev.aggregate(bad)
+        st.aggregate(bad)
 
 
 def test_aggregate_unknown_rule():
     with pytest.raises(ValueError, match="median"):
-        ev.aggregate([0.1], "median")
+        st.aggregate([0.1], "median")
     assert set(vocabulary.AGGREGATIONS) == {"mean", "max", "vote", "confident"}
 
 
@@ -93,8 +93,8 @@ def test_video_predictions_keeps_no_face_videos():
                       ("z", 0, 0, 0.8)])                           # not a test video
     videos = pd.DataFrame({"video_id": ["c", "a", "b"], "label": [0, 1, 0],
                            "split": "test"})
-    out = ev.video_predictions(frames, videos, no_face_score=0.3)
-    assert list(out.columns) == list(ev.VIDEO_COLUMNS)
+    out = st.video_predictions(frames, videos, no_face_score=0.3)
+    assert list(out.columns) == list(st.VIDEO_COLUMNS)
     assert out["video_id"].tolist() == ["c", "a", "b"]              # index order, none dropped
     assert out["score"].tolist() == pytest.approx([0.3, 0.6, 0.3])  # mean(.3, .6, .9) = .6
     assert out["pred"].tolist() == [0, 1, 0]
@@ -106,17 +106,17 @@ def test_video_predictions_keeps_no_face_videos():
 def test_video_predictions_rule_and_strict_threshold():
     frames = _frames([("a", 0, 1, 0.3), ("a", 1, 1, 0.7)])
     videos = pd.DataFrame({"video_id": ["a"], "label": [1]})
-    assert ev.video_predictions(frames, videos, "max")["score"].iloc[0] == 0.7
-    out = ev.video_predictions(frames, videos, "mean")          # mean 0.5 -> not > 0.5
+    assert st.video_predictions(frames, videos, "max")["score"].iloc[0] == 0.7
+    out = st.video_predictions(frames, videos, "mean")          # mean 0.5 -> not > 0.5
     assert out["score"].iloc[0] == pytest.approx(0.5) and out["pred"].iloc[0] == 0
 
 
 def test_video_predictions_rejects_label_mismatch_and_duplicates():
     frames = _frames([("a", 0, 0, 0.3)])
     with pytest.raises(ValueError, match="label"):
-        ev.video_predictions(frames, pd.DataFrame({"video_id": ["a"], "label": [1]}))
+        st.video_predictions(frames, pd.DataFrame({"video_id": ["a"], "label": [1]}))
     with pytest.raises(ValueError, match="twice"):
-        ev.video_predictions(frames, pd.DataFrame({"video_id": ["a", "a"], "label": [0, 0]}))
+        st.video_predictions(frames, pd.DataFrame({"video_id": ["a", "a"], "label": [0, 0]}))
 
 
 # --------------------------------------------------------------------------- ensemble
@@ -132,18 +132,18 @@ def test_ensemble_vote_majority():
     m1 = _videos(["x", "y"], [1, 0], [0.9, 0.2])
     m2 = _videos(["x", "y"], [1, 0], [0.8, 0.6])
     m3 = _videos(["x", "y"], [1, 0], [0.1, 0.3])
-    out = ev.ensemble([m1, m2, m3], "vote")
+    out = st.ensemble([m1, m2, m3], "vote")
     assert out["score"].tolist() == pytest.approx([2 / 3, 1 / 3])
     assert out["pred"].tolist() == [1, 0]
-    assert list(out.columns) == list(ev.VIDEO_COLUMNS)
+    assert list(out.columns) == list(st.VIDEO_COLUMNS)
 
 
 def test_ensemble_vote_tie_is_real_and_mean_averages():
     m1 = _videos(["x"], [1], [0.9])
     m2 = _videos(["x"], [1], [0.2])
-    vote = ev.ensemble([m1, m2], "vote")
+    vote = st.ensemble([m1, m2], "vote")
     assert vote["score"].iloc[0] == 0.5 and vote["pred"].iloc[0] == 0   # 1 of 2: no majority
-    mean = ev.ensemble([m1, m2], "mean")
+    mean = st.ensemble([m1, m2], "mean")
     assert mean["score"].iloc[0] == pytest.approx(0.55) and mean["pred"].iloc[0] == 1
 
 
@@ -152,13 +152,13 @@ def test_ensemble_vote_uses_member_pred():
     m1 = _videos(["x"], [1], [0.4], preds=[1])
     m2 = _videos(["x"], [1], [0.4], preds=[1])
     m3 = _videos(["x"], [1], [0.9], preds=[0])
-    assert ev.ensemble([m1, m2, m3], "vote")["score"].iloc[0] == pytest.approx(2 / 3)
+    assert st.ensemble([m1, m2, m3], "vote")["score"].iloc[0] == pytest.approx(2 / 3)
 
 
 def test_ensemble_aligns_on_video_id():
     m1 = _videos(["x", "y"], [1, 0], [0.9, 0.1])
     m2 = _videos(["y", "x"], [0, 1], [0.3, 0.7])
-    out = ev.ensemble([m1, m2], "mean")
+    out = st.ensemble([m1, m2], "mean")
     assert out["video_id"].tolist() == ["x", "y"]
     assert out["score"].tolist() == pytest.approx([0.8, 0.2])
 
@@ -166,7 +166,7 @@ def test_ensemble_aligns_on_video_id():
 def test_ensemble_keeps_unseen_videos_as_prior():
     m1 = _videos(["x", "n"], [1, 0], [0.9, 0.5], status=["ok", "no_face"], n_frames=[4, 0])
     m2 = _videos(["x", "n"], [1, 0], [0.7, 0.5], status=["ok", "no_face"], n_frames=[5, 0])
-    out = ev.ensemble([m1, m2], "vote")
+    out = st.ensemble([m1, m2], "vote")
     assert out["score"].tolist() == pytest.approx([1.0, 0.5])       # prior, not 0 votes
     assert out["status"].tolist() == ["ok", "no_face"]
     assert out["n_frames"].tolist() == [5, 0]
@@ -176,25 +176,25 @@ def test_ensemble_frame_level():
     a = _frames([("v", 0, 1, 0.9), ("v", 1, 1, 0.4), ("w", 0, 0, 0.6)])
     b = _frames([("v", 1, 1, 0.7), ("v", 0, 1, 0.2), ("w", 0, 0, 0.1)])
     c = _frames([("v", 0, 1, 0.8), ("v", 1, 1, 0.3), ("w", 0, 0, 0.7)])
-    vote = ev.ensemble([a, b, c], "vote")
+    vote = st.ensemble([a, b, c], "vote")
     # (v,0): .9 .2 .8 -> 2/3 ; (v,1): .4 .7 .3 -> 1/3 ; (w,0): .6 .1 .7 -> 2/3
     assert vote[["video_id", "frame_idx"]].values.tolist() == [["v", 0], ["v", 1], ["w", 0]]
     assert vote["score"].tolist() == pytest.approx([2 / 3, 1 / 3, 2 / 3])
     assert vote["pred"].tolist() == [1, 0, 1]
-    mean = ev.ensemble([a, b, c], "mean")
+    mean = st.ensemble([a, b, c], "mean")
     assert mean["score"].tolist() == pytest.approx([1.9 / 3, 1.4 / 3, 1.4 / 3])
 
 
 def test_ensemble_rejects_mismatches():
     m1 = _videos(["x", "y"], [1, 0], [0.9, 0.1])
     with pytest.raises(ValueError, match="same rows"):
-        ev.ensemble([m1, _videos(["x", "z"], [1, 0], [0.9, 0.1])], "mean")
+        st.ensemble([m1, _videos(["x", "z"], [1, 0], [0.9, 0.1])], "mean")
     with pytest.raises(ValueError, match="labels"):
-        ev.ensemble([m1, _videos(["x", "y"], [1, 1], [0.9, 0.1])], "mean")
+        st.ensemble([m1, _videos(["x", "y"], [1, 1], [0.9, 0.1])], "mean")
     with pytest.raises(ValueError):
-        ev.ensemble([], "mean")
+        st.ensemble([], "mean")
     with pytest.raises(ValueError, match="max"):
-        ev.ensemble([m1], "max")
+        st.ensemble([m1], "max")
 
 
 # --------------------------------------------------------------------------- metrics
@@ -203,7 +203,7 @@ def test_metrics_counts_by_hand():
     labels = [1, 1, 1, 1, 0, 0]
     scores = [0.9, 0.8, 0.3, 0.2, 0.7, 0.1]
     # pred 1 1 0 0 1 0 -> tp 2, fn 2, fp 1, tn 1
-    m = ev.metrics(labels, scores)
+    m = st.metrics(labels, scores)
     assert (m["n"], m["n_pos"], m["n_neg"]) == (6, 4, 2)
     assert m["acc"] == pytest.approx(3 / 6)
     assert m["precision"] == pytest.approx(2 / 3)
@@ -211,53 +211,53 @@ def test_metrics_counts_by_hand():
     assert m["f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 2))
     # pairs (pos, neg): .9 > .7,.1 ; .8 > .7,.1 ; .3 > .1 ; .2 > .1 -> 6 of 8
     assert m["auc"] == pytest.approx(6 / 8)
-    assert list(m) == [*ev.METRIC_COUNTS, *ev.METRIC_FLOATS]
+    assert list(m) == [*st.METRIC_COUNTS, *st.METRIC_FLOATS]
 
 
 def test_metrics_threshold_is_strict():
-    m = ev.metrics([1, 0], [0.5, 0.4])
+    m = st.metrics([1, 0], [0.5, 0.4])
     assert m["acc"] == 0.5 and m["recall"] == 0.0
 
 
 def test_auc_with_ties():
     # pos .5 vs negs .5,.5: two ties = 1 ; pos .9 beats both = 2 -> 3/4
-    assert ev.metrics([0, 0, 1, 1], [0.5, 0.5, 0.5, 0.9])["auc"] == pytest.approx(0.75)
-    assert ev.roc_points([0, 0, 1, 1], [0.5, 0.5, 0.5, 0.9])[2] == pytest.approx(0.75)
+    assert st.metrics([0, 0, 1, 1], [0.5, 0.5, 0.5, 0.9])["auc"] == pytest.approx(0.75)
+    assert st.roc_points([0, 0, 1, 1], [0.5, 0.5, 0.5, 0.9])[2] == pytest.approx(0.75)
 
 
 def test_eer_exact_point():
     # negs .1 .2 .3 .7, pos .6 .8 .9 .95: at threshold .7 FPR = 1/4 and TPR = 3/4
     labels = [0, 0, 0, 0, 1, 1, 1, 1]
     scores = [0.1, 0.2, 0.3, 0.7, 0.6, 0.8, 0.9, 0.95]
-    assert ev.metrics(labels, scores)["eer"] == pytest.approx(0.25)
-    assert ev.equal_error_rate([0, 1], [0.2, 0.8]) == 0.0       # separable
+    assert st.metrics(labels, scores)["eer"] == pytest.approx(0.25)
+    assert st.equal_error_rate([0, 1], [0.2, 0.8]) == 0.0       # separable
 
 
 def test_eer_interpolated():
     # ROC: (0,0) -> (1/2, 1) in one step (tie at .5) -> (1,1).
     # On the first segment FPR = s/2, FNR = 1 - s: equal at s = 2/3 -> EER 1/3
-    assert ev.equal_error_rate([0, 0, 1], [0.3, 0.5, 0.5]) == pytest.approx(1 / 3)
+    assert st.equal_error_rate([0, 0, 1], [0.3, 0.5, 0.5]) == pytest.approx(1 / 3)
     # all scores tied: the chance diagonal, EER 1/2
-    assert ev.equal_error_rate([0, 1], [0.5, 0.5]) == pytest.approx(0.5)
+    assert st.equal_error_rate([0, 1], [0.5, 0.5]) == pytest.approx(0.5)
 
 
 def test_average_precision():
     # ranked: .8 fake (P 1, R 1/2), .4 real, .35 fake (P 2/3, R 1) -> 1/2*1 + 1/2*2/3
-    m = ev.metrics([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    m = st.metrics([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
     assert m["ap"] == pytest.approx(0.5 + 1 / 3)
 
 
 def test_logloss_and_clipping():
-    assert ev.metrics([1, 0], [0.8, 0.4])["logloss"] == pytest.approx(
+    assert st.metrics([1, 0], [0.8, 0.4])["logloss"] == pytest.approx(
         -(math.log(0.8) + math.log(0.6)) / 2)
-    assert ev.metrics([1, 0], [0.0, 0.0])["logloss"] == pytest.approx(
+    assert st.metrics([1, 0], [0.0, 0.0])["logloss"] == pytest.approx(
         -(math.log(1e-7) + math.log(1 - 1e-7)) / 2)
 
 
 def test_zero_predicted_positives_is_quiet():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        m = ev.metrics([1, 0], [0.1, 0.2])
+        m = st.metrics([1, 0], [0.1, 0.2])
     assert caught == []
     assert m["precision"] == 0.0 and m["recall"] == 0.0 and m["f1"] == 0.0
 
@@ -266,31 +266,31 @@ def test_zero_predicted_positives_is_quiet():
 def test_single_class_gives_nan_and_one_warning(labels, missing):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        m = ev.metrics(labels, [0.9, 0.4])
+        m = st.metrics(labels, [0.9, 0.4])
     assert len(caught) == 1 and missing in str(caught[0].message)
     assert math.isnan(m["auc"]) and math.isnan(m["eer"]) and math.isnan(m["ap"])
     assert m["acc"] == 0.5 and not math.isnan(m["logloss"])
     with pytest.warns(UserWarning, match=missing):
-        fpr, tpr, auc = ev.roc_points(labels, [0.9, 0.4])
+        fpr, tpr, auc = st.roc_points(labels, [0.9, 0.4])
     assert fpr.size == 0 and tpr.size == 0 and math.isnan(auc)
 
 
 def test_empty_set_is_all_nan():
     with pytest.warns(UserWarning, match="empty"):
-        m = ev.metrics([], [])
+        m = st.metrics([], [])
     assert (m["n"], m["n_pos"], m["n_neg"]) == (0, 0, 0)
-    assert all(math.isnan(m[k]) for k in ev.METRIC_FLOATS)
+    assert all(math.isnan(m[k]) for k in st.METRIC_FLOATS)
 
 
 @pytest.mark.parametrize("labels, scores", [([2, 0], [0.1, 0.2]), ([1, 0], [1.2, 0.2]),
                                             ([1, 0], [np.nan, 0.2]), ([1], [0.1, 0.2])])
 def test_metrics_rejects_bad_input(labels, scores):
     with pytest.raises(ValueError):
-        ev.metrics(labels, scores)
+        st.metrics(labels, scores)
 
 
 def test_roc_points():
-    fpr, tpr, auc = ev.roc_points([0, 1], [0.2, 0.8])
+    fpr, tpr, auc = st.roc_points([0, 1], [0.2, 0.8])
     assert fpr[0] == 0 and tpr[-1] == 1 and auc == 1.0
 
 
@@ -319,7 +319,7 @@ def _xception_files():
     frames = _frames([("a", 0, 1, 0.9), ("a", 1, 1, 0.6), ("b", 0, 0, 0.2), ("b", 1, 0, 0.7),
                       ("c", 0, 1, 0.4)])
     index = pd.DataFrame({"video_id": ["a", "b", "c", "d"], "label": [1, 0, 1, 0]})
-    return ev.video_predictions(frames, index), frames
+    return st.video_predictions(frames, index), frames
 
 
 def test_write_and_read_predictions(run):
@@ -427,7 +427,7 @@ def test_every_score_figure_draws_on_an_empty_or_one_class_split(labels, tmp_pat
         assert plots.save_fig(fig, run, f"fig_{i}").stat().st_size > 0
     said = "no videos to score" if not labels else "one class only: no ROC curve"
     assert said in [t.get_text() for t in figures[0].axes[0].texts]
-    fpr, tpr, auc = ev.roc_points(table["label"], table["score"])
+    fpr, tpr, auc = st.roc_points(table["label"], table["score"])
     assert len(fpr) == len(tpr) == 0 and math.isnan(auc)
 
 
@@ -456,19 +456,19 @@ def test_weighted_metrics_equal_metrics_on_every_materialised_resample():
     counts = _all_stratified_resamples(TINY_LABELS)
     assert len(counts) == 4 ** 4 * 4 ** 4
     sample = counts[::97]  # every 97th of the 65,536, materialised one by one below
-    fast = ev.weighted_metrics(TINY_LABELS, TINY_SCORES, sample, threshold=0.5)
+    fast = st.weighted_metrics(TINY_LABELS, TINY_SCORES, sample, threshold=0.5)
     for k, c in enumerate(sample):
-        brute = ev.metrics(np.repeat(TINY_LABELS, c), np.repeat(TINY_SCORES, c))
-        for m in ev.INTERVAL_METRICS:
+        brute = st.metrics(np.repeat(TINY_LABELS, c), np.repeat(TINY_SCORES, c))
+        for m in st.INTERVAL_METRICS:
             assert fast[m][k] == pytest.approx(brute[m], abs=1e-12), (m, c)
 
 
 def test_stratified_bootstrap_interval_matches_brute_force_enumeration():
     counts = _all_stratified_resamples(TINY_LABELS)
-    exact = ev.weighted_metrics(TINY_LABELS, TINY_SCORES, counts)
-    got = ev.bootstrap_intervals(TINY_LABELS, TINY_SCORES,
-                                 scoring=ev.Scoring(resamples=20000, seed=3))
-    for m in ev.INTERVAL_METRICS:
+    exact = st.weighted_metrics(TINY_LABELS, TINY_SCORES, counts)
+    got = st.bootstrap_intervals(TINY_LABELS, TINY_SCORES,
+                                 scoring=st.Scoring(resamples=20000, seed=3))
+    for m in st.INTERVAL_METRICS:
         low, high = np.quantile(exact[m], [0.025, 0.975])
         # the exact distribution is discrete (AUC in steps of 1/32): one step of slack
         assert got[f"{m}_low"] == pytest.approx(low, abs=0.035), m
@@ -478,30 +478,30 @@ def test_stratified_bootstrap_interval_matches_brute_force_enumeration():
 def test_stratified_counts_keep_each_class_size():
     rng = np.random.default_rng(0)
     labels = np.array([0, 1, 1, 0, 1])
-    counts = ev.stratified_counts(labels, 500, rng)
+    counts = st.stratified_counts(labels, 500, rng)
     assert (counts[:, labels == 0].sum(axis=1) == 2).all()
     assert (counts[:, labels == 1].sum(axis=1) == 3).all()
 
 
 def test_frame_bootstrap_resamples_videos():
     # one frame per video: the video bootstrap and the frame bootstrap are the same draw
-    scoring = ev.Scoring(resamples=300, seed=1)
-    by_sample = ev.bootstrap_intervals(TINY_LABELS, TINY_SCORES, scoring=scoring)
-    by_video = ev.bootstrap_intervals(TINY_LABELS, TINY_SCORES,
+    scoring = st.Scoring(resamples=300, seed=1)
+    by_sample = st.bootstrap_intervals(TINY_LABELS, TINY_SCORES, scoring=scoring)
+    by_video = st.bootstrap_intervals(TINY_LABELS, TINY_SCORES,
                                       clusters=[f"v{i}" for i in range(8)], scoring=scoring)
     assert by_sample == by_video
     # two frames of one video never split: a video is drawn with all its frames
-    frames = ev.bootstrap_intervals(np.repeat(TINY_LABELS, 2), np.repeat(TINY_SCORES, 2),
+    frames = st.bootstrap_intervals(np.repeat(TINY_LABELS, 2), np.repeat(TINY_SCORES, 2),
                                     clusters=np.repeat(np.arange(8), 2), scoring=scoring)
     assert frames["auc_low"] == pytest.approx(by_video["auc_low"])
     with pytest.raises(ValueError, match="mix real and fake"):
-        ev.bootstrap_intervals([0, 1], [0.2, 0.8], clusters=["a", "a"], scoring=scoring)
+        st.bootstrap_intervals([0, 1], [0.2, 0.8], clusters=["a", "a"], scoring=scoring)
 
 
 def test_intervals_nan_for_one_class_or_no_resamples():
-    assert all(math.isnan(v) for v in ev.bootstrap_intervals([1, 1], [0.2, 0.8]).values())
-    assert all(math.isnan(v) for v in ev.bootstrap_intervals(
-        TINY_LABELS, TINY_SCORES, scoring=ev.Scoring(resamples=0)).values())
+    assert all(math.isnan(v) for v in st.bootstrap_intervals([1, 1], [0.2, 0.8]).values())
+    assert all(math.isnan(v) for v in st.bootstrap_intervals(
+        TINY_LABELS, TINY_SCORES, scoring=st.Scoring(resamples=0)).values())
 
 
 def test_delong_hand_worked_example():
@@ -509,10 +509,10 @@ def test_delong_hand_worked_example():
     # Against a constant scorer (AUC 1/2, components all 1/2, no variance):
     # var = var(V10)/3 + var(V01)/2 = (1/12)/3 + (1/18)/2 = 1/18, z = (1/3)/sqrt(1/18) = sqrt 2
     labels, a = [1, 1, 1, 0, 0], [0.9, 0.6, 0.4, 0.5, 0.3]
-    v10, v01 = ev.delong_components(labels, a)
+    v10, v01 = st.delong_components(labels, a)
     np.testing.assert_allclose(v10, [1, 1, 0.5])
     np.testing.assert_allclose(v01, [2 / 3, 1])
-    out = ev.delong_test(labels, a, [0.5] * 5)
+    out = st.delong_test(labels, a, [0.5] * 5)
     assert out["delta_auc"] == pytest.approx(1 / 3)
     assert out["p_value"] == pytest.approx(2 * (1 - 0.9213503964748574), abs=1e-9)  # Phi(sqrt 2)
     half = 1.959963984540054 * math.sqrt(1 / 18)
@@ -525,29 +525,29 @@ def test_delong_components_against_double_loop_and_symmetry():
     y = rng.integers(0, 2, 30)
     y[:2] = [0, 1]
     a, b = rng.random(30).round(1), rng.random(30).round(1)  # rounding makes ties
-    v10, v01 = ev.delong_components(y, a)
+    v10, v01 = st.delong_components(y, a)
     pos, neg = a[y == 1], a[y == 0]
     loop10 = [np.mean([1.0 if p > q else 0.5 if p == q else 0.0 for q in neg]) for p in pos]
     loop01 = [np.mean([1.0 if p > q else 0.5 if p == q else 0.0 for p in pos]) for q in neg]
     np.testing.assert_allclose(v10, loop10)
     np.testing.assert_allclose(v01, loop01)
-    ab, ba = ev.delong_test(y, a, b), ev.delong_test(y, b, a)
+    ab, ba = st.delong_test(y, a, b), st.delong_test(y, b, a)
     assert ab["delta_auc"] == pytest.approx(-ba["delta_auc"])
     assert ab["p_value"] == pytest.approx(ba["p_value"])
-    same = ev.delong_test(y, a, a)
+    same = st.delong_test(y, a, a)
     assert same["delta_auc"] == 0 and same["p_value"] == 1.0
-    assert math.isnan(ev.delong_test([1, 1], [0.2, 0.3], [0.1, 0.9])["p_value"])
+    assert math.isnan(st.delong_test([1, 1], [0.2, 0.3], [0.1, 0.9])["p_value"])
 
 
 def test_ece_and_brier_by_hand():
     # bins of width 1/15: .02 and .05 share bin 0 (fake rate 1/2, mean score .035),
     # .95 is alone in bin 14 (fake rate 1, mean .95): ECE = 2/3*.465 + 1/3*.05
-    m = ev.metrics([0, 1, 1], [0.02, 0.05, 0.95])
+    m = st.metrics([0, 1, 1], [0.02, 0.05, 0.95])
     assert m["ece"] == pytest.approx(2 / 3 * 0.465 + 1 / 3 * 0.05)
     assert m["brier"] == pytest.approx((0.02 ** 2 + 0.95 ** 2 + 0.05 ** 2) / 3)
     # recall of fakes 1/2 (.95 > .5), of reals 1 -> balanced accuracy 3/4
     assert m["balanced_acc"] == pytest.approx(0.75)
-    bins = ev.reliability_bins([0, 1, 1], [0.02, 0.05, 0.95])
+    bins = st.reliability_bins([0, 1, 1], [0.02, 0.05, 0.95])
     assert bins["n"].sum() == 3 and bins.loc[0, "fake_rate"] == 0.5
 
 
@@ -555,7 +555,7 @@ def test_ece_and_brier_by_hand():
 def test_validation_threshold_rules(rule, expected):
     # reals .1 .3, fakes .4 .8: every cut between .3 and .4 separates them; the midpoint
     # .35 is the candidate there
-    assert ev.validation_threshold([0, 0, 1, 1], [0.1, 0.3, 0.4, 0.8], rule) == \
+    assert st.validation_threshold([0, 0, 1, 1], [0.1, 0.3, 0.4, 0.8], rule) == \
         pytest.approx(expected)
 
 
@@ -563,7 +563,7 @@ def test_validation_threshold_falls_back_with_one_warning():
     for labels in ([1, 1], []):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            t = ev.validation_threshold(labels, [0.7, 0.9][:len(labels)], "eer")
+            t = st.validation_threshold(labels, [0.7, 0.9][:len(labels)], "eer")
         assert t == 0.5 and len(caught) == 1 and "falls back" in str(caught[0].message)
 
 

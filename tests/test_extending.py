@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dflib import config, detectors, evaluation, faces, fields, summaries
+from dflib import config, detectors, evaluation, face_store, fields, summaries
 from dflib.detectors.base import Detector
 from test_architecture import layer_members
 from test_training import video_table, write_run
@@ -72,7 +72,7 @@ def test_the_example_runs_its_stage_and_rescores_as_it_scored(brightness, tmp_pa
     assert video_row["auc"] == 1.0  # write_run's fakes are brighter
     assert summaries.summary_line(run, stage.name).startswith(f"{stage.name}: 16 processed")
     test = videos[videos["split"] == "test"].reset_index(drop=True)
-    again, frames = d.score_saved(run, [method], faces.FaceStore(run), test,
+    again, frames = d.score_saved(run, [method], face_store.FaceStore(run), test,
                                   {stage.name: profile.sections[stage.name]})[method]
     written, _ = evaluation.read_predictions(run, method)
     assert frames is None

@@ -1,4 +1,5 @@
-"""MTCNN face extraction and the face store (dflib.faces) on small videos made here.
+"""MTCNN face extraction and the face store (dflib.face_extractor, dflib.face_store, dflib.faces)
+on small videos made here.
 
 The face is the astronaut's head from scikit-image (bundled, no download) pasted on a
 gradient; MTCNN's weights ship inside facenet-pytorch, so nothing is downloaded.
@@ -19,8 +20,10 @@ from facenet_pytorch import extract_face
 from skimage.data import astronaut
 
 from dflib import mtcnn, stages
-from dflib.faces import (INDEX_COLUMNS, SUMMARY_COLUMNS, FaceExtractor, FaceStore, box_iou,
-                         run_extraction, shot_changes, store_digest, store_settings)
+from dflib.face_extractor import FaceExtractor, box_iou, shot_changes
+from dflib.face_store import (INDEX_COLUMNS, SUMMARY_COLUMNS, FaceStore, store_digest,
+                              store_settings)
+from dflib.faces import run_extraction
 from dflib.paths import RunPaths, store_name
 
 HEAD = astronaut()[30:210, 135:315]  # RGB, the face and some hair around it

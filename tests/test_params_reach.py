@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import config, datasets, faces, io, paths, stage_inputs, stages
+from dflib import (config, datasets, face_extractor, face_store, faces, io, paths, stage_inputs,
+                   stages)
 
 # Keys whose base value differs from the schema default so that the keys next to them are
 # read at all (the demo's keys are read only when the demo is generated).
@@ -62,7 +63,7 @@ def normalise(value: Any) -> Any:
         return ("run", str(value.root))
     if isinstance(value, config.Profile):
         return normalise({"shared": value.shared, "sections": value.sections})
-    if isinstance(value, faces.FaceExtractor):
+    if isinstance(value, face_extractor.FaceExtractor):
         return ("extractor", normalise(value.params))
     if isinstance(value, pd.DataFrame):
         return ("table", list(value["video_id"]) if "video_id" in value else value.shape)
@@ -99,13 +100,14 @@ class Recorder:
 
     def extractors(self) -> None:
         """Record every FaceExtractor built, with the settings it holds."""
-        init = faces.FaceExtractor.__init__
+        init = face_extractor.FaceExtractor.__init__
 
-        def recording_init(extractor: faces.FaceExtractor, *args: Any, **kwargs: Any) -> None:
+        def recording_init(extractor: face_extractor.FaceExtractor, *args: Any,
+                           **kwargs: Any) -> None:
             init(extractor, *args, **kwargs)
             self.calls.append(("FaceExtractor", normalise(extractor.params)))
 
-        self.monkeypatch.setattr(faces.FaceExtractor, "__init__", recording_init)
+        self.monkeypatch.setattr(face_extractor.FaceExtractor, "__init__", recording_init)
 
 
 def _videos(run: paths.RunPaths, n: int = 0) -> pd.DataFrame:
@@ -212,7 +214,7 @@ def probe_robustness(profile: config.Profile, rec: Recorder) -> None:
 
     _videos(profile.run, 6)
     rec.replace(reload, "trained_methods", returns=["cnn/xception"])
-    rec.replace(faces, "store_settings", returns="store settings")
+    rec.replace(face_store, "store_settings", returns="store settings")
     rec.replace(robustness, "run_robustness", stop=True)
     stages.compression_robustness(profile, progress=False)
 

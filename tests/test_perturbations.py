@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from dflib import cli, config, faces, io, perturbations, robustness
+from dflib import cli, config, face_extractor, face_store, io, perturbations, robustness
 from dflib.paths import RunPaths
 from dflib.robustness_fields import PERTURBATIONS
 from dflib.video import read_frames
@@ -201,7 +201,7 @@ def clean_run(tmp_path, n_videos: int = 2) -> tuple[RunPaths, pd.DataFrame]:
     the faces stage writes it (the crops cut from the decoded frames)."""
     run = RunPaths(tmp_path / "run")
     run.face_store.mkdir(parents=True)
-    extractor = faces.FaceExtractor(**EXTRACTOR)
+    extractor = face_extractor.FaceExtractor(**EXTRACTOR)
     rows = []
     for k in range(n_videos):
         vid = f"v{k}"
@@ -224,7 +224,7 @@ CONDITIONS = [robustness.Condition("saturation", 5), robustness.Condition("noise
 
 def test_conditions_cut_the_clean_boxes_from_distorted_frames_and_are_reused(tmp_path):
     run, test = clean_run(tmp_path)
-    extractor = faces.FaceExtractor(**EXTRACTOR)
+    extractor = face_extractor.FaceExtractor(**EXTRACTOR)
     made = robustness.perturb_faces(run, test, CONDITIONS, extractor, seed=0,
                                     preset="ultrafast", progress=False)
     assert made.failures == []
@@ -232,11 +232,11 @@ def test_conditions_cut_the_clean_boxes_from_distorted_frames_and_are_reused(tmp
         videos = made.videos[condition]
         assert videos["n_faces"].tolist() == [2, 2]
         assert (videos["face_status"] == "ok").all()
-        crops, frame_idx = faces.FaceStore(condition.run(run)).load("v0")
+        crops, frame_idx = face_store.FaceStore(condition.run(run)).load("v0")
         assert frame_idx.tolist() == [0, 4] and crops.shape == (2, 32, 32, 3)
-    grey, _ = faces.FaceStore(CONDITIONS[0].run(run)).load("v1")
+    grey, _ = face_store.FaceStore(CONDITIONS[0].run(run)).load("v1")
     assert (grey[..., 0] == grey[..., 1]).all()  # saturation 0: grey faces
-    clean, _ = faces.FaceStore(run).load("v1")
+    clean, _ = face_store.FaceStore(run).load("v1")
     assert np.abs(grey.astype(int) - clean).mean() > 1
     # VC shares its re-encode with the CRF curve's folder
     assert run.crf_run(40).reencoded_video("v0").is_file()
@@ -257,13 +257,14 @@ def test_a_video_that_cannot_be_decoded_is_recorded_and_the_others_go_on(tmp_pat
     run, test = clean_run(tmp_path)
     broken = tmp_path / "v1.mp4"
     broken.write_text("not a video")
-    made = robustness.perturb_faces(run, test, CONDITIONS, faces.FaceExtractor(**EXTRACTOR),
-                                    seed=0, preset="ultrafast", progress=False)
+    made = robustness.perturb_faces(run, test, CONDITIONS,
+                                    face_extractor.FaceExtractor(**EXTRACTOR), seed=0,
+                                    preset="ultrafast", progress=False)
     for condition in CONDITIONS:
         videos = made.videos[condition].set_index("video_id")
         assert videos.loc["v0", "n_faces"] == 2 and videos.loc["v1", "n_faces"] == 0
         assert videos.loc["v1", "face_status"] == "failed"
-        assert faces.FaceStore(condition.run(run)).load("v1")[0].shape[0] == 0
+        assert face_store.FaceStore(condition.run(run)).load("v1")[0].shape[0] == 0
     assert {f["video_id"] for f in made.failures} == {"v1"}
     assert all(str(broken) in f["reason"] and "\n" not in f["reason"] for f in made.failures)
     assert {f["short"] for f in made.failures} == {"cannot re-encode",

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from dflib import (cli, config, detectors, evaluation, faces, io, predict, reload, robustness,
+from dflib import (cli, config, detectors, evaluation, face_store, io, predict, reload, robustness,
                    stage_inputs)
 from dflib.detectors.models import fitting
 from dflib.paths import PROJECT_ROOT, RunPaths
@@ -48,7 +48,7 @@ def test_detectors_reproduce_every_stage_prediction(smoke_run):
     run = RunPaths(smoke_run)
     methods = reload.trained_methods(run)
     assert {detectors.family(m) for m in methods} == set(detectors.FAMILIES)
-    scored = reload.score_methods(run, methods, faces.FaceStore(run), split_test_videos(run))
+    scored = reload.score_methods(run, methods, face_store.FaceStore(run), split_test_videos(run))
     for method, (videos, _) in scored.items():
         stage, _ = evaluation.read_predictions(run, method)
         atol = EMBEDDING_ATOL if detectors.family(method) in ("facenet", "triplet") else 1e-6
@@ -292,8 +292,8 @@ def test_perturbation_table_covers_every_method_and_condition_asked(smoke_run):
     assert (table["n"] == len(split_test_videos(run))).all()
     assert set(table.loc[table["type"] == "compression", "parameter"]) == {40}
     for vid in split_test_videos(run)["video_id"]:
-        clean_faces, clean_idx = faces.FaceStore(run).load(vid)
-        noisy, noisy_idx = faces.FaceStore(run.perturbation_run("noise", 5)).load(vid)
+        clean_faces, clean_idx = face_store.FaceStore(run).load(vid)
+        noisy, noisy_idx = face_store.FaceStore(run.perturbation_run("noise", 5)).load(vid)
         np.testing.assert_array_equal(noisy_idx, clean_idx)  # the clean boxes, distorted
         assert noisy.shape == clean_faces.shape and not np.array_equal(noisy, clean_faces)
     wide = robustness.auc_by_perturbation(table)
@@ -304,8 +304,8 @@ def test_perturbation_table_covers_every_method_and_condition_asked(smoke_run):
 def test_lossless_reencode_gives_the_same_faces(smoke_run):
     """CRF 0 is lossless: the same frames decode, so the same faces are stored."""
     run = RunPaths(smoke_run)
-    crf0 = faces.FaceStore(run.crf_run(0))
-    original = faces.FaceStore(run)
+    crf0 = face_store.FaceStore(run.crf_run(0))
+    original = face_store.FaceStore(run)
     for vid in split_test_videos(run)["video_id"]:
         a, b = original.load(vid), crf0.load(vid)
         np.testing.assert_array_equal(a[1], b[1])

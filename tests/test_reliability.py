@@ -30,13 +30,13 @@ import yaml
 from test_faces import PARAMS, canvas, paste, write_video
 from test_training import profile_for, tiny_model, video_table, write_run
 
-from dflib import (config, evaluation, faces, io, notebooks, paths, plots, stage_inputs, stages,
-                   summaries)
+from dflib import (config, evaluation, face_extractor, face_store, faces, io, notebooks, paths,
+                   plots, stage_inputs, stages, summaries)
 from dflib.detectors.models import cnn, cnn_training
 from dflib.paths import RunPaths
 
 TESTS = Path(__file__).resolve().parent
-FACE_PARAMS = {k: PARAMS[k] for k in faces.EXTRACTOR_KEYS if k in PARAMS}
+FACE_PARAMS = {k: PARAMS[k] for k in face_extractor.EXTRACTOR_KEYS if k in PARAMS}
 
 
 def moving_face(width: int, height: int, size: int, n: int) -> list[np.ndarray]:
@@ -119,21 +119,21 @@ def odd_run(tmp_path_factory) -> tuple[RunPaths, pd.DataFrame, dict[str, Path]]:
 def test_portrait_1080x1920_video_finds_the_face_where_it_is(odd_run):
     run, summary, _ = odd_run
     assert (summary.loc["portrait", "status"], summary.loc["portrait", "n_faces"]) == ("ok", 6)
-    rows = faces.FaceStore(run).index().query("video_id == 'portrait'")
+    rows = face_store.FaceStore(run).index().query("video_id == 'portrait'")
     # The head (400 px) is pasted at x = 226-641, y = 506-911 of a 1080 x 1920 frame: the
     # box centre is there, so width and height were not swapped and the box is in frame
     # pixels, not in the pixels of the downscaled detector input.
     cx, cy = (rows["x1"] + rows["x2"]) / 2, (rows["y1"] + rows["y2"]) / 2
     assert cx.between(226, 641).all() and cy.between(506, 911).all()
     assert (rows["x2"] - rows["x1"]).between(100, 400).all()
-    crops, _ = faces.FaceStore(run).load("portrait")
+    crops, _ = face_store.FaceStore(run).load("portrait")
     assert crops.shape == (6, 64, 64, 3)
 
 
 def test_grayscale_video_gives_three_channel_faces(odd_run):
     run, summary, _ = odd_run
     assert summary.loc["gray", "status"] == "ok" and summary.loc["gray", "n_faces"] == 6
-    crops, _ = faces.FaceStore(run).load("gray")
+    crops, _ = face_store.FaceStore(run).load("gray")
     assert crops.shape[-1] == 3
     spread = np.ptp(crops.astype(int), axis=-1)  # grey: the three channels (nearly) agree
     assert spread.mean() < 3
@@ -144,7 +144,7 @@ def test_variable_frame_rate_video_samples_frames_that_exist(odd_run):
     times = np.diff(frame_times(files["vfr"]))
     assert times.min() < 0.05 < 0.15 < times.max()  # the file really has two frame rates
     assert summary.loc["vfr", "status"] == "ok" and summary.loc["vfr", "reason"] == ""
-    rows = faces.FaceStore(run).index().query("video_id == 'vfr'")
+    rows = face_store.FaceStore(run).index().query("video_id == 'vfr'")
     # 6 of the 12 frames, evenly by frame number (not by time), all decoded
     assert rows["frame_idx"].tolist() == [0, 2, 4, 6, 8, 11] and (rows["face"] == 1).all()
 
@@ -163,7 +163,7 @@ def test_non_ascii_file_name_goes_through_face_extraction(odd_run):
     vid = "vidéo-ñ-日本"
     assert summary.loc[vid, "status"] == "ok" and summary.loc[vid, "n_faces"] == 6
     assert run.face_file(vid).name == "vidéo-ñ-日本.npz"
-    assert faces.FaceStore(run).load(vid)[0].shape == (6, 64, 64, 3)
+    assert face_store.FaceStore(run).load(vid)[0].shape == (6, 64, 64, 3)
     assert vid in set(pd.read_csv(run.faces_csv, dtype={"video_id": str})["video_id"])
 
 
@@ -242,7 +242,7 @@ def write_store_run(root: Path, videos: pd.DataFrame) -> RunPaths:
     io.write_csv(videos.drop(columns="n_faces").assign(path="x.mp4", dataset="folder",
                                                        method="m", compression="unknown"),
                  run.videos_csv)
-    io.write_csv(pd.DataFrame(rows, columns=faces.SUMMARY_COLUMNS), run.faces_summary_csv)
+    io.write_csv(pd.DataFrame(rows, columns=face_store.SUMMARY_COLUMNS), run.faces_summary_csv)
     return run
 
 

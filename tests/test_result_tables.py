@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import config, detectors, evaluation, paths, plots, result_tables
+from dflib import config, detectors, evaluation, paths, plots, result_tables, statistics
 from dflib.paths import RunPaths
 
 
@@ -151,7 +151,7 @@ def evidence_run(tmp_path) -> RunPaths:
                 "video_id": [f"{prefix}{i}" for i in range(n)], "label": labels,
                 "score": scores, "pred": (scores > 0.5).astype(int), "n_frames": 4}),
                 split=split)
-        evaluation.score_method(run, method, scoring=evaluation.Scoring(resamples=200))
+        evaluation.score_method(run, method, scoring=statistics.Scoring(resamples=200))
     return run
 
 
@@ -167,14 +167,14 @@ def test_comparisons_pair_the_papers_questions_and_use_delong(tmp_path):
     row = table[(table["method"] == "triplet/sgd") & (table["reference"] == "facenet/sgd")].iloc[0]
     a, _ = evaluation.read_predictions(run, "triplet/sgd")
     b, _ = evaluation.read_predictions(run, "facenet/sgd")
-    expected = evaluation.delong_test(a["label"], a["score"], b["score"])
+    expected = statistics.delong_test(a["label"], a["score"], b["score"])
     assert row["p_value"] == pytest.approx(expected["p_value"], abs=1e-6)
     assert row["n"] == 16 and row["delta_low"] <= row["delta_auc"] <= row["delta_high"]
 
 
 def test_results_by_group_scores_each_manipulation_against_all_reals(tmp_path):
     run = evidence_run(tmp_path)
-    table = result_tables.results_by_group(run, evaluation.Scoring(resamples=100))
+    table = result_tables.results_by_group(run, statistics.Scoring(resamples=100))
     assert list(table.columns) == result_tables.GROUP_COLUMNS
     one = table[table["method"] == "cnn/ef0"].set_index(["group_kind", "group"])
     assert one.loc[("manipulation", "faceswap"), ["n_pos", "n_neg"]].tolist() == [5, 6]
@@ -182,7 +182,7 @@ def test_results_by_group_scores_each_manipulation_against_all_reals(tmp_path):
     pred, _ = evaluation.read_predictions(run, "cnn/ef0")
     swap = pred[pred["video_id"].isin([f"t{i}" for i in list(range(6)) + [6, 8, 10, 12, 14]])]
     assert one.loc[("manipulation", "faceswap"), "auc"] == pytest.approx(
-        evaluation.metrics(swap["label"], swap["score"])["auc"], abs=1e-6)
+        statistics.metrics(swap["label"], swap["score"])["auc"], abs=1e-6)
     wide = result_tables.group_summary(table)
     assert wide.columns[1].startswith("compression: c23 (")
 
@@ -219,7 +219,7 @@ def signal_run(tmp_path, signals: dict[str, tuple[float, float]]) -> RunPaths:
                 "video_id": [f"{split}{i}" for i in range(16)], "label": labels,
                 "score": scores, "pred": (scores > 0.5).astype(int), "n_frames": 4}),
                 split=split)
-        evaluation.score_method(run, method, scoring=evaluation.Scoring(resamples=0))
+        evaluation.score_method(run, method, scoring=statistics.Scoring(resamples=0))
     return run
 
 

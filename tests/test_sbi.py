@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from skimage import data as skdata
 
-from dflib import config, detectors, evaluation, faces, io, reload, stage_inputs, stages, vocabulary
+from dflib import (config, detectors, evaluation, face_store, io, reload, stage_inputs, stages,
+                   vocabulary)
 from dflib.detectors.models import cnn, sbi
 from dflib.paths import RunPaths
 from test_training import tiny_model
@@ -137,7 +138,7 @@ def write_run(root, videos: pd.DataFrame, noise: set[str] = frozenset()) -> RunP
     io.write_csv(videos.drop(columns="n_faces").assign(
         path="x.mp4", dataset="celebdf", compression="c23",
         method=np.where(videos["label"] == 1, "faceswap", "")), run.videos_csv)
-    io.write_csv(pd.DataFrame(rows, columns=faces.SUMMARY_COLUMNS), run.faces_summary_csv)
+    io.write_csv(pd.DataFrame(rows, columns=face_store.SUMMARY_COLUMNS), run.faces_summary_csv)
     return run
 
 
@@ -205,7 +206,7 @@ def test_the_stage_trains_on_reals_and_self_blends_scores_and_reloads(tmp_path, 
     # Reloaded (robustness, dflib predict), it scores the test faces as the stage did.
     reload.check_saved(run, "cnn/ef0/sbi")
     test = stage_inputs.videos_with_faces(run).query("split == 'test'")
-    again, _ = reload.score_methods(run, ["cnn/ef0/sbi"], faces.FaceStore(run),
+    again, _ = reload.score_methods(run, ["cnn/ef0/sbi"], face_store.FaceStore(run),
                                     test)["cnn/ef0/sbi"]
     merged = vids.merge(again, on="video_id", suffixes=("", "_again"))
     assert len(merged) == 4 and np.allclose(merged["score"], merged["score_again"], atol=1e-5)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import detectors, evaluation, io, vocabulary
+from dflib import detectors, evaluation, io, statistics, vocabulary
 from dflib.detectors.models import clips, cnn, cnn_features, cnn_training, sequences
 from dflib.paths import RunPaths
 from sklearn.metrics import roc_auc_score
@@ -224,7 +224,7 @@ def test_clip_stage_keeps_every_test_video_and_skips_finished_models(tiny_run):
     result = clips.train_clip_models(store, videos, run, SHARED, CLIP_SECTION, verbose=0)
     rows = result.predictions["conv3d_light"].set_index("video_id")
     assert set(rows.index) == {"te_long", "te_real", "te_short", "te_none"}
-    assert rows.loc["te_none", "status"] == evaluation.STATUS_NO_FACE
+    assert rows.loc["te_none", "status"] == statistics.STATUS_NO_FACE
     assert bool(rows.loc["te_short", "padded"]) and rows.loc["te_short", "n_samples"] == 1
     assert rows.loc["te_long", "n_samples"] == 2 and rows.loc["te_long", "n_frames"] == 6
     table = evaluation.results_table(run)
@@ -280,7 +280,7 @@ def test_rnn_stage_extracts_features_once_and_keeps_every_test_video(tiny_run):
     # the heads train on chunk 0's videos only: the CNN saw every one of them
     assert result.records["rnn/lstm"].n_train == len(chunk0)
     rows = result.predictions["rnn/lstm"].set_index("video_id")
-    assert rows.loc["te_none", "status"] == evaluation.STATUS_NO_FACE
+    assert rows.loc["te_none", "status"] == statistics.STATUS_NO_FACE
     assert rows.loc["te_short", "n_frames"] == 2 and rows.loc["te_long", "n_frames"] == 4
     again = sequences.train_heads(store, videos, run, SHARED, section, verbose=0)
     assert set(again.features["status"]) == {"skipped"}
@@ -349,7 +349,7 @@ def test_heads_read_the_chunk_chosen_on_validation_and_the_baseline_trains(tiny_
             evaluation.write_predictions(run, method, pd.DataFrame({
                 "video_id": ids, "label": [0, 1], "score": scores, "pred": [0, 0],
                 "n_frames": 6}), split=split)
-        evaluation.score_method(run, method, scoring=evaluation.Scoring(resamples=0))
+        evaluation.score_method(run, method, scoring=statistics.Scoring(resamples=0))
     section = {"models": ["lstm", "time_average"], "seq_len": 4, "epochs": 1, "batch_size": 4,
                "learning_rate": 1e-3, "patience": 1, "dropout": 0.5, "l2": 1e-3,
                "class_weight": True}
@@ -408,7 +408,7 @@ def test_controls_are_scored_like_detectors_and_keep_every_video(tiny_run):
 
     run, store, videos = tiny_run
     videos = videos.assign(n_faces=videos["n_faces"].where(videos["video_id"] != "te_long", 0))
-    rows = controls.run_controls(store, videos, run, scoring=evaluation.Scoring(resamples=0))
+    rows = controls.run_controls(store, videos, run, scoring=statistics.Scoring(resamples=0))
     assert rows["method"].tolist() == ["control/colour_jerk"]
     test, _ = evaluation.read_predictions(run, "control/colour_jerk")
     status = test.set_index("video_id")["status"]

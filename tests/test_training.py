@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import config, evaluation, faces, io, plots, stages
+from dflib import config, evaluation, face_store, io, plots, stages
 from dflib.detectors.models import batches, cnn, cnn_training, fitting
 from dflib.paths import RunPaths
 
@@ -206,7 +206,7 @@ def write_run(root, videos: pd.DataFrame) -> RunPaths:
     io.write_csv(videos.drop(columns="n_faces").assign(path="x.mp4", dataset="celebdf",
                                                        method="m", compression="c23"),
                  run.videos_csv)
-    io.write_csv(pd.DataFrame(rows, columns=faces.SUMMARY_COLUMNS), run.faces_summary_csv)
+    io.write_csv(pd.DataFrame(rows, columns=face_store.SUMMARY_COLUMNS), run.faces_summary_csv)
     return run
 
 
@@ -456,7 +456,8 @@ def test_a_trained_chunk_model_separates_its_training_faces_in_inference_mode(tm
     manifest = stages.run_detector_stage(profile, "train_cnn", verbose=0)
     model = cnn.load_model(run.root / manifest["chunk_models"][0]["model"])
     train = videos[videos["split"] == "train"]
-    scores = cnn_training.score_faces([model], batches.FaceBatches(faces.FaceStore(run), train, 16))
+    scores = cnn_training.score_faces(
+        [model], batches.FaceBatches(face_store.FaceStore(run), train, 16))
     assert scores["score0"].std() > 0.05  # not one constant for every face
     # They separate (0.81 on a fresh clone here); before the fix every face scored the same.
     assert roc_auc_score(scores["label"], scores["score0"]) > 0.7

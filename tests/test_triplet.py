@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import evaluation, vocabulary
+from dflib import evaluation, statistics, vocabulary
 from dflib.detectors.models import classifiers, triplet
 from dflib.paths import RunPaths
 
@@ -365,7 +365,7 @@ def test_evaluate_classifiers_writes_predictions_and_results(tmp_path):
     video_rows, frame_rows = evaluation.read_predictions(run, "facenet/knn")
     assert len(frame_rows) == 12 and video_rows["score"].between(0, 1).all()
     no_face = video_rows.set_index("video_id").loc["v4"]
-    assert no_face["status"] == evaluation.STATUS_NO_FACE and no_face["score"] == 0.5
+    assert no_face["status"] == statistics.STATUS_NO_FACE and no_face["score"] == 0.5
 
 
 # --------------------------------------------------------------------------- the stage

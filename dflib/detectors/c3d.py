@@ -32,15 +32,15 @@ class ClipModels:
     def train(self, profile: Profile, stage: str, **options: Any) -> Any:
         """The clip models' :class:`~dflib.detectors.models.fitting.TemporalResult`
         (``verbose``)."""
-        from .. import faces, summaries
+        from .. import face_store, summaries
         from .models import clips
         from ..stage_inputs import face_outcomes, scoring, scoring_test_split, videos_with_faces
 
         run = profile.run.ensure()
         videos = videos_with_faces(run)
         with scoring_test_split(run, videos, stage):
-            result = clips.train_clip_models(faces.FaceStore(run), videos, run, profile.shared,
-                                             profile.sections["train_c3d"],
+            result = clips.train_clip_models(face_store.FaceStore(run), videos, run,
+                                             profile.shared, profile.sections["train_c3d"],
                                              verbose=options.get("verbose", 2),
                                              scoring=scoring(profile))
         summaries.stage_summary(run, stage, face_outcomes(videos))

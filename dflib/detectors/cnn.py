@@ -43,7 +43,7 @@ class FrameCnn:
         """``train_cnn`` (``verbose``): the training manifest; ``evaluate_cnn``: the
         :class:`dflib.detectors.models.cnn_training.CnnEvaluation`; ``train_sbi``
         (``verbose``): the :class:`dflib.detectors.models.sbi.SbiResult`."""
-        from .. import faces, summaries
+        from .. import face_store, summaries
         from .models import cnn_training
         from ..stage_inputs import face_outcomes, scoring, scoring_test_split, videos_with_faces
 
@@ -53,13 +53,13 @@ class FrameCnn:
             return self._train_sbi(profile, videos, options.get("verbose", 2))
         if stage == "train_cnn":
             manifest = cnn_training.train_section(
-                faces.FaceStore(run), videos, run, profile.shared, profile.sections["train_cnn"],
-                options.get("verbose", 2))
+                face_store.FaceStore(run), videos, run, profile.shared,
+                profile.sections["train_cnn"], options.get("verbose", 2))
             summaries.stage_summary(run, stage, face_outcomes(videos[videos["split"] != "test"]))
             return manifest
         with scoring_test_split(run, videos, stage):
             result = cnn_training.evaluate_chunks(
-                faces.FaceStore(run), videos, run, cnn_training.latest_manifest(run),
+                face_store.FaceStore(run), videos, run, cnn_training.latest_manifest(run),
                 profile.sections["evaluate_cnn"], scoring=scoring(profile))
         summaries.stage_summary(run, stage, face_outcomes(videos[videos["split"] == "test"]))
         return result
@@ -70,13 +70,13 @@ class FrameCnn:
         scored as ``cnn/<arch>/sbi`` with the run's ``evaluate_cnn`` aggregation and
         threshold (those it is rescored with later). A real face without landmarks is left
         out and counted; its video fails (failures.csv) only if none of its faces is left."""
-        from .. import config, faces, result_tables, summaries
+        from .. import config, face_store, result_tables, summaries
         from .models import sbi
         from ..stage_inputs import face_outcomes, scoring, scoring_test_split
 
         run = profile.run
         with scoring_test_split(run, videos, "train_sbi"):
-            result = sbi.run_stage(faces.FaceStore(run), videos, run, profile.shared,
+            result = sbi.run_stage(face_store.FaceStore(run), videos, run, profile.shared,
                                    profile.sections["train_sbi"],
                                    config.run_settings(run)["evaluate_cnn"], scoring(profile),
                                    verbose)

@@ -35,7 +35,7 @@ class Controls:
         (nothing is fitted); ``train_frequency``: fit and score the identity control where
         stage 06's embeddings exist, else print one line why not. The results rows (or that
         line). The owner of the stage wrote its summary and its empty-split warning."""
-        from .. import faces
+        from .. import face_store
         from ..stage_inputs import scoring, scoring_test_split, videos_with_faces
         from .models import controls, identity
 
@@ -48,7 +48,7 @@ class Controls:
                 if isinstance(rows, str):
                     print(rows)
                 return rows
-            return controls.run_controls(faces.FaceStore(run), videos, run,
+            return controls.run_controls(face_store.FaceStore(run), videos, run,
                                          scoring=scoring(profile))
 
     def score_saved(self, run: RunPaths, methods: Sequence[str], store: FaceSource,

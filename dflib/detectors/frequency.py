@@ -34,14 +34,14 @@ class FrequencyArtefacts:
     def train(self, profile: Profile, stage: str, **options: Any) -> Any:
         """The :class:`~dflib.detectors.models.frequency.StageResult`; a video whose store
         file could not be read is failed in the stage summary."""
-        from .. import faces, summaries
+        from .. import face_store, summaries
         from ..stage_inputs import face_outcomes, scoring, scoring_test_split, videos_with_faces
         from .models import frequency
 
         run = profile.run.ensure()
         videos = videos_with_faces(run)
         with scoring_test_split(run, videos, stage):
-            result = frequency.run_stage(run, faces.FaceStore(run), videos,
+            result = frequency.run_stage(run, face_store.FaceStore(run), videos,
                                          profile.sections[stage], scoring=scoring(profile))
         outcomes = face_outcomes(videos)
         failed = outcomes["video_id"].isin(list(result.failed))

@@ -35,15 +35,15 @@ class RecurrentHeads:
         """The heads' :class:`~dflib.detectors.models.fitting.TemporalResult` (``verbose``);
         a video whose store file the feature pass could not read is failed in the stage
         summary."""
-        from .. import faces, summaries
+        from .. import face_store, summaries
         from .models import sequences
         from ..stage_inputs import face_outcomes, scoring, scoring_test_split, videos_with_faces
 
         run = profile.run.ensure()
         videos = videos_with_faces(run)
         with scoring_test_split(run, videos, stage):
-            result = sequences.train_heads(faces.FaceStore(run), videos, run, profile.shared,
-                                           profile.sections["train_rnn"],
+            result = sequences.train_heads(face_store.FaceStore(run), videos, run,
+                                           profile.shared, profile.sections["train_rnn"],
                                            verbose=options.get("verbose", 2),
                                            scoring=scoring(profile))
         outcomes = face_outcomes(videos)

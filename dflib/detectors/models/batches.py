@@ -18,7 +18,7 @@ LABELS = (0, 1)  # 0 = real, 1 = fake (docs/design.md)
 
 
 class FaceSource(Protocol):
-    """What training reads from a face store (``dflib.faces.FaceStore`` is one)."""
+    """What training reads from a face store (``dflib.face_store.FaceStore`` is one)."""
 
     def load(self, video_id: str, every_face: bool = False
              ) -> tuple[np.ndarray, np.ndarray]: ...

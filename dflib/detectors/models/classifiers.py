@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from tqdm.auto import tqdm
 
-from ... import evaluation, io
+from ... import evaluation, io, statistics
 from ...paths import RunPaths
 from ...vocabulary import CLASSIFIERS, embedding_method
 
@@ -141,7 +141,7 @@ def evaluate_classifiers(run: RunPaths, space: str, names: Sequence[str], x_trai
                          progress: bool = True, x_val: np.ndarray | None = None,
                          val_frames: pd.DataFrame | None = None,
                          val_videos: pd.DataFrame | None = None,
-                         scoring: evaluation.Scoring = evaluation.Scoring()) -> pd.DataFrame:
+                         scoring: statistics.Scoring = statistics.Scoring()) -> pd.DataFrame:
     """Fit each classifier on training frames, score the validation (when given) and test
     frames, write predictions ``<space>/<name>`` (frames and videos) and upsert their
     results rows; return the rows.
@@ -162,10 +162,10 @@ def evaluate_classifiers(run: RunPaths, space: str, names: Sequence[str], x_trai
         if x_val is not None:
             splits.append(("val", x_val, val_frames, val_videos))
         for split, x, keys, index in splits:
-            frames = evaluation.max_per_frame(keys.loc[:, ["video_id", "frame_idx", "label"]]
+            frames = statistics.max_per_frame(keys.loc[:, ["video_id", "frame_idx", "label"]]
                                               .assign(score=fake_probability(clf, x) if len(x)
                                                       else np.zeros(0)))
-            videos = evaluation.video_predictions(frames, index, rule=aggregation,
+            videos = statistics.video_predictions(frames, index, rule=aggregation,
                                                   threshold=threshold)
             evaluation.write_predictions(run, method, videos, frames, split=split)
         rows.append(evaluation.score_method(run, method, threshold, scoring))

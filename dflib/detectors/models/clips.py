@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 from keras import layers
 
-from ... import evaluation, io
+from ... import evaluation, io, statistics
 from . import batches, cnn, cnn_training, fitting
 from .clips_fields import TRAIN_C3D
-from ...faces import store_inputs
+from ...face_store import store_inputs
 from .fitting import (ModelRecord, TemporalResult, finish_temporal_stage, finished_record,
                       fit_model, predict_scores, sample_class_weights, sample_video_rows,
                       saved_record)
@@ -290,7 +290,7 @@ def clip_optimizer(section: Mapping[str, Any]) -> keras.optimizers.Optimizer:
 def train_clip_models(store: batches.FaceSource, videos: pd.DataFrame, run: RunPaths,
                       shared: Mapping[str, Any], section: Mapping[str, Any],
                       threshold: float = 0.5, verbose: int = 2,
-                      scoring: evaluation.Scoring = evaluation.Scoring()) -> TemporalResult:
+                      scoring: statistics.Scoring = statistics.Scoring()) -> TemporalResult:
     """Train (or reuse) every clip model of ``section["models"]``, score the validation
     and test splits, write predictions and results rows under the model's name (``c3d``,
     ``conv3d``).

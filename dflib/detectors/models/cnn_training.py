@@ -15,10 +15,10 @@ import keras
 import numpy as np
 import pandas as pd
 
-from ... import evaluation, io
+from ... import evaluation, io, statistics
 from . import cnn
 from .batches import PAPER_AUGMENTATION, FaceBatches, FaceSource
-from ...faces import store_inputs
+from ...face_store import store_inputs
 from .fitting import (BatchNormRecalibration, FitRecord, class_weights, fit_and_save,
                       private_default_seeds, seed_everything)
 from ...paths import RunPaths
@@ -331,20 +331,20 @@ def chunk_predictions(models: Sequence[keras.Model], arch: str, store: FaceSourc
     (mean probability). Videos without faces keep their row (status ``no_face``).
     Every face the store holds is scored, a frame by its most fake face (a ``faces.
     multi_face: max`` store holds several per frame)."""
-    frames = evaluation.max_per_frame(score_faces(
+    frames = statistics.max_per_frame(score_faces(
         models, FaceBatches(store, videos, batch_size, every_face=True)))
     keys = frames[["video_id", "frame_idx", "label"]]
     out: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
     for j in range(len(models)):
         f = keys.assign(score=frames[f"score{j}"])
-        out[cnn_method(arch, j)] = (evaluation.video_predictions(f, videos, aggregation,
+        out[cnn_method(arch, j)] = (statistics.video_predictions(f, videos, aggregation,
                                                                   threshold), f)
     if len(models) > 1:
         members = list(out.values())
         for suffix, how in ENSEMBLE_RULES.items():
             out[cnn_method(arch, ensemble=suffix)] = (
-                evaluation.ensemble([v for v, _ in members], how, threshold),
-                evaluation.ensemble([f for _, f in members], how, threshold))
+                statistics.ensemble([v for v, _ in members], how, threshold),
+                statistics.ensemble([f for _, f in members], how, threshold))
     return out
 
 
@@ -362,7 +362,7 @@ class CnnEvaluation:
 
 def evaluate_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
                     manifest: Mapping[str, Any], section: Mapping[str, Any],
-                    scoring: evaluation.Scoring = evaluation.Scoring()) -> CnnEvaluation:
+                    scoring: statistics.Scoring = statistics.Scoring()) -> CnnEvaluation:
     """Score the validation and test splits with every chunk model, write predictions
     (``predictions/val/`` and ``predictions/``) and results rows; ``section`` is the
     profile's ``evaluate_cnn`` section (:data:`dflib.detectors.models.cnn_training_fields.EVALUATE_CNN`).

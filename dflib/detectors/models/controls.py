@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ... import evaluation
+from ... import evaluation, statistics
 from .batches import FaceSource
 from .fitting import sample_video_rows
 from ...paths import RunPaths
@@ -96,7 +96,7 @@ def control_predictions(statistic: str, store: FaceSource, videos: pd.DataFrame,
 
 def run_controls(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
                  threshold: float = 0.5,
-                 scoring: evaluation.Scoring = evaluation.Scoring()) -> pd.DataFrame:
+                 scoring: statistics.Scoring = statistics.Scoring()) -> pd.DataFrame:
     """Score every control on the validation and test splits, write their predictions and
     upsert their results rows (the rows of controls no longer listed are retired); return
     the rows. Nothing is fitted: the validation split only sets ``threshold_val`` and

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from ... import evaluation, io
+from ... import evaluation, io, statistics
 from .batches import LABELS
 from ...paths import RunPaths
 
@@ -331,8 +331,8 @@ def sample_video_rows(scored: pd.DataFrame, test: pd.DataFrame, steps: Mapping[s
                       threshold: float) -> pd.DataFrame:
     """One prediction row per test video from per-sample scores (clips or sequences):
     mean over a video's samples; ``n_frames`` = faces the samples cover; videos without
-    a sample keep their row (``evaluation.video_predictions``: status ``no_face``)."""
-    rows = evaluation.video_predictions(scored, test, "mean", threshold)
+    a sample keep their row (``statistics.video_predictions``: status ``no_face``)."""
+    rows = statistics.video_predictions(scored, test, "mean", threshold)
     rows["n_samples"] = rows["n_frames"]
     rows["n_frames"] = rows["video_id"].map(steps).fillna(0).astype(int)
     return rows
@@ -342,7 +342,7 @@ def finish_temporal_stage(run: RunPaths, families: Sequence[str],
                           records: dict[str, ModelRecord],
                           predictions: dict[str, pd.DataFrame], threshold: float,
                           features: pd.DataFrame | None = None,
-                          scoring: evaluation.Scoring = evaluation.Scoring()) -> TemporalResult:
+                          scoring: statistics.Scoring = statistics.Scoring()) -> TemporalResult:
     """Score a temporal stage's methods into ``tables/results.csv`` (dropping the rows of
     ``families``' methods this run no longer has) and gather what its notebook shows."""
     methods = [r.method for r in records.values()]

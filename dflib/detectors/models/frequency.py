@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ... import evaluation, io
+from ... import evaluation, io, statistics
 from ...paths import RunPaths
 from ...vocabulary import FREQUENCY_FEATURES, frequency_method
 
@@ -286,14 +286,14 @@ def predictions(estimator: Any, faces: FaceFeatures, feature: str, videos: pd.Da
                 aggregation: str, threshold: float) -> evaluation.Prediction:
     """Video and frame predictions of ``videos`` from their faces' features; a video whose
     file failed keeps its row with the prior and status ``failed``."""
-    frames = evaluation.max_per_frame(faces.frames.assign(
+    frames = statistics.max_per_frame(faces.frames.assign(
         score=fake_probability(estimator, faces.x[feature])))
     index = videos
     if faces.failed:
         index = videos.assign(face_status=np.where(
             videos["video_id"].astype(str).isin(list(faces.failed)), "failed",
             videos["face_status"] if "face_status" in videos else "ok"))
-    rows = evaluation.video_predictions(frames, index, aggregation, threshold)
+    rows = statistics.video_predictions(frames, index, aggregation, threshold)
     return rows, frames
 
 
@@ -331,7 +331,7 @@ def mean_spectra(faces: FaceFeatures, videos: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_stage(run: RunPaths, store: FaceSource, videos: pd.DataFrame, params: Mapping[str, Any],
-              scoring: evaluation.Scoring = evaluation.Scoring()) -> StageResult:
+              scoring: statistics.Scoring = statistics.Scoring()) -> StageResult:
     """Fit one classifier per feature of ``params['features']`` on the training split's
     faces (each frame's chosen face), score the validation and test splits' faces (every
     face; a frame by its most fake), write predictions and upsert the results rows of

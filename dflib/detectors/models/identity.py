@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ... import evaluation, io
+from ... import evaluation, io, statistics
 from ...paths import RunPaths
 from ...vocabulary import IDENTITY_CONTROL, control_method
 
@@ -115,7 +115,7 @@ def _predictions(model: Mapping[str, Any], means: pd.DataFrame, videos: pd.DataF
     scored = pd.DataFrame({"video_id": means["video_id"].astype(str), "frame_idx": 0,
                            "label": means["video_id"].astype(str).map(label_of).astype(int),
                            "score": s})
-    rows = evaluation.video_predictions(scored, videos, "mean", threshold)
+    rows = statistics.video_predictions(scored, videos, "mean", threshold)
     rows["nearest_identity"] = rows["video_id"].map(dict(zip(scored["video_id"], nearest)))
     rows["n_frames"] = rows["video_id"].map(dict(zip(means["video_id"], means["n_faces"]))
                                             ).fillna(0).astype(int)
@@ -123,7 +123,7 @@ def _predictions(model: Mapping[str, Any], means: pd.DataFrame, videos: pd.DataF
 
 
 def run_control(run: RunPaths, videos: pd.DataFrame, threshold: float = 0.5,
-                scoring: evaluation.Scoring = evaluation.Scoring()) -> pd.DataFrame | str:
+                scoring: statistics.Scoring = statistics.Scoring()) -> pd.DataFrame | str:
     """Fit the control on the training split's embeddings (stage 06), write its validation
     and test predictions and upsert its results rows; return the rows, or why it was left
     out (no embeddings, or training videos of fewer than two known identities)."""

@@ -36,9 +36,9 @@ import keras
 import numpy as np
 import pandas as pd
 
-from ... import evaluation, io
+from ... import evaluation, io, statistics
 from ...embeddings import dlib_models_dir
-from ...faces import FaceStore, store_inputs, store_settings
+from ...face_store import FaceStore, store_inputs, store_settings
 from ...paths import RunPaths
 from ...vocabulary import cnn_method, sbi_method
 from . import cnn
@@ -64,7 +64,7 @@ def predictor_path() -> Path:
 
 def face_box(size: int, margin: int) -> tuple[int, int, int, int]:
     """``(left, top, right, bottom)`` of the detected face inside a stored crop: the box
-    fills ``size - margin`` pixels of the ``size``, centred (dflib.faces.FaceExtractor)."""
+    fills ``size - margin`` pixels of the ``size``, centred (dflib.face_extractor.FaceExtractor)."""
     lo = margin // 2
     return lo, lo, size - 1 - (margin - lo), size - 1 - (margin - lo)
 
@@ -453,7 +453,7 @@ def train(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: SbiConfig
 
 def run_stage(store: FaceStore, videos: pd.DataFrame, run: RunPaths, shared: Mapping[str, Any],
               section: Mapping[str, Any], scoring_section: Mapping[str, Any],
-              scoring: evaluation.Scoring = evaluation.Scoring(), verbose: int = 2) -> SbiResult:
+              scoring: statistics.Scoring = statistics.Scoring(), verbose: int = 2) -> SbiResult:
     """The ``train_sbi`` stage: landmarks, training, then the validation and test splits
     scored as ``cnn/<arch>/sbi`` with ``scoring_section``'s (the run's ``evaluate_cnn``)
     aggregation and threshold, as :func:`dflib.reload.score_methods` rescores it; results

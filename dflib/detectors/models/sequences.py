@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 from keras import layers, ops, regularizers
 
-from ... import evaluation, io
+from ... import evaluation, io, statistics
 from . import batches, cnn, cnn_training, fitting
 from .cnn_features import (FEATURE_DIM, Sequences, extract_sequence_features, feature_chunk,
                            load_sequences, sequence_features)
-from ...faces import store_inputs
+from ...face_store import store_inputs
 from .fitting import (ModelRecord, TemporalResult, finish_temporal_stage, finished_record,
                       fit_model, predict_scores, sample_class_weights, sample_video_rows,
                       saved_record)
@@ -107,7 +107,7 @@ def head_predictions(model: keras.Model, sequences: Sequences, videos: pd.DataFr
 def train_heads(store: batches.FaceSource, videos: pd.DataFrame, run: RunPaths,
                 shared: Mapping[str, Any], section: Mapping[str, Any],
                 threshold: float = 0.5, verbose: int = 2,
-                scoring: evaluation.Scoring = evaluation.Scoring()) -> TemporalResult:
+                scoring: statistics.Scoring = statistics.Scoring()) -> TemporalResult:
     """Sequence features from the run's latest frame CNN (its chunk of highest validation
     AUC, :func:`dflib.detectors.models.cnn_features.feature_chunk`), then every head of ``section["models"]``
     trained (or reused) on that chunk's training videos and scored as ``rnn/<head>``.

@@ -34,7 +34,7 @@ import pandas as pd
 from keras import ops
 from tqdm.auto import tqdm
 
-from ... import evaluation, io
+from ... import evaluation, io, statistics
 from .batches import FaceSource
 from .classifiers import (classifier_path, evaluate_classifiers, fake_probability,
                           has_both_classes, load_classifier)
@@ -417,7 +417,7 @@ class StageResult:
 
 def run_stage(run: RunPaths, videos: pd.DataFrame, params: Mapping[str, Any], seed: int = 0,
               progress: bool = True,
-              scoring: evaluation.Scoring = evaluation.Scoring()) -> StageResult:
+              scoring: statistics.Scoring = statistics.Scoring()) -> StageResult:
     """Stage 07: train the triplet network on training-split FaceNet embeddings (the
     validation split's loss and active triplets are logged), then fit and score the classifiers on the raw embeddings
     (``facenet/<clf>``) and on the triplet embeddings (``triplet/<clf>``).
@@ -545,9 +545,9 @@ def score_saved(run: RunPaths, methods: Sequence[str], store: FaceSource, videos
     for m in methods:
         space = spaces[m.split("/", 1)[0]]
         clf = load_classifier(run, m)
-        f = evaluation.max_per_frame(frames.assign(
+        f = statistics.max_per_frame(frames.assign(
             score=fake_probability(clf, space) if len(space) else np.zeros(0)))
-        out[m] = (evaluation.video_predictions(f, videos, section["aggregation"],
+        out[m] = (statistics.video_predictions(f, videos, section["aggregation"],
                                                section["threshold"]), f)
     return out
 
