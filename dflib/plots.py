@@ -428,7 +428,7 @@ def spectrum_figure(spectra: pd.DataFrame) -> plt.Figure:
            title="mean spectrum of training faces")
     ax.legend(fontsize=8)
     diff.axhline(0, color="grey", lw=0.8)
-    diff.set(xlabel="spatial frequency (cycles per face crop)", ylabel="difference from real",
+    diff.set(xlabel="spatial frequency (cycles per face crop)", ylabel="difference from real (dB)",
              title="fake minus real")
     if len(groups) > 1:
         diff.legend(fontsize=8)
