@@ -123,15 +123,16 @@ def save_classifier(run: RunPaths, method: str, estimator: Any) -> Path:
     return io.atomic_write(classifier_path(run, method), lambda p: joblib.dump(estimator, p))
 
 
-def load_classifier(run: RunPaths, method: str) -> Any:
-    """The fitted classifier of ``method``; a clear error when stage 07 has not saved it."""
+def load_classifier(run: RunPaths, method: str, stage: str = "train_triplet") -> Any:
+    """The fitted classifier of ``method``; a clear error naming ``stage``, the stage that
+    saves it, when it is missing or not whole."""
     import joblib
 
     target = classifier_path(run, method)
     if not target.is_file():
         raise FileNotFoundError(f"{target}: no fitted classifier for {method!r}; "
-                                "rerun stage 'train_triplet'")
-    return joblib.load(io.require_whole(target, "rerun stage 'train_triplet'"))
+                                f"rerun stage '{stage}'")
+    return joblib.load(io.require_whole(target, f"rerun stage '{stage}'"))
 
 
 def evaluate_classifiers(run: RunPaths, space: str, names: Sequence[str], x_train: np.ndarray,

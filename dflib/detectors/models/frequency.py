@@ -36,14 +36,16 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ... import evaluation, io, statistics
+from ... import evaluation, statistics
 from ...paths import RunPaths
 from ...vocabulary import FREQUENCY_FEATURES, frequency_method
+from .classifiers import classifier_path, load_classifier, save_classifier
 
 if TYPE_CHECKING:  # dflib.batches loads Keras; these features need only NumPy and SciPy
     from .batches import FaceSource
 
 FAMILY = "frequency"
+STAGE = "train_frequency"  # the stage that fits and saves the classifiers
 # ITU-R BT.601 luma weights: the grey levels every feature reads.
 LUMA = np.array([0.299, 0.587, 0.114])
 # Durall et al. add this before the logarithm so that a zero coefficient stays finite.
@@ -254,28 +256,6 @@ def make_classifier(c: float = 1.0) -> Any:
         C=c, max_iter=5000, class_weight="balanced"))
 
 
-def classifier_path(run: RunPaths, method: str) -> Path:
-    """``models/frequency/<feature>.joblib`` of ``frequency/<feature>``."""
-    return run.classifier_file(FAMILY, method.split("/", 1)[1])
-
-
-def save_classifier(run: RunPaths, method: str, estimator: Any) -> Path:
-    import joblib
-
-    return io.atomic_write(classifier_path(run, method), lambda p: joblib.dump(estimator, p))
-
-
-def load_classifier(run: RunPaths, method: str) -> Any:
-    """The fitted classifier of ``method``; a clear error when the stage has not saved it."""
-    import joblib
-
-    target = classifier_path(run, method)
-    if not target.is_file():
-        raise FileNotFoundError(f"{target}: no fitted classifier for {method!r}; "
-                                "rerun stage 'train_frequency'")
-    return joblib.load(io.require_whole(target, "rerun stage 'train_frequency'"))
-
-
 def fake_probability(estimator: Any, x: np.ndarray) -> np.ndarray:
     if len(x) == 0:
         return np.zeros(0)
@@ -380,8 +360,8 @@ def score_saved(run: RunPaths, methods: Sequence[str], store: FaceSource, videos
     """``frequency/<feature>`` methods of the run applied to other faces
     (:func:`dflib.reload.score_methods`), with the run's aggregation and threshold; each
     feature is computed once for all the methods."""
-    section = settings["train_frequency"]
+    section = settings[STAGE]
     features = list(dict.fromkeys(m.split("/", 1)[1] for m in methods))
     faces = face_features(store, videos, features, every_face=True)
-    return {m: predictions(load_classifier(run, m), faces, m.split("/", 1)[1], videos,
+    return {m: predictions(load_classifier(run, m, STAGE), faces, m.split("/", 1)[1], videos,
                            section["aggregation"], section["threshold"]) for m in methods}
