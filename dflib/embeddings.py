@@ -33,7 +33,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -349,6 +349,78 @@ def faces_to_embed(store: Any, video_id: str, max_faces_per_video: int = 0
     first = np.flatnonzero(chosen)
     keep = np.isin(frame_idx, frame_idx[first[subsample(len(first), max_faces_per_video)]])
     return faces[keep], frame_idx[keep], chosen[keep]
+
+
+# Embeddings of a face source's videos, by the source object's id while it lives: when a
+# run is re-scored (dflib.reload.score_methods) the facenet/triplet classifiers and the
+# identity control embed the same faces with the same network (dlib's: ~65 ms a face).
+_EMBEDDED: dict[int, dict[tuple[str, str, int, int], tuple[np.ndarray, pd.DataFrame]]] = {}
+
+
+def _embedded_of(store: Any) -> dict[tuple[str, str, int, int], tuple[np.ndarray, pd.DataFrame]]:
+    """The embeddings already made from ``store``, dropped when the store object is (face
+    sources compare by value and need not be hashable, hence the id)."""
+    key = id(store)
+    if key not in _EMBEDDED:
+        _EMBEDDED[key] = {}
+        weakref.finalize(store, _EMBEDDED.pop, key, None)
+    return _EMBEDDED[key]
+
+
+def saved_network(run: RunPaths, device: str) -> Any:
+    """The embedding network with the weights the run's embeddings were made with."""
+    manifest = read_manifest(run)
+    if manifest["used"] == RANDOM:
+        model = random_facenet(int(manifest["seed"]))
+        model.classify = False
+        return model.eval().to(resolve_device(device))
+    model, choice = load_facenet(manifest["used"], device=device)
+    if choice.used != manifest["used"]:
+        raise RuntimeError(f"the run's embeddings used {manifest['used']} weights, which "
+                           f"cannot be loaded now ({choice.reason})")
+    return model
+
+
+def embed_videos(run: RunPaths, store: Any, video_ids: Sequence[str],
+                 settings: Mapping[str, Any], progress: bool = False
+                 ) -> tuple[np.ndarray, pd.DataFrame]:
+    """The faces of ``video_ids`` read from ``store`` (which may hold another run's faces:
+    re-encoded, distorted, new videos) embedded as stage 06 embeds them: the run's network
+    and weights, face subset and batch size (``settings``: the run's profile). Returns the
+    embeddings ``[n, dim]`` and one row per face: ``video_id, frame_idx, chosen``. A video
+    whose faces cannot be read has no rows.
+
+    A video is embedded once per ``store`` object: a second family re-scoring the same
+    faces gets the same arrays back (the network is loaded only when some video is new).
+    """
+    batch_size = int(settings["embed_faces"]["batch_size"])
+    max_faces = int(read_manifest(run).get("max_faces_per_video", 0))
+    done = _embedded_of(store)
+    keys = [(str(run.root), str(vid), max_faces, batch_size) for vid in video_ids]
+    missing = [k for k in dict.fromkeys(keys) if k not in done]
+    if missing:
+        model = saved_network(run, settings["device"])
+        try:
+            for key in tqdm(missing, desc="embeddings", unit="video", disable=not progress):
+                try:
+                    faces, frame_idx, chosen = faces_to_embed(store, key[1], max_faces)
+                except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+                    faces, frame_idx, chosen = [], [], []  # keeps its row with the prior
+                # The embedding stage's batch size: CPU kernels sum in another order for
+                # another batch.
+                x = (embed(model, faces, batch_size) if len(faces)
+                     else np.zeros((0, embedding_dim(model)), np.float32))
+                done[key] = x, pd.DataFrame({"video_id": key[1],
+                                             "frame_idx": np.asarray(frame_idx, int),
+                                             "chosen": np.asarray(chosen, bool)})
+        finally:
+            if isinstance(model, DlibEmbedder):
+                model.close()
+    if not keys:
+        return np.zeros((0, 0), np.float32), pd.DataFrame(columns=["video_id", "frame_idx",
+                                                                   "chosen"])
+    return (np.concatenate([done[k][0] for k in keys]),
+            pd.concat([done[k][1] for k in keys], ignore_index=True))
 
 
 def _file_config(weights: str, run: RunPaths, video_id: str,

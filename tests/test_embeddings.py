@@ -295,3 +295,40 @@ def test_dlibs_worker_processes_die_with_the_process_that_started_them(tmp_path)
     for pid in survivors:  # a failing test leaves nothing behind either
         psutil.Process(pid).kill()
     assert survivors == []
+
+
+def test_a_face_source_is_embedded_once_for_every_family_that_rescores_it(offline, no_dlib,
+                                                                          run, monkeypatch):
+    """Re-scoring (facenet/triplet classifiers, then the identity control) asks for the same
+    faces twice: the second call gets the first's embeddings without running the network;
+    a video with unreadable faces has no rows; another face source is embedded anew."""
+    from dflib import face_store
+
+    emb.run_embedding(run, "none", batch_size=4, seed=0, device="cpu", progress=False)
+    settings = {"embed_faces": {"batch_size": 4}, "device": "cpu"}
+    calls = []
+    real_embed = emb.embed
+    monkeypatch.setattr(emb, "embed", lambda model, faces, batch_size=64: (
+        calls.append(len(faces)), real_embed(model, faces, batch_size))[1])
+    store = face_store.FaceStore(run)
+    ids = ["real/a", "fake/b", "fake/d"]  # fake/d has no store file
+    x, faces = emb.embed_videos(run, store, ids, settings)
+    assert calls == [1, 2]
+    assert faces["video_id"].tolist() == ["real/a", "fake/b", "fake/b"]
+    assert faces["frame_idx"].tolist() == [0, 0, 2] and x.shape == (3, emb.DIM)
+    stored, _ = emb.load_embeddings(run, pd.DataFrame({"video_id": ["real/a", "fake/b"]}))
+    np.testing.assert_allclose(x, stored, atol=1e-6)  # as stage 06 made them
+    again, faces_again = emb.embed_videos(run, store, ids[::-1], settings)
+    assert calls == [1, 2]
+    np.testing.assert_array_equal(again, x[[1, 2, 0]])
+    assert faces_again["video_id"].tolist() == ["fake/b", "fake/b", "real/a"]
+    emb.embed_videos(run, face_store.FaceStore(run), ["real/a"], settings)
+    assert calls == [1, 2, 1]
+    from dflib.predict import MemoryFaces  # compares by value: not hashable
+
+    faces_b, idx_b = store.load("fake/b")
+    memory = MemoryFaces({"new": {"faces": faces_b, "frame_idx": idx_b,
+                                  "other_faces": faces_b[:0], "other_frame_idx": idx_b[:0]}})
+    np.testing.assert_array_equal(emb.embed_videos(run, memory, ["new"], settings)[0], x[1:])
+    emb.embed_videos(run, memory, ["new"], settings)
+    assert calls == [1, 2, 1, 2]

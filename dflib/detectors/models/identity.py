@@ -23,7 +23,6 @@ left out with one line.
 from __future__ import annotations
 
 import re
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -167,25 +166,14 @@ def score_saved(run: RunPaths, store: FaceSource, videos: pd.DataFrame,
     import joblib
 
     from ... import embeddings
-    from .triplet import run_facenet
 
     target = model_path(run)
     if not target.is_file():
         raise FileNotFoundError(f"{target}: no fitted identity control; rerun stage "
                                 "'train_frequency'")
     model = joblib.load(io.require_whole(target, "rerun stage 'train_frequency'"))
-    net = run_facenet(run, settings["device"])
-    max_faces = int(embeddings.read_manifest(run).get("max_faces_per_video", 0))
-    blocks, tables = [], []
-    for vid in videos["video_id"].astype(str):
-        try:
-            faces, frame_idx, chosen = embeddings.faces_to_embed(store, vid, max_faces)
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-            continue  # no readable faces: the video keeps its row with the prior
-        if len(faces):
-            blocks.append(embeddings.embed(net, faces, settings["embed_faces"]["batch_size"]))
-            tables.append(pd.DataFrame({"video_id": vid, "frame_idx": frame_idx,
-                                        "chosen": chosen}))
-    means = (video_means(np.concatenate(blocks), pd.concat(tables, ignore_index=True))
-             if blocks else pd.DataFrame(columns=["video_id", "mean", "n_faces"]))
+    x, faces = embeddings.embed_videos(run, store, videos["video_id"].astype(str).tolist(),
+                                       settings, progress)
+    means = (video_means(x, faces) if len(faces)
+             else pd.DataFrame(columns=["video_id", "mean", "n_faces"]))
     return _predictions(model, means, videos, 0.5), None

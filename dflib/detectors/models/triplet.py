@@ -32,7 +32,6 @@ import keras
 import numpy as np
 import pandas as pd
 from keras import ops
-from tqdm.auto import tqdm
 
 from ... import evaluation, io, statistics
 from .batches import FaceSource
@@ -489,22 +488,6 @@ def tsne_inputs(result: StageResult, max_points: int, seed: int = 0) -> dict[str
 
 # --------------------------------------------------------------------------- re-scoring
 
-def run_facenet(run: RunPaths, device: str) -> Any:
-    """The embedding network with the weights the run's embeddings were made with."""
-    from ... import embeddings
-
-    manifest = embeddings.read_manifest(run)
-    if manifest["used"] == embeddings.RANDOM:
-        model = embeddings.random_facenet(int(manifest["seed"]))
-        model.classify = False
-        return model.eval().to(resolve_device(device))
-    model, choice = embeddings.load_facenet(manifest["used"], device=device)
-    if choice.used != manifest["used"]:
-        raise RuntimeError(f"the run's embeddings used {manifest['used']} weights, which "
-                           f"cannot be loaded now ({choice.reason})")
-    return model
-
-
 def saved_files(run: RunPaths, methods: Sequence[str]) -> list[Path]:
     """The files :func:`score_saved` reads for ``methods`` from the run: the embeddings'
     manifest (which weights embedded the faces), the triplet network for ``triplet/*``,
@@ -523,24 +506,14 @@ def score_saved(run: RunPaths, methods: Sequence[str], store: FaceSource, videos
     weights the run's embeddings were made with, for every classifier of both spaces."""
     from ... import embeddings
 
-    model = run_facenet(run, settings["device"])
-    # The embedding stage's batch size: CPU kernels sum in another order for another batch.
-    batch_size = settings["embed_faces"]["batch_size"]
-    max_faces = int(embeddings.read_manifest(run).get("max_faces_per_video", 0))
+    x, faces = embeddings.embed_videos(run, store, videos["video_id"].astype(str).tolist(),
+                                       settings, progress)
+    label_of = dict(zip(videos["video_id"].astype(str), videos["label"].astype(int)))
+    frames = faces[["video_id", "frame_idx"]].assign(label=faces["video_id"].map(label_of))
     section = settings["train_triplet"]
-    blocks, tables = [np.zeros((0, embeddings.embedding_dim(model)), np.float32)], []
-    for vid, label in tqdm(list(zip(videos["video_id"].astype(str), videos["label"])),
-                           desc="facenet", unit="video", disable=not progress):
-        faces, frame_idx, _ = embeddings.faces_to_embed(store, vid, max_faces)
-        blocks.append(embeddings.embed(model, faces, batch_size))
-        tables.append(pd.DataFrame({"video_id": vid, "frame_idx": np.asarray(frame_idx, int),
-                                    "label": int(label)}))
-    x = np.concatenate(blocks)
-    frames = (pd.concat(tables, ignore_index=True) if tables
-              else pd.DataFrame(columns=["video_id", "frame_idx", "label"]))
     spaces = {"facenet": x}
     if any(m.startswith("triplet/") for m in methods):
-        spaces["triplet"] = transform(_load_triplet(run), x)
+        spaces["triplet"] = transform(_load_triplet(run), x) if len(x) else x
     out: dict[str, evaluation.Prediction] = {}
     for m in methods:
         space = spaces[m.split("/", 1)[0]]
