@@ -2,11 +2,14 @@
 
 Each adapter knows one layout on disk (Celeb-DF v2, FaceForensics++, DFDC, a plain
 ``real/`` + ``fake/`` folder), converts its labels to 1 = fake, 0 = real and fixes the
-splits the dataset itself defines. :func:`build_index` does the rest the same way for
-every dataset: seeded splits of the remaining videos, the optional ``manifest.csv``, the
-per-class cap, the checks and the column order.
+splits the dataset itself defines. The ``demo`` adapter is the celebdf one with a
+generator: it writes its videos (:mod:`dflib.synth`) at ``data_root`` first; the rest of
+dflib asks :func:`generates`, :func:`is_generated` and :func:`layout_of`, never for the
+demo by name. :func:`build_index` does the rest the same way for every dataset: seeded
+splits of the remaining videos, the optional ``manifest.csv``, the per-class cap, the
+checks and the column order.
 
-Over 600 lines on purpose: four small adapters and the one index builder they share sit
+Over 600 lines on purpose: five small adapters and the one index builder they share sit
 together so that a reader compares the layouts side by side and a new adapter copies the
 nearest one; none is long.
 """
