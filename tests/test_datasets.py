@@ -422,6 +422,8 @@ def test_the_demo_adapter_reads_the_celebdf_layout_and_is_the_only_generator(tmp
                                                                             ) -> None:
     """``demo`` is the celebdf adapter with a generator: the same index (but its name) from
     the same folder, the same layout problems; the rest of dflib asks these questions."""
+    from dflib import synth
+
     root = make_celebdf(tmp_path / "data")
     demo, celebdf = build_index("demo", root).videos, build_index("celebdf", root).videos
     assert set(demo["dataset"]) == {"demo"}
@@ -431,7 +433,7 @@ def test_the_demo_adapter_reads_the_celebdf_layout_and_is_the_only_generator(tmp
         "celebdf": "celebdf", "ffpp": "ffpp", "dfdc": "dfdc", "folder": "folder",
         "demo": "celebdf"}
     assert datasets.is_generated("demo", None) and not datasets.is_generated("celebdf", root)
-    (root / "synth_params.json").write_text("{}")  # what dflib.synth writes first
+    (root / synth.PARAMS).write_text("{}")  # what dflib.synth writes first
     assert datasets.is_generated("celebdf", root)  # the demo, read as Celeb-DF
     (root / datasets.CELEBDF_LIST).unlink()
     assert layout_problem("demo", root, {}) == (
