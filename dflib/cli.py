@@ -25,9 +25,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
     profile = config.load(args.profile)
     datasets.check_data_root(profile)
     stage_names = ", ".join(s.name for s in config.STAGES)
-    if profile.sections["index"]["demo_generate"] and not paths.resolve(
-            profile.shared["data_root"]).exists():
-        splits = "splits: known once stage index has generated the demo dataset"
+    dataset = profile.shared["dataset"]
+    if datasets.generates(dataset) and not paths.resolve(profile.shared["data_root"]).exists():
+        splits = f"splits: known once stage index has generated the {dataset} dataset"
     else:
         later = "once stage index runs"
         try:

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from . import detectors, io, paths
-from .datasets_fields import DATASETS, INDEX
+from .datasets_fields import DATASETS, INDEX, RETIRED
 from .devices import DEVICES
 from .evaluation_fields import EVALUATION
 from .faces_fields import FACES
@@ -69,6 +69,8 @@ def stage_fields(stage: str) -> dict[str, Field]:
 
 
 def _unknown(key: str, allowed: Sequence[str]) -> ProfileError:
+    if key.startswith("index.") and key.removeprefix("index.") in RETIRED:
+        return ProfileError(f"{key}: {RETIRED[key.removeprefix('index.')]}")
     leaf = key.rsplit(".", 1)[-1]
     close = difflib.get_close_matches(leaf, allowed, n=1)
     hint = f" (did you mean '{close[0]}'?" if close else " ("
@@ -194,12 +196,6 @@ def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str,
     if "index" in given and bool(index["test_dataset"]) != bool(index["test_data_root"]):
         raise ProfileError("index.test_dataset and index.test_data_root go together: set both "
                            "for the cross-dataset protocol, or neither")
-    if "index" in given and index["test_dataset"] and index["demo_generate"]:
-        raise ProfileError("index.demo_generate: the demo dataset has no cross-dataset "
-                           "counterpart; turn it off with index.test_dataset")
-    if "index" in given and index["demo_generate"] and shared["dataset"] != "celebdf":
-        raise ProfileError(f"index.demo_generate: the demo dataset has the celebdf layout, "
-                           f"not {shared['dataset']}'s; set dataset: celebdf or turn it off")
     c3d = sections["train_c3d"]
     if "train_c3d" in given and "conv3d_diff" in c3d["models"] and c3d["clip_len"] < 2:
         raise ProfileError(f"train_c3d.clip_len: conv3d_diff subtracts consecutive faces, so it "

@@ -2,11 +2,14 @@
 
 Each adapter knows one layout on disk (Celeb-DF v2, FaceForensics++, DFDC, a plain
 ``real/`` + ``fake/`` folder), converts its labels to 1 = fake, 0 = real and fixes the
-splits the dataset itself defines. :func:`build_index` does the rest the same way for
-every dataset: seeded splits of the remaining videos, the optional ``manifest.csv``, the
-per-class cap, the checks and the column order.
+splits the dataset itself defines. The ``demo`` adapter is the celebdf one with a
+generator: it writes its videos (:mod:`dflib.synth`) at ``data_root`` first; the rest of
+dflib asks :func:`generates`, :func:`is_generated` and :func:`layout_of`, never for the
+demo by name. :func:`build_index` does the rest the same way for every dataset: seeded
+splits of the remaining videos, the optional ``manifest.csv``, the per-class cap, the
+checks and the column order.
 
-Over 600 lines on purpose: four small adapters and the one index builder they share sit
+Over 600 lines on purpose: five small adapters and the one index builder they share sit
 together so that a reader compares the layouts side by side and a new adapter copies the
 nearest one; none is long.
 """
@@ -18,7 +21,7 @@ import os
 import re
 import unicodedata
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from io import StringIO
 from pathlib import Path, PurePosixPath
@@ -81,6 +84,24 @@ class _Adapter:
     # The folders it takes every video of (not a list's): (folder, recursive); their other
     # files are reported as left out.
     scanned: tuple[tuple[str, bool], ...] = ()
+    # The adapter whose layout it reads (None: its own), for what a layout implies (Celeb-DF's
+    # test list holds out videos, not people).
+    layout: str | None = None
+    # How it writes its own videos at data_root (None: they are found there).
+    generator: _Generator | None = None
+
+
+@dataclass(frozen=True)
+class _Generator:
+    """A dataset written at ``data_root`` from the profile's ``index`` section."""
+
+    # Why the folder cannot receive it with these settings (None: it can; absent, empty, or
+    # holding part of the same dataset).
+    problem: Callable[[Path, Mapping[str, Any]], str | None]
+    # Writes what is missing (resuming a half-written folder); a complete one is left as it is.
+    write: Callable[[Path, Mapping[str, Any]], object]
+    # Whether a folder holds data it wrote (however it is read).
+    wrote: Callable[[Path], bool]
 
 
 # --- helpers shared by the adapters -------------------------------------------------------
@@ -379,12 +400,37 @@ def _folder_collect(root: Path, params: Mapping[str, Any]) -> tuple[list[Row], l
     return rows, missing
 
 
+# --- the generated demo --------------------------------------------------------------------
+# dflib.synth writes it in the Celeb-DF v2 layout, read by the celebdf adapter's code; the
+# generation settings are the index section's demo_* fields (dflib.synth_fields).
+
+
+def _demo_problem(root: Path, index: Mapping[str, Any]) -> str | None:
+    from . import synth  # OpenCV: only when the demo is asked for
+
+    return synth.folder_problem(root, synth.profile_settings(index))
+
+
+def _demo_write(root: Path, index: Mapping[str, Any]) -> pd.DataFrame:
+    from . import synth
+
+    return synth.generate(root, **synth.profile_settings(index))
+
+
+def _demo_wrote(root: Path) -> bool:
+    from . import synth
+
+    return (root / synth.PARAMS).is_file()
+
+
+_CELEBDF = _Adapter(f"Celeb-real/, YouTube-real/, Celeb-synthesis/ and {CELEBDF_LIST}",
+                    _celebdf_required, _celebdf_collect,
+                    scanned=tuple((f, False) for f in CELEBDF_FOLDERS))
+
 # The adapters in the order of their names, DATASETS (datasets_fields: the profile's
-# choices of ``dataset``): celebdf, ffpp, dfdc, folder.
+# choices of ``dataset``): celebdf, ffpp, dfdc, folder, demo.
 _ADAPTERS: Mapping[str, _Adapter] = dict(zip(DATASETS, (
-    _Adapter(f"Celeb-real/, YouTube-real/, Celeb-synthesis/ and {CELEBDF_LIST}",
-             _celebdf_required, _celebdf_collect,
-             scanned=tuple((f, False) for f in CELEBDF_FOLDERS)),
+    _CELEBDF,
     _Adapter("original_sequences/youtube/<compression>/videos/ and "
              "manipulated_sequences/<Method>/<compression>/videos/",
              _ffpp_required, _ffpp_collect, extras=("target_id", "source_id")),
@@ -393,6 +439,8 @@ _ADAPTERS: Mapping[str, _Adapter] = dict(zip(DATASETS, (
              draws_test=True),
     _Adapter("real/ and fake/ sub-folders of videos", _folder_required, _folder_collect,
              draws_test=True, scanned=(("real", True), ("fake", True))),
+    replace(_CELEBDF, layout="celebdf",
+            generator=_Generator(_demo_problem, _demo_write, _demo_wrote)),
 ), strict=True))
 
 
@@ -400,6 +448,30 @@ def _adapter(dataset: str) -> _Adapter:
     if dataset not in _ADAPTERS:
         raise DatasetError(f"unknown dataset '{dataset}' (known: {', '.join(_ADAPTERS)})")
     return _ADAPTERS[dataset]
+
+
+def generates(dataset: str) -> bool:
+    """Whether the adapter writes its own videos at ``data_root`` (stage index does, before
+    reading them) instead of finding them there."""
+    return _adapter(dataset).generator is not None
+
+
+def layout_of(dataset: str) -> str:
+    """The adapter whose layout on disk ``dataset`` reads: its own name, or the layout its
+    generator writes."""
+    return _adapter(dataset).layout or dataset
+
+
+def is_generated(dataset: str | None, root: str | Path | None) -> bool:
+    """Whether a run of ``dataset`` on ``root`` reads generated videos: its adapter writes
+    them, or ``root`` holds a folder a generator wrote (read through the adapter of its
+    layout); published figures of a real dataset never stand beside such a run. An unknown
+    name (an older run's profile) is not a generator."""
+    adapter = _ADAPTERS.get(dataset)
+    if adapter is not None and adapter.generator is not None:
+        return True
+    return root is not None and any(a.generator.wrote(paths.resolve(root))
+                                    for a in _ADAPTERS.values() if a.generator is not None)
 
 
 def layout_problem(dataset: str, root: str | Path, index_params: Mapping[str, Any]) -> str | None:
@@ -707,19 +779,41 @@ def build_profile_index(shared: Mapping[str, Any], index: Mapping[str, Any]) -> 
     return result
 
 
+def _generator_of(profile: config.Profile) -> _Generator | None:
+    """The generator of the profile's dataset (None: its videos are found at data_root),
+    refusing a cross-dataset test split beside it: a generated dataset has none."""
+    shared, index = profile.shared, profile.sections["index"]
+    generator = _adapter(shared["dataset"]).generator
+    if generator is not None and index["test_dataset"]:
+        raise config.ProfileError(
+            f"{profile.source}: index.test_dataset: dataset {shared['dataset']} is generated "
+            "and has no cross-dataset counterpart; leave index.test_dataset and "
+            "index.test_data_root empty")
+    return generator
+
+
+def generate_data(profile: config.Profile) -> None:
+    """Stage index's first step: write the profile's dataset at ``data_root`` when its
+    adapter generates it (a half-written folder resumes, a video lost from a complete one
+    is written again; :func:`check_data_root` says first why a folder cannot take it);
+    nothing for a dataset found on disk."""
+    generator = _generator_of(profile)
+    if generator is not None:
+        generator.write(paths.resolve(profile.shared["data_root"]), profile.sections["index"])
+
+
 def check_data_root(profile: config.Profile) -> None:
     """Refuse a missing or mis-laid dataset folder (and test dataset folder) of a validated
     profile, and any list or metadata file stage index would refuse, with one line naming
-    the profile and the key; a folder the demo will be generated in is only checked for
-    being writable by the generator with the profile's settings (a run killed half-way
-    through generation resumes; videos made with other settings are never overwritten)."""
+    the profile and the key; a folder a generated dataset will be written in is only
+    checked for being writable by its generator with the profile's settings (a run killed
+    half-way through generation resumes; videos made with other settings are never
+    overwritten)."""
     shared, index = profile.shared, profile.sections["index"]
     root = paths.resolve(shared["data_root"])
-    if index["demo_generate"]:
-        from . import synth
-
-        problem = synth.folder_problem(root, synth.profile_settings(index))
-        problems = [("data_root", problem)] if problem else []
+    generator = _generator_of(profile)
+    if generator is not None:
+        problems = [("data_root", generator.problem(root, index))]
     else:
         problems = [("data_root", layout_problem(shared["dataset"], root, index))]
         if index["test_dataset"]:
@@ -728,7 +822,7 @@ def check_data_root(profile: config.Profile) -> None:
     for key, problem in problems:
         if problem:
             raise config.ProfileError(f"{profile.source}: {key}: {problem}")
-    if index["demo_generate"]:
+    if generator is not None:
         return
     try:  # the same reading of lists and metadata as stage index
         build_profile_index(shared, index)

@@ -1,5 +1,6 @@
 """The ``index`` section's fields read by :mod:`dflib.datasets` (splits, the FaceForensics++
-selection, the cross-dataset protocol), and the names of its dataset adapters."""
+selection, the cross-dataset protocol), the names of its dataset adapters, and the keys of
+the section that are gone."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Mapping
 from .fields import Field
 
 
-# The dataset adapters of dflib.datasets (``dataset``, ``index.test_dataset``).
-DATASETS = ("celebdf", "ffpp", "dfdc", "folder")
+# The dataset adapters of dflib.datasets (``dataset``, ``index.test_dataset``), in the order
+# of its registry; ``demo`` generates its videos (dflib.synth) at ``data_root``.
+DATASETS = ("celebdf", "ffpp", "dfdc", "folder", "demo")
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
 COMPRESSIONS = ("c0", "c23", "c40")
 
@@ -29,4 +31,11 @@ INDEX: Mapping[str, Field] = MappingProxyType({
     "test_data_root": Field(str, "", "folder of test_dataset"),
     "allow_empty_test": Field(bool, False, "the run only trains: an empty test split is "
                               "not an error (check and stage index refuse it otherwise)"),
+})
+
+# Keys a profile's ``index`` section may no longer hold, each with the line that says what
+# replaced it: dflib.config refuses them by that line, not as unknown keys.
+RETIRED: Mapping[str, str] = MappingProxyType({
+    "demo_generate": "removed: the generated demo dataset is a dataset adapter now; write "
+                     "'dataset: demo' (generated at data_root when missing) and delete this key",
 })

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import config, evaluation, io, result_tables, summaries
+from . import config, datasets, evaluation, io, result_tables, summaries
 from .paths import RunPaths
 from .vocabulary import IDENTITY_CONTROL, control_method
 
@@ -186,7 +186,7 @@ def identity_guide(results: pd.DataFrame, dataset: str) -> str:
             "recognising people ranks the test videos; a detector's AUC above it (with the "
             "DeLong difference in <code>tables/identity.csv</code>) is what it sees beyond "
             "identity. ")
-    if dataset == "celebdf":
+    if datasets.layout_of(dataset) == "celebdf":
         text += ("On Celeb-DF v2 the official test list holds out videos, not people: the "
                  "test identities appear in training (the demo's split does the same), so "
                  "identity can inflate every detector's AUC there.")

@@ -12,8 +12,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import evaluation, statistics, synth
-from .paths import RunPaths, resolve
+from . import datasets, evaluation, statistics
+from .paths import RunPaths
 from .detectors import display_group, is_detector, is_temporal
 from .vocabulary import (DISPLAY_GROUPS, IDENTITY_CONTROL, TEMPORAL_CONTROLS, control_method,
                          is_ensemble, raw_embedding_of,
@@ -79,15 +79,15 @@ _PUBLISHED = (
 
 def published_setting(profile: Mapping[str, Any]) -> str | None:
     """``celebdf`` or ``ffpp_nt_c40`` when the profile (``profile.yaml`` of a run: shared
-    keys and sections) runs a setting the paper reported on: Celeb-DF v2 itself (not the
-    generated demo in its layout) or FaceForensics++ NeuralTextures alone at c40, trained
+    keys and sections) runs a setting the paper reported on: Celeb-DF v2 itself (not
+    generated videos, even in its layout) or FaceForensics++ NeuralTextures alone at c40, trained
     and tested on the same dataset; else None."""
     index = profile.get("index") or {}
     if index.get("test_dataset") not in (None, "", profile.get("dataset")):
         return None  # cross-dataset protocol: the paper has no such figure
-    if profile.get("data_root") and (resolve(profile["data_root"]) / synth.PARAMS).is_file():
-        return None  # the generated demo dataset, in Celeb-DF's layout
-    if profile.get("dataset") == "celebdf" and not index.get("demo_generate", False):
+    if datasets.is_generated(profile.get("dataset"), profile.get("data_root") or None):
+        return None  # generated videos, even in Celeb-DF's layout
+    if profile.get("dataset") == "celebdf":
         return "celebdf"
     if (profile.get("dataset") == "ffpp" and list(index.get("ffpp_methods", [])) ==
             ["NeuralTextures"] and index.get("ffpp_compression") == "c40"):

@@ -34,17 +34,15 @@ def read_dataset(profile: config.Profile) -> datasets.IndexResult:
 
 
 def build_index(profile: config.Profile) -> datasets.IndexResult:
-    """Stage 00: generate the demo dataset if asked (from ``index.demo_seed``, never the
-    run's seed; a ``data_root`` holding videos made with other settings is refused), then
-    write ``index/videos.csv``
+    """Stage 00: generate the dataset when its adapter does (from the section's own
+    settings, never the run's seed; a ``data_root`` holding videos made with other
+    settings is refused), then write ``index/videos.csv``
     (train and val from ``dataset``, test from ``index.test_dataset`` when it is set).
     Prints the split sizes; refuses a train split without both classes or an empty test
     split (:func:`dflib.datasets.check_splits`) before any expensive stage. The files of the
     dataset's folders that are not videos go to ``index/left_out.csv``, with one line."""
-    from . import synth
-
     shared, p = profile.shared, profile.sections["index"]
-    synth.generate_section(shared, p)
+    datasets.generate_data(profile)
     datasets.check_data_root(profile)
     result = read_dataset(profile)
     run = profile.run.ensure()

@@ -53,7 +53,6 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .io import atomic_path, read_record, write_csv, write_text
-from .paths import resolve
 from .synth_fields import DEMO
 
 MANIFEST = "manifest.csv"
@@ -648,7 +647,7 @@ def profile_settings(index: Mapping[str, Any]) -> dict[str, Any]:
     """The :func:`generate` arguments of a profile's ``index`` section: each ``demo_<arg>``
     key is argument ``<arg>`` (``demo_seed`` is ``seed``: the data's own seed, never the
     run's, so the seeds of ``dflib run --seeds`` vary training over the same videos)."""
-    return {k.removeprefix("demo_"): index[k] for k in DEMO if k != "demo_generate"}
+    return {k.removeprefix("demo_"): index[k] for k in DEMO}
 
 
 def recorded_params(**settings: Any) -> dict[str, Any]:
@@ -729,16 +728,6 @@ def folder_problem(out_dir: str | Path, settings: Mapping[str, Any] | None = Non
     return (f"{out}: holds the demo dataset made with other settings ({shown}); the runs that "
             "indexed it read these videos, so it is not overwritten: point data_root at "
             "another folder, or delete this one to generate it anew")
-
-
-def generate_section(shared: Mapping[str, Any], index: Mapping[str, Any]
-                     ) -> pd.DataFrame | None:
-    """Stage index's demo: with ``index.demo_generate``, :func:`generate` at ``data_root``
-    with the section's ``demo_*`` fields (:data:`dflib.synth_fields.DEMO`, each named after
-    the argument it sets); None otherwise."""
-    if not index["demo_generate"]:
-        return None
-    return generate(resolve(shared["data_root"]), **profile_settings(index))
 
 
 def _default(key: str) -> Any:

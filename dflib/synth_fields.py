@@ -1,5 +1,5 @@
-"""The ``index`` section's fields read by :mod:`dflib.synth`: whether and how the demo
-dataset is generated."""
+"""The ``index`` section's fields read by :mod:`dflib.synth`: how the demo dataset
+(``dataset: demo``) is generated."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from .fields import Field
 
 
 DEMO: Mapping[str, Field] = MappingProxyType({
-    "demo_generate": Field(bool, False, "write the demo dataset to data_root when missing"),
     "demo_seed": Field(int, 0, "demo: seed of the generated videos (the run's seed varies "
                        "training only, so every seed of --seeds reads the same data)", min=0,
                        max=2**31 - 1),

@@ -14,8 +14,8 @@ from dflib import cli, paths
 
 
 def write_profile(tmp_path, **overrides):
-    profile = {"run_name": "t", "dataset": "celebdf", "data_root": str(tmp_path / "data"),
-               "outputs_dir": str(tmp_path / "outputs"), "index": {"demo_generate": True}}
+    profile = {"run_name": "t", "dataset": "demo", "data_root": str(tmp_path / "data"),
+               "outputs_dir": str(tmp_path / "outputs")}
     profile.update(overrides)
     path = tmp_path / "profile.yaml"
     path.write_text(yaml.safe_dump(profile))
@@ -29,7 +29,9 @@ def test_check_ok(tmp_path, capsys):
 
 @pytest.mark.parametrize("overrides, needle", [
     ({"img_szie": 64}, "unknown key 'img_szie' (did you mean 'img_size'?"),
-    ({"dataset": "ffpp", "index": {}}, "data_root:"),
+    ({"dataset": "ffpp"}, "data_root:"),
+    ({"index": {"demo_generate": True}}, "index.demo_generate: removed: the generated demo "
+                                         "dataset is a dataset adapter now; write 'dataset: demo'"),
     ({"frames_per_video": -1}, "frames_per_video: -1 is below the minimum 1"),
 ])
 def test_check_bad_profile_exits_2_with_one_line(tmp_path, capsys, overrides, needle):
@@ -129,7 +131,7 @@ def test_a_test_list_with_a_byte_order_mark_and_backslashes_is_read_as_meant(tmp
                                        "0 Celeb-synthesis\\id0_id1_0000.mp4\r\n", "utf-8-sig")
     (data / "manifest.csv").write_bytes("path,method\r\nCeleb-real\\id0_0001.mp4,camera\r\n"
                                         .encode("utf-8-sig"))
-    profile = write_profile(tmp_path, data_root=str(data), index={})
+    profile = write_profile(tmp_path, dataset="celebdf", data_root=str(data))
     assert cli.main(["check", str(profile)]) == 0
     checked = config.load(profile)
     videos = datasets.build_profile_index(checked.shared, checked.sections["index"]).videos
@@ -147,11 +149,11 @@ def test_check_refuses_what_run_would_refuse_in_one_line(tmp_path, capsys, case)
     if case == "dfdc_json":
         (tmp_path / "dfdc").mkdir()
         (tmp_path / "dfdc" / "metadata.json").write_text('{"a.mp4": {"label": "FAKE",}')
-        overrides = {"dataset": "dfdc", "data_root": str(tmp_path / "dfdc"), "index": {}}
+        overrides = {"dataset": "dfdc", "data_root": str(tmp_path / "dfdc")}
         needle = f"{tmp_path / 'dfdc' / 'metadata.json'}: not valid JSON ("
     elif case == "list_flag":
         data = _celebdf(tmp_path / "data", "0 Celeb-real/id0_0000.mp4\n")
-        overrides = {"data_root": str(data), "index": {}}
+        overrides = {"dataset": "celebdf", "data_root": str(data)}
         needle = "line 1 '0 Celeb-real/id0_0000.mp4': the flag says fake"
     else:
         (tmp_path / "taken").write_text("a file")
@@ -233,7 +235,7 @@ def ffpp_partial_download(root, splits=("train", "val")):
 
 def test_check_refuses_an_empty_test_split_in_one_line(tmp_path, capsys):
     data = ffpp_partial_download(tmp_path / "data")
-    profile = write_profile(tmp_path, dataset="ffpp", data_root=str(data), index={})
+    profile = write_profile(tmp_path, dataset="ffpp", data_root=str(data))
     assert cli.main(["check", str(profile)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
@@ -259,7 +261,7 @@ def test_check_warns_about_a_one_class_split(tmp_path, capsys):
     a, b = datasets.ffpp_pairs("test")[0]
     for name in (a, b):  # the test split keeps its fakes only
         (data / f"original_sequences/youtube/c40/videos/{name}.mp4").unlink()
-    profile = write_profile(tmp_path, dataset="ffpp", data_root=str(data), index={})
+    profile = write_profile(tmp_path, dataset="ffpp", data_root=str(data))
     assert cli.main(["check", str(profile)]) == 0
     err = capsys.readouterr().err
     assert ("warning: the test split has no real videos: AUC, EER and AP of the test split "
@@ -286,7 +288,7 @@ def test_stage_index_lists_absent_videos_apart_from_failures(tmp_path, capsys):
     assert summary[("skipped", "not on disk")] == 1992 and summary[("processed", "")] == 8
 
     # Without allow_empty_test, the stage stops before any expensive stage could run.
-    strict = config.load(write_profile(tmp_path, dataset="ffpp", data_root=str(data), index={}))
+    strict = config.load(write_profile(tmp_path, dataset="ffpp", data_root=str(data)))
     with pytest.raises(ValueError, match="the test split has no videos"):
         stages.build_index(strict)
 
@@ -332,7 +334,7 @@ def test_check_and_stage_index_refuse_a_train_split_without_a_class(tmp_path, ca
     from dflib import config, datasets, stages
 
     data = folder_dataset(tmp_path / "data", **{f"{empty}s": 0})
-    profile = write_profile(tmp_path, dataset="folder", data_root=str(data), index={})
+    profile = write_profile(tmp_path, dataset="folder", data_root=str(data))
     assert cli.main(["check", str(profile)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
@@ -349,7 +351,7 @@ def test_check_refuses_an_ffpp_train_split_without_fakes(tmp_path, capsys):
     a, b = datasets.ffpp_pairs("train")[0]
     for name in (f"{a}_{b}", f"{b}_{a}"):
         (data / f"manipulated_sequences/NeuralTextures/c40/videos/{name}.mp4").unlink()
-    profile = write_profile(tmp_path, dataset="ffpp", data_root=str(data), index={})
+    profile = write_profile(tmp_path, dataset="ffpp", data_root=str(data))
     assert cli.main(["check", str(profile)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
@@ -377,7 +379,7 @@ def test_folder_dataset_indexes_every_decodable_container_and_lists_the_rest(tmp
     data = folder_dataset(tmp_path / "data", real_ext=".m4v", fake_ext=".mpg")
     for name in ("real/a.3gp", "fake/b.MTS", "fake/notes.txt", "real/thumb.jpg", "real/README"):
         (data / name).write_bytes(b"x")
-    profile = write_profile(tmp_path, dataset="folder", data_root=str(data), index={})
+    profile = write_profile(tmp_path, dataset="folder", data_root=str(data))
     assert cli.main(["check", str(profile)]) == 0
     out, err = capsys.readouterr()
     assert "train" in out and "(14 videos" not in out

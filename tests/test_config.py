@@ -14,8 +14,8 @@ from dflib import config, datasets, paths
 
 @pytest.fixture
 def minimal(tmp_path):
-    return {"run_name": "t", "dataset": "celebdf", "data_root": str(tmp_path / "data"),
-            "index": {"demo_generate": True}}
+    return {"run_name": "t", "dataset": "demo", "data_root": str(tmp_path / "data"),
+            "index": {}}
 
 
 def test_defaults_fill_missing_keys(minimal):
@@ -29,6 +29,10 @@ def test_defaults_fill_missing_keys(minimal):
 @pytest.mark.parametrize("mutate, needle", [
     (lambda p: p.update(imgsize=3), "unknown key 'imgsize' (did you mean 'img_size'?"),
     (lambda p: p["index"].update(val_fracton=0.1), "unknown key 'index.val_fracton'"),
+    # The key that switched the demo on before it was an adapter: said what replaced it.
+    (lambda p: p["index"].update(demo_generate=True),
+     "index.demo_generate: removed: the generated demo dataset is a dataset adapter now; "
+     "write 'dataset: demo'"),
     (lambda p: p.update(faces={"marign": 3}), "did you mean 'margin'?"),
     (lambda p: p.update(seed="seven"), "seed: expected int, got str 'seven'"),
     (lambda p: p.update(seed=True), "seed: expected int, got bool"),
@@ -61,7 +65,7 @@ def test_int_is_accepted_for_float(minimal):
 
 
 def test_missing_data_root_is_refused(minimal, tmp_path):
-    minimal["index"]["demo_generate"] = False
+    minimal["dataset"] = "celebdf"  # read as found, not generated
     profile = config.validate(minimal)  # the schema is fine; the folder is checked apart
     with pytest.raises(config.ProfileError, match=r"data_root: .*data"):
         datasets.check_data_root(profile)

@@ -418,6 +418,29 @@ def test_layout_problem_names_the_missing_path(tmp_path: Path, dataset: str, mak
     assert str(info.value) == problem
 
 
+def test_the_demo_adapter_reads_the_celebdf_layout_and_is_the_only_generator(tmp_path: Path
+                                                                            ) -> None:
+    """``demo`` is the celebdf adapter with a generator: the same index (but its name) from
+    the same folder, the same layout problems; the rest of dflib asks these questions."""
+    from dflib import synth
+
+    root = make_celebdf(tmp_path / "data")
+    demo, celebdf = build_index("demo", root).videos, build_index("celebdf", root).videos
+    assert set(demo["dataset"]) == {"demo"}
+    assert demo.drop(columns="dataset").equals(celebdf.drop(columns="dataset"))
+    assert [d for d in config.DATASETS if datasets.generates(d)] == ["demo"]
+    assert {d: datasets.layout_of(d) for d in config.DATASETS} == {
+        "celebdf": "celebdf", "ffpp": "ffpp", "dfdc": "dfdc", "folder": "folder",
+        "demo": "celebdf"}
+    assert datasets.is_generated("demo", None) and not datasets.is_generated("celebdf", root)
+    (root / synth.PARAMS).write_text("{}")  # what dflib.synth writes first
+    assert datasets.is_generated("celebdf", root)  # the demo, read as Celeb-DF
+    (root / datasets.CELEBDF_LIST).unlink()
+    assert layout_problem("demo", root, {}) == (
+        f"{root / datasets.CELEBDF_LIST}: file not found (demo expects Celeb-real/, "
+        f"YouTube-real/, Celeb-synthesis/ and {datasets.CELEBDF_LIST})")
+
+
 def test_layout_problem_of_empty_dfdc_root_and_file_root(tmp_path: Path) -> None:
     problem = layout_problem("dfdc", tmp_path, {})
     assert problem == (f"{tmp_path / 'metadata.json'}: file not found (dfdc expects metadata.json "

@@ -232,6 +232,8 @@ def test_every_detector_faces_the_identity_control_in_comparisons_and_its_table(
     guide = html_report.identity_guide(results, "celebdf")
     assert "control/identity" in guide and "test identities appear in training" in guide
     assert "appear in training" not in html_report.identity_guide(results, "ffpp")
+    # the demo is split as Celeb-DF is (its layout and test list): the note stands for it too
+    assert "(the demo's split does the same)" in html_report.identity_guide(results, "demo")
     assert html_report.identity_guide(results[results["method"] != "control/identity"],
                                       "celebdf") == ""
     assert result_tables.identity_table(results, table.iloc[:0]).empty

@@ -18,7 +18,7 @@ def fake_run(tmp_path) -> RunPaths:
     """A run folder as the runner leaves it, without running anything."""
     run = RunPaths(tmp_path / "celebdf").ensure()
     (run.root / "profile.yaml").write_text(yaml.safe_dump(
-        {"run_name": "celebdf", "dataset": "celebdf", "index": {"demo_generate": False}}))
+        {"run_name": "celebdf", "dataset": "celebdf", "index": {"val_fraction": 0.15}}))
     (run.root / "environment.json").write_text(json.dumps({"tensorflow": "2.21.0"}))
     pd.DataFrame({"method": ["cnn/xception", "cnn/xception"], "level": ["video", "frame"],
                   "n": [518, 9000], "n_pos": [340, 6000], "n_neg": [178, 3000],
@@ -44,7 +44,7 @@ def test_build_report_is_self_contained(tmp_path):
     assert index == run.root / "report" / "index.html"
     page = index.read_text()
     assert "<h1>Run <code>celebdf</code></h1>" in page
-    assert "demo_generate: false" in page and "2.21.0" in page  # profile, environment
+    assert "val_fraction: 0.15" in page and "2.21.0" in page  # profile, environment
     assert "0.912" in page and "0.954" in page and "table_index_counts.csv" in page
     # published figures stand beside ours for the paper's Celeb-DF setting
     assert "published (Kumar et al. 2020)" in page and "0.980" in page
@@ -62,7 +62,7 @@ def test_build_report_is_self_contained(tmp_path):
                                      "<h2>Figures</h2>", "<h2>Notebooks</h2>",
                                      "<h2>Profile and environment</h2>")]
     assert order == sorted(order)
-    assert page.index("<details>") > order[-1] and "demo_generate: false" in page[order[-1]:]
+    assert page.index("<details>") > order[-1] and "val_fraction: 0.15" in page[order[-1]:]
 
 
 def test_rebuild_drops_what_left_the_run(tmp_path):

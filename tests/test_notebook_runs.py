@@ -15,10 +15,10 @@ from dflib import config, notebooks, paths
 @pytest.fixture
 def tiny_profile(tmp_path):
     return config.validate({
-        "run_name": "tiny", "dataset": "celebdf", "data_root": str(tmp_path / "data"),
+        "run_name": "tiny", "dataset": "demo", "data_root": str(tmp_path / "data"),
         "outputs_dir": str(tmp_path / "outputs"), "img_size": 64, "frames_per_video": 2,
         "device": "cpu", "train_cnn": {"arch": "ef0"},
-        "index": {"demo_generate": True, "demo_identities": 2, "demo_real_per_identity": 2,
+        "index": {"demo_identities": 2, "demo_real_per_identity": 2,
                   "demo_fake_per_identity": 2, "demo_frames": 4, "demo_width": 128,
                   "demo_height": 96},
     })
@@ -63,9 +63,9 @@ def test_ctrl_c_during_a_run_says_where_in_one_line_and_marks_the_notebook(tmp_p
 
     profile = tmp_path / "p.yaml"
     profile.write_text(yaml.safe_dump({
-        "run_name": "r", "dataset": "celebdf", "data_root": str(tmp_path / "data"),
+        "run_name": "r", "dataset": "demo", "data_root": str(tmp_path / "data"),
         "outputs_dir": str(tmp_path / "outputs"),
-        "index": {"demo_generate": True, "demo_identities": 4, "demo_real_per_identity": 4,
+        "index": {"demo_identities": 4, "demo_real_per_identity": 4,
                   "demo_fake_per_identity": 8, "demo_frames": 32}}))
     notebook = tmp_path / "outputs" / "r" / "notebooks" / "00_build_index.ipynb"
     proc = subprocess.Popen([sys.executable, "-m", "dflib", "run", str(profile), "--quiet"],
@@ -186,8 +186,8 @@ def test_no_process_of_a_stage_outlives_its_run(tmp_path, kill, status, line):
     notebook = stand_in_notebook(tmp_path / "stand_in.ipynb")
     pids = tmp_path / "pids.json"
     profile = tmp_path / "p.yaml"
-    profile.write_text(f"run_name: r\ndataset: celebdf\ndata_root: {tmp_path / 'data'}\n"
-                       f"outputs_dir: {tmp_path / 'outputs'}\nindex: {{demo_generate: true}}\n")
+    profile.write_text(f"run_name: r\ndataset: demo\ndata_root: {tmp_path / 'data'}\n"
+                       f"outputs_dir: {tmp_path / 'outputs'}\n")
     proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(notebook), str(pids),
                              str(profile)], cwd=paths.PROJECT_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

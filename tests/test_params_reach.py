@@ -22,18 +22,18 @@ from dflib import (config, datasets, face_extractor, face_store, faces, io, path
                    stages)
 
 # Keys whose base value differs from the schema default so that the keys next to them are
-# read at all (the demo's keys are read only when the demo is generated).
-BASE = {"index.demo_generate": True}
+# read at all (the demo's keys are read only when the dataset is the generated demo).
+BASE = {"dataset": "demo"}
 
 # Non-default values the generic rule cannot pick (free strings, method names), and keys
 # that go with another one (index.test_dataset / test_data_root, refused one without the
-# other, and the demo, refused with a cross-dataset test set): (value, keys set on both
-# sides, keys set along with the value).
+# other, and beside the demo, which has no cross-dataset test set): (value, keys set on
+# both sides, keys set along with the value).
 VALUES: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {
-    "dataset": ("folder", {"index.demo_generate": False}, {}),
-    "index.test_dataset": ("folder", {"index.demo_generate": False},
+    "dataset": ("folder", {}, {}),
+    "index.test_dataset": ("folder", {"dataset": "celebdf"},
                            {"index.test_data_root": "cross"}),
-    "index.test_data_root": ("cross2", {"index.demo_generate": False,
+    "index.test_data_root": ("cross2", {"dataset": "celebdf",
                                         "index.test_dataset": "folder",
                                         "index.test_data_root": "cross"}, {}),
     "index.ffpp_methods": (["Deepfakes"], {}, {}),

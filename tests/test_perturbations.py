@@ -152,8 +152,8 @@ def test_parameters_are_the_authors_levels_and_bad_ones_are_refused():
 # ------------------------------------------------------------------- profile keys
 
 def write_profile(tmp_path, robustness_section):
-    profile = {"run_name": "t", "dataset": "celebdf", "data_root": str(tmp_path / "data"),
-               "outputs_dir": str(tmp_path / "outputs"), "index": {"demo_generate": True},
+    profile = {"run_name": "t", "dataset": "demo", "data_root": str(tmp_path / "data"),
+               "outputs_dir": str(tmp_path / "outputs"),
                "robustness": robustness_section}
     path = tmp_path / "profile.yaml"
     path.write_text(yaml.safe_dump(profile))

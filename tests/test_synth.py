@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from dflib import synth
 
@@ -278,11 +279,36 @@ def test_every_derived_identity_has_a_detectable_face(mtcnn):
         assert np.abs(landmarks[0] - sprite.landmarks).max() < 0.15 * sprite.face_px, identity
 
 
-DEMO_INDEX = {"demo_generate": True, "demo_seed": SEED, "demo_identities": SMALL["identities"],
+DEMO_INDEX = {"demo_seed": SEED, "demo_identities": SMALL["identities"],
               "demo_real_per_identity": SMALL["real_per_identity"],
               "demo_fake_per_identity": SMALL["fake_per_identity"],
               "demo_frames": SMALL["frames"], "demo_width": SMALL["width"],
               "demo_height": SMALL["height"]}
+
+
+def test_dataset_demo_generates_a_missing_data_root_and_indexes_it(dataset, tmp_path):
+    """``dataset: demo`` on a data_root that does not exist: ``dflib check`` accepts it
+    (splits known later), stage index writes the profile's demo there (the very bytes
+    synth.generate writes for those settings) and indexes it with the celebdf reading."""
+    from dflib import cli, config, datasets, stages
+
+    root, manifest = dataset
+    data = tmp_path / "new" / "data"
+    raw = {"run_name": "r", "dataset": "demo", "data_root": str(data),
+           "outputs_dir": str(tmp_path / "outputs"), "seed": SEED, "index": DEMO_INDEX}
+    profile_file = tmp_path / "p.yaml"
+    profile_file.write_text(yaml.safe_dump(raw))
+    assert cli.main(["check", str(profile_file)]) == 0
+    assert not data.exists()
+    result = stages.build_index(config.validate(raw))
+    assert {p.relative_to(data): b for p, b in _snapshot(data).items()} == {
+        p.relative_to(root): b for p, b in _snapshot(root).items()}
+    celebdf = datasets.build_index("celebdf", data, seed=SEED, val_fraction=0.2,
+                                   max_videos_per_class=0, ffpp_methods=[],
+                                   ffpp_compression="c40")
+    assert len(result.videos) == len(manifest) and result.missing.empty
+    assert set(result.videos["dataset"]) == {"demo"}
+    assert result.videos.drop(columns="dataset").equals(celebdf.videos.drop(columns="dataset"))
 
 
 def test_a_run_killed_while_generating_the_demo_passes_check_and_resumes(dataset, tmp_path):
@@ -296,7 +322,7 @@ def test_a_run_killed_while_generating_the_demo_passes_check_and_resumes(dataset
     shutil.rmtree(data / "Celeb-synthesis")
     (data / synth.TEST_LIST).unlink()
     (data / synth.MANIFEST).unlink()
-    profile = config.validate({"run_name": "r", "dataset": "celebdf", "data_root": str(data),
+    profile = config.validate({"run_name": "r", "dataset": "demo", "data_root": str(data),
                                "outputs_dir": str(tmp_path / "outputs"), "seed": SEED,
                                "index": DEMO_INDEX})
     result = stages.build_index(profile)
@@ -318,7 +344,7 @@ def test_a_seeds_run_leaves_the_data_and_every_earlier_seed_s_run_as_they_were(d
     root, manifest = dataset
     data = tmp_path / "data"
     shutil.copytree(root, data)
-    profile = config.validate({"run_name": "r", "dataset": "celebdf", "data_root": str(data),
+    profile = config.validate({"run_name": "r", "dataset": "demo", "data_root": str(data),
                                "outputs_dir": str(tmp_path / "outputs"), "seed": 0,
                                "index": DEMO_INDEX})
     first = notebooks.seed_profile(profile, 0)
@@ -342,7 +368,7 @@ def test_check_refuses_a_data_root_holding_another_profile_s_demo(dataset, tmp_p
     data = tmp_path / "data"
     shutil.copytree(root, data)
     before = _snapshot(data)
-    other = config.validate({"run_name": "r", "dataset": "celebdf", "data_root": str(data),
+    other = config.validate({"run_name": "r", "dataset": "demo", "data_root": str(data),
                              "outputs_dir": str(tmp_path / "outputs"),
                              "index": {**DEMO_INDEX, "demo_frames": 16}})
     with pytest.raises(config.ProfileError, match=re.escape(
@@ -377,11 +403,27 @@ def test_check_refuses_a_demo_folder_the_generator_may_not_write(tmp_path):
                          (a_file, "not a folder")):
         with pytest.raises(config.ProfileError, match=f"data_root: {re.escape(str(data))}: {needle}"):
             datasets.check_data_root(config.validate({
-                "run_name": "r", "dataset": "celebdf", "data_root": str(data),
-                "index": {"demo_generate": True}}))
-    with pytest.raises(config.ProfileError, match="index.demo_generate: .*celebdf layout"):
-        config.validate({"run_name": "r", "dataset": "folder", "data_root": str(tmp_path / "x"),
-                         "index": {"demo_generate": True}})
+                "run_name": "r", "dataset": "demo", "data_root": str(data)}))
+
+
+def test_the_demo_takes_no_cross_dataset_test_split(tmp_path):
+    """A generated dataset has no counterpart to test on: ``dflib check`` and stage index
+    refuse it in one line naming the key, before any video is written."""
+    from dflib import config, datasets, stages
+
+    cross = tmp_path / "cross"
+    for sub in ("real", "fake"):
+        (cross / sub).mkdir(parents=True)
+    profile = config.validate({"run_name": "r", "dataset": "demo",
+                               "data_root": str(tmp_path / "data"),
+                               "outputs_dir": str(tmp_path / "outputs"),
+                               "index": {"test_dataset": "folder",
+                                         "test_data_root": str(cross)}}, source="p.yaml")
+    needle = "p.yaml: index.test_dataset: dataset demo is generated and has no cross-dataset"
+    for step in (datasets.check_data_root, stages.build_index):
+        with pytest.raises(config.ProfileError, match=needle):
+            step(profile)
+    assert not (tmp_path / "data").exists() and not (tmp_path / "outputs").exists()
 
 
 # --------------------------------------------------------------------------- no shortcut
