@@ -18,15 +18,15 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from . import detectors, io, paths
-from .datasets_fields import DATASETS, INDEX, RETIRED
+from .datasets_fields import DATASETS, INDEX, RETIRED, check_index
 from .devices import DEVICES
-from .evaluation_fields import EVALUATION
-from .faces_fields import FACES
+from .statistics_fields import EVALUATION
+from .faces_fields import FACES, check_faces
 from .fields import Field, ProfileError, Stage
 from .gradcam_fields import REPORT
 from .robustness_fields import ROBUSTNESS
 from .synth_fields import DEMO
-from .vocabulary import CLASSIFIERS, CNN_MIN_INPUT
+from .vocabulary import CLASSIFIERS
 
 SHARED: Mapping[str, Field] = MappingProxyType({
     "run_name": Field(str, None, "name of the run folder under outputs_dir"),
@@ -46,8 +46,8 @@ SHARED: Mapping[str, Field] = MappingProxyType({
 # The detector stages, and their order, are the registry's (dflib.detectors): a family's
 # stages come where the family stands in it.
 STAGES: tuple[Stage, ...] = (
-    Stage("index", "00_build_index.ipynb", {**INDEX, **DEMO}),
-    Stage("faces", "01_extract_faces.ipynb", FACES),
+    Stage("index", "00_build_index.ipynb", {**INDEX, **DEMO}, check=check_index),
+    Stage("faces", "01_extract_faces.ipynb", FACES, check=check_faces),
     *detectors.STAGES,
     Stage("robustness", "08_compression_robustness.ipynb", ROBUSTNESS, scoring=True),
     Stage("report", "09_results_report.ipynb", REPORT, scoring=True),
@@ -187,29 +187,19 @@ def _check_run_name(name: str) -> None:
 
 def _check_across(shared: Mapping[str, Any], sections: Mapping[str, Mapping[str, Any]],
                   given: Sequence[str]) -> None:
-    """Constraints that tie keys of different sections together (of the sections given)."""
-    margin, size = sections["faces"]["margin"], shared["img_size"]
-    if "faces" in given and margin >= size:
-        raise ProfileError(f"faces.margin: {margin} must be below img_size {size} (it is "
-                           "measured in pixels of the final crop)")
-    index = sections["index"]
-    if "index" in given and bool(index["test_dataset"]) != bool(index["test_data_root"]):
-        raise ProfileError("index.test_dataset and index.test_data_root go together: set both "
-                           "for the cross-dataset protocol, or neither")
-    c3d = sections["train_c3d"]
-    if "train_c3d" in given and "conv3d_diff" in c3d["models"] and c3d["clip_len"] < 2:
-        raise ProfileError(f"train_c3d.clip_len: conv3d_diff subtracts consecutive faces, so it "
-                           f"needs at least 2, got {c3d['clip_len']}")
+    """Rules that tie keys together (of the sections given): each stage's own
+    (``Stage.check``, declared beside its fields), and the detector names of
+    ``robustness.methods``, which only the registry knows."""
     if "robustness" in given:
         for i, method in enumerate(sections["robustness"]["methods"]):
             if not detectors.is_method(method):
                 raise ProfileError(f"robustness.methods[{i}]: {method!r} is not a detector name "
                                    f"({detectors.GRAMMAR}; classifiers: {', '.join(CLASSIFIERS)})")
-    for stage in ("train_cnn", "train_sbi"):
-        arch = sections[stage]["arch"]
-        if stage in given and shared["img_size"] < CNN_MIN_INPUT[arch]:
-            raise ProfileError(f"img_size: {shared['img_size']} is below the minimum input "
-                               f"{CNN_MIN_INPUT[arch]} of {stage}.arch '{arch}'")
+    for stage in STAGES:  # the rules each stage declares beside its fields
+        problem = stage.check(stage.name, shared, sections[stage.name]) if (
+            stage.check is not None and stage.name in given) else None
+        if problem:
+            raise ProfileError(problem)
 
 
 def check_outputs_dir(shared: Mapping[str, Any]) -> None:

@@ -5,7 +5,7 @@ the section that are gone."""
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Mapping
 
 from .fields import Field
 
@@ -15,6 +15,15 @@ from .fields import Field
 DATASETS = ("celebdf", "ffpp", "dfdc", "folder", "demo")
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
 COMPRESSIONS = ("c0", "c23", "c40")
+
+def check_index(stage: str, shared: Mapping[str, Any], section: Mapping[str, Any]
+                ) -> str | None:
+    """The cross-dataset protocol needs both its keys."""
+    if bool(section["test_dataset"]) != bool(section["test_data_root"]):
+        return (f"{stage}.test_dataset and {stage}.test_data_root go together: set both for "
+                "the cross-dataset protocol, or neither")
+    return None
+
 
 INDEX: Mapping[str, Field] = MappingProxyType({
     "val_fraction": Field(float, 0.2, "share of training videos held out for validation",

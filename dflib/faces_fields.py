@@ -4,7 +4,7 @@ through :meth:`~dflib.face_extractor.FaceExtractor.from_params`), and the choice
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Mapping
 
 from .fields import Field
 
@@ -18,6 +18,15 @@ MULTI_FACES = ("single", "max")
 # (faces keep their proportions); stretch: the box plus margin resized to a square, as
 # facenet-pytorch's extract_face (and so the paper) cut them, widening narrow faces.
 CROPS = ("square", "stretch")
+
+
+def check_faces(stage: str, shared: Mapping[str, Any], section: Mapping[str, Any]
+                ) -> str | None:
+    """The margin is measured in pixels of the final crop: it must be below ``img_size``."""
+    if section["margin"] >= shared["img_size"]:
+        return (f"{stage}.margin: {section['margin']} must be below img_size "
+                f"{shared['img_size']} (it is measured in pixels of the final crop)")
+    return None
 
 
 FACES: Mapping[str, Field] = MappingProxyType({

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 
 class ProfileError(ValueError):
@@ -84,9 +84,13 @@ class Stage:
     """A stage of the study: its notebook and the parameters of its profile section.
 
     ``scoring``: the stage scores detectors, so its notebook also receives the
-    ``evaluation`` section (:func:`dflib.config.stage_fields`)."""
+    ``evaluation`` section (:func:`dflib.config.stage_fields`). ``check``: a rule that ties
+    keys together (of the section, or the section and the shared keys), declared beside the
+    fields; it returns one line naming the key, or None (:func:`dflib.config.validate`
+    raises it as a :class:`ProfileError`)."""
 
     name: str
     notebook: str
     fields: Mapping[str, Field] = field(default_factory=dict)
     scoring: bool = False
+    check: Callable[[str, Mapping[str, Any], Mapping[str, Any]], str | None] | None = None

@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from .evaluation_fields import EVALUATION, THRESHOLD_RULES
+from .statistics_fields import EVALUATION, THRESHOLD_RULES
 from .vocabulary import AGGREGATIONS, ENSEMBLE_RULES
 
 

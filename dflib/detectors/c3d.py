@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from .models.clips_fields import TRAIN_C3D
+from .models.clips_fields import TRAIN_C3D, check_train_c3d
 from ..fields import Stage
 from ..vocabulary import CLIP_MODELS, Family
 
@@ -25,7 +25,8 @@ class ClipModels:
     video level."""
 
     family = Family("c3d", CLIP_MODELS, "temporal", frame_level=False, prefixed=False)
-    stages = (Stage("train_c3d", "04_train_c3d.ipynb", TRAIN_C3D, scoring=True),)
+    stages = (Stage("train_c3d", "04_train_c3d.ipynb", TRAIN_C3D, scoring=True,
+                    check=check_train_c3d),)
     joins: tuple[str, ...] = ()
     rescored_with = "c3d"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from .models.cnn_training_fields import EVALUATE_CNN, TRAIN_CNN
+from .models.cnn_training_fields import EVALUATE_CNN, TRAIN_CNN, check_input_size
 from .models.sbi_fields import TRAIN_SBI
 from ..fields import Stage
 from ..vocabulary import CNN_ARCHS, ENSEMBLES, SBI, Family
@@ -33,9 +33,10 @@ class FrameCnn:
                     threshold_section="evaluate_cnn", placeholder="<arch>",
                     variants=r"chunk\d+|" + "|".join((*ENSEMBLES, SBI)),
                     variants_in_words="[/chunk<i>|/" + "|/".join((*ENSEMBLES, SBI)) + "]")
-    stages = (Stage("train_cnn", "02_train_cnn.ipynb", TRAIN_CNN),
+    stages = (Stage("train_cnn", "02_train_cnn.ipynb", TRAIN_CNN, check=check_input_size),
               Stage("evaluate_cnn", "03_evaluate_cnn.ipynb", EVALUATE_CNN, scoring=True),
-              Stage("train_sbi", "10_train_sbi.ipynb", TRAIN_SBI, scoring=True))
+              Stage("train_sbi", "10_train_sbi.ipynb", TRAIN_SBI, scoring=True,
+                    check=check_input_size))
     joins: tuple[str, ...] = ()
     rescored_with = "cnn"
 

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Mapping
 
 from ...fields import Field
 from ...vocabulary import CLIP_MODELS
+
+
+def check_train_c3d(stage: str, shared: Mapping[str, Any], section: Mapping[str, Any]
+                    ) -> str | None:
+    """conv3d_diff subtracts consecutive faces: its clips need two at least."""
+    if "conv3d_diff" in section["models"] and section["clip_len"] < 2:
+        return (f"{stage}.clip_len: conv3d_diff subtracts consecutive faces, so it needs at "
+                f"least 2, got {section['clip_len']}")
+    return None
 
 
 TRAIN_C3D: Mapping[str, Field] = MappingProxyType({

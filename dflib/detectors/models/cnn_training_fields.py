@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Mapping
 
 from ...fields import Field
-from ...vocabulary import AGGREGATIONS, CNN_ARCHS
+from ...vocabulary import AGGREGATIONS, CNN_ARCHS, CNN_MIN_INPUT
+
+
+def check_input_size(stage: str, shared: Mapping[str, Any], section: Mapping[str, Any]
+                     ) -> str | None:
+    """The faces (``img_size``) must be at least the backbone's minimum input."""
+    arch, size = section["arch"], shared["img_size"]
+    if size < CNN_MIN_INPUT[arch]:
+        return (f"img_size: {size} is below the minimum input {CNN_MIN_INPUT[arch]} of "
+                f"{stage}.arch '{arch}'")
+    return None
 
 
 TRAIN_CNN: Mapping[str, Field] = MappingProxyType({
