@@ -17,7 +17,7 @@ from test_result_tables import signal_run
 
 SIDE = 32
 PARAMS = {"features": list(vocabulary.FREQUENCY_FEATURES), "c": 1.0, "aggregation": "mean",
-          "threshold": 0.5}
+          "threshold": 0.5, "self_blends": 0}
 
 
 def sinusoid(cycles: int, side: int = 64) -> np.ndarray:
@@ -97,6 +97,60 @@ def tiny_study(tmp_path, broken: tuple[str, ...] = ()) -> tuple[RunPaths, DictSt
         faces[vid] = noise_faces(rng, 4, blurred=bool(i % 2))
     run = RunPaths.of("tiny", str(tmp_path)).ensure()
     return run, DictStore(faces, broken), pd.DataFrame(rows)
+
+
+def ring_landmarks(run, store, reals):
+    """dlib's stand-in: 68 points on a ring around each face's centre, found on every face
+    but the first of each video."""
+    from dflib.detectors.models import sbi
+
+    angles = np.linspace(0, 2 * np.pi, sbi.N_LANDMARKS, endpoint=False)
+    ring = np.stack([SIDE / 2 + 9 * np.cos(angles), SIDE / 2 + 11 * np.sin(angles)], 1)
+    ids, at = [], []
+    for vid in reals["video_id"]:
+        n = len(store.load(vid)[0])
+        ids += [vid] * n
+        at += list(range(n))
+    found = np.array(at) > 0
+    return sbi.Landmarks(np.array(ids), np.array(at), np.repeat(ring[None], len(ids), 0)
+                         .astype(np.float32), found)
+
+
+def test_self_blends_of_the_real_training_faces_join_the_fakes(tmp_path, monkeypatch, capsys):
+    """``self_blends: k`` fits on k blends of every real training face with landmarks (the
+    SBI recipe, seeded), labelled fake; none without dlib's landmark model, and it says so."""
+    from dflib.detectors.models import sbi
+
+    run, store, videos = tiny_study(tmp_path)
+    monkeypatch.setattr(sbi, "load_landmarks", ring_landmarks)
+    train = videos[videos["split"] == "train"]
+    rows, said = frequency.self_blend_rows(run, store, train, ["srm", "dct"], 2, seed=3)
+    # 6 real training videos x 3 faces with landmarks x 2 blends
+    assert rows["srm"].shape == (36, 450) and rows["dct"].shape == (36, 192)
+    assert said == "36 self-blends of 18 real training faces (2 each) added to the fakes"
+    again, _ = frequency.self_blend_rows(run, store, train, ["srm"], 2, seed=3)
+    np.testing.assert_array_equal(again["srm"], rows["srm"])
+    other, _ = frequency.self_blend_rows(run, store, train, ["srm"], 2, seed=4)
+    assert not np.array_equal(other["srm"], rows["srm"])
+    fitted = []
+    real_fit = frequency.make_classifier
+    monkeypatch.setattr(frequency, "make_classifier", lambda c: (
+        est := real_fit(c), fitted.append(est))[0])
+    result = frequency.run_stage(run, store, videos, {**PARAMS, "features": ["srm"],
+                                                      "self_blends": 2}, seed=3)
+    assert result.n_train_faces == 48 and result.n_self_blends == 36
+    assert fitted[0][-1].class_weight == "balanced" and fitted[0][0].n_samples_seen_ == 84
+    assert "frequency: 36 self-blends of 18 real training faces" in capsys.readouterr().out
+
+    def no_dlib(*args):
+        raise FileNotFoundError("shape_predictor_68_face_landmarks.dat: not installed")
+
+    monkeypatch.setattr(sbi, "load_landmarks", no_dlib)
+    result = frequency.run_stage(run, store, videos, {**PARAMS, "features": ["srm"],
+                                                      "self_blends": 2})
+    assert result.n_self_blends == 0
+    assert ("frequency: no self-blends: shape_predictor_68_face_landmarks.dat: not installed"
+            in capsys.readouterr().out)
 
 
 def test_the_stage_writes_frequency_rows_and_reload_gives_its_scores(tmp_path):

@@ -42,7 +42,8 @@ class FrequencyArtefacts:
         videos = videos_with_faces(run)
         with scoring_test_split(run, videos, stage):
             result = frequency.run_stage(run, face_store.FaceStore(run), videos,
-                                         profile.sections[stage], scoring=scoring(profile))
+                                         profile.sections[stage], scoring=scoring(profile),
+                                         seed=profile.shared["seed"])
         outcomes = face_outcomes(videos)
         failed = outcomes["video_id"].isin(list(result.failed))
         outcomes.loc[failed, ["outcome", "reason"]] = ["failed", "unreadable store file"]

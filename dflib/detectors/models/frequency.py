@@ -288,6 +288,7 @@ class StageResult:
     spectra: pd.DataFrame  # mean spectrum profile of training faces by class and manipulation
     failed: dict[str, str]  # video id -> why its store file could not be read
     n_train_faces: int
+    n_self_blends: int = 0  # self-blended training fakes besides the dataset's
 
 
 def mean_spectra(faces: FaceFeatures, videos: pd.DataFrame) -> pd.DataFrame:
@@ -310,12 +311,48 @@ def mean_spectra(faces: FaceFeatures, videos: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
+def self_blend_rows(run: RunPaths, store: FaceSource, train: pd.DataFrame,
+                    features: Sequence[str], per_face: int, seed: int
+                    ) -> tuple[dict[str, np.ndarray], str]:
+    """The features of ``per_face`` self-blended images of each real training face whose
+    landmarks dlib finds (:mod:`dflib.detectors.models.sbi`'s recipe, drawn from ``seed``):
+    fakes whose only trace is a blend, for the classifiers to learn beside the dataset's.
+    Returns the rows (none without dlib's landmark model) and one line saying what was
+    made, or why nothing was."""
+    empty = {f: np.zeros((0, 0)) for f in features}
+    if per_face <= 0:
+        return empty, "no self-blends (self_blends: 0)"
+    from . import sbi  # TensorFlow and dlib: only when self-blends are asked for
+
+    reals = train[(train["label"] == 0) & (train["n_faces"] > 0)]
+    try:
+        marks = sbi.load_landmarks(run, store, reals)
+    except (FileNotFoundError, ImportError) as exc:
+        return empty, f"no self-blends: {exc}"
+    rng = np.random.default_rng(seed)
+    blends = []
+    for vid in reals["video_id"].astype(str):
+        faces, _ = store.load(vid)
+        points, found = marks.of(vid)
+        for face, face_points in zip(faces[found], points[found]):
+            for _ in range(per_face):
+                fake, _ = sbi.self_blend(face, face_points, rng)
+                blends.append(np.clip(np.rint(fake), 0, 255).astype(np.uint8))
+    if not blends:
+        return empty, "no self-blends: dlib found landmarks on no real training face"
+    return (feature_rows(np.stack(blends), features),
+            f"{len(blends)} self-blends of {int(marks.found.sum())} real training faces "
+            f"({per_face} each) added to the fakes")
+
+
 def run_stage(run: RunPaths, store: FaceSource, videos: pd.DataFrame, params: Mapping[str, Any],
-              scoring: statistics.Scoring = statistics.Scoring()) -> StageResult:
+              scoring: statistics.Scoring = statistics.Scoring(), seed: int = 0) -> StageResult:
     """Fit one classifier per feature of ``params['features']`` on the training split's
-    faces (each frame's chosen face), score the validation and test splits' faces (every
-    face; a frame by its most fake), write predictions and upsert the results rows of
-    ``frequency/<feature>``; the rows of features no longer listed are retired.
+    faces (each frame's chosen face) and ``params['self_blends']`` self-blends of each real
+    one (:func:`self_blend_rows`, drawn from ``seed``), score the validation and test
+    splits' faces (every face; a frame by its most fake), write predictions and upsert the
+    results rows of ``frequency/<feature>``; the rows of features no longer listed are
+    retired.
 
     ``videos`` is the index with ``n_faces`` (:func:`dflib.stage_inputs.videos_with_faces`)."""
     features = list(params["features"])
@@ -327,6 +364,11 @@ def run_stage(run: RunPaths, store: FaceSource, videos: pd.DataFrame, params: Ma
     if len(set(y)) < 2:
         raise ValueError(f"{run.videos_csv}: the training faces lack a class; the frequency "
                          "classifiers need both")
+    blended, blends_made = self_blend_rows(run, store, train, features,
+                                           params["self_blends"], seed)
+    print(f"frequency: {blends_made}")
+    n_blends = len(next(iter(blended.values()))) if blended else 0
+    y_fit = np.concatenate([y, np.ones(n_blends, int)])
     failed = dict(fitted.failed)
     scored = {}
     for split in ("val", "test"):
@@ -335,7 +377,8 @@ def run_stage(run: RunPaths, store: FaceSource, videos: pd.DataFrame, params: Ma
         failed.update(scored[split][1].failed)
     rows = []
     for feature, method in zip(features, methods):
-        estimator = make_classifier(params["c"]).fit(fitted.x[feature], y)
+        x_fit = np.vstack([fitted.x[feature], blended[feature]]) if n_blends else fitted.x[feature]
+        estimator = make_classifier(params["c"]).fit(x_fit, y_fit)
         save_classifier(run, method, estimator)
         for split, (part, faces) in scored.items():
             video_rows, frame_rows = predictions(estimator, faces, feature, part,
@@ -344,7 +387,7 @@ def run_stage(run: RunPaths, store: FaceSource, videos: pd.DataFrame, params: Ma
         rows.append(evaluation.score_method(run, method, params["threshold"], scoring))
     results = (pd.concat(rows, ignore_index=True) if rows
                else evaluation.results_table(run).iloc[:0])
-    return StageResult(methods, results, mean_spectra(fitted, train), failed, len(y))
+    return StageResult(methods, results, mean_spectra(fitted, train), failed, len(y), n_blends)
 
 
 # --------------------------------------------------------------------------- re-scoring
