@@ -1,10 +1,18 @@
 """The ``device`` parameter of the torch parts (MTCNN, FaceNet, dlib's stand-in runs on the
-CPU): the one place that turns ``auto | cpu | cuda`` into a device. torch is imported only
+CPU): the one place that turns ``auto | cpu | cuda`` into a device, and the CPU cores a
+process may use. torch is imported only
 when a GPU must be looked for, so calling this stays cheap."""
 
 from __future__ import annotations
 
+import os
+
 DEVICES = ("auto", "cpu", "cuda")
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def check_device(device: str) -> str:

@@ -40,7 +40,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import io
-from .devices import resolve_device
+from .devices import cpu_cores, resolve_device
 from .embeddings_fields import PRETRAINED
 from .face_store import FaceStore
 from .paths import RunPaths
@@ -163,11 +163,6 @@ def _describe(chips: list[np.ndarray], net: Any = None) -> np.ndarray:
     """``float32 [n, 128]`` descriptors of 150 px chips, by ``net`` or the worker's network."""
     described = (net or _worker_net).compute_face_descriptor(chips)
     return np.asarray([np.asarray(v) for v in described], np.float32).reshape(-1, DLIB_DIM)
-
-
-def cpu_cores() -> int:
-    """The CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class DlibEmbedder:

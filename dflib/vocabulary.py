@@ -53,9 +53,10 @@ TIME_AVERAGE = "time_average"
 TEMPORAL_CONTROLS = ("colour_jerk",)
 IDENTITY_CONTROL = "identity"
 CONTROLS = (*TEMPORAL_CONTROLS, IDENTITY_CONTROL)
-# Frequency-artefact features, one linear detector each (dflib.detectors.models.frequency); ``all`` is the
-# three side by side.
+# Frequency-artefact features, one detector each (dflib.detectors.models.frequency); ``all`` is the
+# three side by side. The classifiers that stage may fit on them, chosen by cross-validation.
 FREQUENCY_FEATURES = ("spectrum", "srm", "dct", "all")
+FREQUENCY_CLASSIFIERS = ("logreg", "svc")
 CLASSIFIERS = ("sgd", "logreg", "rf", "knn", "svc", "nb", "perceptron", "tree")
 AGGREGATIONS = ("mean", "max", "vote", "confident")
 

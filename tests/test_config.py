@@ -127,6 +127,16 @@ def test_conv3d_diff_needs_two_faces_per_clip(minimal):
     config.validate({**minimal, "train_c3d": {"models": ["c3d"], "clip_len": 1}})
 
 
+@pytest.mark.parametrize("key", ["classifiers", "c"])
+def test_the_frequency_stage_needs_a_classifier_and_a_c_to_try(minimal, key):
+    minimal.update(train_frequency={key: []})
+    with pytest.raises(config.ProfileError, match=f"train_frequency.{key}: name at least one"):
+        config.validate(minimal)
+    minimal.update(train_frequency={"c": 0.01})  # the single value of profiles before lists
+    with pytest.raises(config.ProfileError, match="train_frequency.c: expected list, got float"):
+        config.validate(minimal)
+
+
 @pytest.mark.parametrize("method", ["cnn/ef0", "cnn/xception/chunk3", "cnn/ef0/boosted_mean",
                                     "cnn/ef0/sbi", "c3d", "rnn/bilstm", "triplet/sgd", "facenet/tree"])
 def test_robustness_methods_accept_detector_names(minimal, method):

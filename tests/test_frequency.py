@@ -16,8 +16,8 @@ from dflib.paths import RunPaths
 from test_result_tables import signal_run
 
 SIDE = 32
-PARAMS = {"features": list(vocabulary.FREQUENCY_FEATURES), "c": 1.0, "aggregation": "mean",
-          "threshold": 0.5, "self_blends": 0}
+PARAMS = {"features": list(vocabulary.FREQUENCY_FEATURES), "classifiers": ["logreg"],
+          "c": [1.0], "cv_folds": 5, "aggregation": "mean", "threshold": 0.5, "self_blends": 0}
 
 
 def sinusoid(cycles: int, side: int = 64) -> np.ndarray:
@@ -124,18 +124,20 @@ def test_self_blends_of_the_real_training_faces_join_the_fakes(tmp_path, monkeyp
     run, store, videos = tiny_study(tmp_path)
     monkeypatch.setattr(sbi, "load_landmarks", ring_landmarks)
     train = videos[videos["split"] == "train"]
-    rows, said = frequency.self_blend_rows(run, store, train, ["srm", "dct"], 2, seed=3)
+    rows, owners, said = frequency.self_blend_rows(run, store, train, ["srm", "dct"], 2, seed=3)
     # 6 real training videos x 3 faces with landmarks x 2 blends
     assert rows["srm"].shape == (36, 450) and rows["dct"].shape == (36, 192)
     assert said == "36 self-blends of 18 real training faces (2 each) added to the fakes"
-    again, _ = frequency.self_blend_rows(run, store, train, ["srm"], 2, seed=3)
+    reals = train.loc[train["label"] == 0, "video_id"]
+    assert list(owners) == [v for v in reals for _ in range(6)]  # each blend's real video
+    again, _, _ = frequency.self_blend_rows(run, store, train, ["srm"], 2, seed=3)
     np.testing.assert_array_equal(again["srm"], rows["srm"])
-    other, _ = frequency.self_blend_rows(run, store, train, ["srm"], 2, seed=4)
+    other, _, _ = frequency.self_blend_rows(run, store, train, ["srm"], 2, seed=4)
     assert not np.array_equal(other["srm"], rows["srm"])
     fitted = []
     real_fit = frequency.make_classifier
-    monkeypatch.setattr(frequency, "make_classifier", lambda c: (
-        est := real_fit(c), fitted.append(est))[0])
+    monkeypatch.setattr(frequency, "make_classifier", lambda *args: (
+        est := real_fit(*args), fitted.append(est))[0])
     result = frequency.run_stage(run, store, videos, {**PARAMS, "features": ["srm"],
                                                       "self_blends": 2}, seed=3)
     assert result.n_train_faces == 48 and result.n_self_blends == 36
@@ -171,6 +173,88 @@ def test_the_stage_writes_frequency_rows_and_reload_gives_its_scores(tmp_path):
         assert len(again[method][1]) == len(stage_frames) == 32
         assert detectors.is_frame_level(method) and detectors.display_group(method) == "frequency"
     assert frequency.saved_files(run, methods[:1]) == [run.classifier_file("frequency", "spectrum")]
+
+
+def xor_rows(n_videos: int = 24, faces: int = 4, seed: int = 0) -> frequency.TrainingRows:
+    """Faces whose class is the XOR of their two features' signs: an RBF SVC separates
+    them, no linear model can."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n_videos) % 2
+    corner = rng.integers(0, 2, n_videos)  # which of its class's two quadrants a video uses
+    sign_a = np.where(corner == 1, 1.0, -1.0)
+    sign_b = np.where(labels == 1, -sign_a, sign_a)
+    x = np.column_stack([np.repeat(sign_a, faces), np.repeat(sign_b, faces)])
+    x = x * (1 + rng.random(x.shape)) + 0.1 * rng.normal(size=x.shape)
+    return frequency.TrainingRows(x={"f": x}, y=np.repeat(labels, faces),
+                                  video=np.repeat(np.array([f"v{i}" for i in range(n_videos)],
+                                                           dtype=object), faces),
+                                  own=np.ones(n_videos * faces, bool))
+
+
+def test_cross_validation_chooses_the_classifier_that_separates_the_training_videos():
+    rows = xor_rows()
+    options = [frequency.Candidate("logreg", 1.0), frequency.Candidate("svc", 1.0)]
+    chosen, table = frequency.choose_classifier(rows, "f", options, 4, "mean", 0.5, seed=0)
+    assert chosen == frequency.Candidate("svc", 1.0)
+    assert list(table.columns) == ["classifier", "c", "cv_auc", "cv_auc_sd", "folds", "chosen"]
+    assert table["chosen"].tolist() == [False, True] and (table["folds"] == 4).all()
+    assert table["cv_auc"].iloc[1] > 0.95 and table["cv_auc"].iloc[0] < 0.8
+    again = frequency.choose_classifier(rows, "f", options, 4, "mean", 0.5, seed=0)[1]
+    pd.testing.assert_frame_equal(again, table)
+
+
+def test_the_folds_keep_each_video_with_its_self_blends_and_score_only_its_own_faces(
+        monkeypatch):
+    rows = xor_rows(n_videos=10)
+    # a self-blend of each real video: its rows belong to that video
+    reals = np.unique(rows.video[rows.y == 0])
+    blends = frequency.TrainingRows(
+        x={"f": np.vstack([rows.x["f"], np.zeros((len(reals), 2))])},
+        y=np.concatenate([rows.y, np.ones(len(reals), int)]),
+        video=np.concatenate([rows.video, reals]),
+        own=np.concatenate([rows.own, np.zeros(len(reals), bool)]))
+    calls = []  # recorded in this process: one job, no worker processes
+    monkeypatch.setattr(frequency, "cpu_cores", lambda: 1)
+    monkeypatch.setattr(frequency, "_fold_auc", lambda rows, feature, option, fit, held, *a:
+                        calls.append((set(fit), set(held))) or 0.5)
+    options = [frequency.Candidate("logreg", 0.1), frequency.Candidate("logreg", 1.0)]
+    _, table = frequency.choose_classifier(blends, "f", options, 9, "mean", 0.5, seed=1)
+    # 5 real training videos: the 9 folds asked shrink to 5, each video held out once
+    assert (table["folds"] == 5).all() and len(calls) == 10
+    for fit, held in calls:
+        assert not fit & held and fit | held == set(rows.video)
+        assert sum(v in reals for v in held) == 1
+    assert [h for _, h in calls[:5]] == [h for _, h in calls[5:]]  # same folds for each option
+
+
+def test_one_candidate_or_too_few_videos_fits_nothing_in_cross_validation():
+    rows = xor_rows(n_videos=2)
+    options = [frequency.Candidate("svc", 3.0), frequency.Candidate("logreg", 1.0)]
+    chosen, table = frequency.choose_classifier(rows, "f", options, 5, "mean", 0.5, seed=0)
+    assert chosen == options[0] and table["chosen"].tolist() == [True, False]
+    assert (table["folds"] == 0).all() and table["cv_auc"].isna().all()
+    chosen, table = frequency.choose_classifier(xor_rows(), "f", options[1:], 5, "mean", 0.5, 0)
+    assert chosen == options[1] and table["cv_auc"].isna().all()
+    with pytest.raises(ValueError, match="unknown frequency classifier 'tree'"):
+        frequency.make_classifier("tree")
+
+
+def test_the_stage_says_which_classifier_each_feature_got(tmp_path, capsys):
+    run, store, videos = tiny_study(tmp_path)
+    result = frequency.run_stage(run, store, videos, {
+        **PARAMS, "features": ["srm", "dct"], "classifiers": ["logreg", "svc"],
+        "c": [0.1, 1.0], "cv_folds": 3})
+    selection = result.selection
+    assert selection["method"].tolist() == ["frequency/srm"] * 4 + ["frequency/dct"] * 4
+    assert selection.groupby("method")["chosen"].sum().tolist() == [1, 1]
+    assert (selection["folds"] == 3).all() and selection["cv_auc"].notna().all()
+    out = capsys.readouterr().out
+    for method, row in selection[selection["chosen"]].set_index("method").iterrows():
+        assert (f"{method}: {row['classifier']}, C = {row['c']:g} (cross-validated video AUC "
+                f"{row['cv_auc']:.3f} over 3 folds)") in out
+        saved = frequency.load_classifier(run, method, frequency.STAGE)
+        assert type(saved[-1]).__name__ == {"logreg": "LogisticRegression",
+                                            "svc": "MarginProbability"}[row["classifier"]]
 
 
 def test_a_store_file_that_cannot_be_read_is_recorded_and_scored_by_the_prior(tmp_path):

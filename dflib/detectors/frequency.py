@@ -1,5 +1,6 @@
-"""The ``frequency`` family: frequency-artefact detectors (``frequency/<feature>``: a linear
-classifier on each face's spectrum, SRM or DCT features, or all three); model code in
+"""The ``frequency`` family: frequency-artefact detectors (``frequency/<feature>``: a
+classifier chosen by cross-validation on each face's spectrum, SRM or DCT features, or all
+three); model code in
 :mod:`dflib.detectors.models.frequency`."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..fields import Stage
 from ..vocabulary import FREQUENCY_FEATURES, Family
-from .models.frequency_fields import TRAIN_FREQUENCY
+from .models.frequency_fields import TRAIN_FREQUENCY, check_train_frequency
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,7 +28,7 @@ class FrequencyArtefacts:
     family = Family("frequency", FREQUENCY_FEATURES, "frequency", frame_level=True,
                     threshold_section="train_frequency", placeholder="<feature>")
     stages = (Stage("train_frequency", "11_train_frequency.ipynb", TRAIN_FREQUENCY,
-                    scoring=True),)
+                    scoring=True, check=check_train_frequency),)
     joins: tuple[str, ...] = ()
     rescored_with = "frequency"
 
