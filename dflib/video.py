@@ -11,6 +11,8 @@ from __future__ import annotations
 import itertools
 import re
 import subprocess
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -61,6 +63,7 @@ class VideoInfo:
 
 
 _decoder_threads = 0  # FFmpeg's own choice (one per core)
+_thread_decoders = threading.local()  # a thread's own count (decoder_threads)
 
 
 def set_decoder_threads(n: int) -> None:
@@ -70,6 +73,25 @@ def set_decoder_threads(n: int) -> None:
     thread each than with every decoder spreading over every core."""
     global _decoder_threads
     _decoder_threads = max(0, int(n))
+
+
+@contextmanager
+def decoder_threads(n: int) -> Iterator[None]:
+    """Threads each FFmpeg decoder opened by the calling thread uses in the ``with`` body
+    (0: FFmpeg's choice), whatever :func:`set_decoder_threads` set for the process: a
+    thread decoding the next video while the main thread detects leaves it its core."""
+    before = getattr(_thread_decoders, "n", None)
+    _thread_decoders.n = max(0, int(n))
+    try:
+        yield
+    finally:
+        _thread_decoders.n = before
+
+
+def _threads() -> int:
+    """Threads for a decoder opened now: the calling thread's count, else the process's."""
+    n = getattr(_thread_decoders, "n", None)
+    return _decoder_threads if n is None else n
 
 
 def _existing_file(path: str | Path) -> Path:
@@ -85,8 +107,9 @@ def _existing_file(path: str | Path) -> Path:
 def _open(path: str | Path) -> cv2.VideoCapture:
     """Open ``path`` for decoding or raise :class:`VideoError` saying why it can't be."""
     p = _existing_file(path)
-    cap = (cv2.VideoCapture(str(p), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, _decoder_threads])
-           if _decoder_threads else cv2.VideoCapture(str(p)))
+    threads = _threads()
+    cap = (cv2.VideoCapture(str(p), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads])
+           if threads else cv2.VideoCapture(str(p)))
     if not cap.isOpened():
         cap.release()
         kinds = sorted(set(stream_kinds(p)))
@@ -322,8 +345,8 @@ def _pyav_open(av: Any, path: str | Path) -> tuple[Any, Any]:
         raise VideoError(path, "no video track")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"  # frame threading: consecutive frames decode at once
-    if _decoder_threads:
-        stream.codec_context.thread_count = _decoder_threads
+    if _threads():
+        stream.codec_context.thread_count = _threads()
     return container, stream
 
 

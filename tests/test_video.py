@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -170,6 +171,30 @@ def test_one_decoder_thread_gives_the_same_frames(videos, monkeypatch):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(VideoError, match="not a video"):
         read_frames(videos["text"], [0])
+
+
+def test_a_thread_can_decode_with_its_own_thread_count(videos, monkeypatch):
+    """decode_ahead's thread decodes with the cores the detector leaves; the main
+    thread, and other threads, keep the process's count."""
+    import threading
+
+    monkeypatch.setattr(video, "_decoder_threads", 0)
+    seen = {}
+
+    def opened(name):
+        cap = video._open(videos["h264"])
+        seen[name] = (video._threads(), int(cap.get(cv2.CAP_PROP_N_THREADS)))
+        cap.release()
+
+    with video.decoder_threads(1):
+        opened("inside")
+        other = threading.Thread(target=opened, args=("other thread",))
+        other.start()
+        other.join()
+    opened("after")
+    assert seen["inside"] == (1, 1)
+    assert seen["other thread"][0] == seen["after"][0] == 0
+    assert seen["after"][1] > 1 or os.cpu_count() == 1  # FFmpeg's choice: a thread a core
 
 
 def test_read_frames_decodes_only_what_it_needs(videos, monkeypatch):
