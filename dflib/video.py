@@ -29,15 +29,15 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", 
 SEEK_MIN_GAP = 48
 
 # The colour tags (FFmpeg's AVColorPrimaries and AVColorTransferCharacteristic numbers) under
-# which OpenCV 5's FFmpeg (libswscale 9) converts frames plainly: the primaries of SD and HD
-# television (BT.709, unspecified, BT.470 M and BG, SMPTE 170M and 240M) and any transfer but
-# PQ (SMPTE ST 2084) and HLG (ARIB STD-B67). With other primaries (BT.2020, DCI-P3, film,
-# XYZ, EBU 3213) or those two transfers, OpenCV, which leaves its BGR output untagged, has
-# libswscale map the colours into BT.709 SDR: about 1.4-4 s to set that up per opened video
-# and 6-15 ms per frame after it (0.1-1.5 ms without), measured on clips tagged each way
-# (docs/benchmarks.md, "Real footage").
+# which OpenCV 5's FFmpeg (libswscale 9) converts frames plainly, measured on clips tagged
+# each way: the primaries of SD and HD television (BT.709, unspecified, BT.470 M and BG,
+# SMPTE 170M and 240M) and the SDR transfers. OpenCV leaves its BGR output untagged, so
+# with other primaries (BT.2020, DCI-P3, film, XYZ, EBU 3213) or the HLG or PQ transfer
+# libswscale maps the colours into BT.709 SDR: about 1.4-4 s to set that up per opened
+# video and 6-15 ms per frame after it (0.1-1.5 ms without; docs/benchmarks.md, "Real
+# footage"); with a log transfer (log100, log316) it returns black frames.
 PLAIN_PRIMARIES = frozenset({1, 2, 4, 5, 6, 7})
-HDR_TRANSFERS = frozenset({16, 18})
+PLAIN_TRANSFERS = frozenset({1, 2, 4, 5, 6, 7, 8, 11, 12, 13, 14, 15, 17})
 
 
 class VideoError(RuntimeError):
@@ -252,8 +252,9 @@ def sample_indices(n_total: int, n: int, strategy: str = "first", every_k: int =
 
 def opencv_maps_colours(primaries: int, transfer: int) -> bool:
     """Whether OpenCV's decoder maps the colours of a stream tagged with ``primaries`` and
-    ``transfer`` (FFmpeg's numbers) into BT.709 SDR, slowly (see PLAIN_PRIMARIES)."""
-    return primaries not in PLAIN_PRIMARIES or transfer in HDR_TRANSFERS
+    ``transfer`` (FFmpeg's numbers) into BT.709 SDR, slowly, or fails to convert them
+    (see PLAIN_PRIMARIES)."""
+    return primaries not in PLAIN_PRIMARIES or transfer not in PLAIN_TRANSFERS
 
 
 def _colour_tags(path: str | Path) -> tuple[int, int] | None:
@@ -279,8 +280,8 @@ def read_frames(path: str | Path, indices: Iterable[int]) -> tuple[list[np.ndarr
 
     Returns the frames and the indices actually read: a truncated video yields fewer than
     asked. Raises :class:`VideoError` when none of the requested frames can be read.
-    OpenCV decodes, but a stream whose colours it would map into BT.709 SDR
-    (:func:`opencv_maps_colours`: wide-gamut or HDR phone clips) is decoded with PyAV
+    OpenCV decodes, but a stream whose colours it would map into BT.709 SDR or not
+    convert (:func:`opencv_maps_colours`: wide-gamut, HDR or log clips) is decoded with PyAV
     (:func:`pyav_read_frames`), which converts YUV to RGB with the stream's own matrix as
     FFmpeg's command line does, 10-100 times faster, and turns frames as OpenCV does.
     """
@@ -396,7 +397,11 @@ def pyav_read_frames(path: str | Path, indices: Iterable[int], seek: bool = Fals
                 break  # the stream ends before idx
             pos = found[0] + 1
             if found[0] == idx:
-                frames.append(_pyav_rgb(found[1]))
+                try:
+                    frames.append(_pyav_rgb(found[1]))
+                except av.FFmpegError as exc:  # colours FFmpeg cannot convert to RGB
+                    raise VideoError(path, f"frame {idx} cannot be converted to RGB "
+                                           f"({exc.strerror or exc})") from None
                 read.append(idx)
     finally:
         container.close()

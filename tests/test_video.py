@@ -360,6 +360,7 @@ HLG_BT2020 = ("-x264-params", "colorprim=bt2020:transfer=arib-std-b67:colormatri
     (9, 1, True),     # BT.2020 primaries alone
     (12, 1, True),    # Display P3
     (1, 18, True),    # HLG alone
+    (1, 9, True),     # a log transfer: OpenCV returns black frames
 ])
 def test_opencv_maps_wide_gamut_and_hdr_colours(primaries, transfer, maps):
     assert video.opencv_maps_colours(primaries, transfer) is maps
@@ -376,14 +377,17 @@ def ffmpeg_rgb(path: Path) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def hlg_videos(tmp_path_factory) -> dict[str, Path]:
-    """An HLG/BT.2020-tagged clip like a phone's HDR video, and the same stream with a
-    display matrix of 90 degrees (a phone held upright)."""
+    """An HLG/BT.2020-tagged clip like a phone's HDR video, the same stream with a
+    display matrix of 90 degrees (a phone held upright), and a clip tagged with a log
+    transfer."""
     d = tmp_path_factory.mktemp("hlg")
     plain = write_h264(d / "hlg.mp4", 60, HLG_BT2020)
     turned = d / "hlg_turned.mp4"
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-display_rotation", "90",
                     "-i", str(plain), "-c", "copy", str(turned)], check=True)
-    return {"plain": plain, "turned": turned}
+    log = write_h264(d / "log.mp4", 60, ("-x264-params", "transfer=log100"))
+    untagged = write_h264(d / "untagged.mp4", 60)
+    return {"plain": plain, "turned": turned, "log": log, "untagged": untagged}
 
 
 def test_an_hdr_stream_decodes_with_its_own_colours_not_mapped_ones(hlg_videos):
@@ -395,6 +399,16 @@ def test_an_hdr_stream_decodes_with_its_own_colours_not_mapped_ones(hlg_videos):
     assert read == wanted
     for frame, i in zip(frames, read):
         np.testing.assert_array_equal(frame, reference[i])
+
+
+def test_a_log_tagged_stream_is_not_decoded_black(hlg_videos):
+    """OpenCV returns black frames for a log transfer; the tag changes nothing in the
+    pixels, so the frames equal those of the same clip untagged."""
+    frames, read = read_frames(hlg_videos["log"], [0, 5, 59])
+    expected, _ = read_frames(hlg_videos["untagged"], [0, 5, 59])
+    assert read == [0, 5, 59]
+    for a, b in zip(frames, expected):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_an_hdr_stream_is_turned_upright_as_opencv_turns_it(hlg_videos):
@@ -423,3 +437,12 @@ def test_pyav_turns_frames_as_opencv_does(videos, tmp_path, rotation):
     assert read == [0, 7]
     for a, b in zip(frames, expected):
         np.testing.assert_array_equal(a, b)
+
+
+def test_colours_pyav_cannot_convert_stop_the_video_in_one_line(tmp_path):
+    """The BT.2020 constant-luminance matrix: OpenCV returns black frames, FFmpeg's RGB
+    conversion refuses it."""
+    clip = write_h264(tmp_path / "cl.mp4", 5, ("-x264-params", "colormatrix=bt2020c"))
+    with pytest.raises(VideoError, match="cannot be converted to RGB") as info:
+        pyav_read_frames(clip, [0])
+    assert str(info.value).startswith(f"{clip}: frame 0 ") and "\n" not in str(info.value)
