@@ -34,8 +34,8 @@ SEEK_MIN_GAP = 48
 # SMPTE 170M and 240M) and the SDR transfers. OpenCV leaves its BGR output untagged, so
 # with other primaries (BT.2020, DCI-P3, film, XYZ, EBU 3213) or the HLG or PQ transfer
 # libswscale maps the colours into BT.709 SDR: about 1.4-4 s to set that up per opened
-# video and 6-15 ms per frame after it (0.1-1.5 ms without; docs/benchmarks.md, "Real
-# footage"); with a log transfer (log100, log316) it returns black frames.
+# video and 6-15 ms per frame after it (0.1-1.5 ms without; docs/benchmarks.md,
+# "Real footage"); with a log transfer (log100, log316) it returns black frames.
 PLAIN_PRIMARIES = frozenset({1, 2, 4, 5, 6, 7})
 PLAIN_TRANSFERS = frozenset({1, 2, 4, 5, 6, 7, 8, 11, 12, 13, 14, 15, 17})
 
