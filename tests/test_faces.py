@@ -345,6 +345,21 @@ def test_decode_ahead_decodes_with_the_cores_left_over(videos, monkeypatch):
     assert seen == [2, 2] and video._threads() == video._decoder_threads
 
 
+def test_without_a_spare_core_each_video_is_decoded_when_asked_for(videos, monkeypatch):
+    import threading
+
+    from dflib import faces
+
+    decoded = []
+    monkeypatch.setattr(faces, "cpu_cores", lambda: 1)
+    monkeypatch.setattr(faces, "sample_frames", lambda path, *a: decoded.append(
+        (path, threading.current_thread() is threading.main_thread())) or path)
+    paths = [str(p) for p in videos["path"].iloc[:2]]
+    ahead = faces.decode_ahead(paths, 2, "first", 1)
+    assert next(ahead) == paths[0] and decoded == [(paths[0], True)]  # not the next yet
+    assert list(ahead) == paths[1:] and decoded[1:] == [(paths[1], True)]
+
+
 def test_selection_largest_or_most_probable(extractor):
     # The large head is blurred: MTCNN still finds it, with a lower probability.
     frame = paste(paste(canvas(640, 360), 200, 350, 80, blur=8), 90, 60, 100)
