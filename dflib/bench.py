@@ -1,6 +1,6 @@
 """Benchmarks of the heavy steps, each against a baseline measured in the same run.
 
-``decode``: dflib's OpenCV :func:`~dflib.video.read_frames` against PyAV (frame threading,
+``decode``: dflib's :func:`~dflib.video.read_frames` (OpenCV) against PyAV (frame threading,
 decoding in order or seeking to the key frame before a distant frame) on the same sampled
 frames, with the largest pixel difference between them.
 ``extract``: on the same videos and sampled frames, decoding alone, the original study's
@@ -24,7 +24,6 @@ benchmark, that harness would be imported back by every part.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
@@ -49,7 +48,7 @@ from .face_store import FaceStore
 from .faces import decode_ahead, extraction_threads, run_extraction
 from .paths import RunPaths
 from .steptimes import COUNTS, STEPS, recording
-from .video import (SEEK_MIN_GAP, Sampled, VideoError, decoded, probe, read_frames,
+from .video import (Sampled, VideoError, probe, pyav_read_frames, read_frames,
                     sample_indices)
 
 EXTRACT_COLUMNS = ["footage", "resolution", "device", "settings", "videos", "frames",
@@ -145,20 +144,17 @@ class BaselineExtractor:
         return tuple(float(v) for v in box)  # type: ignore[return-value]
 
     def video(self, path: Path, indices: Sequence[int]) -> dict[int, Box | None]:
-        """Decode every frame in order up to the last of ``indices`` with ``read()`` and
-        detect on the frames in ``indices``; frames past the end are missing."""
+        """Decode every frame in order up to the last of ``indices`` and detect on the frames
+        in ``indices``; frames past the end are missing. The frames are dflib's
+        (:func:`read_frames`: the same pixels dflib's extractor gets, also where OpenCV would
+        map a wide-gamut or HDR stream's colours)."""
         wanted = set(indices)
-        found: dict[int, Box | None] = {}
-        cap = cv2.VideoCapture(str(path))
         try:
-            for i in range(max(indices) + 1):
-                ok, bgr = cap.read()
-                if not ok:
-                    break
-                if i in wanted:
-                    found[i] = self.frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-        finally:
-            cap.release()
+            frames, read = read_frames(path, range(max(indices) + 1))
+        except VideoError:
+            frames, read = [], []
+        found: dict[int, Box | None] = {i: self.frame(frame) for i, frame in zip(read, frames)
+                                        if i in wanted}
         if not found:
             raise VideoError(path, "the baseline decoded no frame")
         return found
@@ -444,84 +440,6 @@ def bench_parallel(paths: Sequence[str | Path], frames: int = 25,
 
 # --------------------------------------------------------------------------- decode
 
-def _import_av() -> Any:
-    """The ``av`` module, or ImportError saying in one line how to install it."""
-    try:
-        import av
-    except ImportError:
-        raise ImportError("PyAV is not installed; `pip install av` (or the [test] extra) "
-                          "to run dflib bench decode") from None
-    return av
-
-
-def _pyav_decoded(av: Any, container: Any, stream: Any) -> Iterator[Any]:
-    """The stream's frames from where the container stands; a damaged packet ends them,
-    as it ends OpenCV's ``grab()``."""
-    try:
-        yield from container.decode(stream)
-    except av.FFmpegError:
-        return
-
-
-def _pyav_open(av: Any, path: str | Path) -> tuple[Any, Any]:
-    """The container and its first video stream, set for frame threading."""
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError):
-        raise VideoError(path, "not a video or truncated (PyAV cannot open it)") from None
-    if not container.streams.video:
-        container.close()
-        raise VideoError(path, "no video track")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"  # frame threading: consecutive frames decode at once
-    return container, stream
-
-
-def pyav_read_frames(path: str | Path, indices: Iterable[int], seek: bool = False
-                     ) -> tuple[list[np.ndarray], list[int]]:
-    """:func:`~dflib.video.read_frames` with PyAV: the frames at ``indices`` (sorted,
-    duplicates dropped) as RGB uint8 arrays and the indices read, decoded with frame
-    threading. Frames are counted in decoding order; with ``seek`` a gap longer than
-    ``SEEK_MIN_GAP`` is crossed by seeking to the key frame before the wanted frame, whose
-    index is then its timestamp times the frame rate (a seek that lands past it decodes
-    from the start instead). :class:`VideoError` when none of the frames decodes."""
-    av = _import_av()
-    wanted = sorted({int(i) for i in indices if int(i) >= 0})
-    if not wanted:
-        return [], []
-    container, stream = _pyav_open(av, path)
-    frames: list[np.ndarray] = []
-    read: list[int] = []
-    try:
-        origin, rate, unit = stream.start_time or 0, stream.average_rate, stream.time_base
-        numbered: Iterator[tuple[int, Any]] = enumerate(_pyav_decoded(av, container, stream))
-        pos = 0  # index of the frame `numbered` yields next
-        for idx in wanted:
-            if seek and rate and idx - pos > SEEK_MIN_GAP:
-                container.seek(origin + int(idx / rate / unit), stream=stream)
-                numbered = ((round((f.pts - origin) * unit * rate), f)
-                            for f in _pyav_decoded(av, container, stream))
-                first = next(numbered, None)
-                if first is None or first[0] > idx:
-                    # The seek fell past the frame (a truncated file, irregular timestamps)
-                    # and left the decoder elsewhere: decode forward from the start instead.
-                    container.close()
-                    container, stream = _pyav_open(av, path)
-                    numbered = enumerate(_pyav_decoded(av, container, stream))
-                else:
-                    numbered = itertools.chain([first], numbered)
-            found = next(((i, f) for i, f in numbered if i >= idx), None)
-            if found is None:
-                break  # the stream ends before idx
-            pos = found[0] + 1
-            if found[0] == idx:
-                frames.append(found[1].to_ndarray(format="rgb24"))
-                read.append(idx)
-    finally:
-        container.close()
-    return decoded(path, frames, read, wanted)
-
-
 def _decode_with(decoder: str, path: Path, indices: Sequence[int]
                  ) -> tuple[list[np.ndarray], list[int]]:
     if decoder == "opencv":
@@ -549,7 +467,6 @@ def bench_decode(paths: Sequence[str | Path], frames: int = 25, sampling: str = 
 
     An unreadable video prints one line on stderr naming it and is left out of every row.
     """
-    _import_av()
     rows = []
     for group, videos in _video_groups(paths):
         jobs = []

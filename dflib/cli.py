@@ -170,12 +170,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         overrides = {k: fields[k].check(f"--{k.replace('_', '-')}", v)
                      for k, v in overrides.items()}
     if args.bench == "decode":
-        try:
-            table = bench.bench_decode(args.paths, args.frames, args.sampling, args.every_k,
-                                       args.repeats)
-        except ImportError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        table = bench.bench_decode(args.paths, args.frames, args.sampling, args.every_k,
+                                   args.repeats)
     elif args.bench == "extract":
         table = bench.bench_extract(args.paths, args.frames, args.device, overrides)
     elif args.bench == "steps":

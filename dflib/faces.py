@@ -22,11 +22,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import io
+from .devices import cpu_cores
 from .face_extractor import FaceExtractor
 from .face_store import (INDEX_COLUMNS, SUMMARY_COLUMNS, redo_reasons, store_config,
                          store_file_config, store_record, video_rows)
 from .paths import RunPaths, resolve
-from .video import Sampled, VideoError, read_image, sample_frames, set_decoder_threads
+from .video import (Sampled, VideoError, decoder_threads, read_image, sample_frames,
+                    set_decoder_threads)
 
 
 def extract_video(video_id: str, path: str | Path, extractor: FaceExtractor, n: int,
@@ -102,25 +104,46 @@ def extraction_threads() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def ahead_decoder_threads(cores: int) -> int:
+    """FFmpeg threads for the thread that decodes the next video while this process
+    detects on ``cores`` cores: the cores torch's EXTRACT_TORCH_THREADS leave.
+    FFmpeg's own choice (a thread per core, and one more) would take the detector's core
+    too, and on 2 cores made a clip followed by a heavier one slower than decoding and
+    detecting in turn (docs/benchmarks.md, "Decoding the next video ahead")."""
+    return max(1, cores - EXTRACT_TORCH_THREADS)  # 1 where decode_ahead does not use it
+
+
 def decode_ahead(paths: Sequence[str], n: int, strategy: str, every_k: int
                  ) -> Iterator[Sampled | VideoError | None]:
     """Each video's sampled frames, in order, the next one decoded in a thread while the
-    caller works on the current one (OpenCV's decoder releases the GIL): a VideoError
-    where it cannot be read, None where the file is missing. At most two videos' frames
-    are held at once."""
-    def decode(path: str) -> Sampled | VideoError | None:
+    caller works on the current one (OpenCV's decoder releases the GIL) with the cores
+    the detector leaves (:func:`ahead_decoder_threads`): a VideoError where it cannot be
+    read, None where the file is missing. At most two videos' frames are held at once.
+    Without a core beside torch's a decoder thread could only take turns with the
+    detector, so each video is then decoded when asked for, in the caller's thread."""
+    def decode(path: str, threads: int | None) -> Sampled | VideoError | None:
         if not Path(path).is_file():
             return None
         try:
-            return sample_frames(path, n, strategy, every_k)
+            if threads is None:
+                return sample_frames(path, n, strategy, every_k)
+            with decoder_threads(threads):
+                return sample_frames(path, n, strategy, every_k)
         except VideoError as exc:
             return exc
 
+    cores = cpu_cores()
+    if cores <= EXTRACT_TORCH_THREADS:
+        for path in paths:
+            yield decode(path, None)
+        return
+    threads = ahead_decoder_threads(cores)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dflib-decode") as pool:
-        pending = pool.submit(decode, paths[0]) if paths else None
+        pending = pool.submit(decode, paths[0], threads) if paths else None
         for k in range(len(paths)):
             current = pending.result()
-            pending = pool.submit(decode, paths[k + 1]) if k + 1 < len(paths) else None
+            pending = (pool.submit(decode, paths[k + 1], threads) if k + 1 < len(paths)
+                       else None)
             yield current
 
 

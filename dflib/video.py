@@ -1,4 +1,5 @@
-"""Video probing, frame sampling and sparse decoding with OpenCV.
+"""Video probing, frame sampling and sparse decoding with OpenCV (PyAV for wide-gamut and
+HDR streams, see :func:`opencv_maps_colours`).
 
 Only the frames a stage uses are turned into images: frames in between are skipped with
 ``grab()`` (no colour conversion, no copy) and long gaps are crossed with a seek, which
@@ -7,11 +8,14 @@ decodes from the previous keyframe only.
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -23,6 +27,17 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", 
 # A seek decodes from the keyframe before the target (typically 12-250 frames back), so it
 # only beats grabbing forward when the gap is longer than a short GOP.
 SEEK_MIN_GAP = 48
+
+# The colour tags (FFmpeg's AVColorPrimaries and AVColorTransferCharacteristic numbers) under
+# which OpenCV 5's FFmpeg (libswscale 9) converts frames plainly, measured on clips tagged
+# each way: the primaries of SD and HD television (BT.709, unspecified, BT.470 M and BG,
+# SMPTE 170M and 240M) and the SDR transfers. OpenCV leaves its BGR output untagged, so
+# with other primaries (BT.2020, DCI-P3, film, XYZ, EBU 3213) or the HLG or PQ transfer
+# libswscale maps the colours into BT.709 SDR: about 1.4-4 s to set that up per opened
+# video and 6-15 ms per frame after it (0.1-1.5 ms without; docs/benchmarks.md,
+# "Real footage"); with a log transfer (log100, log316) it returns black frames.
+PLAIN_PRIMARIES = frozenset({1, 2, 4, 5, 6, 7})
+PLAIN_TRANSFERS = frozenset({1, 2, 4, 5, 6, 7, 8, 11, 12, 13, 14, 15, 17})
 
 
 class VideoError(RuntimeError):
@@ -48,6 +63,7 @@ class VideoInfo:
 
 
 _decoder_threads = 0  # FFmpeg's own choice (one per core)
+_thread_decoders = threading.local()  # a thread's own count (decoder_threads)
 
 
 def set_decoder_threads(n: int) -> None:
@@ -57,6 +73,25 @@ def set_decoder_threads(n: int) -> None:
     thread each than with every decoder spreading over every core."""
     global _decoder_threads
     _decoder_threads = max(0, int(n))
+
+
+@contextmanager
+def decoder_threads(n: int) -> Iterator[None]:
+    """Threads each FFmpeg decoder opened by the calling thread uses in the ``with`` body
+    (0: FFmpeg's choice), whatever :func:`set_decoder_threads` set for the process: a
+    thread decoding the next video while the main thread detects leaves it its core."""
+    before = getattr(_thread_decoders, "n", None)
+    _thread_decoders.n = max(0, int(n))
+    try:
+        yield
+    finally:
+        _thread_decoders.n = before
+
+
+def _threads() -> int:
+    """Threads for a decoder opened now: the calling thread's count, else the process's."""
+    n = getattr(_thread_decoders, "n", None)
+    return _decoder_threads if n is None else n
 
 
 def _existing_file(path: str | Path) -> Path:
@@ -72,8 +107,9 @@ def _existing_file(path: str | Path) -> Path:
 def _open(path: str | Path) -> cv2.VideoCapture:
     """Open ``path`` for decoding or raise :class:`VideoError` saying why it can't be."""
     p = _existing_file(path)
-    cap = (cv2.VideoCapture(str(p), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, _decoder_threads])
-           if _decoder_threads else cv2.VideoCapture(str(p)))
+    threads = _threads()
+    cap = (cv2.VideoCapture(str(p), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads])
+           if threads else cv2.VideoCapture(str(p)))
     if not cap.isOpened():
         cap.release()
         kinds = sorted(set(stream_kinds(p)))
@@ -214,15 +250,48 @@ def sample_indices(n_total: int, n: int, strategy: str = "first", every_k: int =
     return list(range(0, n_total, every_k))[:n]
 
 
+def opencv_maps_colours(primaries: int, transfer: int) -> bool:
+    """Whether OpenCV's decoder maps the colours of a stream tagged with ``primaries`` and
+    ``transfer`` (FFmpeg's numbers) into BT.709 SDR, slowly, or fails to convert them
+    (see PLAIN_PRIMARIES)."""
+    return primaries not in PLAIN_PRIMARIES or transfer not in PLAIN_TRANSFERS
+
+
+def _colour_tags(path: str | Path) -> tuple[int, int] | None:
+    """The primaries and transfer the first video stream of ``path`` is tagged with; None
+    when PyAV cannot open it (OpenCV then decodes it, or says why it cannot)."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError):
+        return None
+    try:
+        if not container.streams.video:
+            return None
+        codec = container.streams.video[0].codec_context
+        return int(codec.color_primaries), int(codec.color_trc)
+    finally:
+        container.close()
+
+
 def read_frames(path: str | Path, indices: Iterable[int]) -> tuple[list[np.ndarray], list[int]]:
     """Decode the frames at ``indices`` (sorted, duplicates dropped) as RGB uint8 arrays.
 
     Returns the frames and the indices actually read: a truncated video yields fewer than
     asked. Raises :class:`VideoError` when none of the requested frames can be read.
+    OpenCV decodes, but a stream whose colours it would map into BT.709 SDR or not
+    convert (:func:`opencv_maps_colours`: wide-gamut, HDR or log clips) is decoded with PyAV
+    (:func:`pyav_read_frames`), which converts YUV to RGB with the stream's own matrix as
+    FFmpeg's command line does, 10-100 times faster, and turns frames as OpenCV does.
     """
     wanted = sorted({int(i) for i in indices if int(i) >= 0})
     if not wanted:
         return [], []
+    _existing_file(path)
+    tags = _colour_tags(path)
+    if tags is not None and opencv_maps_colours(*tags):
+        return pyav_read_frames(path, wanted, seek=True)
     cap = _open(path)
     frames: list[np.ndarray] = []
     read: list[int] = []
@@ -254,6 +323,88 @@ def read_frames(path: str | Path, indices: Iterable[int]) -> tuple[list[np.ndarr
             read.append(idx)
     finally:
         cap.release()
+    return decoded(path, frames, read, wanted)
+
+
+def _pyav_decoded(av: Any, container: Any, stream: Any) -> Iterator[Any]:
+    """The stream's frames from where the container stands; a damaged packet ends them,
+    as it ends OpenCV's ``grab()``."""
+    try:
+        yield from container.decode(stream)
+    except av.FFmpegError:
+        return
+
+
+def _pyav_open(av: Any, path: str | Path) -> tuple[Any, Any]:
+    """The container and its first video stream, set for frame threading."""
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError):
+        raise VideoError(path, "not a video or truncated (PyAV cannot open it)") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(path, "no video track")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"  # frame threading: consecutive frames decode at once
+    if _threads():
+        stream.codec_context.thread_count = _threads()
+    return container, stream
+
+
+def _pyav_rgb(frame: Any) -> np.ndarray:
+    """A PyAV frame as RGB, turned upright by its display matrix as OpenCV turns it."""
+    rgb = frame.to_ndarray(format="rgb24")
+    quarter_turns = round((frame.rotation or 0) / 90) % 4  # counter-clockwise degrees
+    return np.ascontiguousarray(np.rot90(rgb, quarter_turns)) if quarter_turns else rgb
+
+
+def pyav_read_frames(path: str | Path, indices: Iterable[int], seek: bool = False
+                     ) -> tuple[list[np.ndarray], list[int]]:
+    """:func:`read_frames` with PyAV: the frames at ``indices`` (sorted, duplicates
+    dropped) as RGB uint8 arrays, upright, and the indices read, decoded with frame
+    threading. Frames are counted in decoding order; with ``seek`` a gap longer than
+    ``SEEK_MIN_GAP`` is crossed by seeking to the key frame before the wanted frame, whose
+    index is then its timestamp times the frame rate (a seek that lands past it decodes
+    from the start instead). :class:`VideoError` when none of the frames decodes."""
+    import av
+
+    wanted = sorted({int(i) for i in indices if int(i) >= 0})
+    if not wanted:
+        return [], []
+    container, stream = _pyav_open(av, path)
+    frames: list[np.ndarray] = []
+    read: list[int] = []
+    try:
+        origin, rate, unit = stream.start_time or 0, stream.average_rate, stream.time_base
+        numbered: Iterator[tuple[int, Any]] = enumerate(_pyav_decoded(av, container, stream))
+        pos = 0  # index of the frame `numbered` yields next
+        for idx in wanted:
+            if seek and rate and idx - pos > SEEK_MIN_GAP:
+                container.seek(origin + int(idx / rate / unit), stream=stream)
+                numbered = ((round((f.pts - origin) * unit * rate), f)
+                            for f in _pyav_decoded(av, container, stream))
+                first = next(numbered, None)
+                if first is None or first[0] > idx:
+                    # The seek fell past the frame (a truncated file, irregular timestamps)
+                    # and left the decoder elsewhere: decode forward from the start instead.
+                    container.close()
+                    container, stream = _pyav_open(av, path)
+                    numbered = enumerate(_pyav_decoded(av, container, stream))
+                else:
+                    numbered = itertools.chain([first], numbered)
+            found = next(((i, f) for i, f in numbered if i >= idx), None)
+            if found is None:
+                break  # the stream ends before idx
+            pos = found[0] + 1
+            if found[0] == idx:
+                try:
+                    frames.append(_pyav_rgb(found[1]))
+                except av.FFmpegError as exc:  # colours FFmpeg cannot convert to RGB
+                    raise VideoError(path, f"frame {idx} cannot be converted to RGB "
+                                           f"({exc.strerror or exc})") from None
+                read.append(idx)
+    finally:
+        container.close()
     return decoded(path, frames, read, wanted)
 
 

@@ -171,15 +171,6 @@ def test_decode_bench_table_compares_pyav_with_opencv(videos, tmp_path, capsys):
     assert (table["max_abs_diff"] == 0).all()  # as measured (tests/test_video.py)
 
 
-def test_decode_bench_says_in_one_line_when_pyav_is_missing(videos, monkeypatch, capsys):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "av", None)  # import av now raises ImportError
-    assert cli.main(["bench", "decode", str(videos)]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: PyAV is not installed") and "\n" not in err
-
-
 def test_distant_speaker_footage(videos, tmp_path):
     source = videos / "Celeb-real" / "id0_0000.mp4"
     target = bench.distant_speaker(source, tmp_path / "small.mp4", face_scale=0.25,

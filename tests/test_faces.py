@@ -326,6 +326,40 @@ def test_extraction_runs_torch_on_one_thread_and_gives_the_threads_back(videos, 
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("cores, threads", [(1, 1), (2, 1), (16, 15)])
+def test_decoding_ahead_leaves_the_detector_its_core(cores, threads):
+    from dflib import faces
+
+    assert faces.ahead_decoder_threads(cores) == threads
+
+
+def test_decode_ahead_decodes_with_the_cores_left_over(videos, monkeypatch):
+    from dflib import faces, video
+
+    seen = []
+    monkeypatch.setattr(faces, "cpu_cores", lambda: 3)
+    monkeypatch.setattr(faces, "sample_frames",
+                        lambda path, *a: seen.append(video._threads()) or path)
+    paths = [str(p) for p in videos["path"].iloc[:2]]
+    assert list(faces.decode_ahead(paths, 2, "first", 1)) == paths
+    assert seen == [2, 2] and video._threads() == video._decoder_threads
+
+
+def test_without_a_spare_core_each_video_is_decoded_when_asked_for(videos, monkeypatch):
+    import threading
+
+    from dflib import faces
+
+    decoded = []
+    monkeypatch.setattr(faces, "cpu_cores", lambda: 1)
+    monkeypatch.setattr(faces, "sample_frames", lambda path, *a: decoded.append(
+        (path, threading.current_thread() is threading.main_thread())) or path)
+    paths = [str(p) for p in videos["path"].iloc[:2]]
+    ahead = faces.decode_ahead(paths, 2, "first", 1)
+    assert next(ahead) == paths[0] and decoded == [(paths[0], True)]  # not the next yet
+    assert list(ahead) == paths[1:] and decoded[1:] == [(paths[1], True)]
+
+
 def test_selection_largest_or_most_probable(extractor):
     # The large head is blurred: MTCNN still finds it, with a lower probability.
     frame = paste(paste(canvas(640, 360), 200, 350, 80, blur=8), 90, 60, 100)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 
 from dflib import video
-from dflib.video import VideoError, probe, read_frames, sample_indices
+from dflib.video import VideoError, probe, pyav_read_frames, read_frames, sample_indices
 
 W, H = 160, 120
 
@@ -171,6 +173,30 @@ def test_one_decoder_thread_gives_the_same_frames(videos, monkeypatch):
         read_frames(videos["text"], [0])
 
 
+def test_a_thread_can_decode_with_its_own_thread_count(videos, monkeypatch):
+    """decode_ahead's thread decodes with the cores the detector leaves; the main
+    thread, and other threads, keep the process's count."""
+    import threading
+
+    monkeypatch.setattr(video, "_decoder_threads", 0)
+    seen = {}
+
+    def opened(name):
+        cap = video._open(videos["h264"])
+        seen[name] = (video._threads(), int(cap.get(cv2.CAP_PROP_N_THREADS)))
+        cap.release()
+
+    with video.decoder_threads(1):
+        opened("inside")
+        other = threading.Thread(target=opened, args=("other thread",))
+        other.start()
+        other.join()
+    opened("after")
+    assert seen["inside"] == (1, 1)
+    assert seen["other thread"][0] == seen["after"][0] == 0
+    assert seen["after"][1] > 1 or os.cpu_count() == 1  # FFmpeg's choice: a thread a core
+
+
 def test_read_frames_decodes_only_what_it_needs(videos, monkeypatch):
     monkeypatch.setattr(video.cv2, "VideoCapture", CountingCapture)
     CountingCapture.calls = {}
@@ -221,7 +247,7 @@ def test_an_mp4_with_audio_and_no_video_track_says_exactly_that(tmp_path):
     assert str(err.value) == f"{sound}: an audio track but no video track"
 
 
-# -- PyAV (dflib bench decode) -----------------------------------------------------------
+# -- PyAV (wide-gamut and HDR streams, dflib bench decode) -----------------------------------------------------------
 
 # PyAV's rgb24 conversion and OpenCV's BGR one followed by a channel swap gave identical
 # pixels on every video measured (dflib bench decode's max_abs_diff was 0).
@@ -232,8 +258,6 @@ PYAV_MAX_DIFF = 0
 @pytest.mark.parametrize("sampling", ["first", "even"])
 @pytest.mark.parametrize("seek", [False, True])
 def test_pyav_reads_the_frames_opencv_reads(videos, kind, sampling, seek):
-    from dflib.bench import pyav_read_frames
-
     n_frames = probe(videos[kind]).n_frames
     # Even sampling of 3 frames leaves gaps above SEEK_MIN_GAP: both decoders seek.
     wanted = sample_indices(n_frames, 8 if sampling == "first" else 3, sampling)
@@ -265,8 +289,6 @@ class SeekCounter:
 def test_pyav_seeks_only_across_long_gaps_and_when_asked(videos, monkeypatch, seek, seeks):
     import av
 
-    from dflib.bench import pyav_read_frames
-
     opened = av.open
     monkeypatch.setattr(av, "open", lambda *a, **k: SeekCounter(opened(*a, **k)))
     SeekCounter.seeks = 0
@@ -286,8 +308,6 @@ class OvershootingSeek(SeekCounter):
 def test_pyav_decodes_from_the_start_when_a_seek_lands_past_its_frame(videos, monkeypatch):
     import av
 
-    from dflib.bench import pyav_read_frames
-
     opened = av.open
     monkeypatch.setattr(av, "open", lambda *a, **k: OvershootingSeek(opened(*a, **k)))
     frames, read = pyav_read_frames(videos["h264"], [5, 60, 61], seek=True)
@@ -300,8 +320,6 @@ def test_pyav_decodes_from_the_start_when_a_seek_lands_past_its_frame(videos, mo
 @pytest.mark.parametrize("name", ["truncated", "garbled"])
 @pytest.mark.parametrize("seek", [False, True])
 def test_pyav_on_a_damaged_video_yields_the_frames_opencv_yields(videos, name, seek):
-    from dflib.bench import pyav_read_frames
-
     last = len(sequential(videos[name])) - 1
     assert 0 < last < 149
     wanted = [0, 5, last, 140]
@@ -321,8 +339,110 @@ def test_pyav_on_a_damaged_video_yields_the_frames_opencv_yields(videos, name, s
 
 @pytest.mark.parametrize("name", ["empty", "text"])
 def test_pyav_refuses_a_file_that_is_no_video_in_one_line_naming_it(videos, name):
-    from dflib.bench import pyav_read_frames
-
     with pytest.raises(VideoError, match="not a video") as info:
         pyav_read_frames(videos[name], [0])
     assert str(info.value).startswith(f"{videos[name]}: ") and "\n" not in str(info.value)
+
+
+# -- wide-gamut and HDR streams ---------------------------------------------------------
+
+HLG_BT2020 = ("-x264-params", "colorprim=bt2020:transfer=arib-std-b67:colormatrix=bt2020nc")
+
+
+@pytest.mark.parametrize("primaries, transfer, maps", [
+    (1, 1, False),    # BT.709
+    (2, 2, False),    # untagged
+    (6, 6, False),    # SMPTE 170M (NTSC)
+    (5, 13, False),   # BT.470 BG, sRGB transfer
+    (1, 14, False),   # BT.2020 10-bit transfer is an SDR curve
+    (9, 18, True),    # BT.2020, HLG: phone HDR
+    (9, 16, True),    # BT.2020, PQ
+    (9, 1, True),     # BT.2020 primaries alone
+    (12, 1, True),    # Display P3
+    (1, 18, True),    # HLG alone
+    (1, 9, True),     # a log transfer: OpenCV returns black frames
+])
+def test_opencv_maps_wide_gamut_and_hdr_colours(primaries, transfer, maps):
+    assert video.opencv_maps_colours(primaries, transfer) is maps
+
+
+def ffmpeg_rgb(path: Path) -> list[np.ndarray]:
+    """Every frame as FFmpeg's command line converts it to RGB: with the stream's own
+    matrix, no mapping of primaries or transfer."""
+    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+    meta = next(reader)
+    w, h = meta["size"]
+    return [np.frombuffer(raw, np.uint8).reshape(h, w, 3) for raw in reader]
+
+
+@pytest.fixture(scope="module")
+def hlg_videos(tmp_path_factory) -> dict[str, Path]:
+    """An HLG/BT.2020-tagged clip like a phone's HDR video, the same stream with a
+    display matrix of 90 degrees (a phone held upright), and a clip tagged with a log
+    transfer."""
+    d = tmp_path_factory.mktemp("hlg")
+    plain = write_h264(d / "hlg.mp4", 60, HLG_BT2020)
+    turned = d / "hlg_turned.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-display_rotation", "90",
+                    "-i", str(plain), "-c", "copy", str(turned)], check=True)
+    log = write_h264(d / "log.mp4", 60, ("-x264-params", "transfer=log100"))
+    untagged = write_h264(d / "untagged.mp4", 60)
+    return {"plain": plain, "turned": turned, "log": log, "untagged": untagged}
+
+
+def test_an_hdr_stream_decodes_with_its_own_colours_not_mapped_ones(hlg_videos):
+    """OpenCV would map the HLG/BT.2020 colours into BT.709 SDR (slowly: seconds per opened
+    video); read_frames gives FFmpeg's plain conversion, pixel for pixel, at every index."""
+    wanted = [0, 5, 59]  # 5 -> 59 crosses a gap above SEEK_MIN_GAP
+    frames, read = read_frames(hlg_videos["plain"], wanted)
+    reference = ffmpeg_rgb(hlg_videos["plain"])
+    assert read == wanted
+    for frame, i in zip(frames, read):
+        np.testing.assert_array_equal(frame, reference[i])
+
+
+def test_a_log_tagged_stream_is_not_decoded_black(hlg_videos):
+    """OpenCV returns black frames for a log transfer; the tag changes nothing in the
+    pixels, so the frames equal those of the same clip untagged."""
+    frames, read = read_frames(hlg_videos["log"], [0, 5, 59])
+    expected, _ = read_frames(hlg_videos["untagged"], [0, 5, 59])
+    assert read == [0, 5, 59]
+    for a, b in zip(frames, expected):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_hdr_stream_is_turned_upright_as_opencv_turns_it(hlg_videos):
+    frames, _ = read_frames(hlg_videos["plain"], [3])
+    turned, _ = read_frames(hlg_videos["turned"], [3])
+    cap = cv2.VideoCapture(str(hlg_videos["turned"]))  # OpenCV turns it (colours aside)
+    for _ in range(4):
+        ok, bgr = cap.read()
+    cap.release()
+    assert ok and turned[0].shape == bgr.shape == (W, H, 3)
+    # A display matrix of +90 degrees turns the picture a quarter counter-clockwise.
+    np.testing.assert_array_equal(turned[0], np.rot90(frames[0]))
+    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(float).ravel()
+            for f in (turned[0], bgr[:, :, ::-1])]
+    assert np.corrcoef(*grey)[0, 1] > 0.95
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_pyav_turns_frames_as_opencv_does(videos, tmp_path, rotation):
+    turned = tmp_path / f"turned{rotation}.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-display_rotation",
+                    str(rotation), "-i", str(videos["h264"]), "-c", "copy", str(turned)],
+                   check=True)
+    expected, _ = read_frames(turned, [0, 7])  # an untagged stream: OpenCV decodes it
+    frames, read = pyav_read_frames(turned, [0, 7])
+    assert read == [0, 7]
+    for a, b in zip(frames, expected):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_colours_pyav_cannot_convert_stop_the_video_in_one_line(tmp_path):
+    """The BT.2020 constant-luminance matrix: OpenCV returns black frames, FFmpeg's RGB
+    conversion refuses it."""
+    clip = write_h264(tmp_path / "cl.mp4", 5, ("-x264-params", "colormatrix=bt2020c"))
+    with pytest.raises(VideoError, match="cannot be converted to RGB") as info:
+        pyav_read_frames(clip, [0])
+    assert str(info.value).startswith(f"{clip}: frame 0 ") and "\n" not in str(info.value)
