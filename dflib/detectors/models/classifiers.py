@@ -104,7 +104,10 @@ class MarginProbability(ClassifierMixin, BaseEstimator):
 
 
 def fake_probability(estimator: Any, x: np.ndarray) -> np.ndarray:
-    """``P(fake)`` per row from a fitted estimator (the column of class 1)."""
+    """``P(fake)`` per row from a fitted estimator (the column of class 1); no rows give
+    none (scikit-learn refuses an empty batch)."""
+    if len(x) == 0:
+        return np.zeros(0)
     proba = estimator.predict_proba(x)
     return np.clip(proba[:, list(estimator.classes_).index(1)], 0.0, 1.0).astype(float)
 
@@ -164,8 +167,7 @@ def evaluate_classifiers(run: RunPaths, space: str, names: Sequence[str], x_trai
             splits.append(("val", x_val, val_frames, val_videos))
         for split, x, keys, index in splits:
             frames = statistics.max_per_frame(keys.loc[:, ["video_id", "frame_idx", "label"]]
-                                              .assign(score=fake_probability(clf, x) if len(x)
-                                                      else np.zeros(0)))
+                                              .assign(score=fake_probability(clf, x)))
             videos = statistics.video_predictions(frames, index, rule=aggregation,
                                                   threshold=threshold)
             evaluation.write_predictions(run, method, videos, frames, split=split)

@@ -42,7 +42,8 @@ from ... import evaluation, statistics
 from ...devices import cpu_cores
 from ...paths import RunPaths
 from ...vocabulary import FREQUENCY_CLASSIFIERS, FREQUENCY_FEATURES, frequency_method
-from .classifiers import MarginProbability, classifier_path, load_classifier, save_classifier
+from .classifiers import (MarginProbability, classifier_path, fake_probability, load_classifier,
+                          save_classifier)
 
 if TYPE_CHECKING:  # dflib.batches loads Keras; these features need only NumPy and SciPy
     from .batches import FaceSource
@@ -355,12 +356,6 @@ def choose_classifier(rows: TrainingRows, feature: str, options: Sequence[Candid
     return options[best], table
 
 
-def fake_probability(estimator: Any, x: np.ndarray) -> np.ndarray:
-    if len(x) == 0:
-        return np.zeros(0)
-    return estimator.predict_proba(x)[:, list(estimator.classes_).index(1)].astype(float)
-
-
 def predictions(estimator: Any, faces: FaceFeatures, feature: str, videos: pd.DataFrame,
                 aggregation: str, threshold: float) -> evaluation.Prediction:
     """Video and frame predictions of ``videos`` from their faces' features; a video whose
@@ -490,9 +485,10 @@ def run_stage(run: RunPaths, store: FaceSource, videos: pd.DataFrame, params: Ma
                                           params["cv_folds"], params["aggregation"],
                                           params["threshold"], seed)
         choices.append(table.assign(method=method))
-        print(f"{method}: {chosen.kind}, C = {chosen.c:g}"
-              + (f" (cross-validated video AUC {table.loc[table['chosen'], 'cv_auc'].iloc[0]:.3f}"
-                 f" over {table['folds'].iloc[0]} folds)" if table["folds"].iloc[0] else ""))
+        won = table[table["chosen"]].iloc[0]
+        cv = (f" (cross-validated video AUC {won['cv_auc']:.3f} over {won['folds']} folds)"
+              if won["folds"] else "")
+        print(f"{method}: {chosen.kind}, C = {chosen.c:g}{cv}")
         estimator = make_classifier(chosen.kind, chosen.c, seed).fit(training.x[feature],
                                                                       training.y)
         save_classifier(run, method, estimator)

@@ -519,7 +519,7 @@ def score_saved(run: RunPaths, methods: Sequence[str], store: FaceSource, videos
         space = spaces[m.split("/", 1)[0]]
         clf = load_classifier(run, m)
         f = statistics.max_per_frame(frames.assign(
-            score=fake_probability(clf, space) if len(space) else np.zeros(0)))
+            score=fake_probability(clf, space)))
         out[m] = (statistics.video_predictions(f, videos, section["aggregation"],
                                                section["threshold"]), f)
     return out
