@@ -12,11 +12,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import datasets, evaluation, statistics
+from . import datasets, evaluation, io, statistics
 from .paths import RunPaths
 from .detectors import display_group, is_detector, is_temporal
-from .vocabulary import (DISPLAY_GROUPS, IDENTITY_CONTROL, TEMPORAL_CONTROLS, control_method,
-                         is_ensemble, raw_embedding_of,
+from .vocabulary import (DISPLAY_GROUPS, IDENTITY_CONTROL, RNN_INPUTS, TEMPORAL_CONTROLS,
+                         cnn_method, control_method, is_ensemble, raw_embedding_of,
                          single_chunks_of, time_average_of)
 
 # --------------------------------------------------------------------------- paper-style results
@@ -182,8 +182,34 @@ def group_choices(results: pd.DataFrame, methods: Sequence[str] | None = None,
     return out
 
 
+PER_FACE_QUESTION = ("temporal head vs the per-face classifier of the same features "
+                     "(chosen on validation)")
+
+
+def per_face_rivals(run: RunPaths, methods: Sequence[str]) -> dict[str, list[str]]:
+    """For each recurrent head of ``methods`` (``rnn/<head>``, its baseline included), the
+    methods that classify each face of the same features alone: the chunk CNN whose
+    features it read, or the ``facenet/<clf>`` classifiers of the embeddings it read (from
+    the head's training record; none when the record is missing)."""
+    cnn_input, embeddings_input = RNN_INPUTS
+    out: dict[str, list[str]] = {}
+    for m in methods:
+        family, _, head = m.partition("/")
+        if family != "rnn":
+            continue
+        record = io.read_record(run.model_files("rnn", head)[1]) or {}
+        origin = (record.get("config") or {}).get("features") or {}
+        if origin.get("source", cnn_input) == embeddings_input:
+            out[m] = [f for f in methods if f.startswith("facenet/")]
+        elif "arch" in origin:
+            out[m] = [cnn_method(origin["arch"], int(origin["chunk"]))]
+    return out
+
+
 def comparison_pairs(results: pd.DataFrame, methods: Sequence[str],
-                     chosen: str | None) -> list[tuple[str, str, str]]:
+                     chosen: str | None,
+                     rivals: Mapping[str, Sequence[str]] | None = None
+                     ) -> list[tuple[str, str, str]]:
     """``(method, reference, question)`` of the paired comparisons the paper's claims rest
     on, each against its strongest fair rival:
 
@@ -191,7 +217,9 @@ def comparison_pairs(results: pd.DataFrame, methods: Sequence[str],
     * each ``cnn/<arch>/boosted*`` (the vote and the mean of the chunk models) against the
       single chunk of highest validation AUC (does bagging beat choosing one member?);
     * each recurrent head against ``rnn/time_average``, a logistic regression on the same
-      features averaged over time (does the head learn anything temporal?);
+      features averaged over time (does the head learn anything temporal?), and against
+      the per-face classifier of the same features chosen on validation among ``rivals[m]``
+      (:func:`per_face_rivals`: does reading the faces in order beat classifying each?);
     * each temporal detector against each temporal control (does it learn more than
       arithmetic?);
     * every detector against the identity control (does it see more than who is shown?);
@@ -214,6 +242,10 @@ def comparison_pairs(results: pd.DataFrame, methods: Sequence[str],
         if average in present:
             pairs.append((m, average, "temporal head vs time-averaged features (logistic "
                                       "regression)"))
+        per_face = [r for r in (rivals or {}).get(m, ()) if r in present]
+        best_face = evaluation.chosen_method(results, "video", among=per_face) if per_face else None
+        if best_face is not None:
+            pairs.append((m, best_face, PER_FACE_QUESTION))
         if is_temporal(m):
             pairs += [(m, c, "temporal model vs the training-free temporal control")
                       for c in controls]
@@ -257,7 +289,8 @@ def comparisons(run: RunPaths, confidence: float = 0.95) -> pd.DataFrame:
     methods = list(paper_table(results).query("level == 'video'")["method"])
     rows = []
     for method, reference, question in comparison_pairs(
-            results, methods, evaluation.chosen_method(results)):
+            results, methods, evaluation.chosen_method(results),
+            per_face_rivals(run, methods)):
         a, _ = evaluation.read_predictions(run, method)
         b, _ = evaluation.read_predictions(run, reference)
         both = a.merge(b, on="video_id", suffixes=("", "_ref"))

@@ -45,6 +45,9 @@ CLIP_MODELS = ("c3d", "conv3d", "conv3d_light", "conv3d_diff")
 # of the same features over time (dflib.detectors.models.sequences.build_head).
 RNN_HEADS = ("lstm", "bilstm", "temporal_max", "gru", "time_average")
 TIME_AVERAGE = "time_average"
+# What the recurrent heads read: the frame CNN's features (the paper's input) or the
+# face-embedding network's embeddings (stage embed_faces), never fitted to the study's videos.
+RNN_INPUTS = ("cnn", "embeddings")
 # Training-free statistics scored like detectors, to show what arithmetic alone finds
 # (dflib.detectors.models.controls); not detectors: the study never chooses one.
 # The temporal ones are what the temporal detectors are compared with; ``identity`` is the

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import config, detectors, evaluation, paths, plots, result_tables, statistics
+from dflib import config, detectors, evaluation, io, paths, plots, result_tables, statistics
 from dflib.paths import RunPaths
 
 
@@ -250,3 +252,21 @@ def test_heads_face_time_averaging_and_temporal_models_the_control(tmp_path):
     assert evaluation.chosen_method(results) == "cnn/ef0"
     assert result_tables.paper_table(results).set_index("method").loc[
         "control/colour_jerk", "family"] == "control"
+
+
+def test_heads_face_the_per_face_classifier_of_the_features_they_read(tmp_path):
+    """A head on the face embeddings is paired with the facenet classifier chosen on
+    validation; a head on CNN features with the chunk CNN whose features it read."""
+    run = signal_run(tmp_path, {"rnn/lstm": (0.3, 0.3), "rnn/gru": (0.2, 0.2),
+                                "facenet/svc": (0.2, 0.5), "facenet/rf": (0.4, 0.1),
+                                "cnn/ef0": (0.5, 0.5), "cnn/ef0/chunk2": (0.1, 0.1)})
+    origins = {"lstm": {"source": "embeddings", "weights": "dlib"},
+               "gru": {"arch": "ef0", "chunk": 2}}  # a record from before `inputs` existed
+    for head, origin in origins.items():
+        record = run.model_files("rnn", head)[1]
+        record.parent.mkdir(parents=True, exist_ok=True)
+        io.write_text(json.dumps({"config": {"features": origin}}), record)
+    table = result_tables.comparisons(run)
+    per_face = table[table["question"] == result_tables.PER_FACE_QUESTION]
+    assert sorted(zip(per_face["method"], per_face["reference"])) == [
+        ("rnn/gru", "cnn/ef0/chunk2"), ("rnn/lstm", "facenet/rf")]  # rf: best on validation

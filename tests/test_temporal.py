@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dflib import detectors, evaluation, io, statistics, vocabulary
+from dflib import detectors, embeddings, evaluation, io, statistics, vocabulary
 from dflib.detectors.models import clips, cnn, cnn_features, cnn_training, sequences
+from dflib.face_store import FaceStore
 from dflib.paths import RunPaths
 from sklearn.metrics import roc_auc_score
 
@@ -151,6 +152,13 @@ def test_conv3d_diff_sees_only_how_coarse_faces_change():
     np.testing.assert_allclose(model.predict(still, verbose=0),
                                model.predict(np.repeat(brighter[:, :1], 4, axis=1), verbose=0),
                                rtol=1e-5)  # a still clip is a still clip, whatever it shows
+    # light changing over the whole face is removed: only a region against the rest counts
+    dimming = still - np.arange(4, dtype=np.float32)[None, :, None, None, None] * 10
+    np.testing.assert_allclose(model.predict(dimming, verbose=0),
+                               model.predict(still, verbose=0), rtol=1e-5)
+    inner = still.copy()
+    inner[:, 1:3, 4:12, 4:12] += 30  # the centre brightens in two frames
+    assert not np.allclose(model.predict(inner, verbose=0), model.predict(still, verbose=0))
     with pytest.raises(ValueError, match="clip_len"):
         clips.build_clip_model("conv3d_diff", clip_len=1, clip_size=16)
 
@@ -215,7 +223,7 @@ def tiny_run(tmp_path):
 CLIP_SECTION = {"models": ["conv3d_light"], "clip_len": 4, "clip_size": 16, "epochs": 1,
                 "batch_size": 4, "optimizer": "sgd", "learning_rate": 0.005, "momentum": 0.9,
                 "patience": 1, "dropout": 0.5, "class_weight": True,
-                "bn_recalibration_batches": 2}
+                "bn_recalibration_batches": 2, "keep_epoch": "best"}
 SHARED = {"seed": 0, "img_size": 32}
 
 
@@ -271,7 +279,7 @@ def test_rnn_stage_extracts_features_once_and_keeps_every_test_video(tiny_run):
                   folder / "manifest.json")
     section = {"models": ["lstm"], "seq_len": 4, "epochs": 1, "batch_size": 4,
                "learning_rate": 1e-3, "patience": 1, "dropout": 0.5, "l2": 1e-3,
-               "class_weight": True}
+               "class_weight": True, "inputs": "cnn"}
     result = sequences.train_heads(store, videos, run, SHARED, section, verbose=0)
     assert set(result.features["status"]) == {"extracted"}
     with np.load(run.sequence_features_dir("ef0") / "tr0.npz") as z:
@@ -352,7 +360,7 @@ def test_heads_read_the_chunk_chosen_on_validation_and_the_baseline_trains(tiny_
         evaluation.score_method(run, method, scoring=statistics.Scoring(resamples=0))
     section = {"models": ["lstm", "time_average"], "seq_len": 4, "epochs": 1, "batch_size": 4,
                "learning_rate": 1e-3, "patience": 1, "dropout": 0.5, "l2": 1e-3,
-               "class_weight": True}
+               "class_weight": True, "inputs": "cnn"}
     result = sequences.train_heads(store, videos, run, SHARED, section, verbose=0)
     for method in ("rnn/lstm", "rnn/time_average"):
         record = result.records[method]
@@ -429,14 +437,17 @@ def test_controls_are_scored_like_detectors_and_keep_every_video(tiny_run):
 def flicker_videos(n_per_class: int, rng: np.random.Generator, n_faces: int = 8,
                    size: int = SIZE) -> dict[str, tuple[int, np.ndarray]]:
     """Videos a frame model cannot tell apart and a clip model can: every video is one
-    smooth random face-sized texture; a real video keeps one brightness offset for all its
-    faces, a fake draws a new one for each face (flicker), from the same distribution."""
+    smooth random face-sized texture; a real video keeps one brightness offset of its
+    centre (the pasted face) for all its faces, a fake draws a new one for each face
+    (flicker), from the same distribution."""
     out = {}
+    inner = np.zeros((size, size, 1))
+    inner[size // 4:size - size // 4, size // 4:size - size // 4] = 1
     for label in (0, 1):
         for k in range(n_per_class):
             texture = cv2.resize(rng.uniform(60, 190, (4, 4, 3)), (size, size))
             offsets = rng.normal(0, 30, n_faces if label else 1)
-            frames = texture[None] + np.resize(offsets, n_faces)[:, None, None, None]
+            frames = texture[None] + np.resize(offsets, n_faces)[:, None, None, None] * inner
             out[f"{'fake' if label else 'real'}{k}"] = (label, np.clip(frames, 0, 255).astype(np.uint8))
     return out
 
@@ -454,12 +465,53 @@ def test_the_default_clip_model_learns_a_separable_flicker_set(tmp_path, name):
             videos.append({"video_id": f"{split}_{vid}", "label": label, "split": split,
                            "n_faces": len(frames)})
     run = RunPaths(tmp_path / "run").ensure()
-    section = {**CLIP_SECTION, "models": [name], "epochs": 8, "optimizer": "adam",
-               "learning_rate": 1e-3, "batch_size": 8, "patience": 8}
+    section = {**CLIP_SECTION, "models": [name], "epochs": 12, "optimizer": "adam",
+               "learning_rate": 3e-3, "batch_size": 8, "patience": 1, "keep_epoch": "last"}
     result = clips.train_clip_models(DictStore(arrays), pd.DataFrame(videos), run, SHARED,
                                      section, verbose=0)
+    record = result.records[name]
+    assert record.epochs_run == record.best_epoch == 12  # kept the last: no early stop
     log = result.logs[name]
     assert log["loss"].iloc[-1] < 0.7 * log["loss"].iloc[0]
     test = result.predictions[name]
     assert test["score"].std() > 0.1  # not one score for every video
     assert roc_auc_score(test["label"], test["score"]) > 0.9
+
+
+def test_heads_on_face_embeddings_train_on_every_training_video_and_rescore_alike(tiny_run):
+    """``inputs: embeddings``: stage embed_faces' files are made here first (dlib's network,
+    offline), standardised inside the head with the training faces' statistics; the heads
+    train on every training video (the network never saw them), and a saved head scores
+    the same faces again exactly as it scored its test split."""
+    run, store, videos = tiny_run
+    io.write_csv(videos.assign(status=np.where(videos["n_faces"] > 0, "ok", "no_face"),
+                               n_sampled=6, reason=""), run.faces / "summary.csv")
+    section = {"models": ["gru", "time_average"], "seq_len": 4, "epochs": 1, "batch_size": 4,
+               "learning_rate": 1e-3, "patience": 1, "dropout": 0.5, "l2": 1e-3,
+               "class_weight": True, "inputs": "embeddings"}
+    embed = {"pretrained": "dlib", "batch_size": 8, "max_faces_per_video": 0}
+    settings = {"seed": 0, "img_size": 32, "device": "cpu"}
+    result = sequences.train_heads(store, videos, run, settings, section, verbose=0,
+                                   embed_section=embed)
+    assert run.embeddings_manifest.is_file()  # stage 06 will find these files done
+    record = result.records["rnn/gru"]
+    assert record.config["features"]["source"] == "embeddings"
+    assert record.config["features"]["weights"] == "dlib"
+    assert record.n_train == 6  # every training video, not one chunk's
+    model = cnn.load_model(run.root / record.model)
+    vectors, frames = embeddings.load_embeddings(run, videos[videos["split"] == "train"])
+    first = frames.assign(row=np.arange(len(frames))).groupby("video_id").head(4)["row"]
+    np.testing.assert_allclose(np.ravel(model.get_layer("standardise").mean),
+                               vectors[first].mean(axis=0), rtol=1e-4, atol=1e-5)
+    rows = result.predictions["rnn/gru"].set_index("video_id")
+    assert rows.loc["te_none", "status"] == statistics.STATUS_NO_FACE
+    assert rows.loc["te_short", "n_frames"] == 2 and rows.loc["te_long", "n_frames"] == 4
+    assert run.embeddings_manifest in sequences.saved_files(run, ["rnn/gru"])
+    test = videos[videos["split"] == "test"].reset_index(drop=True)
+    again, _ = sequences.score_saved(run, ["rnn/gru"], FaceStore(run), test,
+                                     {"embed_faces": embed, "device": "cpu"})["rnn/gru"]
+    np.testing.assert_allclose(again.set_index("video_id").loc[rows.index, "score"],
+                               rows["score"], rtol=1e-5)
+    stamp = (run.root / record.model).stat().st_mtime_ns
+    sequences.train_heads(store, videos, run, settings, section, verbose=0, embed_section=embed)
+    assert (run.root / record.model).stat().st_mtime_ns == stamp  # same features: reused

@@ -1,7 +1,8 @@
-"""The ``rnn`` family: recurrent heads on the frame CNN's features of a video's first
-faces (``rnn/<head>``) and their time-averaging baseline (``rnn/time_average``); model
-code in :mod:`dflib.detectors.models`: ``sequences`` (the heads), ``cnn_features`` (the
-feature cache) and ``cnn`` (the heads' custom layers)."""
+"""The ``rnn`` family: recurrent heads on the per-face features of a video's first faces
+(``rnn/<head>``; the frame CNN's features or the face embeddings, ``train_rnn.inputs``) and
+their time-averaging baseline (``rnn/time_average``); model code in
+:mod:`dflib.detectors.models`: ``sequences`` (the heads), ``cnn_features`` (the feature
+cache) and ``cnn`` (the heads' custom layers)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ if TYPE_CHECKING:
 
 
 class RecurrentHeads:
-    """Stage ``train_rnn``: the latest frame CNN's features (of its validation-chosen
-    chunk) for the first ``seq_len`` faces of every video, then the heads, scored at video
-    level."""
+    """Stage ``train_rnn``: per-face features (the latest frame CNN's, of its
+    validation-chosen chunk, or the face embeddings) for the first ``seq_len`` faces of every
+    video, then the heads, scored at video level."""
 
     family = Family("rnn", RNN_HEADS, "temporal", frame_level=False, placeholder="<head>")
     stages = (Stage("train_rnn", "05_train_rnn.ipynb", TRAIN_RNN, scoring=True),)
@@ -45,7 +46,8 @@ class RecurrentHeads:
             result = sequences.train_heads(face_store.FaceStore(run), videos, run,
                                            profile.shared, profile.sections["train_rnn"],
                                            verbose=options.get("verbose", 2),
-                                           scoring=scoring(profile))
+                                           scoring=scoring(profile),
+                                           embed_section=profile.sections["embed_faces"])
         outcomes = face_outcomes(videos)
         failed = outcomes["video_id"].isin(
             result.features.loc[result.features["status"] == "failed", "video_id"])

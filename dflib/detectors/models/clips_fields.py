@@ -21,8 +21,9 @@ def check_train_c3d(stage: str, shared: Mapping[str, Any], section: Mapping[str,
 TRAIN_C3D: Mapping[str, Field] = MappingProxyType({
     "models": Field(list, ["c3d", "conv3d"], "3D CNNs: c3d (classic C3D), conv3d (the "
                     "original study's conv3d_model), conv3d_light (a light variant) and "
-                    "conv3d_diff (conv3d_light on the differences of consecutive faces "
-                    "averaged to a 4x4 grid; not the paper's)",
+                    "conv3d_diff (a small 3D CNN on how the cells of a 4x4 grid of the face "
+                    "change colour from face to face, relative to the whole face; not the "
+                    "paper's)",
                     item=str, choices=CLIP_MODELS),
     "clip_len": Field(int, 16, "consecutive sampled faces per clip; shorter videos repeat "
                       "their last face", min=1),
@@ -36,6 +37,10 @@ TRAIN_C3D: Mapping[str, Field] = MappingProxyType({
                            max=1.0),
     "momentum": Field(float, 0.9, "SGD momentum", min=0.0, max=0.999),
     "patience": Field(int, 10, "EarlyStopping patience on val_loss (epochs)", min=0),
+    "keep_epoch": Field(str, "best", "the weights kept: best (the epoch of lowest validation "
+                        "loss, with early stopping) or last (every epoch runs, as the original "
+                        "scripts train; validation is then only logged)",
+                        choices=("best", "last")),
     "dropout": Field(float, 0.5, "dropout after each fully connected layer", min=0.0,
                      max=0.95),
     "class_weight": Field(bool, True, "weight classes by their share of training clips"),

@@ -196,6 +196,15 @@ class MaskedTemporalMax(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="dflib")
+class SpatialMeanRemoved(keras.layers.Layer):
+    """Clips ``[b, T, H, W, c]`` less each frame's own mean over ``H, W`` (per channel): what
+    stays is how each region differs from the whole picture at that moment."""
+
+    def call(self, x: Any) -> Any:
+        return x - ops.mean(x, axis=(2, 3), keepdims=True)
+
+
+@keras.saving.register_keras_serializable(package="dflib")
 class FrameDifferences(keras.layers.Layer):
     """``x[:, t + 1] - x[:, t]`` of clips ``[b, T, ...]``: ``[b, T - 1, ...]``."""
 

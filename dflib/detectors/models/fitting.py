@@ -150,23 +150,26 @@ def fit_and_save(model: keras.Model, final: Path, log: Path, record: Any, data: 
                  validation: Any, epochs: int, patience: int,
                  class_weight: Mapping[int, float] | None = None, y: np.ndarray | None = None,
                  batch_size: int | None = None, verbose: int = 2,
-                 first_callbacks: Sequence[keras.callbacks.Callback] = ()) -> None:
+                 first_callbacks: Sequence[keras.callbacks.Callback] = (),
+                 keep_last: bool = False) -> None:
     """Fit with the study's callbacks and move the best model onto ``final`` at the end.
 
     ``first_callbacks`` run before the study's own at every event (a BatchNorm
     recalibration must come before the checkpoint that saves its statistics).
     EarlyStopping on ``record.monitor`` restores the best epoch, which is checkpointed to
     ``<final stem>.inprogress.keras`` and renamed to ``final`` only when training ends, so a
-    killed run never leaves a final-looking partial model. Fills ``record``'s
-    ``epochs_run``, ``best_epoch``, ``best_monitor`` and ``seconds``.
+    killed run never leaves a final-looking partial model. ``keep_last``: every epoch runs
+    and the last one's weights are kept (``best_epoch`` is then the last). Fills
+    ``record``'s ``epochs_run``, ``best_epoch``, ``best_monitor`` and ``seconds``.
     """
     partial = final.with_name(f"{final.stem}.inprogress.keras")
     partial.unlink(missing_ok=True)
+    stopping = [] if keep_last else [keras.callbacks.EarlyStopping(
+        monitor=record.monitor, patience=patience, restore_best_weights=True)]
     callbacks = [
-        *first_callbacks,
-        keras.callbacks.EarlyStopping(monitor=record.monitor, patience=patience,
-                                      restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(partial, monitor=record.monitor, save_best_only=True),
+        *first_callbacks, *stopping,
+        keras.callbacks.ModelCheckpoint(partial, monitor=record.monitor,
+                                        save_best_only=not keep_last),
         keras.callbacks.CSVLogger(str(log)),
     ]
     start = time.perf_counter()
@@ -176,7 +179,9 @@ def fit_and_save(model: keras.Model, final: Path, log: Path, record: Any, data: 
     record.seconds = round(time.perf_counter() - start, 1)
     curve = np.asarray(history.history[record.monitor], dtype=float)
     record.epochs_run = len(curve)
-    if np.isfinite(curve).any():
+    if keep_last:
+        record.best_epoch, record.best_monitor = len(curve), float(curve[-1])
+    elif np.isfinite(curve).any():
         record.best_epoch = int(np.nanargmin(curve)) + 1
         record.best_monitor = float(np.nanmin(curve))
     if not partial.exists():  # no finite monitored value ever improved on +inf
@@ -270,14 +275,15 @@ def fit_model(model: keras.Model, run: RunPaths, record: ModelRecord, family: st
               y: np.ndarray | None = None, validation: Any = None, *, epochs: int,
               batch_size: int | None = None, patience: int,
               class_weight: dict[int, float] | None = None, verbose: int = 2,
-              first_callbacks: Sequence[keras.callbacks.Callback] = ()) -> ModelRecord:
+              first_callbacks: Sequence[keras.callbacks.Callback] = (),
+              keep_last: bool = False) -> ModelRecord:
     """Train a compiled model with the frame CNN's callbacks and save it atomically.
 
     EarlyStopping on ``val_loss`` (``loss`` without validation data) restores the best
     epoch; the best epoch is checkpointed to ``<name>.inprogress.keras`` and renamed to
     ``<name>.keras`` only when training ends, so a killed run never leaves a final-looking
     partial model. The record is written last: its ``complete`` flag is what reruns trust.
-    ``first_callbacks``: as in :func:`fit_and_save`.
+    ``first_callbacks``, ``keep_last``: as in :func:`fit_and_save`.
     """
     final, record_path, log = run.model_files(family, record.name)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -287,7 +293,8 @@ def fit_model(model: keras.Model, run: RunPaths, record: ModelRecord, family: st
     record.class_weight = {str(c): w for c, w in (class_weight or {}).items()}
     fit_and_save(model, final, log, record, data, validation=validation, epochs=epochs,
                  patience=patience, class_weight=class_weight, y=y,
-                 batch_size=batch_size, verbose=verbose, first_callbacks=first_callbacks)
+                 batch_size=batch_size, verbose=verbose, first_callbacks=first_callbacks,
+                 keep_last=keep_last)
     record.complete = True
     io.write_text(json.dumps(record.as_dict(), indent=2) + "\n", record_path)
     return record
