@@ -218,6 +218,27 @@ def test_pyramid_resized_by_torch_finds_the_same_faces(extractor):
         np.testing.assert_allclose(got[:, 4], want[:, 4], atol=0.02)
 
 
+def test_pyramid_levels_are_resized_from_larger_levels_not_each_from_the_frame(
+        extractor, monkeypatch):
+    """Area interpolation reads every source pixel: resizing each level of a 1080p frame's
+    pyramid from the frame cost more than PNet over the levels. Only the first two levels
+    read the frame; each later one is made from a level about twice its width."""
+    frame = paste(canvas(1280, 720), 150, 400, 60)
+    sources: list[tuple[int, int]] = []
+    resize = cv2.resize
+    monkeypatch.setattr(mtcnn.cv2, "resize", lambda src, size, **kw: sources.append(
+        (src.shape[1], size[0])) or resize(src, size, **kw))
+    levels = list(mtcnn._pyramid([frame], mtcnn.pyramid_scales(720, 1280, 40, 0.709),
+                                 "cpu", False))
+    assert len(levels) == len(sources) > 6
+    assert [src for src, _ in sources].count(1280) == 2
+    assert all(src <= 2.2 * dst for src, dst in sources[2:])
+    monkeypatch.undo()
+    found = mtcnn.detect([frame], extractor.mtcnn, 40, [0.6, 0.7, 0.7], 0.709)[0]
+    assert len(found) == 1  # the pasted head, whose face lies inside it:
+    assert 400 <= found[0][0] < found[0][2] <= 550 and 60 <= found[0][1] < found[0][3] <= 210
+
+
 def test_confirm_keeps_a_face_near_its_proposal_and_drops_one_that_left(extractor):
     frame = paste(canvas(640, 360), 150, 300, 100)
     found = mtcnn.detect([frame], extractor.mtcnn, 40, [0.6, 0.7, 0.7], 0.709)[0]
