@@ -25,6 +25,7 @@ from dflib.face_store import (INDEX_COLUMNS, SUMMARY_COLUMNS, FaceStore, store_d
                               store_settings)
 from dflib.faces import run_extraction
 from dflib.paths import RunPaths, store_name
+from dflib.steptimes import recording
 
 HEAD = astronaut()[30:210, 135:315]  # RGB, the face and some hair around it
 PARAMS = {"img_size": 64, "margin": 16, "min_face_size": 40, "batch_size": 16,
@@ -270,23 +271,31 @@ def test_only_every_nth_frame_is_searched_and_lost_faces_are_searched_again(monk
     assert all(iou(t.box, e.box) > 0.8 for t, e in zip(tracked[:5], every[:5]))
 
 
-def test_after_a_key_frame_without_a_face_only_the_coarse_pass_looks(monkeypatch):
-    """Key frames 0 and 3; key frame 0 has no face. Frame 1's large face is found by the
-    coarse pass in its own frame; frame 2's small one (below the coarse pass's 80 px) is
-    left to key frame 3, which finds it at full resolution: frames without a face cost the
-    coarse pass, not a full-resolution search each (cutaways, title cards)."""
+def test_in_a_shot_without_a_face_frames_are_searched_where_they_changed(monkeypatch):
+    """Key frames 0 and 4; key frame 0 has no face. Frame 1 did not change: not searched.
+    Frame 2 changed all over (brighter, not a cut): searched in full. A small face comes in
+    at frame 3 (a 70 px head, below the 80 px of the coarse pass of detect_max_side 320):
+    only the region round it is searched, at full depth, and finds it, as does key frame 4
+    (changed against key frame 0 there only). Before, frame 3 had the coarse pass only and
+    lost the face until the next key frame."""
     small = paste(canvas(1280, 720), 70, 900, 200)
-    frames = [canvas(1280, 720), paste(canvas(1280, 720), 240, 700, 300), small, small.copy()]
-    scales = []
+    brighter = np.clip(canvas(1280, 720).astype(np.int16) + 20, 0, 255).astype(np.uint8)
+    frames = [canvas(1280, 720), canvas(1280, 720), brighter, small, small.copy(),
+              small.copy()]
+    scales, sizes = [], []
     detect = FaceExtractor._detect
-    monkeypatch.setattr(FaceExtractor, "_detect",
-                        lambda self, frames, scale: scales.append(scale) or
-                        detect(self, frames, scale))
-    found = FaceExtractor.from_params({**PARAMS, "detect_max_side": 320,
-                                       "redetect_every": 3}).extract(frames)
-    assert [f.face is not None for f in found] == [False, True, False, True]
-    # key frames 0 and 3 (coarse, then full resolution), then frames 1-2 coarse only
-    assert scales == [0.25, 1.0, 0.25, 1.0, 0.25]
+    monkeypatch.setattr(FaceExtractor, "_detect", lambda self, batch, scale: scales.append(
+        scale) or sizes.append(batch[0].shape[1]) or detect(self, batch, scale))
+    with recording() as record:
+        found = FaceExtractor.from_params({**PARAMS, "detect_max_side": 320,
+                                           "redetect_every": 4}).extract(frames)
+    assert [f.face is not None for f in found] == [False, False, False, True, True, True]
+    assert 900 - 20 < found[3].box[0] < 900 + 60
+    assert record.counts["still"] == 1 and record.counts["changed_searches"] == 2
+    # key 0: coarse, then full resolution; key 4 and frame 3: their changed region at full
+    # resolution; frame 2: coarse, then full resolution
+    assert scales == [0.25, 1.0, 1.0, 1.0, 0.25, 1.0]
+    assert sizes[2] < 320 and sizes[3] < 320  # the regions, not the frame
 
 
 def test_key_frames_are_searched_near_the_last_face_and_in_full_when_it_is_not_there(
