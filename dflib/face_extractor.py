@@ -41,7 +41,7 @@ CUT_HISTOGRAM = 0.3
 CUT_PIXELS = 25.0
 CUT_THUMB = 64
 RULES = ("only", "gap", "track", "largest", "probability")
-CHOICE_VERSION = "gap-track-cut-4"  # in the store settings: stores chosen otherwise are redone
+CHOICE_VERSION = "gap-track-cut-5"  # in the store settings: stores chosen otherwise are redone
 # The coarse, downscaled detection pass looks for faces of at least this many detector
 # pixels (MTCNN's own default); smaller ones are left to the full-resolution pass.
 DETECT_MIN_FACE_PX = 20
