@@ -25,8 +25,10 @@ _PNET_STRIDE, _PNET_CELL = 2, 12
 _RNET_SIZE, _ONET_SIZE = 24, 48
 _NET_BATCH = 512  # candidate crops per RNet/ONet call, bounding memory on crowded frames
 # A pyramid level is resized from an earlier level at least this many times its width
-# (two levels up at factor 0.709, whose square is 0.503: within the sizes' rounding).
-PYRAMID_SOURCE = 1.9
+# (three levels up at factor 0.709). From levels twice its width (1.9) the extra
+# smoothing moved boxes: mean IoU with facenet-pytorch's 0.934 against 0.939 resized from
+# the frame, on 120 demo and real frames; from 2.8 times, 0.940.
+PYRAMID_SOURCE = 2.8
 
 
 def pyramid_scales(height: int, width: int, min_face: float, factor: float,
@@ -168,10 +170,9 @@ def _pyramid(frames: Sequence[np.ndarray], scales: Sequence[float], device: Any,
     upload of the frames (normalising and area-averaging commute, so either order works).
 
     On the CPU a level is resized from the smallest level before it that is at least
-    PYRAMID_SOURCE times its size, else from the frame: area interpolation reads every
+    PYRAMID_SOURCE times its width, else from the frame: area interpolation reads every
     source pixel, so resizing each of a 1080p frame's ten levels from the frame cost more
-    than PNet over all of them; from a level twice as large the extra smoothing is a
-    third of the direct resize's (box filters add variances: 1 + 1/4 + 1/16 ...)."""
+    than PNet over all of them (a full-resolution search: 109 ms, 61 ms this way)."""
     import torch.nn.functional as F
 
     height, width = frames[0].shape[:2]

@@ -222,8 +222,9 @@ def test_pyramid_resized_by_torch_finds_the_same_faces(extractor):
 def test_pyramid_levels_are_resized_from_larger_levels_not_each_from_the_frame(
         extractor, monkeypatch):
     """Area interpolation reads every source pixel: resizing each level of a 1080p frame's
-    pyramid from the frame cost more than PNet over the levels. Only the first two levels
-    read the frame; each later one is made from a level about twice its width."""
+    pyramid from the frame cost more than PNet over the levels. Only the first three
+    levels read the frame; each later one is made from a level about three times its
+    width."""
     frame = paste(canvas(1280, 720), 150, 400, 60)
     sources: list[tuple[int, int]] = []
     resize = cv2.resize
@@ -232,8 +233,8 @@ def test_pyramid_levels_are_resized_from_larger_levels_not_each_from_the_frame(
     levels = list(mtcnn._pyramid([frame], mtcnn.pyramid_scales(720, 1280, 40, 0.709),
                                  "cpu", False))
     assert len(levels) == len(sources) > 6
-    assert [src for src, _ in sources].count(1280) == 2
-    assert all(src <= 2.2 * dst for src, dst in sources[2:])
+    assert [src for src, _ in sources].count(1280) == 3
+    assert all(mtcnn.PYRAMID_SOURCE * dst <= src < 4 * dst for src, dst in sources[3:])
     monkeypatch.undo()
     found = mtcnn.detect([frame], extractor.mtcnn, 40, [0.6, 0.7, 0.7], 0.709)[0]
     assert len(found) == 1  # the pasted head, whose face lies inside it:
