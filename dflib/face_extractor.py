@@ -52,11 +52,12 @@ NEAR_FACE_PX = 48.0
 # Within a shot, after a frame searched in full found no face (the reference), a later
 # frame is searched only where its CUT_THUMB thumbnail differs from the reference's by more
 # than STILL_PIXELS grey levels (a face that comes in changes the picture where it comes;
-# film grain and compression moved single thumbnail pixels by up to 11), that box grown by
-# half its side on each side; where that covers more than CHANGED_MAX of the frame, as
-# before (in full, or the coarse pass between key frames).
+# film grain and compression moved single thumbnail pixels by up to 11), in at most
+# CHANGED_REGIONS regions (changed_regions); where they cover more than CHANGED_MAX of the
+# frame, in full.
 STILL_PIXELS = 12
 CHANGED_MAX = 0.5
+CHANGED_REGIONS = 6
 
 
 @dataclass(frozen=True)
@@ -334,27 +335,27 @@ class FaceExtractor:
                         ) -> np.ndarray | None:
         """Faces of a frame whose shot's ``reference`` frame (its thumbnail) was searched
         in full without a face: none where no thumbnail pixel moved more than
-        STILL_PIXELS, else a full search (:meth:`_search`) of the box round the pixels
-        that did, grown by half its side each way; None (not searched) where that box
-        covers more than CHANGED_MAX of the frame."""
+        STILL_PIXELS, else MTCNN at full resolution down to ``min_face_size`` in the
+        regions that did (:func:`changed_regions`; no coarse pass first: in a shot without
+        a face it would only add its cost); None (not searched) where they cover more
+        than CHANGED_MAX of the frame."""
         moved = np.abs(thumb.astype(np.int16) - reference) > STILL_PIXELS
         if not moved.any():
             count("still")
             return np.empty((0, 5))
         height, width = frame.shape[:2]
-        rows, cols = np.flatnonzero(moved.any(axis=1)), np.flatnonzero(moved.any(axis=0))
-        x1, x2 = cols[0] * width / CUT_THUMB, (cols[-1] + 1) * width / CUT_THUMB
-        y1, y2 = rows[0] * height / CUT_THUMB, (rows[-1] + 1) * height / CUT_THUMB
-        grow = max(x2 - x1, y2 - y1) / 2
-        x1, y1 = int(max(x1 - grow, 0)), int(max(y1 - grow, 0))
-        x2, y2 = int(min(x2 + grow, width)), int(min(y2 + grow, height))
-        if (x2 - x1) * (y2 - y1) > CHANGED_MAX * width * height:
+        regions = changed_regions(moved, width, height, self.min_face_size)
+        if sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in regions) > (
+                CHANGED_MAX * width * height):
             return None
         count("changed_searches")
-        det = self._search([np.ascontiguousarray(frame[y1:y2, x1:x2])])[0]
-        det[:, [0, 2]] += x1
-        det[:, [1, 3]] += y1
-        return det
+        found = [np.empty((0, 5))]
+        for x1, y1, x2, y2 in regions:
+            det = self._detect([np.ascontiguousarray(frame[y1:y2, x1:x2])], 1.0)[0]
+            det[:, [0, 2]] += x1
+            det[:, [1, 3]] += y1
+            found.append(det)
+        return np.concatenate(found)
 
     def _search_near(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Faces around ``boxes`` (the faces a key frame before counted): the box around
@@ -519,6 +520,41 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def changed_regions(moved: np.ndarray, width: int, height: int, min_face: int
+                    ) -> list[tuple[int, int, int, int]]:
+    """The frame regions ``(x1, y1, x2, y2)`` to search for a face that came in where the
+    thumbnail pixels ``moved`` (a ``CUT_THUMB`` square mask): the box of each group of
+    touching pixels, grown each way by half its side and at least ``min_face`` (a face
+    only partly changed is still inside), overlapping boxes merged; where more than
+    CHANGED_REGIONS are left, the one box round them all. Scattered changes (a logo's
+    animation) boxed together had made one region of half the frame."""
+    _, _, stats, _ = cv2.connectedComponentsWithStats(moved.astype(np.uint8), connectivity=8)
+    sx, sy = width / CUT_THUMB, height / CUT_THUMB
+    boxes = []
+    for x, y, w, h, _ in stats[1:]:
+        grow = max(w * sx / 2, h * sy / 2, min_face)
+        boxes.append([max(x * sx - grow, 0), max(y * sy - grow, 0),
+                      min((x + w) * sx + grow, width), min((y + h) * sy + grow, height)])
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]),
+                                max(a[3], b[3])]
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    if len(boxes) > CHANGED_REGIONS:
+        boxes = [[min(b[0] for b in boxes), min(b[1] for b in boxes),
+                  max(b[2] for b in boxes), max(b[3] for b in boxes)]]
+    return [(int(x1), int(y1), int(x2), int(y2)) for x1, y1, x2, y2 in boxes]
 
 
 def _thumbnail(frame: np.ndarray) -> np.ndarray:

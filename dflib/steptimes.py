@@ -22,7 +22,7 @@ STEPS = ("shot_cuts", "shrink", "pyramid", "pnet", "candidate_crops", "rnet", "o
 # frames that confirmed the faces of the frame before; frames searched in full (the
 # coarse pass), and those of them searched again at full resolution.
 # In a shot without a face: frames left unsearched as unchanged since the shot's last
-# full search, and frames searched only where they changed (also counted as full searches).
+# full search, and frames searched only where they changed, at full resolution.
 COUNTS = ("cuts", "near_searches", "near_found", "confirmed", "full_searches",
           "full_resolution", "still", "changed_searches")
 

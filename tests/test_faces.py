@@ -20,7 +20,8 @@ from facenet_pytorch import extract_face
 from skimage.data import astronaut
 
 from dflib import mtcnn, stages
-from dflib.face_extractor import FaceExtractor, box_iou, shot_changes
+from dflib.face_extractor import (CUT_THUMB, FaceExtractor, box_iou, changed_regions,
+                                  shot_changes)
 from dflib.face_store import (INDEX_COLUMNS, SUMMARY_COLUMNS, FaceStore, store_digest,
                               store_settings)
 from dflib.faces import run_extraction
@@ -297,6 +298,25 @@ def test_in_a_shot_without_a_face_frames_are_searched_where_they_changed(monkeyp
     # resolution; frame 2: coarse, then full resolution
     assert scales == [0.25, 1.0, 1.0, 1.0, 0.25, 1.0]
     assert sizes[2] < 320 and sizes[3] < 320  # the regions, not the frame
+
+
+def test_changes_apart_are_searched_as_separate_regions():
+    """Two changes far apart (a logo's animation, someone coming in) are two regions, each
+    grown round its change; boxed together they had made one region of half the frame.
+    Many scattered changes are searched as one region round them all."""
+    moved = np.zeros((CUT_THUMB, CUT_THUMB), bool)
+    moved[10:12, 5:7] = True  # x 100-140, y 112-135 of 1280 x 720
+    moved[40:44, 50:53] = True  # x 1000-1060, y 450-495
+    regions = changed_regions(moved, 1280, 720, 40)
+    assert len(regions) == 2
+    (a, b) = sorted(regions)
+    assert a[0] <= 100 - 40 and a[2] >= 140 + 40 and a[1] <= 112 - 20 and a[3] >= 135 + 20
+    assert b[0] <= 1000 - 30 and b[2] >= 1060 + 30 and b[1] <= 450 - 30 and b[3] >= 495 + 30
+    assert sum((r[2] - r[0]) * (r[3] - r[1]) for r in regions) < 0.1 * 1280 * 720
+    scattered = np.zeros_like(moved)
+    scattered[::16, ::16] = True  # 16 changes spread over the frame
+    # the last change at thumbnail pixel 48, 48: x 960-980, y 540-551, grown by 40
+    assert changed_regions(scattered, 1280, 720, 40) == [(0, 0, 1020, 591)]
 
 
 def test_key_frames_are_searched_near_the_last_face_and_in_full_when_it_is_not_there(
