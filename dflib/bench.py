@@ -49,10 +49,10 @@ from .faces import decode_ahead, extraction_threads, run_extraction
 from .paths import RunPaths
 from .steptimes import COUNTS, STEPS, recording
 from .video import (Sampled, VideoError, probe, pyav_read_frames, read_frames,
-                    sample_indices)
+                    sample_frames, sample_indices)
 
 EXTRACT_COLUMNS = ["footage", "resolution", "device", "settings", "videos", "frames",
-                   "decode_fps", "baseline_fps", "dflib_fps", "dflib_ahead_fps", "speedup",
+                   "repeats", "decode_fps", "baseline_fps", "dflib_fps", "dflib_ahead_fps", "speedup",
                    "dflib_to_decode", "baseline_faces", "dflib_faces", "faces_lost",
                    "agreement", "mean_iou", "baseline_switches", "dflib_switches"]
 # `bench steps`: MTCNN searched on every sampled frame, as the paper did (the baseline
@@ -170,16 +170,12 @@ def _first_frames(path: Path, n: int) -> tuple[Any, list[np.ndarray], list[int],
 
 def _bench_video(path: Path, n: int, baseline: BaselineExtractor, fast: FaceExtractor
                  ) -> dict[str, Any]:
-    """Time decoding, dflib (decoding, then detecting) and the baseline on one video's first
-    ``n`` frames (those past the stream's real end are not read: :func:`read_frames` says
-    which were)."""
-    info, _, _, decode_s = _first_frames(path, n)
+    """Time decoding and the baseline on one video's first ``n`` frames (those past the
+    stream's real end are not read: :func:`read_frames` says which were), and find
+    dflib's faces in them (timed in turns later: :func:`_in_turns`)."""
+    info, frames, read, decode_s = _first_frames(path, n)
     wanted = sample_indices(info.n_frames, n, "first")
-
-    start = time.perf_counter()
-    frames, read = read_frames(path, wanted)
     found = fast.extract(frames)
-    dflib_s = time.perf_counter() - start
 
     start = time.perf_counter()
     base = baseline.video(path, wanted)
@@ -189,7 +185,7 @@ def _bench_video(path: Path, n: int, baseline: BaselineExtractor, fast: FaceExtr
     fast_boxes = dict(zip(read, (f.box for f in found)))
     cut = dict(zip(read, shot_changes(frames)))
     return {"path": path, "resolution": f"{info.width}x{info.height}", "frames": len(common),
-            "decode_s": decode_s, "dflib_s": dflib_s, "baseline_s": baseline_s,
+            "decode_s": decode_s, "baseline_s": baseline_s,
             "baseline": [base[i] for i in common], "dflib": [fast_boxes[i] for i in common],
             "cuts": [cut[i] for i in common]}
 
@@ -228,6 +224,37 @@ def _decoding_ahead_seconds(paths: Sequence[Path], n: int, fast: FaceExtractor
     return seconds[1:]
 
 
+def _serial_seconds(paths: Sequence[Path], n: int, fast: FaceExtractor) -> list[float]:
+    """Per video of ``paths``, the seconds of :func:`run_extraction`'s way without the
+    decoding thread: the video's frames sampled (:func:`sample_frames`, as the thread
+    does), then detected on."""
+    seconds = []
+    for path in paths:
+        start = time.perf_counter()
+        try:
+            fast.extract(sample_frames(path, n, "first", 1).frames)
+        except VideoError:
+            pass  # read by _bench_video before: only a file changed since fails here
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def _in_turns(paths: Sequence[Path], n: int, fast: FaceExtractor, repeats: int
+              ) -> tuple[list[float], list[float]]:
+    """Per video, the median seconds of dflib serially (:func:`_serial_seconds`) and
+    decoding ahead (:func:`_decoding_ahead_seconds`), the two timed in ``repeats`` turns
+    each, one after the other over all videos: a load that changes over the minutes of a
+    benchmark then weighs on both alike (timed one after the other, each once, they
+    differed by a quarter either way)."""
+    serial: list[list[float]] = []
+    ahead: list[list[float]] = []
+    for _ in range(repeats):
+        serial.append(_serial_seconds(paths, n, fast))
+        ahead.append(_decoding_ahead_seconds(paths, n, fast))
+    return ([float(np.median(turns)) for turns in zip(*serial)],
+            [float(np.median(turns)) for turns in zip(*ahead)])
+
+
 def _warm_up(path: Path, baseline: BaselineExtractor, fast: FaceExtractor) -> None:
     """One untimed call of each detector, so model loading and first-call set-up are not
     charged to the first video."""
@@ -255,8 +282,8 @@ def _geomean(values: Iterable[float]) -> float:
 
 
 def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "auto",
-                  params: dict[str, Any] | None = None, progress: bool = True
-                  ) -> pd.DataFrame:
+                  params: dict[str, Any] | None = None, progress: bool = True,
+                  repeats: int = 3) -> pd.DataFrame:
     """One row per video of ``paths`` (videos and folders of videos), then a summary row
     (``footage`` ``all``): dflib's detector settings, frames/s of decoding, the baseline
     and dflib (both include decoding), dflib's speed-up over the baseline and its rate as a
@@ -266,7 +293,9 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
     within a shot (:func:`face_switches`).
 
     ``dflib_fps`` decodes each video, then detects on it; ``dflib_ahead_fps`` is
-    :func:`run_extraction`'s way, decoding the next video while detecting on this one.
+    :func:`run_extraction`'s way, decoding the next video while detecting on this one;
+    the two are timed in ``repeats`` turns over all videos, each rate from its median
+    turn (:func:`_in_turns`), and ``speedup`` is the baseline's time over the serial one.
     The summary row's rates are over all frames; its ``speedup`` and ``dflib_to_decode``
     are the geometric means of the videos', its ``agreement`` and ``mean_iou`` the lowest
     video's, its counts the sums. Both detectors run with the stage's thread settings
@@ -291,19 +320,19 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
                 tqdm.write(f"error: {exc}", file=sys.stderr)  # on its own line, not the bar's
         if not results:
             return pd.DataFrame(columns=EXTRACT_COLUMNS)
-        ahead = _decoding_ahead_seconds([r["path"] for r in results], frames, fast)
+        serial, ahead = _in_turns([r["path"] for r in results], frames, fast, repeats)
     rows = []
-    for r, ahead_s in zip(results, ahead):
+    for r, dflib_s, ahead_s in zip(results, serial, ahead):
         n = r["frames"]
         agreement, mean_iou = compare_boxes(r["baseline"], r["dflib"])
         baseline_faces = sum(b is not None for b in r["baseline"])
         dflib_faces = sum(b is not None for b in r["dflib"])
         rows.append({
             "footage": str(r["path"]), "resolution": r["resolution"], "device": device,
-            "settings": settings, "videos": 1, "frames": n, "decode_fps": n / r["decode_s"],
-            "baseline_fps": n / r["baseline_s"], "dflib_fps": n / r["dflib_s"],
-            "dflib_ahead_fps": n / ahead_s, "speedup": r["baseline_s"] / r["dflib_s"],
-            "dflib_to_decode": r["decode_s"] / r["dflib_s"],
+            "settings": settings, "videos": 1, "frames": n, "repeats": repeats,
+            "decode_fps": n / r["decode_s"], "baseline_fps": n / r["baseline_s"],
+            "dflib_fps": n / dflib_s, "dflib_ahead_fps": n / ahead_s,
+            "speedup": r["baseline_s"] / dflib_s, "dflib_to_decode": r["decode_s"] / dflib_s,
             "baseline_faces": baseline_faces, "dflib_faces": dflib_faces,
             "faces_lost": max(0, baseline_faces - dflib_faces),
             "agreement": agreement, "mean_iou": mean_iou,
@@ -314,9 +343,9 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
     summary = {
         "footage": "all", "resolution": f"{clips['resolution'].nunique()} sizes",
         "device": device, "settings": settings, "videos": len(clips), "frames": n,
-        "decode_fps": n / sum(r["decode_s"] for r in results),
+        "repeats": repeats, "decode_fps": n / sum(r["decode_s"] for r in results),
         "baseline_fps": n / sum(r["baseline_s"] for r in results),
-        "dflib_fps": n / sum(r["dflib_s"] for r in results), "dflib_ahead_fps": n / sum(ahead),
+        "dflib_fps": n / sum(serial), "dflib_ahead_fps": n / sum(ahead),
         "speedup": _geomean(clips["speedup"]), "dflib_to_decode": _geomean(clips["dflib_to_decode"]),
         "agreement": clips["agreement"].min(), "mean_iou": clips["mean_iou"].min(),
         **{col: clips[col].sum() for col in ("baseline_faces", "dflib_faces", "faces_lost",

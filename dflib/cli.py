@@ -173,7 +173,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         table = bench.bench_decode(args.paths, args.frames, args.sampling, args.every_k,
                                    args.repeats)
     elif args.bench == "extract":
-        table = bench.bench_extract(args.paths, args.frames, args.device, overrides)
+        table = bench.bench_extract(args.paths, args.frames, args.device, overrides,
+                                    repeats=args.repeats)
     elif args.bench == "steps":
         table = bench.bench_steps(args.paths, args.frames, args.device, overrides)
     elif args.bench == "parallel":
@@ -294,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
                            ("--detect-max-side", int), ("--redetect-every", int)):
             p.add_argument(flag, type=kind, help="FaceExtractor setting (default: the "
                            "profile default, dflib/faces_fields.py)")
+    extract.add_argument("--repeats", type=_positive, default=3,
+                         help="turns of dflib serially and decoding ahead, taking turns over "
+                              "all videos; the median counts")
     parallel.add_argument("--workers", type=_non_negative, nargs="+", default=[1, 2],
                           help="worker counts to time (0: in this process, without and with "
                                "the next video decoded ahead); the speed-up is against the first")

@@ -21,8 +21,10 @@ STEPS = ("shot_cuts", "shrink", "pyramid", "pnet", "candidate_crops", "rnet", "o
 # frame before that they did not confirm) and those that found one; frames between key
 # frames that confirmed the faces of the frame before; frames searched in full (the
 # coarse pass), and those of them searched again at full resolution.
+# In a shot without a face: frames left unsearched as unchanged since the shot's last
+# full search, and frames searched only where they changed, at full resolution.
 COUNTS = ("cuts", "near_searches", "near_found", "confirmed", "full_searches",
-          "full_resolution")
+          "full_resolution", "still", "changed_searches")
 
 
 @dataclass

@@ -81,6 +81,25 @@ def test_extract_bench_one_row_per_video_and_a_summary(videos, tmp_path, capsys)
         assert summary[col] == clips[col].sum()
 
 
+def test_extract_bench_times_serial_and_decoding_ahead_in_turns(videos, monkeypatch):
+    """Timed one pass after the other, minutes apart, the two ways did not compare on a
+    machine whose load changed meanwhile: they take turns, and each rate is the median."""
+    calls: list[str] = []
+    seconds = iter([1.0, 5.0, 3.0, 2.0, 4.0, 6.0])  # serial, ahead, serial, ...
+    for name, way in (("_serial_seconds", "serial"), ("_decoding_ahead_seconds", "ahead")):
+        monkeypatch.setattr(bench, name, lambda paths, n, fast, way=way: calls.append(way)
+                            or [next(seconds)] * len(paths))
+    video = next(v for v in bench.find_videos(videos) if v.name != "broken.mp4")
+    table = bench.bench_extract([video], 2, "cpu", progress=False,
+                                repeats=3)
+    assert calls == ["serial", "ahead"] * 3
+    clip = table.iloc[0]
+    assert clip["repeats"] == 3
+    assert clip["dflib_fps"] == pytest.approx(2 / 3.0)  # median of 1, 3, 4 seconds
+    assert clip["dflib_ahead_fps"] == pytest.approx(2 / 5.0)  # median of 5, 2, 6
+    assert clip["speedup"] == pytest.approx(clip["dflib_fps"] / clip["baseline_fps"])
+
+
 def test_steps_bench_shares_and_searches_per_video(videos, tmp_path, capsys):
     out = tmp_path / "steps.csv"
     rc = cli.main(["bench", "steps", str(videos), "--frames", str(FRAMES), "--device", "cpu",

@@ -20,11 +20,13 @@ from facenet_pytorch import extract_face
 from skimage.data import astronaut
 
 from dflib import mtcnn, stages
-from dflib.face_extractor import FaceExtractor, box_iou, shot_changes
+from dflib.face_extractor import (CUT_THUMB, FaceExtractor, box_iou, changed_regions,
+                                  shot_changes)
 from dflib.face_store import (INDEX_COLUMNS, SUMMARY_COLUMNS, FaceStore, store_digest,
                               store_settings)
 from dflib.faces import run_extraction
 from dflib.paths import RunPaths, store_name
+from dflib.steptimes import recording
 
 HEAD = astronaut()[30:210, 135:315]  # RGB, the face and some hair around it
 PARAMS = {"img_size": 64, "margin": 16, "min_face_size": 40, "batch_size": 16,
@@ -218,6 +220,28 @@ def test_pyramid_resized_by_torch_finds_the_same_faces(extractor):
         np.testing.assert_allclose(got[:, 4], want[:, 4], atol=0.02)
 
 
+def test_pyramid_levels_are_resized_from_larger_levels_not_each_from_the_frame(
+        extractor, monkeypatch):
+    """Area interpolation reads every source pixel: resizing each level of a 1080p frame's
+    pyramid from the frame cost more than PNet over the levels. Only the first three
+    levels read the frame; each later one is made from a level about three times its
+    width."""
+    frame = paste(canvas(1280, 720), 150, 400, 60)
+    sources: list[tuple[int, int]] = []
+    resize = cv2.resize
+    monkeypatch.setattr(mtcnn.cv2, "resize", lambda src, size, **kw: sources.append(
+        (src.shape[1], size[0])) or resize(src, size, **kw))
+    levels = list(mtcnn._pyramid([frame], mtcnn.pyramid_scales(720, 1280, 40, 0.709),
+                                 "cpu", False))
+    assert len(levels) == len(sources) > 6
+    assert [src for src, _ in sources].count(1280) == 3
+    assert all(mtcnn.PYRAMID_SOURCE * dst <= src < 4 * dst for src, dst in sources[3:])
+    monkeypatch.undo()
+    found = mtcnn.detect([frame], extractor.mtcnn, 40, [0.6, 0.7, 0.7], 0.709)[0]
+    assert len(found) == 1  # the pasted head, whose face lies inside it:
+    assert 400 <= found[0][0] < found[0][2] <= 550 and 60 <= found[0][1] < found[0][3] <= 210
+
+
 def test_confirm_keeps_a_face_near_its_proposal_and_drops_one_that_left(extractor):
     frame = paste(canvas(640, 360), 150, 300, 100)
     found = mtcnn.detect([frame], extractor.mtcnn, 40, [0.6, 0.7, 0.7], 0.709)[0]
@@ -249,23 +273,50 @@ def test_only_every_nth_frame_is_searched_and_lost_faces_are_searched_again(monk
     assert all(iou(t.box, e.box) > 0.8 for t, e in zip(tracked[:5], every[:5]))
 
 
-def test_after_a_key_frame_without_a_face_only_the_coarse_pass_looks(monkeypatch):
-    """Key frames 0 and 3; key frame 0 has no face. Frame 1's large face is found by the
-    coarse pass in its own frame; frame 2's small one (below the coarse pass's 80 px) is
-    left to key frame 3, which finds it at full resolution: frames without a face cost the
-    coarse pass, not a full-resolution search each (cutaways, title cards)."""
+def test_in_a_shot_without_a_face_frames_are_searched_where_they_changed(monkeypatch):
+    """Key frames 0 and 4; key frame 0 has no face. Frame 1 did not change: not searched.
+    Frame 2 changed all over (brighter, not a cut): searched in full. A small face comes in
+    at frame 3 (a 70 px head, below the 80 px of the coarse pass of detect_max_side 320):
+    only the region round it is searched, at full depth, and finds it, as does key frame 4
+    (changed against key frame 0 there only). Before, frame 3 had the coarse pass only and
+    lost the face until the next key frame."""
     small = paste(canvas(1280, 720), 70, 900, 200)
-    frames = [canvas(1280, 720), paste(canvas(1280, 720), 240, 700, 300), small, small.copy()]
-    scales = []
+    brighter = np.clip(canvas(1280, 720).astype(np.int16) + 20, 0, 255).astype(np.uint8)
+    frames = [canvas(1280, 720), canvas(1280, 720), brighter, small, small.copy(),
+              small.copy()]
+    scales, sizes = [], []
     detect = FaceExtractor._detect
-    monkeypatch.setattr(FaceExtractor, "_detect",
-                        lambda self, frames, scale: scales.append(scale) or
-                        detect(self, frames, scale))
-    found = FaceExtractor.from_params({**PARAMS, "detect_max_side": 320,
-                                       "redetect_every": 3}).extract(frames)
-    assert [f.face is not None for f in found] == [False, True, False, True]
-    # key frames 0 and 3 (coarse, then full resolution), then frames 1-2 coarse only
-    assert scales == [0.25, 1.0, 0.25, 1.0, 0.25]
+    monkeypatch.setattr(FaceExtractor, "_detect", lambda self, batch, scale: scales.append(
+        scale) or sizes.append(batch[0].shape[1]) or detect(self, batch, scale))
+    with recording() as record:
+        found = FaceExtractor.from_params({**PARAMS, "detect_max_side": 320,
+                                           "redetect_every": 4}).extract(frames)
+    assert [f.face is not None for f in found] == [False, False, False, True, True, True]
+    assert 900 - 20 < found[3].box[0] < 900 + 60
+    assert record.counts["still"] == 1 and record.counts["changed_searches"] == 2
+    # key 0: coarse, then full resolution; key 4 and frame 3: their changed region at full
+    # resolution; frame 2: coarse, then full resolution
+    assert scales == [0.25, 1.0, 1.0, 1.0, 0.25, 1.0]
+    assert sizes[2] < 320 and sizes[3] < 320  # the regions, not the frame
+
+
+def test_changes_apart_are_searched_as_separate_regions():
+    """Two changes far apart (a logo's animation, someone coming in) are two regions, each
+    grown round its change; boxed together they had made one region of half the frame.
+    Many scattered changes are searched as one region round them all."""
+    moved = np.zeros((CUT_THUMB, CUT_THUMB), bool)
+    moved[10:12, 5:7] = True  # x 100-140, y 112-135 of 1280 x 720
+    moved[40:44, 50:53] = True  # x 1000-1060, y 450-495
+    regions = changed_regions(moved, 1280, 720, 40)
+    assert len(regions) == 2
+    (a, b) = sorted(regions)
+    assert a[0] <= 100 - 40 and a[2] >= 140 + 40 and a[1] <= 112 - 20 and a[3] >= 135 + 20
+    assert b[0] <= 1000 - 30 and b[2] >= 1060 + 30 and b[1] <= 450 - 30 and b[3] >= 495 + 30
+    assert sum((r[2] - r[0]) * (r[3] - r[1]) for r in regions) < 0.1 * 1280 * 720
+    scattered = np.zeros_like(moved)
+    scattered[::16, ::16] = True  # 16 changes spread over the frame
+    # the last change at thumbnail pixel 48, 48: x 960-980, y 540-551, grown by 40
+    assert changed_regions(scattered, 1280, 720, 40) == [(0, 0, 1020, 591)]
 
 
 def test_key_frames_are_searched_near_the_last_face_and_in_full_when_it_is_not_there(
