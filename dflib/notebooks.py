@@ -220,8 +220,15 @@ def logged_kernel_manager(log: Path):
     messages of a kernel shut down mid-reply (after Ctrl-C) stay out of the terminal, which
     keeps the run's own lines readable. Its ``end_process_group()`` kills the kernel's
     process group: the kernel and every process it started; a small watcher process
-    (:data:`REAPER`) does it when the run itself is killed first."""
+    (:data:`REAPER`) does it when the run itself is killed first.
+
+    Where Unix sockets exist the kernel talks over them, in a folder of its own, not over
+    TCP: jupyter_client picks free TCP ports and the kernel binds them a moment later, and a
+    kernel that another run starts meanwhile can take one ("Address already in use": seen
+    when the test suite's two background smoke runs started kernels at once)."""
+    import shutil
     import subprocess
+    import tempfile
 
     from jupyter_client.manager import AsyncKernelManager
 
@@ -243,7 +250,7 @@ def logged_kernel_manager(log: Path):
 
         def end_process_group(self) -> None:
             """SIGKILL to the kernel's process group, if any of it is still running, then
-            the watcher is told it is done."""
+            the watcher is told it is done and the sockets' folder goes."""
             if self.group and hasattr(os, "killpg"):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.group, signal.SIGKILL)
@@ -251,8 +258,15 @@ def logged_kernel_manager(log: Path):
                 with contextlib.suppress(BrokenPipeError):
                     self.reaper.communicate(b"done")
                 self.reaper = None
+            if self.transport == "ipc":
+                shutil.rmtree(Path(self.ip).parent, ignore_errors=True)
 
-    return LoggedKernelManager(kernel_name=KERNEL_NAME)
+    manager = LoggedKernelManager(kernel_name=KERNEL_NAME)
+    if os.name == "posix":
+        # An absolute path: the kernel runs in the notebooks' folder, this process elsewhere.
+        manager.transport = "ipc"
+        manager.ip = str(Path(tempfile.mkdtemp(prefix="dflib-kernel-")) / "socket")
+    return manager
 
 
 INTERRUPTED = ("**Interrupted (Ctrl-C or a stop signal): this stage did not finish.** The "

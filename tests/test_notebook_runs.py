@@ -295,3 +295,38 @@ def test_a_kernel_that_cannot_start_is_one_line_naming_its_log(tmp_path, monkeyp
     assert str(failed.value) == ("stage faces: its kernel did not start (Kernel died before "
                                  f"replying to kernel_info); the reason is in its log {log}")
     assert "no kernel here" in log.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name != "posix", reason="Unix sockets")
+def test_stages_started_together_never_compete_for_a_port(tmp_path):
+    """Two stages whose kernels start at the same moment (the test suite's two background
+    smoke runs do) each talk over Unix sockets in a folder of their own, not over TCP ports
+    one of them could take from the other; the folder goes when the stage ends."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    made = []
+    original = notebooks.logged_kernel_manager
+
+    def recorded(log):
+        manager = original(log)
+        made.append(manager)
+        return manager
+
+    notebook = tmp_path / "nb.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")],
+                                            metadata={"kernelspec": {"name": "python3",
+                                                                     "display_name": "Python 3",
+                                                                     "language": "python"}}),
+                   notebook)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(notebooks, "logged_kernel_manager", recorded)
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda i: notebooks.execute_stage(
+                f"s{i}", notebook, tmp_path / f"out{i}.ipynb", {}, tmp_path / f"k{i}.log",
+                log_output=False), range(2)))
+    assert [m.transport for m in made] == ["ipc", "ipc"]
+    folders = [os.path.dirname(m.ip) for m in made]
+    assert len(set(folders)) == 2 and not any(os.path.exists(f) for f in folders)
+    assert all(nbformat.read(tmp_path / f"out{i}.ipynb", 4).cells[0].execution_count == 1
+               for i in range(2))
