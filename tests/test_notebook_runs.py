@@ -79,9 +79,10 @@ def test_ctrl_c_during_a_run_says_where_in_one_line_and_marks_the_notebook(tmp_p
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "interrupted in stage index; run again to resume"
     assert "Traceback" not in err
-    # the kernel's own stderr (its warnings, the noise of a shutdown mid-reply) is logged
-    assert "IPKernelApp" not in err
-    assert "IPKernelApp" in (tmp_path / "outputs" / "r" / "logs" / "kernel_index.log").read_text()
+    # the kernel's own stderr (the noise of a shutdown mid-reply) goes to its log, not here
+    # (what reaches the log: test_a_stage_keeps_native_and_worker_output_off_the_terminal)
+    assert "IPKernelApp" not in err and "KeyboardInterrupt" not in err
+    assert (tmp_path / "outputs" / "r" / "logs" / "kernel_index.log").is_file()
     executed = nbformat.read(notebook, as_version=4)
     assert executed.metadata.papermill["interrupted"] is True
     assert notebooks.INTERRUPTED_TAG in executed.cells[0].metadata.tags
