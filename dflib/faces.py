@@ -22,7 +22,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import io
-from .devices import cpu_cores
+from .devices import cpu_cores, keep_freed_memory
 from .face_extractor import FaceExtractor
 from .face_store import (INDEX_COLUMNS, SUMMARY_COLUMNS, redo_reasons, store_config,
                          store_file_config, store_record, video_rows)
@@ -93,9 +93,11 @@ EXTRACT_TORCH_THREADS = 1
 @contextmanager
 def extraction_threads() -> Iterator[None]:
     """torch's intra-op thread count set to EXTRACT_TORCH_THREADS for the ``with`` body
-    and restored after it (later stages, training, keep their own)."""
+    and restored after it (later stages, training, keep their own); the process keeps the
+    memory one video's frames free for the next (:func:`dflib.devices.keep_freed_memory`)."""
     import torch
 
+    keep_freed_memory()
     before = torch.get_num_threads()
     torch.set_num_threads(EXTRACT_TORCH_THREADS)
     try:
@@ -178,6 +180,7 @@ def _dask_task(video_id: str, path: str, target: str, params: dict[str, Any], n:
 
         # Each worker process runs one task at a time; more threads would oversubscribe.
         torch.set_num_threads(EXTRACT_TORCH_THREADS)
+        keep_freed_memory()
         cv2.setNumThreads(1)
         set_decoder_threads(1)
         _WORKER_EXTRACTORS[key] = FaceExtractor(**params)

@@ -19,11 +19,13 @@ STEPS = ("shot_cuts", "shrink", "pyramid", "pnet", "candidate_crops", "rnet", "o
 # Frames counted by FaceExtractor.extract: shot cuts found; searches near a known face
 # (key frames near the faces of the key frame before, frames between near a face of the
 # frame before that they did not confirm) and those that found one; frames between key
-# frames that confirmed the faces of the frame before; frames searched in full (the
+# frames whose faces pair up, given boxes interpolated between theirs; frames that
+# confirmed the faces of the frame before (key frames: of the key frame before, where they
+# stayed put); frames searched in full (the
 # coarse pass), and those of them searched again at full resolution.
 # In a shot without a face: frames left unsearched as unchanged since the shot's last
 # full search, and frames searched only where they changed, at full resolution.
-COUNTS = ("cuts", "near_searches", "near_found", "confirmed", "full_searches",
+COUNTS = ("cuts", "near_searches", "near_found", "interpolated", "confirmed", "full_searches",
           "full_resolution", "still", "changed_searches")
 
 
