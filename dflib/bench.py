@@ -42,7 +42,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import datasets, io, synth
-from .devices import resolve_device
+from .devices import resolve_device, settle_frame_memory
 from .face_extractor import FaceExtractor, profile_defaults, shot_changes
 from .face_store import FaceStore
 from .faces import decode_ahead, extraction_threads, run_extraction
@@ -310,6 +310,7 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
     FaceExtractor defaults. An unreadable video or path prints one line on stderr naming
     it and is left out.
     """
+    settle_frame_memory()  # as the faces stage does, before torch starts threads
     device = resolve_device(device)
     fast = FaceExtractor.from_params({**profile_extractor_params(device), **(params or {})})
     baseline = BaselineExtractor(device)
@@ -375,6 +376,7 @@ def bench_steps(paths: Sequence[str | Path], frames: int = 25, device: str = "au
     frames of each video, with the stage's thread settings, and ``speedup`` is each row's
     rate over ``every_frame``'s. ``params`` overrides the profile's FaceExtractor
     defaults. An unreadable video prints one line on stderr naming it and is left out."""
+    settle_frame_memory()  # as the faces stage does, before torch starts threads
     device = resolve_device(device)
     chosen = {**profile_extractor_params(device), **(params or {})}
     extractors = {"every_frame": FaceExtractor.from_params({**chosen, "redetect_every": 1}),

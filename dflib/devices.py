@@ -23,18 +23,29 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 _KEEP_BELOW = 1 << 30
 
 
-def keep_freed_memory() -> bool:
-    """Make this process keep the memory it frees for its next allocations, where the C
-    library is glibc (Linux); elsewhere nothing changes. Returns whether it took effect.
+def settle_frame_memory() -> bool:
+    """Make this process reuse the memory one video's frames free for the next, without
+    huge-page advice; where the C library is glibc (Linux), else nothing changes.
+    Returns whether glibc took the settings.
 
     Extraction frees a video's decoded frames (tens to hundreds of MB) and asks for as much
-    again for the next one; glibc gave such blocks back to the system and the next video
-    faulted every page in afresh (about 13,000 faults per 25 frames of 1080p). On the
-    development VM a fresh page sometimes cost 35 us, so a 1080p decode of 180 ms took
-    600-950 ms at random, in the decode-ahead thread as in the caller's. With the memory
-    kept (one arena, no trimming, no separate mappings) the same decode faults a handful
-    of pages and takes 150 ms (docs/benchmarks.md, "Decoding the next video ahead"). The
-    process then holds its peak, a few hundred MB; a stage's process ends with the stage."""
+    again for the next one. glibc gave such blocks back to the system, so every page was
+    faulted in afresh (about 13,000 faults per 25 frames of 1080p), and NumPy advises the
+    kernel to back arrays of 4 MB and more (a 1080p frame) with huge pages, which with
+    Linux's usual ``transparent_hugepage/defrag = madvise`` makes a fault wait for memory
+    to be compacted when no huge page is free (numpy/numpy#31590): a 1080p decode of
+    180 ms took 600-950 ms at random, in the decode-ahead thread as in the caller's. Here
+    the memory is kept (one arena, no trimming, no separate mappings) and NumPy's advice
+    is off; the process then holds its peak, a few hundred MB, and a stage's process ends
+    with the stage (docs/benchmarks.md, "Decoding the next video ahead"). Call it before
+    torch starts its threads: a thread that allocated before has an arena of its own,
+    which a later thread (the decode-ahead one) may share, and which gives its memory
+    back when it empties."""
+    import numpy as np
+
+    advice = getattr(getattr(np, "_core", np).multiarray, "_set_madvise_hugepage", None)
+    if advice is not None:
+        advice(False)
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):

@@ -10,6 +10,9 @@ run's temporary files are removed; the faces of one video are found by
 from __future__ import annotations
 
 import json
+import os
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +25,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import io
-from .devices import cpu_cores, keep_freed_memory
+from .devices import cpu_cores, settle_frame_memory
 from .face_extractor import FaceExtractor
 from .face_store import (INDEX_COLUMNS, SUMMARY_COLUMNS, redo_reasons, store_config,
                          store_file_config, store_record, video_rows)
@@ -93,11 +96,9 @@ EXTRACT_TORCH_THREADS = 1
 @contextmanager
 def extraction_threads() -> Iterator[None]:
     """torch's intra-op thread count set to EXTRACT_TORCH_THREADS for the ``with`` body
-    and restored after it (later stages, training, keep their own); the process keeps the
-    memory one video's frames free for the next (:func:`dflib.devices.keep_freed_memory`)."""
+    and restored after it (later stages, training, keep their own)."""
     import torch
 
-    keep_freed_memory()
     before = torch.get_num_threads()
     torch.set_num_threads(EXTRACT_TORCH_THREADS)
     try:
@@ -108,18 +109,39 @@ def extraction_threads() -> Iterator[None]:
 
 def ahead_decoder_threads(cores: int) -> int:
     """FFmpeg threads for the thread that decodes the next video while this process
-    detects on ``cores`` cores: the cores torch's EXTRACT_TORCH_THREADS leave.
-    FFmpeg's own choice (a thread per core, and one more) would take the detector's core
-    too, and on 2 cores made a clip followed by a heavier one slower than decoding and
-    detecting in turn (docs/benchmarks.md, "Decoding the next video ahead")."""
-    return max(1, cores - EXTRACT_TORCH_THREADS)  # 1 where decode_ahead does not use it
+    detects on ``cores`` cores: all of them, at a lower priority than the detector
+    (:data:`DECODE_AHEAD_NICENESS`), so the decoder takes what the detector leaves. Where
+    detecting a video costs less than decoding the next (most clips since frames between
+    key frames need no network) the detector waits, and a decoder held to the one core it
+    left decoded 1080p a quarter slower than in turn; at the same priority as the
+    detector, two decoder threads made a detection-heavy clip slower instead
+    (docs/benchmarks.md, "Decoding the next video ahead")."""
+    return max(1, cores)
+
+
+# How much lower the decode-ahead thread (and FFmpeg's threads, which inherit it) is
+# scheduled than the detector: Linux's nice steps, 10 of 19.
+DECODE_AHEAD_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """Run the calling thread (and the threads it starts) DECODE_AHEAD_NICENESS nice steps
+    below the process; on Linux only, where a thread has its own nice value."""
+    if not sys.platform.startswith("linux"):
+        return
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread,
+                       min(19, os.getpriority(os.PRIO_PROCESS, thread) + DECODE_AHEAD_NICENESS))
+    except OSError:
+        pass  # a sandbox that forbids it: the decoder runs at the detector's priority
 
 
 def decode_ahead(paths: Sequence[str], n: int, strategy: str, every_k: int
                  ) -> Iterator[Sampled | VideoError | None]:
     """Each video's sampled frames, in order, the next one decoded in a thread while the
-    caller works on the current one (OpenCV's decoder releases the GIL) with the cores
-    the detector leaves (:func:`ahead_decoder_threads`): a VideoError where it cannot be
+    caller works on the current one (OpenCV's decoder releases the GIL), at a lower
+    priority than the caller (:func:`ahead_decoder_threads`): a VideoError where it cannot be
     read, None where the file is missing. At most two videos' frames are held at once.
     Without a core beside torch's a decoder thread could only take turns with the
     detector, so each video is then decoded when asked for, in the caller's thread."""
@@ -140,7 +162,8 @@ def decode_ahead(paths: Sequence[str], n: int, strategy: str, every_k: int
             yield decode(path, None)
         return
     threads = ahead_decoder_threads(cores)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dflib-decode") as pool:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dflib-decode",
+                            initializer=_lower_priority) as pool:
         pending = pool.submit(decode, paths[0], threads) if paths else None
         for k in range(len(paths)):
             current = pending.result()
@@ -176,11 +199,11 @@ def _dask_task(video_id: str, path: str, target: str, params: dict[str, Any], n:
     """One video on a Dask worker, which keeps its MTCNN between tasks."""
     key = json.dumps(params, sort_keys=True)
     if key not in _WORKER_EXTRACTORS:
+        settle_frame_memory()
         import torch
 
         # Each worker process runs one task at a time; more threads would oversubscribe.
         torch.set_num_threads(EXTRACT_TORCH_THREADS)
-        keep_freed_memory()
         cv2.setNumThreads(1)
         set_decoder_threads(1)
         _WORKER_EXTRACTORS[key] = FaceExtractor(**params)
@@ -236,6 +259,7 @@ def run_extraction(videos: pd.DataFrame, run: RunPaths, extractor_params: Mappin
     files, and the outcomes of the stage summary are returned with them; the
     temporary files of a killed earlier run are removed first.
     """
+    settle_frame_memory()  # first: before torch starts threads that would get arenas
     missing = {"video_id", "path", "label", "split"} - set(videos.columns)
     if missing:
         raise ValueError(f"video index lacks column(s) {', '.join(sorted(missing))}")

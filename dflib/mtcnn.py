@@ -4,7 +4,8 @@ for throughput.
 Same networks, weights, thresholds, pyramid and box arithmetic as facenet-pytorch's
 ``detect_face``; what differs is where the time goes. The pyramid levels and candidate
 crops are resized with OpenCV on uint8 frames (one call per crop costs microseconds,
-where a tensor ``interpolate`` per box costs a Python round trip each), and the three
+where a tensor ``interpolate`` per box costs a Python round trip each; large crops are
+averaged in whole blocks first, :func:`area_resize`), and the three
 networks see channels-last batches, which oneDNN runs about twice as fast on CPU. Scores
 differ from facenet-pytorch's by resampling round-off only; ``dflib bench extract``
 measures the agreement of the boxes with the original pipeline.
@@ -20,7 +21,7 @@ import numpy as np
 from .steptimes import step
 
 # Recorded in every face store file: stores cut by another cascade are redone.
-CASCADE_VERSION = "dflib-mtcnn-3"
+CASCADE_VERSION = "dflib-mtcnn-4"
 _PNET_STRIDE, _PNET_CELL = 2, 12
 _RNET_SIZE, _ONET_SIZE = 24, 48
 _NET_BATCH = 512  # candidate crops per RNet/ONet call, bounding memory on crowded frames
@@ -29,6 +30,23 @@ _NET_BATCH = 512  # candidate crops per RNet/ONet call, bounding memory on crowd
 # smoothing moved boxes: mean IoU with facenet-pytorch's 0.934 against 0.939 resized from
 # the frame, on 120 demo and real frames; from 2.8 times, 0.940.
 PYRAMID_SOURCE = 2.8
+
+
+def area_resize(image: np.ndarray, width: int, height: int, finish: int = 2) -> np.ndarray:
+    """``image`` resized to ``width`` x ``height`` by area averaging, whole ``k x k`` blocks
+    first where that leaves at least ``finish`` times the target each way (OpenCV's fast
+    path for integer factors; the ``k - 1`` or fewer pixels left over are trimmed evenly
+    from both edges), then the area resize that finishes. Cutting a 400 px face to RNet's
+    24 px took 0.45 ms directly, 0.14 ms so (mean difference 0.7 grey levels with
+    ``finish`` 2); the 160 px face crop of it 1.1 against 0.6 ms (0.8, ``finish`` 1)."""
+    rows, cols = image.shape[:2]
+    k = min(cols // (finish * width), rows // (finish * height))
+    if k >= 2:
+        kept_cols, kept_rows = cols // k * k, rows // k * k
+        left, top = (cols - kept_cols) // 2, (rows - kept_rows) // 2
+        image = cv2.resize(image[top:top + kept_rows, left:left + kept_cols],
+                           (kept_cols // k, kept_rows // k), interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def pyramid_scales(height: int, width: int, min_face: float, factor: float,
@@ -240,8 +258,8 @@ def _crops(frames: Sequence[np.ndarray], boxes: np.ndarray, owner: np.ndarray, s
     x2 = np.minimum(corners[:, 2], width)
     y2 = np.minimum(corners[:, 3], height)
     valid = (x2 > x1) & (y2 > y1)
-    crops = [cv2.resize(frames[owner[i]][y1[i]:y2[i], x1[i]:x2[i]], (size, size),
-                        interpolation=cv2.INTER_AREA) for i in np.flatnonzero(valid)]
+    crops = [area_resize(frames[owner[i]][y1[i]:y2[i], x1[i]:x2[i]], size, size)
+             for i in np.flatnonzero(valid)]
     if not crops:
         return np.empty((0, size, size, 3), dtype=np.uint8), valid
     return np.stack(crops), valid

@@ -22,7 +22,7 @@ from skimage.data import astronaut
 
 from dflib import mtcnn, stages
 from dflib.face_extractor import (CUT_THUMB, FaceExtractor, box_iou, changed_regions,
-                                  interpolate_faces, shot_changes)
+                                  interpolate_faces, predict_faces, shot_changes)
 from dflib.face_store import (INDEX_COLUMNS, SUMMARY_COLUMNS, FaceStore, store_digest,
                               store_settings)
 from dflib.faces import run_extraction
@@ -376,6 +376,15 @@ def test_faces_are_interpolated_only_where_they_pair_up():
     assert interpolate_faces(np.array([face]), np.empty((0, 5)), 0.5) is None
 
 
+def test_a_face_is_proposed_where_its_motion_takes_it():
+    earlier = np.array([[100, 50, 160, 110, 0.99], [400, 50, 440, 90, 0.99]])
+    previous = np.array([[124, 52, 184, 112, 0.98], [600, 50, 640, 90, 0.99]])
+    predicted = predict_faces(previous, earlier)
+    assert predicted[0].tolist() == [148, 54, 208, 114, 0.98]  # on by another step
+    assert predicted[1].tolist() == previous[1].tolist()  # no box of it before: stays
+    assert predict_faces(previous, np.empty((0, 5))).tolist() == previous.tolist()
+
+
 def test_a_walking_face_keeps_its_track_between_key_frames():
     """Two people; the chosen one walks 24 px a frame, two fifths of its face's width (as
     people walking toward a 1080p camera at 25 fps do). Where the networks do not confirm
@@ -414,8 +423,8 @@ def test_extraction_runs_torch_on_one_thread_and_gives_the_threads_back(videos, 
 FAULTS_OF_A_SECOND_VIDEO = """
 import resource, sys
 import numpy as np
-from dflib.devices import keep_freed_memory
-kept = keep_freed_memory() if sys.argv[1] == "keep" else False
+from dflib.devices import settle_frame_memory
+kept = settle_frame_memory() if sys.argv[1] == "keep" else False
 def frames():  # 25 frames of 720p, touched as a decoder writes them
     return [np.ones((720, 1280, 3), np.uint8) for _ in range(25)]
 first = frames()
@@ -435,7 +444,7 @@ def test_extraction_keeps_the_memory_a_video_frees_for_the_next(videos, tmp_path
     from dflib import faces
 
     called = []
-    monkeypatch.setattr(faces, "keep_freed_memory", lambda: called.append(True))
+    monkeypatch.setattr(faces, "settle_frame_memory", lambda: called.append(True))
     extract(videos.iloc[:1], tmp_path)
     assert called
     runs = {how: subprocess.run([sys.executable, "-c", FAULTS_OF_A_SECOND_VIDEO, how],
@@ -447,23 +456,29 @@ def test_extraction_keeps_the_memory_a_video_frees_for_the_next(videos, tmp_path
     assert int(runs["keep"][1]) < pages / 20
 
 
-@pytest.mark.parametrize("cores, threads", [(1, 1), (2, 1), (16, 15)])
-def test_decoding_ahead_leaves_the_detector_its_core(cores, threads):
+@pytest.mark.parametrize("cores, threads", [(1, 1), (2, 2), (16, 16)])
+def test_decoding_ahead_may_use_every_core(cores, threads):
     from dflib import faces
 
     assert faces.ahead_decoder_threads(cores) == threads
 
 
-def test_decode_ahead_decodes_with_the_cores_left_over(videos, monkeypatch):
+def test_decode_ahead_decodes_below_the_detector_s_priority(videos, monkeypatch):
+    import threading
+
     from dflib import faces, video
 
-    seen = []
+    seen, niceness = [], []
     monkeypatch.setattr(faces, "cpu_cores", lambda: 3)
-    monkeypatch.setattr(faces, "sample_frames",
-                        lambda path, *a: seen.append(video._threads()) or path)
+    monkeypatch.setattr(faces, "sample_frames", lambda path, *a: seen.append(video._threads())
+                        or niceness.append(os.getpriority(os.PRIO_PROCESS,
+                                                          threading.get_native_id())) or path)
     paths = [str(p) for p in videos["path"].iloc[:2]]
     assert list(faces.decode_ahead(paths, 2, "first", 1)) == paths
-    assert seen == [2, 2] and video._threads() == video._decoder_threads
+    assert seen == [3, 3] and video._threads() == video._decoder_threads
+    caller = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    if sys.platform.startswith("linux"):
+        assert niceness == [min(19, caller + faces.DECODE_AHEAD_NICENESS)] * 2
 
 
 def test_without_a_spare_core_each_video_is_decoded_when_asked_for(videos, monkeypatch):
