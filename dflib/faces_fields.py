@@ -53,10 +53,11 @@ FACES: Mapping[str, Field] = MappingProxyType({
                              "long side, for faces of 20 detector pixels and up; frames where "
                              "it finds none are searched at full resolution (0: full "
                              "resolution only)", min=0),
-    "redetect_every": Field(int, 5, "search every n-th sampled frame in full; each frame "
-                            "between confirms the faces of the frame before it with MTCNN's "
-                            "R- and O-nets and is searched in full where none is confirmed "
-                            "(1: every frame)", min=1),
+    "redetect_every": Field(int, 5, "search every n-th sampled frame (and the last) in "
+                            "full; a frame between two whose faces stayed put takes boxes "
+                            "interpolated between theirs, any other confirms the faces of the "
+                            "frame before it with MTCNN's R- and O-nets and is searched in "
+                            "full where none is confirmed (1: every frame)", min=1),
     "batch_size": Field(int, 32, "frames per MTCNN call", min=1),
     "workers": Field(int, 0, "Dask workers across videos (0: in this process)", min=0),
     "scheduler": Field(str, "", "Dask scheduler address; empty starts a local cluster"),
