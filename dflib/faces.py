@@ -87,8 +87,8 @@ def extract_image(image_id: str, path: str | Path, extractor: FaceExtractor
 # (a 320 px coarse frame, regions of a few hundred pixels around known faces, 24 and 48 px
 # candidate crops): one thread does nearly all a second one would, and every parallel
 # region waits for its slowest thread, so on a busy machine (a descheduled thread stalls
-# each region) two threads ran extraction 5-10x slower than one. The cores go to the
-# decoder (FFmpeg's own thread count, decoding the next video meanwhile: decode_ahead)
+# each region) two threads ran extraction 5-10x slower than one. The other cores go to the
+# decoder (decoding the next video meanwhile, below the detector's priority: decode_ahead)
 # and, with more cores, to more videos at once (Dask workers, one thread each).
 EXTRACT_TORCH_THREADS = 1
 
