@@ -97,10 +97,12 @@ class FaceExtractor:
     ``min_face_size``, so small or distant faces are still found, at full cost.
 
     Faces move little between neighbouring frames: only every ``redetect_every``-th
-    sampled frame (and the first frame after a shot change) is searched this way. Each
-    frame between confirms the faces of the frame before it with MTCNN's last two
-    networks, looks for a face it did not confirm around where it was, and is searched in
-    full only where no face is left. Within a shot whose last full search found no face,
+    sampled frame (and the last, and the first frame after a shot change) is a key frame,
+    searched this way (after the first, its faces confirmed where they stayed put). The
+    frames between two key frames whose faces pair up take interpolated boxes; any other
+    confirms the faces of the frame before it (moved on by their motion) with MTCNN's last
+    two networks, looks for a face it did not confirm around where it was, and is searched
+    in full only where no face is left. Within a shot whose last full search found no face,
     later frames (key frames too) are searched only where the picture changed since.
     """
 
@@ -171,10 +173,13 @@ class FaceExtractor:
         """Detect, select and crop one face per RGB uint8 frame.
 
         ``frames`` are one video's sampled frames in order: every ``redetect_every``-th
-        is searched in full, each frame between confirms the faces of the frame before it
-        (:func:`dflib.mtcnn.confirm`) and searches near a face it did not confirm
-        (:meth:`_follow`), and any frame where none is left is searched in full too (only
-        where it changed, :meth:`_search_changed`, when its key frame had no face).
+        and the last are key frames (:meth:`_search_keys`); a frame between two whose faces
+        pair up takes boxes interpolated between theirs (:func:`interpolate_faces`), any
+        other confirms the faces of the frame before it where their motion takes them
+        (:func:`predict_faces`, :func:`dflib.mtcnn.confirm`) and searches near a face it
+        did not confirm (:meth:`_follow`), and any frame where none is left is searched in
+        full too (only where it changed, :meth:`_search_changed`, when its key frame had
+        no face).
 
         A shot change makes its frame a key frame; a frame whose confirmed face is
         ``PROB_DROP`` less probable than its key frame's best is searched in full again.
@@ -323,8 +328,9 @@ class FaceExtractor:
         (``thumbs``: :func:`_thumbnail`) of its shot's last frame searched in full without
         one (the reference, :meth:`_search_changed`), else None.
 
-        The first is searched in full; each later one first near the face the one before
-        it kept (:meth:`_search_near`), in full only where none is found there or the
+        The first is searched in full; each later one first confirms the faces the one
+        before it kept where they stayed put (:meth:`_confirm_still`), else searches near
+        them (:meth:`_search_near`), in full only where none is found there or the
         picture cut (``cuts``), with a coarse pass scaled to the faces seen so far; after
         a key frame without a face, only where the picture changed since the reference.
         With ``redetect_every`` 1 every frame is searched in full, as the paper did."""
