@@ -41,6 +41,10 @@ ENSEMBLES = tuple(ENSEMBLE_RULES)
 # model, neither a chunk of the bagging nor a vote of chunks.
 SBI = "sbi"
 CLIP_MODELS = ("c3d", "conv3d", "conv3d_light", "conv3d_diff")
+# What the frame CNN's early stopping watches on the validation faces: the loss (Keras'
+# default, the paper's) or the AUC of the fake score, which a model near the validation
+# split's class prior cannot score well on.
+CNN_MONITORS = ("val_loss", "val_auc")
 # ``time_average`` is the recurrent heads' fair baseline: a logistic regression on the mean
 # of the same features over time (dflib.detectors.models.sequences.build_head).
 RNN_HEADS = ("lstm", "bilstm", "temporal_max", "gru", "time_average")

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from dflib import config, evaluation, face_store, io, plots, stages
 from dflib.detectors.models import batches, cnn, cnn_training, fitting
@@ -255,7 +256,7 @@ def test_train_resume_and_evaluate_end_to_end(tmp_path, capsys, monkeypatch):
     assert sorted(p.name for p in folder.iterdir()) == ["chunk0.keras", "chunk1.keras",
                                                         "manifest.json"]
     assert list(pd.read_csv(run.logs / "cnn_ef0_chunk1.csv").columns) == [
-        "epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
+        "epoch", "accuracy", "auc", "loss", "val_accuracy", "val_auc", "val_loss"]
 
     # A killed second chunk: its final model is gone and a partial file is left behind.
     (folder / "chunk1.keras").unlink()
@@ -387,6 +388,33 @@ def test_a_fit_does_not_depend_on_pythons_global_random(tmp_path):
                              first_callbacks=[DrawsFromPythonRandom(state)])
         trained.append(model.get_weights())
     assert all(np.array_equal(a, b) for a, b in zip(*trained))
+
+
+def test_an_auc_monitor_keeps_the_epoch_of_highest_validation_auc(tmp_path):
+    """With ``monitor: val_auc`` early stopping and the checkpoint follow the fake score's
+    validation AUC upwards (a loss is followed downwards): the kept epoch is the curve's
+    maximum, and the saved model is that epoch's."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 8)).astype("float32")
+    y = (x[:, 0] + rng.normal(scale=1.5, size=400) > 0).astype("int64")  # noisy labels
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(
+        keras.layers.Dense(16, activation="relu")(inputs)))
+    model.compile(optimizer=keras.optimizers.SGD(0.3), loss="sparse_categorical_crossentropy",
+                  metrics=[fitting.FakeScoreAUC(name="auc")])
+    record = fitting.FitRecord(monitor="val_auc")
+    final = tmp_path / "m.keras"
+    fitting.fit_and_save(model, final, tmp_path / "m.csv", record, x[:300], y=y[:300],
+                         batch_size=10, validation=(x[300:], y[300:]), epochs=8, patience=8,
+                         verbose=0)
+    curve = pd.read_csv(tmp_path / "m.csv")["val_auc"].to_numpy()
+    assert int(np.argmax(curve)) != int(np.argmin(curve))  # a curve the two modes disagree on
+    assert record.best_epoch == int(np.argmax(curve)) + 1
+    assert record.best_monitor == pytest.approx(curve.max())
+    scores = fitting.predict_scores(keras.saving.load_model(final, compile=False), x[300:])
+    assert roc_auc_score(y[300:], scores) == pytest.approx(curve.max(), abs=0.01)
+    assert fitting.monitor_mode("val_loss") == "min" and fitting.monitor_mode("val_auc") == "max"
 
 
 @pytest.mark.slow

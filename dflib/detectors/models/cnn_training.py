@@ -19,7 +19,7 @@ from ... import evaluation, io, statistics
 from . import cnn
 from .batches import PAPER_AUGMENTATION, FaceBatches, FaceSource
 from ...face_store import store_inputs
-from .fitting import (BatchNormRecalibration, FitRecord, class_weights, fit_and_save,
+from .fitting import (BatchNormRecalibration, FakeScoreAUC, FitRecord, class_weights, fit_and_save,
                       private_default_seeds, seed_everything)
 from ...paths import RunPaths
 from ...vocabulary import ENSEMBLE_RULES, cnn_method, is_sbi, sbi_method
@@ -68,8 +68,9 @@ class TrainConfig:
     augment: bool
     dropout: float
     seed: int
-    # Last, with the default that describes a manifest written before the key existed.
+    # Last, with the defaults that describe a manifest written before the keys existed.
     bn_recalibration_batches: int = 0
+    monitor: str = "val_loss"
 
     @classmethod
     def from_sections(cls, shared: Mapping[str, Any], section: Mapping[str, Any]) -> "TrainConfig":
@@ -150,7 +151,7 @@ def _fit_chunk(store: FaceSource, i: int, part: pd.DataFrame, val_data: FaceBatc
     final = run.cnn_chunk_model(cfg.arch, i)
     record = _chunk_record(i, part)
     record.made_from = made_from
-    record.monitor = "val_loss" if val_data is not None else "loss"
+    record.monitor = cfg.monitor if val_data is not None else "loss"
     record.model = run.relative(final)
     record.log = run.relative(run.cnn_chunk_log(cfg.arch, i))
     seed_everything(cfg.seed + i)
@@ -158,7 +159,8 @@ def _fit_chunk(store: FaceSource, i: int, part: pd.DataFrame, val_data: FaceBatc
         model, record.weights_used = cnn.build_model(cfg.arch, cfg.img_size, cfg.weights,
                                                      cfg.dropout)
     model.compile(optimizer=keras.optimizers.Nadam(cfg.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                  loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy", FakeScoreAUC(name="auc")])
     data = FaceBatches(store, part, cfg.batch_size, shuffle=True, seed=cfg.seed + i,
                        augment=PAPER_AUGMENTATION if cfg.augment else None)
     weights = class_weights(part) if cfg.class_weight else None

@@ -6,7 +6,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from ...fields import Field
-from ...vocabulary import AGGREGATIONS, CNN_ARCHS, CNN_MIN_INPUT
+from ...vocabulary import AGGREGATIONS, CNN_ARCHS, CNN_MIN_INPUT, CNN_MONITORS
 
 
 def check_input_size(stage: str, shared: Mapping[str, Any], section: Mapping[str, Any]
@@ -26,7 +26,11 @@ TRAIN_CNN: Mapping[str, Field] = MappingProxyType({
     "epochs": Field(int, 50, "maximum epochs per chunk model", min=1),
     "batch_size": Field(int, 32, "faces per training batch", min=1),
     "learning_rate": Field(float, 0.002, "Nadam learning rate", min=1e-7, max=1.0),
-    "patience": Field(int, 10, "EarlyStopping patience on val_loss (epochs)", min=0),
+    "patience": Field(int, 10, "EarlyStopping patience on the monitored value (epochs)",
+                      min=0),
+    "monitor": Field(str, "val_loss", "what early stopping and the kept epoch follow on the "
+                     "validation faces: val_loss, or val_auc (the AUC of the fake score)",
+                     choices=CNN_MONITORS),
     "chunks": Field(int, 0, "balanced chunks: 0 is n_majority // n_minority (the paper), "
                     "1 is one model on everything", min=0),
     "class_weight": Field(bool, False, "weight classes by frequency (single-model runs)"),

@@ -146,6 +146,20 @@ class BatchNormRecalibration(keras.callbacks.Callback):
             self._done = True
 
 
+def monitor_mode(monitor: str) -> str:
+    """``max`` for a monitored AUC, ``min`` for a loss: which way is better."""
+    return "max" if monitor.endswith("auc") else "min"
+
+
+class FakeScoreAUC(keras.metrics.AUC):
+    """ROC AUC of the fake class's softmax score against integer labels (the models' two
+    softmax outputs and sparse labels, which Keras' AUC does not take as they are)."""
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        return super().update_state(keras.ops.reshape(y_true, (-1,)), y_pred[:, 1],
+                                    sample_weight)
+
+
 def fit_and_save(model: keras.Model, final: Path, log: Path, record: Any, data: Any, *,
                  validation: Any, epochs: int, patience: int,
                  class_weight: Mapping[int, float] | None = None, y: np.ndarray | None = None,
@@ -164,11 +178,12 @@ def fit_and_save(model: keras.Model, final: Path, log: Path, record: Any, data: 
     """
     partial = final.with_name(f"{final.stem}.inprogress.keras")
     partial.unlink(missing_ok=True)
+    mode = monitor_mode(record.monitor)
     stopping = [] if keep_last else [keras.callbacks.EarlyStopping(
-        monitor=record.monitor, patience=patience, restore_best_weights=True)]
+        monitor=record.monitor, mode=mode, patience=patience, restore_best_weights=True)]
     callbacks = [
         *first_callbacks, *stopping,
-        keras.callbacks.ModelCheckpoint(partial, monitor=record.monitor,
+        keras.callbacks.ModelCheckpoint(partial, monitor=record.monitor, mode=mode,
                                         save_best_only=not keep_last),
         keras.callbacks.CSVLogger(str(log)),
     ]
@@ -182,8 +197,8 @@ def fit_and_save(model: keras.Model, final: Path, log: Path, record: Any, data: 
     if keep_last:
         record.best_epoch, record.best_monitor = len(curve), float(curve[-1])
     elif np.isfinite(curve).any():
-        record.best_epoch = int(np.nanargmin(curve)) + 1
-        record.best_monitor = float(np.nanmin(curve))
+        best = np.nanargmax(curve) if mode == "max" else np.nanargmin(curve)
+        record.best_epoch, record.best_monitor = int(best) + 1, float(curve[best])
     if not partial.exists():  # no finite monitored value ever improved on +inf
         model.save(partial)
     os.replace(partial, final)
