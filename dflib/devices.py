@@ -6,7 +6,6 @@ when a GPU must be looked for, so calling this stays cheap."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -47,7 +46,7 @@ def settle_frame_memory() -> bool:
     if advice is not None:
         advice(False)
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already runs on
     except (OSError, AttributeError):
         return False
     return all([mallopt(option, value) == 1 for option, value in (

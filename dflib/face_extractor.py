@@ -242,10 +242,14 @@ class FaceExtractor:
                 if i not in key_set and i not in interpolated and len(detections[key_of[i]]):
                     by_round.setdefault(position[i] - position[key_of[i]], []).append(i)
             for _, batch in sorted(by_round.items()):
-                proposals = [predict_faces(detections[before[i]], detections[before[before[i]]])
-                             if len(detections[before[i]]) and before[i] != key_of[i]
-                             else detections[before[i]] if len(detections[before[i]])
-                             else detections[key_of[i]] for i in batch]
+                proposals = []
+                for i in batch:
+                    previous = detections[before[i]]
+                    if not len(previous):  # lost since the key frame: where they were there
+                        previous = detections[key_of[i]]
+                    elif before[i] != key_of[i]:  # two frames seen: on as far as they moved
+                        previous = predict_faces(previous, detections[before[before[i]]])
+                    proposals.append(previous)
                 confirmed = self._confirm([frames[i] for i in batch], proposals)
                 count("confirmed", sum(len(det) > 0 for det in confirmed))
                 for i, props, det in zip(batch, proposals, confirmed):
