@@ -54,7 +54,8 @@ from .video import (Sampled, VideoError, probe, pyav_read_frames, read_frames,
 EXTRACT_COLUMNS = ["footage", "resolution", "device", "settings", "videos", "frames",
                    "repeats", "decode_fps", "baseline_fps", "dflib_fps", "dflib_ahead_fps", "speedup",
                    "dflib_to_decode", "baseline_faces", "dflib_faces", "faces_lost",
-                   "agreement", "mean_iou", "baseline_switches", "dflib_switches"]
+                   "agreement", "mean_iou", "baseline_self_agreement", "baseline_self_iou",
+                   "baseline_switches", "dflib_switches"]
 # `bench steps`: MTCNN searched on every sampled frame, as the paper did (the baseline
 # row), against the profile's key-frame search, on the same decoded frames.
 STEP_SEARCHES = ("every_frame", "key_frames")
@@ -120,6 +121,12 @@ def compare_boxes(baseline: Sequence[Box | None], fast: Sequence[Box | None]
     return float(agree), float(np.mean(ious)) if ious else math.nan
 
 
+def shifted_right(rgb: np.ndarray) -> np.ndarray:
+    """The frame moved one pixel to the right (its first column repeated): the smallest
+    change of a picture, to see which of a detector's decisions it moves."""
+    return np.concatenate([rgb[:, :1], rgb[:, :-1]], axis=1)
+
+
 def faces_lost(baseline: Sequence[Box | None], fast: Sequence[Box | None]) -> int:
     """The frames where the baseline found a face and the fast extractor none: counted
     frame by frame, so faces found in other frames do not make up for them."""
@@ -137,6 +144,17 @@ class BaselineExtractor:
 
         self.mtcnn = MTCNN(image_size=BASELINE_IMG_SIZE, margin=BASELINE_MARGIN,
                            device=torch.device(device)).eval()
+
+    def self_agreement(self, frames: Sequence[np.ndarray], boxes: Sequence[Box | None]
+                       ) -> tuple[float, float]:
+        """:func:`compare_boxes` of this detector's ``boxes`` on ``frames`` against its own
+        on the frames moved one pixel right (:func:`shifted_right`, the boxes moved back):
+        how far its decisions hold at all. Faces near MTCNN's limit come and go and its
+        largest face jumps between people with such a pixel; where this agreement is low,
+        no other extractor can agree with the baseline more than the baseline with itself."""
+        moved = [self.frame(shifted_right(rgb)) for rgb in frames]
+        return compare_boxes(boxes, [None if b is None else (b[0] - 1, b[1], b[2] - 1, b[3])
+                                     for b in moved])
 
     def frame(self, rgb: np.ndarray) -> Box | None:
         """The largest face's box in one RGB frame (its crop is made and dropped)."""
@@ -190,10 +208,13 @@ def _bench_video(path: Path, n: int, baseline: BaselineExtractor, fast: FaceExtr
     common = [i for i in read if i in base]  # a truncated file can lose frames in either
     fast_boxes = dict(zip(read, (f.box for f in found)))
     cut = dict(zip(read, shot_changes(frames)))
+    by_index = dict(zip(read, frames))
+    self_agreement = baseline.self_agreement([by_index[i] for i in common],
+                                             [base[i] for i in common])
     return {"path": path, "resolution": f"{info.width}x{info.height}", "frames": len(common),
             "decode_s": decode_s, "baseline_s": baseline_s,
             "baseline": [base[i] for i in common], "dflib": [fast_boxes[i] for i in common],
-            "cuts": [cut[i] for i in common]}
+            "cuts": [cut[i] for i in common], "self_agreement": self_agreement}
 
 
 def face_switches(boxes: Sequence[Box | None], cuts: Sequence[bool]) -> int:
@@ -296,7 +317,9 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
     share of decoding alone (1 would mean detection costs nothing beyond the decoder), the
     frames with a face per method, the baseline's faces dflib lost (:func:`faces_lost`),
     agreement and mean IoU
-    (see :func:`compare_boxes`), and how often each method's face jumped to another person
+    (see :func:`compare_boxes`), the same two of the baseline against itself on the
+    frames moved by a pixel (:meth:`BaselineExtractor.self_agreement`: the most any
+    extractor can agree with it), and how often each method's face jumped to another person
     within a shot (:func:`face_switches`).
 
     ``dflib_fps`` decodes each video, then detects on it; ``dflib_ahead_fps`` is
@@ -304,8 +327,8 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
     the two are timed in ``repeats`` turns over all videos, each rate from its median
     turn (:func:`_in_turns`), and ``speedup`` is the baseline's time over the serial one.
     The summary row's rates are over all frames; its ``speedup`` and ``dflib_to_decode``
-    are the geometric means of the videos', its ``agreement`` and ``mean_iou`` the lowest
-    video's, its counts the sums. Both detectors run with the stage's thread settings
+    are the geometric means of the videos', its agreements and IoUs the lowest video's,
+    its counts the sums. Both detectors run with the stage's thread settings
     (:func:`dflib.faces.extraction_threads`). ``params`` overrides the profile's
     FaceExtractor defaults. An unreadable video or path prints one line on stderr naming
     it and is left out.
@@ -344,6 +367,8 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
             "baseline_faces": baseline_faces, "dflib_faces": dflib_faces,
             "faces_lost": faces_lost(r["baseline"], r["dflib"]),
             "agreement": agreement, "mean_iou": mean_iou,
+            "baseline_self_agreement": r["self_agreement"][0],
+            "baseline_self_iou": r["self_agreement"][1],
             "baseline_switches": face_switches(r["baseline"], r["cuts"]),
             "dflib_switches": face_switches(r["dflib"], r["cuts"])})
     clips = pd.DataFrame(rows, columns=EXTRACT_COLUMNS)
@@ -355,7 +380,8 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
         "baseline_fps": n / sum(r["baseline_s"] for r in results),
         "dflib_fps": n / sum(serial), "dflib_ahead_fps": n / sum(ahead),
         "speedup": _geomean(clips["speedup"]), "dflib_to_decode": _geomean(clips["dflib_to_decode"]),
-        "agreement": clips["agreement"].min(), "mean_iou": clips["mean_iou"].min(),
+        **{col: clips[col].min() for col in ("agreement", "mean_iou", "baseline_self_agreement",
+                                              "baseline_self_iou")},
         **{col: clips[col].sum() for col in ("baseline_faces", "dflib_faces", "faces_lost",
                                                "baseline_switches", "dflib_switches")}}
     return pd.concat([clips, pd.DataFrame([summary], columns=EXTRACT_COLUMNS)],

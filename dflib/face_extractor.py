@@ -41,7 +41,7 @@ CUT_HISTOGRAM = 0.3
 CUT_PIXELS = 25.0
 CUT_THUMB = 64
 RULES = ("only", "gap", "track", "largest", "probability")
-CHOICE_VERSION = "gap-track-cut-6"  # in the store settings: stores chosen otherwise are redone
+CHOICE_VERSION = "gap-track-cut-7"  # in the store settings: stores chosen otherwise are redone
 # The coarse, downscaled detection pass looks for faces of at least this many detector
 # pixels (MTCNN's own default); smaller ones are left to the full-resolution pass.
 DETECT_MIN_FACE_PX = 20
@@ -61,8 +61,11 @@ CHANGED_REGIONS = 6
 # Frames between two key frames of one shot whose faces pair up (as many on each, each of
 # the first overlapping one of the second by INTERPOLATE_IOU) take the boxes interpolated
 # between the pairs' instead of running MTCNN: a face that stays put over a key-frame
-# interval (a talking head, a seated subject) needs no network between. Where the faces do
-# not pair up (someone walking, a face coming or going) each frame is confirmed as before.
+# interval (a talking head, a seated subject) needs no network between. Two key frames
+# without a face pair up too: the frames between have none (a title card, a cutaway). Where
+# the faces do not pair up (someone walking, a face coming or going) each frame is
+# confirmed or searched as before; so a face is missed only where it comes and goes
+# between two key frames, within ``redetect_every`` sampled frames.
 INTERPOLATE_IOU = 0.6
 
 
@@ -103,7 +106,8 @@ class FaceExtractor:
     confirms the faces of the frame before it (moved on by their motion) with MTCNN's last
     two networks, looks for a face it did not confirm around where it was, and is searched
     in full only where no face is left. Within a shot whose last full search found no face,
-    later frames (key frames too) are searched only where the picture changed since.
+    later key frames are searched only where the picture changed since, and the frames
+    between two key frames without a face have none (:func:`interpolate_faces`).
     """
 
     def __init__(self, *, img_size: int, margin: int, min_face_size: int,
@@ -179,7 +183,7 @@ class FaceExtractor:
         (:func:`predict_faces`, :func:`dflib.mtcnn.confirm`) and searches near a face it
         did not confirm (:meth:`_follow`), and any frame where none is left is searched in
         full too (only where it changed, :meth:`_search_changed`, when its key frame had
-        no face).
+        no face; not at all between two key frames without a face).
 
         A shot change makes its frame a key frame; a frame whose confirmed face is
         ``PROB_DROP`` less probable than its key frame's best is searched in full again.
@@ -261,15 +265,16 @@ class FaceExtractor:
             for i, det in zip(lost, self._search([frames[i] for i in lost]) if lost else []):
                 if len(det) or not len(detections[i]):
                     detections[i] = det
-            # After a key frame without a face, a frame is searched only where it changed
-            # since its shot's last full search (:meth:`_search_changed`), in full where
-            # most of it did. Searching only the coarse pass there instead lost faces
+            # After a key frame without a face and before one with a face (between two
+            # without, the frames took none above), a frame is searched only where it
+            # changed since its shot's last full search (:meth:`_search_changed`), in full
+            # where most of it did. Searching only the coarse pass there instead lost faces
             # between 40 and 80 px at 720p (3 of the tiny-faces clip's 15 for up to four
             # frames); searching each such frame in full made cutaways and title cards
             # cost more than the paper's every-frame search before the pyramid was cheap.
             blank = []
             for i in members:
-                if i in key_set or len(detections[key_of[i]]):
+                if i in key_set or i in interpolated or len(detections[key_of[i]]):
                     continue
                 det = (self._search_changed(frames[i], thumb_of[i], reference[key_of[i]])
                        if key_of[i] in reference else None)
@@ -592,7 +597,10 @@ def interpolate_faces(start: np.ndarray, end: np.ndarray, fraction: float
     (``start``) to those of the next (``end``), both :func:`similar_faces`: each box
     interpolated corner by corner towards the box of ``end`` it overlaps most, with the
     lower of the two probabilities; None unless the faces pair up (as many in each, each
-    pair overlapping by ``INTERPOLATE_IOU``, no face of ``end`` taken twice)."""
+    pair overlapping by ``INTERPOLATE_IOU``, no face of ``end`` taken twice). Two key
+    frames without a face pair up: none between."""
+    if not len(start) and not len(end):
+        return np.empty((0, 5))
     if not len(start) or not len(end):
         return None
     first, last = similar_faces(start), similar_faces(end)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -34,6 +35,29 @@ def test_box_comparison():
                                                                          (1, 1, 2, 2)])
     assert (agreement, iou) == (pytest.approx(2 / 3), 1.0)
     assert math.isnan(bench.compare_boxes([None], [None])[1])
+
+
+class _ColumnFinder(bench.BaselineExtractor):
+    """Finds the one white column of a frame as a box; ``even_only``: only at an even x,
+    as a detector at its limit keeps a face in one picture and drops it a pixel on."""
+
+    def __init__(self, even_only: bool) -> None:
+        self.even_only = even_only
+
+    def frame(self, rgb):
+        x = int(rgb[0, :, 0].argmax())
+        return None if self.even_only and x % 2 else (x, 0, x + 10, 10)
+
+
+def test_the_baseline_s_agreement_with_itself_a_pixel_on():
+    frame = np.zeros((10, 40, 3), np.uint8)
+    frame[:, 6] = 255
+    assert bench.shifted_right(frame)[0, :, 0].argmax() == 7
+    assert bench.shifted_right(frame).shape == frame.shape
+    steady, flaky = _ColumnFinder(False), _ColumnFinder(True)
+    box = steady.frame(frame)
+    assert steady.self_agreement([frame], [box]) == (1.0, 1.0)  # its box moved back
+    assert flaky.self_agreement([frame], [box])[0] == 0.0  # the face gone a pixel on
 
 
 def test_face_switches_count_jumps_within_a_shot():
@@ -79,12 +103,15 @@ def test_extract_bench_one_row_per_video_and_a_summary(videos, tmp_path, capsys)
                                     - clips["dflib_faces"]).clip(lower=0)).all()
     assert (clips["baseline_faces"] > 0).all()
     assert (clips["agreement"] >= 0.9).all() and (clips["mean_iou"] >= 0.8).all()
+    assert (clips["baseline_self_agreement"] == 1).all()  # large, clear faces
+    assert (clips["baseline_self_iou"] > 0.9).all()
     assert (clips[["baseline_switches", "dflib_switches"]] == 0).all().all()  # one face each
 
     assert (summary["footage"], summary["videos"], summary["frames"]) == ("all", 4, 4 * FRAMES)
     assert summary["speedup"] == pytest.approx(math.prod(clips["speedup"]) ** (1 / 4))
     assert summary["agreement"] == clips["agreement"].min()
     assert summary["mean_iou"] == clips["mean_iou"].min()
+    assert summary["baseline_self_agreement"] == clips["baseline_self_agreement"].min()
     for col in ("baseline_faces", "dflib_faces", "faces_lost"):
         assert summary[col] == clips[col].sum()
 

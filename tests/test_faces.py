@@ -374,6 +374,30 @@ def test_faces_are_interpolated_only_where_they_pair_up():
     assert interpolate_faces(np.array([face]), np.array([face, other]), 0.5) is None
     assert interpolate_faces(np.array([face]), np.array([other]), 0.5) is None  # moved away
     assert interpolate_faces(np.array([face]), np.empty((0, 5)), 0.5) is None
+    assert interpolate_faces(np.empty((0, 5)), np.empty((0, 5)), 0.5).shape == (0, 5)
+
+
+def test_frames_between_two_key_frames_without_a_face_are_not_searched(monkeypatch):
+    """A title card that changes every frame (no face), then a face that comes in: the
+    frames between key frames 0 and 3, both without a face, take none without a search;
+    the frames between key frame 3 (none) and the last (a face) are searched where they
+    changed, and the face is found where it came in, as the every-frame search finds it."""
+    frames = [np.clip(canvas(1280, 720).astype(np.int16) + 30 * i, 0, 255).astype(np.uint8)
+              for i in range(4)]
+    frames += [paste(frames[-1].copy(), 70, 900, 200) for _ in range(3)]
+    changed = FaceExtractor._search_changed
+    searched: list[int] = []
+    monkeypatch.setattr(FaceExtractor, "_search_changed", lambda self, frame, *a: searched.append(
+        next(i for i, f in enumerate(frames) if f is frame)) or changed(self, frame, *a))
+    with recording() as record:
+        found = FaceExtractor.from_params({**PARAMS, "detect_max_side": 320,
+                                           "redetect_every": 3}).extract(frames)
+    every = FaceExtractor.from_params({**PARAMS, "detect_max_side": 320,
+                                       "redetect_every": 1}).extract(frames)
+    assert [f.face is not None for f in found] == [f.face is not None for f in every] == [
+        False] * 4 + [True] * 3
+    assert record.counts["interpolated"] == 2  # frames 1 and 2
+    assert 1 not in searched and 2 not in searched and {4, 5} <= set(searched)
 
 
 def test_a_face_is_proposed_where_its_motion_takes_it():
