@@ -194,10 +194,10 @@ def _first_frames(path: Path, n: int) -> tuple[Any, list[np.ndarray], list[int],
 
 def _bench_video(path: Path, n: int, baseline: BaselineExtractor, fast: FaceExtractor
                  ) -> dict[str, Any]:
-    """Time decoding and the baseline on one video's first ``n`` frames (those past the
-    stream's real end are not read: :func:`read_frames` says which were), and find
-    dflib's faces in them (timed in turns later: :func:`_in_turns`)."""
-    info, frames, read, decode_s = _first_frames(path, n)
+    """Time the baseline on one video's first ``n`` frames (those past the stream's real
+    end are not read: :func:`read_frames` says which were), and find dflib's faces in
+    them (decoding and dflib are timed in turns later: :func:`_in_turns`)."""
+    info, frames, read, _ = _first_frames(path, n)
     wanted = sample_indices(info.n_frames, n, "first")
     found = fast.extract(frames)
 
@@ -212,8 +212,7 @@ def _bench_video(path: Path, n: int, baseline: BaselineExtractor, fast: FaceExtr
     self_agreement = baseline.self_agreement([by_index[i] for i in common],
                                              [base[i] for i in common])
     return {"path": path, "resolution": f"{info.width}x{info.height}", "frames": len(common),
-            "decode_s": decode_s, "baseline_s": baseline_s,
-            "baseline": [base[i] for i in common], "dflib": [fast_boxes[i] for i in common],
+            "baseline_s": baseline_s, "baseline": [base[i] for i in common], "dflib": [fast_boxes[i] for i in common],
             "cuts": [cut[i] for i in common], "self_agreement": self_agreement}
 
 
@@ -251,34 +250,40 @@ def _decoding_ahead_seconds(paths: Sequence[Path], n: int, fast: FaceExtractor
     return seconds[1:]
 
 
-def _serial_seconds(paths: Sequence[Path], n: int, fast: FaceExtractor) -> list[float]:
-    """Per video of ``paths``, the seconds of :func:`run_extraction`'s way without the
-    decoding thread: the video's frames sampled (:func:`sample_frames`, as the thread
-    does), then detected on."""
+def _serial_seconds(paths: Sequence[Path], n: int, fast: FaceExtractor
+                    ) -> list[tuple[float, float]]:
+    """Per video of ``paths``, the seconds of decoding and of the whole of
+    :func:`run_extraction`'s way without the decoding thread: the video's frames sampled
+    (:func:`sample_frames`, as the thread does), then detected on."""
     seconds = []
     for path in paths:
-        start = time.perf_counter()
+        start = decoded = time.perf_counter()
         try:
-            fast.extract(sample_frames(path, n, "first", 1).frames)
+            frames = sample_frames(path, n, "first", 1).frames
+            decoded = time.perf_counter()
+            fast.extract(frames)
         except VideoError:
             pass  # read by _bench_video before: only a file changed since fails here
-        seconds.append(time.perf_counter() - start)
+        seconds.append((decoded - start, time.perf_counter() - start))
     return seconds
 
 
 def _in_turns(paths: Sequence[Path], n: int, fast: FaceExtractor, repeats: int
-              ) -> tuple[list[float], list[float]]:
-    """Per video, the median seconds of dflib serially (:func:`_serial_seconds`) and
-    decoding ahead (:func:`_decoding_ahead_seconds`), the two timed in ``repeats`` turns
-    each, one after the other over all videos: a load that changes over the minutes of a
-    benchmark then weighs on both alike (timed one after the other, each once, they
-    differed by a quarter either way)."""
-    serial: list[list[float]] = []
+              ) -> tuple[list[float], list[float], list[float]]:
+    """Per video, the median seconds of decoding and of dflib serially
+    (:func:`_serial_seconds`, which decodes first) and of dflib decoding ahead
+    (:func:`_decoding_ahead_seconds`), the two ways timed in ``repeats`` turns each, one
+    after the other over all videos: a load that changes over the minutes of a benchmark
+    then weighs on both alike (timed one after the other, each once, they differed by a
+    quarter either way). Decoding is timed in the same turns, so ``dflib_to_decode``
+    compares medians of the same runs (one decode timed once had moved it by half)."""
+    serial: list[list[tuple[float, float]]] = []
     ahead: list[list[float]] = []
     for _ in range(repeats):
         serial.append(_serial_seconds(paths, n, fast))
         ahead.append(_decoding_ahead_seconds(paths, n, fast))
-    return ([float(np.median(turns)) for turns in zip(*serial)],
+    return ([float(np.median([t[0] for t in turns])) for turns in zip(*serial)],
+            [float(np.median([t[1] for t in turns])) for turns in zip(*serial)],
             [float(np.median(turns)) for turns in zip(*ahead)])
 
 
@@ -351,9 +356,9 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
                 tqdm.write(f"error: {exc}", file=sys.stderr)  # on its own line, not the bar's
         if not results:
             return pd.DataFrame(columns=EXTRACT_COLUMNS)
-        serial, ahead = _in_turns([r["path"] for r in results], frames, fast, repeats)
+        decode, serial, ahead = _in_turns([r["path"] for r in results], frames, fast, repeats)
     rows = []
-    for r, dflib_s, ahead_s in zip(results, serial, ahead):
+    for r, decode_s, dflib_s, ahead_s in zip(results, decode, serial, ahead):
         n = r["frames"]
         agreement, mean_iou = compare_boxes(r["baseline"], r["dflib"])
         baseline_faces = sum(b is not None for b in r["baseline"])
@@ -361,9 +366,9 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
         rows.append({
             "footage": str(r["path"]), "resolution": r["resolution"], "device": device,
             "settings": settings, "videos": 1, "frames": n, "repeats": repeats,
-            "decode_fps": n / r["decode_s"], "baseline_fps": n / r["baseline_s"],
+            "decode_fps": n / decode_s, "baseline_fps": n / r["baseline_s"],
             "dflib_fps": n / dflib_s, "dflib_ahead_fps": n / ahead_s,
-            "speedup": r["baseline_s"] / dflib_s, "dflib_to_decode": r["decode_s"] / dflib_s,
+            "speedup": r["baseline_s"] / dflib_s, "dflib_to_decode": decode_s / dflib_s,
             "baseline_faces": baseline_faces, "dflib_faces": dflib_faces,
             "faces_lost": faces_lost(r["baseline"], r["dflib"]),
             "agreement": agreement, "mean_iou": mean_iou,
@@ -376,7 +381,7 @@ def bench_extract(paths: Sequence[str | Path], frames: int = 25, device: str = "
     summary = {
         "footage": "all", "resolution": f"{clips['resolution'].nunique()} sizes",
         "device": device, "settings": settings, "videos": len(clips), "frames": n,
-        "repeats": repeats, "decode_fps": n / sum(r["decode_s"] for r in results),
+        "repeats": repeats, "decode_fps": n / sum(decode),
         "baseline_fps": n / sum(r["baseline_s"] for r in results),
         "dflib_fps": n / sum(serial), "dflib_ahead_fps": n / sum(ahead),
         "speedup": _geomean(clips["speedup"]), "dflib_to_decode": _geomean(clips["dflib_to_decode"]),

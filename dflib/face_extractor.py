@@ -435,7 +435,7 @@ class FaceExtractor:
         size = (max(1, round((x2 - x1) * scale)), max(1, round((y2 - y1) * scale)))
         if scale < 1.0:
             with step("shrink"):
-                region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+                region = mtcnn.area_resize(region, *size)
         boxes = mtcnn.detect([np.ascontiguousarray(region)], self.mtcnn, min_face,
                              self.thresholds, self.factor, max_face=2 * scale * side)[0]
         boxes[:, [0, 2]] = boxes[:, [0, 2]] * ((x2 - x1) / size[0]) + x1

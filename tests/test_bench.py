@@ -120,7 +120,8 @@ def test_extract_bench_times_serial_and_decoding_ahead_in_turns(videos, monkeypa
     """Timed one pass after the other, minutes apart, the two ways did not compare on a
     machine whose load changed meanwhile: they take turns, and each rate is the median."""
     calls: list[str] = []
-    seconds = iter([1.0, 5.0, 3.0, 2.0, 4.0, 6.0])  # serial, ahead, serial, ...
+    # serial (decoding, all), ahead, serial, ...
+    seconds = iter([(0.5, 1.0), 5.0, (0.2, 3.0), 2.0, (0.4, 4.0), 6.0])
     for name, way in (("_serial_seconds", "serial"), ("_decoding_ahead_seconds", "ahead")):
         monkeypatch.setattr(bench, name, lambda paths, n, fast, way=way: calls.append(way)
                             or [next(seconds)] * len(paths))
@@ -132,6 +133,8 @@ def test_extract_bench_times_serial_and_decoding_ahead_in_turns(videos, monkeypa
     assert clip["repeats"] == 3
     assert clip["dflib_fps"] == pytest.approx(2 / 3.0)  # median of 1, 3, 4 seconds
     assert clip["dflib_ahead_fps"] == pytest.approx(2 / 5.0)  # median of 5, 2, 6
+    assert clip["decode_fps"] == pytest.approx(2 / 0.4)  # median of 0.5, 0.2, 0.4
+    assert clip["dflib_to_decode"] == pytest.approx(0.4 / 3.0)  # of the same turns
     assert clip["speedup"] == pytest.approx(clip["dflib_fps"] / clip["baseline_fps"])
 
 
