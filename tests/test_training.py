@@ -14,6 +14,8 @@ from sklearn.metrics import roc_auc_score
 
 from dflib import config, evaluation, face_store, io, plots, stages
 from dflib.detectors.models import batches, cnn, cnn_training, fitting
+from dflib.detectors.models.cnn_training_fields import TRAIN_CNN
+from dflib.fields import defaults
 from dflib.paths import RunPaths
 
 SIZE = 32
@@ -79,6 +81,36 @@ def test_class_weights_balance_the_faces():
     w = fitting.class_weights(video_table(2, 6))
     assert w[0] * 6 == pytest.approx(w[1] * 18)  # 6 real faces, 18 fake faces
     assert w[0] == pytest.approx(24 / 12)
+
+
+def test_a_balanced_validation_loss_weighs_each_class_alike():
+    """Validation faces 1 real : 3 fake. A model that calls every face fake with
+    probability 0.8 scores an unweighted loss of (ln 5 + 3 ln 1.25) / 4 = 0.57, below the
+    ln 2 of knowing nothing; weighted by ``balanced_validation`` its loss is the mean of
+    the two classes' mean losses, 0.92: leaning towards the majority no longer pays."""
+    val = video_table(2, 6, "val", faces_each=2)
+    store = MemoryStore(val)
+    inputs = keras.Input((4, 4, 3))
+    flat = keras.layers.Flatten()(inputs)
+    leaning = keras.layers.Dense(2, activation="softmax", kernel_initializer="zeros",
+                                 bias_initializer=keras.initializers.Constant(
+                                     [0.0, np.log(4.0)]))(flat)
+    model = keras.Model(inputs, leaning)
+    model.compile(loss="sparse_categorical_crossentropy")
+    plain = cnn_training._validation_batches(store, val, _config(balanced_validation=False))
+    balanced = cnn_training._validation_batches(store, val, _config(balanced_validation=True))
+    assert len(plain[0]) == 2 and len(balanced[0]) == 3  # faces, labels (, weights)
+    unweighted = model.evaluate(plain, verbose=0)
+    weighted = model.evaluate(balanced, verbose=0)
+    assert unweighted == pytest.approx((np.log(5) + 3 * np.log(1.25)) / 4, abs=1e-4)
+    assert weighted == pytest.approx((np.log(5) + np.log(1.25)) / 2, abs=1e-4)
+    assert cnn_training._validation_batches(store, val.assign(n_faces=0), _config()) is None
+
+
+def _config(**changes: object) -> cnn_training.TrainConfig:
+    """A train_cnn configuration of the field defaults, all 16 faces in one batch."""
+    section = {**defaults(TRAIN_CNN), "batch_size": 16, **changes}
+    return cnn_training.TrainConfig.from_sections({"img_size": 4, "seed": 0}, section)
 
 
 def test_no_video_on_both_sides_of_the_split():

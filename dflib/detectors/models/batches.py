@@ -7,7 +7,7 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Mapping, Protocol
 
 import cv2
 import keras
@@ -91,12 +91,15 @@ class FaceBatches(keras.utils.PyDataset):
     epoch and the batch index, so it does not depend on the order batches are made in.
     ``every_face`` also reads the other faces of a ``multi_face: max`` store (counted by
     the ``n_other_faces`` column of ``videos``): for scoring, never for training.
+    ``class_weights`` (label: weight) makes each batch ``(faces, labels, weights)``: Keras
+    then weighs each face's loss by its class's weight (a balanced validation loss).
     """
 
     def __init__(self, store: FaceSource, videos: pd.DataFrame, batch_size: int, *,
                  shuffle: bool = False, seed: int = 0, augment: Augmentation | None = None,
                  cache_videos: int = 64, max_faces: int | None = None,
-                 workers: int = 1, every_face: bool = False) -> None:
+                 workers: int = 1, every_face: bool = False,
+                 class_weights: Mapping[int, float] | None = None) -> None:
         # Threads, not processes: OpenCV's warps and NumPy's copies release the GIL, and
         # every batch is a pure function of its index, so workers never change a batch.
         super().__init__(workers=workers, use_multiprocessing=False)
@@ -105,6 +108,7 @@ class FaceBatches(keras.utils.PyDataset):
         videos = videos[videos["n_faces"] > 0]
         self.store, self.batch_size, self.shuffle, self.seed = store, batch_size, shuffle, seed
         self.augment, self.cache_videos, self.every_face = augment, cache_videos, every_face
+        self.class_weights = dict(class_weights) if class_weights is not None else None
         self.video_ids = videos["video_id"].astype(str).to_numpy()
         self.labels = videos["label"].to_numpy(dtype=np.int64)
         self.n_faces = videos["n_faces"].to_numpy(dtype=np.int64)
@@ -169,12 +173,16 @@ class FaceBatches(keras.utils.PyDataset):
             raise IndexError(f"batch {i} out of range (0..{len(self) - 1})")
         return self._order[i * self.batch_size:(i + 1) * self.batch_size]
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
         rows = self._rows(i)
         x = np.stack([self._arrays(v)[0][f] for v, f in zip(self._video[rows], self._face[rows])])
         if self.augment is not None:
             x = self.augment(x, np.random.default_rng([self.seed, self.epoch, i]))
-        return x.astype(np.float32), self.labels[self._video[rows]]
+        y = self.labels[self._video[rows]]
+        if self.class_weights is None:
+            return x.astype(np.float32), y
+        return x.astype(np.float32), y, np.array([self.class_weights[int(c)] for c in y],
+                                                 dtype=np.float32)
 
     def keys(self, i: int) -> pd.DataFrame:
         """``video_id, frame_idx, label`` of batch ``i``'s faces, in batch order."""

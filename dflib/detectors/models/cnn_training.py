@@ -71,6 +71,7 @@ class TrainConfig:
     # Last, with the defaults that describe a manifest written before the keys existed.
     bn_recalibration_batches: int = 0
     monitor: str = "val_loss"
+    balanced_validation: bool = False
 
     @classmethod
     def from_sections(cls, shared: Mapping[str, Any], section: Mapping[str, Any]) -> "TrainConfig":
@@ -175,13 +176,24 @@ def _fit_chunk(store: FaceSource, i: int, part: pd.DataFrame, val_data: FaceBatc
     return record
 
 
+def _validation_batches(store: FaceSource, val: pd.DataFrame, cfg: TrainConfig
+                        ) -> FaceBatches | None:
+    """The validation faces early stopping and checkpoints see, each class weighing half
+    of ``val_loss`` with ``balanced_validation`` (:func:`class_weights`); None without
+    any."""
+    if val["n_faces"].sum() == 0:
+        return None
+    return FaceBatches(store, val, cfg.batch_size,
+                       class_weights=class_weights(val) if cfg.balanced_validation else None)
+
+
 def _fit_chunk_task(store: FaceSource, i: int, part: pd.DataFrame, val: pd.DataFrame,
                     run: RunPaths, cfg: TrainConfig, made_from: dict[str, Any],
                     verbose: int) -> dict[str, Any]:
     """One chunk on a Dask worker: the same :func:`_fit_chunk` as the sequential path, with
     the validation batches rebuilt there, so the model and its files are the same."""
-    val_data = FaceBatches(store, val, cfg.batch_size) if val["n_faces"].sum() > 0 else None
-    return _fit_chunk(store, i, part, val_data, run, cfg, made_from, verbose).as_dict()
+    return _fit_chunk(store, i, part, _validation_batches(store, val, cfg), run, cfg, made_from,
+                      verbose).as_dict()
 
 
 def train_section(store: FaceSource, videos: pd.DataFrame, run: RunPaths,
@@ -226,7 +238,7 @@ def train_chunks(store: FaceSource, videos: pd.DataFrame, run: RunPaths, cfg: Tr
         "n_train_videos": len(train), "n_val_videos": len(val),
         "n_val_faces": int(val["n_faces"].sum()), "chunk_models": [], "complete": False,
     }
-    val_data = FaceBatches(store, val, cfg.batch_size) if val["n_faces"].sum() > 0 else None
+    val_data = _validation_batches(store, val, cfg)
     if val_data is None:
         warnings.warn("no validation faces: early stopping and checkpoints follow the "
                       "training loss", stacklevel=2)

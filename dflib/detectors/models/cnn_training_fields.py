@@ -31,6 +31,9 @@ TRAIN_CNN: Mapping[str, Field] = MappingProxyType({
     "monitor": Field(str, "val_loss", "what early stopping and the kept epoch follow on the "
                      "validation faces: val_loss, or val_auc (the AUC of the fake score)",
                      choices=CNN_MONITORS),
+    "balanced_validation": Field(bool, False, "weigh the validation faces so real and fake "
+                                 "count alike in val_loss (the paper: unweighted, so with "
+                                 "more fakes than reals a fake-leaning model scores lower)"),
     "chunks": Field(int, 0, "balanced chunks: 0 is n_majority // n_minority (the paper), "
                     "1 is one model on everything", min=0),
     "class_weight": Field(bool, False, "weight classes by frequency (single-model runs)"),
