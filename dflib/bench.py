@@ -212,7 +212,8 @@ def _bench_video(path: Path, n: int, baseline: BaselineExtractor, fast: FaceExtr
     self_agreement = baseline.self_agreement([by_index[i] for i in common],
                                              [base[i] for i in common])
     return {"path": path, "resolution": f"{info.width}x{info.height}", "frames": len(common),
-            "baseline_s": baseline_s, "baseline": [base[i] for i in common], "dflib": [fast_boxes[i] for i in common],
+            "baseline_s": baseline_s, "baseline": [base[i] for i in common],
+            "dflib": [fast_boxes[i] for i in common],
             "cuts": [cut[i] for i in common], "self_agreement": self_agreement}
 
 
