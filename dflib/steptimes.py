@@ -19,7 +19,8 @@ STEPS = ("shot_cuts", "shrink", "pyramid", "pnet", "candidate_crops", "rnet", "o
 # Frames counted by FaceExtractor.extract: shot cuts found; searches near a known face
 # (key frames near the faces of the key frame before, frames between near a face of the
 # frame before that they did not confirm) and those that found one; frames between key
-# frames whose faces pair up, given boxes interpolated between theirs; frames that
+# frames whose faces pair up, given boxes interpolated between theirs (none between two
+# without a face); frames that
 # confirmed the faces of the frame before (key frames: of the key frame before, where they
 # stayed put); frames searched in full (the
 # coarse pass), and those of them searched again at full resolution.
